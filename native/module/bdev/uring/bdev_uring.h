@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/** \file A file or block device served through io_uring (liburing). */
+#ifndef SB_BDEV_URING_H
+#define SB_BDEV_URING_H
+
+#include <stdint.h>
+
+struct sb_uring_opts {
+	const char *name;
+	const char *filename;
+	uint32_t block_size;    /* 0 = detect (logical block size of a block device, 512 for files) */
+	const char *uuid;       /* NULL or "" = generate */
+};
+
+/**
+ * \return 0, -EEXIST, -ENOENT / -EACCES (file), -EINVAL (block size, a
+ *         file whose size is not a multiple of the block size is rounded
+ *         down; zero blocks is -EINVAL).
+ */
+int sb_bdev_uring_create(const struct sb_uring_opts *opts);
+int sb_bdev_uring_delete(const char *name);
+/** Re-read the file size; a change notifies open descriptors. */
+int sb_bdev_uring_rescan(const char *name);
+
+#endif

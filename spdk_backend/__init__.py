@@ -1,0 +1,3 @@
+"""spdk-backend: a userspace polling vhost-user-blk backend for KVM guests."""
+
+__version__ = "0.1.0"

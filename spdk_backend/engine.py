@@ -1,0 +1,437 @@
+"""Python face of the native polling engine (``spdk_backend._native``).
+
+One :class:`Engine` per process (the C engine is process-wide).  Every call
+here is a synchronous control-plane call: the C side posts a message to the
+owning reactor and waits, with the GIL released, so Python never blocks a
+reactor and a reactor never waits for Python.
+
+Every C return code goes through :func:`_check`, which raises the typed
+exceptions of :mod:`spdk_backend.exception`.  Results use SPDK's JSON-RPC
+shapes so the agent can return them as they are.
+"""
+
+import json
+import os
+import threading
+
+from spdk_backend import exception
+from spdk_backend._native import ffi, lib
+
+# The order of supported_io_types in struct sb_bdev_info, with SPDK's names.
+_IO_TYPE_NAMES = ("read", "write", "flush", "unmap", "write_zeroes", "reset")
+_QOS_NAMES = ("rw_ios_per_sec", "rw_mbytes_per_sec", "r_mbytes_per_sec",
+              "w_mbytes_per_sec")
+_UINT64_MAX = (1 << 64) - 1
+_LOG_LEVELS = {"ERROR": 0, "WARNING": 1, "NOTICE": 2, "INFO": 3, "DEBUG": 4}
+
+
+def _check(rc, op, **reason_kw):
+    """Raise the typed exception for a negative C return code."""
+    if rc >= 0:
+        return rc
+    reason = reason_kw.get("reason")
+    if reason is None:
+        reason = "%s (%s)" % (os.strerror(-rc), _describe(rc, reason_kw))
+    raise exception.from_errno(rc, op=op, reason=reason)
+
+
+def _describe(rc, kw):
+    return ", ".join("%s=%s" % (k, v) for k, v in sorted(kw.items())) or "no detail"
+
+
+def _s(cdata):
+    return ffi.string(cdata).decode("utf-8", "replace")
+
+
+def _b(value):
+    """Encode an optional str for a const char * parameter (keeps it alive)."""
+    if value is None:
+        return ffi.NULL
+    if not isinstance(value, str):
+        raise exception.InvalidInput(reason="expected a string, got %r" % (value,))
+    if "\0" in value:
+        raise exception.InvalidInput(reason="NUL byte in %r" % (value,))
+    return ffi.new("char[]", value.encode("utf-8"))
+
+
+def _u(value, name, bits=64):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise exception.InvalidInput(reason="%s must be an integer, got %r" % (name, value))
+    if value < 0 or value >= (1 << bits):
+        raise exception.InvalidInput(reason="%s out of range: %d" % (name, value))
+    return value
+
+
+def parse_core_mask(mask):
+    """CPU numbers of an SPDK-style core mask ("0x3", "[0,1]", "[0-3]")."""
+    cores = ffi.new("uint32_t[]", lib.SB_MAX_REACTORS)
+    count = ffi.new("uint32_t *")
+    rc = lib.sb_parse_core_mask(_b(mask), cores, lib.SB_MAX_REACTORS, count)
+    _check(rc, "parse core mask", reason="invalid core mask %r: %s" % (mask, os.strerror(-rc))
+           if rc < 0 else None)
+    return [cores[i] for i in range(count[0])]
+
+
+class Engine:
+    """The native engine: reactors, bdevs and vhost-blk controllers."""
+
+    _lock = threading.Lock()
+    _active = None
+
+    def __init__(self, core_mask="0x1", max_delay_us=1000, vhost_socket_dir=None,
+                 no_pin=False, spin_us=0):
+        self.core_mask = core_mask
+        self.max_delay_us = _u(max_delay_us, "max_delay_us")
+        self.spin_us = _u(spin_us, "spin_us")
+        self.vhost_socket_dir = vhost_socket_dir
+        self.no_pin = bool(no_pin)
+        self.cores = parse_core_mask(core_mask)
+        self._running = False
+
+    # ---- lifecycle ----
+
+    def start(self):
+        with Engine._lock:
+            if Engine._active is not None:
+                raise exception.AlreadyExists(errno=17, op="engine start",
+                                              reason="an engine already runs in this process")
+            opts = ffi.new("struct sb_engine_opts *")
+            lib.sb_engine_opts_init(opts)
+            mask = _b(self.core_mask)
+            opts.core_mask = mask
+            opts.max_delay_us = self.max_delay_us
+            opts.spin_us = self.spin_us
+            opts.no_pin = self.no_pin
+            _check(lib.sb_engine_start(opts), "engine start", core_mask=self.core_mask)
+            Engine._active = self
+            self._running = True
+        if self.vhost_socket_dir is not None:
+            try:
+                self.vhost_set_socket_dir(self.vhost_socket_dir)
+            except Exception:
+                self.stop()
+                raise
+        return self
+
+    def stop(self):
+        with Engine._lock:
+            if not self._running:
+                return
+            lib.sb_engine_stop()
+            self._running = False
+            Engine._active = None
+
+    @property
+    def running(self):
+        return self._running
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _require_running(self, op):
+        if not self._running:
+            raise exception.EngineNotRunning(op=op)
+
+    @property
+    def tick_rate(self):
+        return lib.sb_get_ticks_hz()
+
+    @staticmethod
+    def ticks():
+        return lib.sb_get_ticks()
+
+    # ---- reactors ----
+
+    def reactors(self):
+        """Per-reactor counters and pollers (feeds framework_get_reactors)."""
+        self._require_running("reactors")
+        out = []
+        st = ffi.new("struct sb_reactor_stats *")
+        for idx in range(lib.sb_reactor_count()):
+            _check(lib.sb_reactor_get_stats(idx, st), "reactor stats", index=idx)
+            out.append({
+                "lcore": st.core,
+                "name": _s(st.name),
+                "busy": st.busy_ticks,
+                "idle": st.idle_ticks,
+                "sleeps": st.sleeps,
+                "wakeups": st.wakeups,
+                "msgs": st.msgs,
+                "pollers": self._pollers(idx, st.poller_count),
+            })
+        return out
+
+    def _pollers(self, idx, hint):
+        cap = max(hint, 8)
+        while True:
+            arr = ffi.new("struct sb_poller_info[]", cap)
+            count = ffi.new("uint32_t *")
+            _check(lib.sb_reactor_get_pollers(idx, arr, cap, count), "reactor pollers",
+                   index=idx)
+            if count[0] <= cap:
+                return [{"name": _s(p.name), "period_us": p.period_us,
+                         "run_count": p.run_count, "busy_count": p.busy_count}
+                        for p in arr[0:count[0]]]
+            cap = count[0]
+
+    # ---- bdevs ----
+
+    def bdev_malloc_create(self, name, num_blocks, block_size, uuid=None,
+                           physical_block_size=0, hugepages=False):
+        self._require_running("bdev_malloc_create")
+        opts = ffi.new("struct sb_malloc_opts *")
+        keep = [_b(name), _b(uuid)]
+        opts.name, opts.uuid = keep
+        opts.num_blocks = _u(num_blocks, "num_blocks")
+        opts.block_size = _u(block_size, "block_size", 32)
+        opts.physical_block_size = _u(physical_block_size, "physical_block_size", 32)
+        opts.hugepages = bool(hugepages)
+        _check(lib.sb_bdev_malloc_create(opts), "bdev_malloc_create", name=name,
+               num_blocks=num_blocks, block_size=block_size)
+        return name
+
+    def bdev_malloc_delete(self, name):
+        self._require_running("bdev_malloc_delete")
+        _check(lib.sb_bdev_malloc_delete(_b(name)), "bdev_malloc_delete", name=name)
+
+    def bdev_null_create(self, name, num_blocks, block_size, uuid=None,
+                         physical_block_size=0):
+        self._require_running("bdev_null_create")
+        opts = ffi.new("struct sb_null_opts *")
+        keep = [_b(name), _b(uuid)]
+        opts.name, opts.uuid = keep
+        opts.num_blocks = _u(num_blocks, "num_blocks")
+        opts.block_size = _u(block_size, "block_size", 32)
+        opts.physical_block_size = _u(physical_block_size, "physical_block_size", 32)
+        _check(lib.sb_bdev_null_create(opts), "bdev_null_create", name=name,
+               num_blocks=num_blocks, block_size=block_size)
+        return name
+
+    def bdev_null_delete(self, name):
+        self._require_running("bdev_null_delete")
+        _check(lib.sb_bdev_null_delete(_b(name)), "bdev_null_delete", name=name)
+
+    def bdev_null_resize(self, name, new_size_mb):
+        self._require_running("bdev_null_resize")
+        _check(lib.sb_bdev_null_resize(_b(name), _u(new_size_mb, "new_size")),
+               "bdev_null_resize", name=name, new_size=new_size_mb)
+
+    def bdev_uring_create(self, name, filename, block_size=0, uuid=None):
+        self._require_running("bdev_uring_create")
+        opts = ffi.new("struct sb_uring_opts *")
+        keep = [_b(name), _b(filename), _b(uuid)]
+        opts.name, opts.filename, opts.uuid = keep
+        opts.block_size = _u(block_size, "block_size", 32)
+        _check(lib.sb_bdev_uring_create(opts), "bdev_uring_create", name=name,
+               filename=filename)
+        return name
+
+    def bdev_uring_delete(self, name):
+        self._require_running("bdev_uring_delete")
+        _check(lib.sb_bdev_uring_delete(_b(name)), "bdev_uring_delete", name=name)
+
+    def bdev_uring_rescan(self, name):
+        self._require_running("bdev_uring_rescan")
+        _check(lib.sb_bdev_uring_rescan(_b(name)), "bdev_uring_rescan", name=name)
+
+    def bdev_get_bdevs(self, name=None):
+        """bdevs in SPDK's bdev_get_bdevs shape; NotFound for an unknown name."""
+        self._require_running("bdev_get_bdevs")
+        if name is not None:
+            info = ffi.new("struct sb_bdev_info *")
+            _check(lib.sb_bdev_ctl_get_info(_b(name), info), "bdev_get_bdevs", name=name,
+                   reason="bdev %s does not exist" % name)
+            return [_bdev_dict(info)]
+        cap = 64
+        while True:
+            arr = ffi.new("struct sb_bdev_info[]", cap)
+            count = ffi.new("uint32_t *")
+            _check(lib.sb_bdev_ctl_list(arr, cap, count), "bdev_get_bdevs")
+            if count[0] <= cap:
+                return [_bdev_dict(arr[i]) for i in range(count[0])]
+            cap = count[0] + 16
+
+    def bdev_get_iostat(self, name=None):
+        """SPDK's bdev_get_iostat result: tick_rate, ticks, bdevs[...]."""
+        self._require_running("bdev_get_iostat")
+        names = [name] if name is not None else [b["name"] for b in self.bdev_get_bdevs()]
+        st = ffi.new("struct sb_bdev_iostat *")
+        bdevs = []
+        for n in names:
+            rc = lib.sb_bdev_ctl_get_iostat(_b(n), st)
+            if rc == -19 and name is None:
+                continue  # deleted between the list and the read
+            _check(rc, "bdev_get_iostat", name=n, reason="bdev %s does not exist" % n
+                   if rc == -19 else None)
+            bdevs.append(_iostat_dict(st))
+        return {"tick_rate": lib.sb_bdev_ticks_hz(), "ticks": lib.sb_get_ticks(),
+                "bdevs": bdevs}
+
+    def bdev_set_qos_limit(self, name, rw_ios_per_sec=None, rw_mbytes_per_sec=None,
+                           r_mbytes_per_sec=None, w_mbytes_per_sec=None):
+        self._require_running("bdev_set_qos_limit")
+        given = (rw_ios_per_sec, rw_mbytes_per_sec, r_mbytes_per_sec, w_mbytes_per_sec)
+        if all(v is None for v in given):
+            raise exception.InvalidInput(reason="bdev_set_qos_limit needs at least one limit")
+        limits = ffi.new("uint64_t[4]")
+        for i, (key, value) in enumerate(zip(_QOS_NAMES, given)):
+            limits[i] = _UINT64_MAX if value is None else _u(value, key)
+        _check(lib.sb_bdev_ctl_set_qos(_b(name), limits), "bdev_set_qos_limit", name=name)
+
+    # ---- vhost ----
+
+    def vhost_set_socket_dir(self, path):
+        self._require_running("vhost_set_socket_dir")
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        _check(lib.sb_vhost_set_socket_dir(_b(path)), "vhost socket dir", path=path)
+        self.vhost_socket_dir = path
+
+    def vhost_create_blk_controller(self, ctrlr, dev_name, cpumask=None, readonly=False,
+                                    max_queues=0, serial=None):
+        self._require_running("vhost_create_blk_controller")
+        opts = ffi.new("struct sb_vhost_blk_opts *")
+        keep = [_b(ctrlr), _b(dev_name), _b(cpumask), _b(serial)]
+        opts.name, opts.bdev_name, opts.cpumask, opts.serial = keep
+        opts.readonly = bool(readonly)
+        opts.max_queues = _u(max_queues, "max_queues", 16)
+        _check(lib.sb_vhost_blk_create(opts), "vhost_create_blk_controller", ctrlr=ctrlr,
+               dev_name=dev_name)
+
+    def vhost_delete_controller(self, ctrlr, force=False):
+        self._require_running("vhost_delete_controller")
+        rc = lib.sb_vhost_delete(_b(ctrlr), bool(force))
+        reason = None
+        if rc == -16:
+            reason = ("controller %s has a connected front-end; detach it from the VM "
+                      "first or delete with force" % ctrlr)
+        elif rc == -19:
+            reason = "controller %s does not exist" % ctrlr
+        _check(rc, "vhost_delete_controller", ctrlr=ctrlr, reason=reason)
+
+    def vhost_controller_set_coalescing(self, ctrlr, delay_base_us, iops_threshold):
+        self._require_running("vhost_controller_set_coalescing")
+        _check(lib.sb_vhost_set_coalescing(_b(ctrlr), _u(delay_base_us, "delay_base_us", 32),
+                                           _u(iops_threshold, "iops_threshold", 32)),
+               "vhost_controller_set_coalescing", ctrlr=ctrlr)
+
+    def vhost_get_controllers(self, name=None):
+        self._require_running("vhost_get_controllers")
+        if name is not None:
+            info = ffi.new("struct sb_vhost_ctrlr_info *")
+            _check(lib.sb_vhost_get_info(_b(name), info), "vhost_get_controllers", name=name,
+                   reason="controller %s does not exist" % name)
+            return [_ctrlr_dict(info)]
+        cap = 64
+        while True:
+            arr = ffi.new("struct sb_vhost_ctrlr_info[]", cap)
+            count = ffi.new("uint32_t *")
+            _check(lib.sb_vhost_list(arr, cap, count), "vhost_get_controllers")
+            if count[0] <= cap:
+                return [_ctrlr_dict(arr[i]) for i in range(count[0])]
+            cap = count[0] + 16
+
+    # ---- logs ----
+
+    @staticmethod
+    def log_recent():
+        buf = ffi.new("char[]", 256 * 1024)
+        n = lib.sb_log_get_recent(buf, len(buf))
+        return ffi.string(buf, n).decode("utf-8", "replace")
+
+    @staticmethod
+    def log_clear():
+        lib.sb_log_clear_recent()
+
+    @staticmethod
+    def set_log_level(level):
+        try:
+            lib.sb_log_set_level(_LOG_LEVELS[level.upper()])
+        except KeyError:
+            raise exception.InvalidInput(reason="log level must be one of %s"
+                                         % ", ".join(_LOG_LEVELS)) from None
+
+    @staticmethod
+    def set_log_file(path):
+        _check(lib.sb_log_open(_b(path)), "log file", path=path)
+
+
+def _bdev_dict(info):
+    driver_specific = {}
+    raw = _s(info.driver_specific)
+    if raw:
+        try:
+            driver_specific = json.loads(raw)
+        except ValueError:
+            driver_specific = {"raw": raw}
+    io_types = {n: bool(info.supported_io_types[i]) for i, n in enumerate(_IO_TYPE_NAMES)}
+    for extra in ("nvme_admin", "nvme_io", "compare", "compare_and_write", "abort",
+                  "zcopy", "seek_hole", "seek_data", "copy"):
+        io_types[extra] = False
+    out = {
+        "name": _s(info.name),
+        "aliases": [_s(info.aliases[i]) for i in range(info.num_aliases)],
+        "product_name": _s(info.product_name),
+        "block_size": info.block_size,
+        "num_blocks": info.num_blocks,
+        "uuid": _s(info.uuid),
+        "assigned_rate_limits": {n: info.qos_limits[i] for i, n in enumerate(_QOS_NAMES)},
+        "claimed": bool(info.claimed),
+        "zoned": False,
+        "supported_io_types": io_types,
+        "driver_specific": driver_specific,
+    }
+    if info.physical_block_size and info.physical_block_size != info.block_size:
+        out["physical_block_size"] = info.physical_block_size
+    if info.claimed:
+        out["claim_type"] = "exclusive_write"
+        out["claimed_by"] = _s(info.claimed_by)
+    out["module"] = _s(info.module)
+    return out
+
+
+_IOSTAT_FIELDS = (
+    "bytes_read", "num_read_ops", "bytes_written", "num_write_ops", "bytes_unmapped",
+    "num_unmap_ops", "bytes_copied", "num_copy_ops", "read_latency_ticks",
+    "max_read_latency_ticks", "min_read_latency_ticks", "write_latency_ticks",
+    "max_write_latency_ticks", "min_write_latency_ticks", "unmap_latency_ticks",
+    "max_unmap_latency_ticks", "min_unmap_latency_ticks", "copy_latency_ticks",
+    "max_copy_latency_ticks", "min_copy_latency_ticks", "queue_depth", "io_time",
+    "weighted_io_time",
+)
+
+
+def _iostat_dict(st):
+    out = {"name": _s(st.name)}
+    for field in _IOSTAT_FIELDS:
+        out[field] = getattr(st, field)
+    out["num_write_zeroes_ops"] = st.num_write_zeroes_ops
+    out["bytes_write_zeroes"] = st.bytes_write_zeroes
+    out["num_flush_ops"] = st.num_flush_ops
+    out["num_reset_ops"] = st.num_reset_ops
+    out["io_error"] = {"count": st.num_io_errors}
+    return out
+
+
+def _ctrlr_dict(info):
+    return {
+        "ctrlr": _s(info.name),
+        "cpumask": _s(info.cpumask),
+        "delay_base_us": info.delay_base_us,
+        "iops_threshold": info.iops_threshold,
+        "socket": _s(info.socket),
+        "sessions": [{"vid": 0, "id": 0, "name": _s(info.name), "started": bool(info.started)}]
+        if info.connected else [],
+        "backend_specific": {"block": {"readonly": bool(info.readonly),
+                                       "bdev": _s(info.bdev_name)}},
+        "connected": bool(info.connected),
+        "broken": bool(info.broken),
+        "max_queues": info.max_queues,
+        "num_queues": info.num_queues,
+        "features": info.features,
+        "protocol_features": info.protocol_features,
+        "reactor_core": info.reactor_core,
+        "completed_ios": info.completed_ios,
+    }

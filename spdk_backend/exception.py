@@ -1,0 +1,139 @@
+"""The project's exceptions.
+
+Every exception carries a class-level message template filled from keyword
+arguments, so a caller raises ``BdevNotFound(name="vol0")`` and the operator
+reads "bdev vol0 does not exist".  Engine errors also carry the negative
+errno the C layer returned (``.errno`` is positive, like OSError's).
+"""
+
+import errno as _errno
+import os
+
+
+class SpdkBackendException(Exception):
+    """Base of every exception the project raises on purpose."""
+
+    msg_fmt = "An unknown error occurred."
+    code = None  # JSON-RPC error code when this crosses the agent's API
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.msg_fmt % kwargs
+            except (KeyError, TypeError, ValueError):
+                # A template/kwargs mismatch is our bug; never hide the real error.
+                message = "%s (%r)" % (self.msg_fmt, kwargs)
+        self.message = message
+        super().__init__(message)
+
+
+class InvalidInput(SpdkBackendException):
+    msg_fmt = "Invalid input: %(reason)s"
+
+
+class ConfigurationError(SpdkBackendException):
+    msg_fmt = "Configuration error: %(reason)s"
+
+
+class EngineError(SpdkBackendException):
+    """A C engine call failed; ``errno`` says how."""
+
+    msg_fmt = "%(op)s failed: %(reason)s"
+
+    def __init__(self, message=None, errno=None, **kwargs):
+        self.errno = errno
+        if message is None and "reason" not in kwargs and errno is not None:
+            kwargs["reason"] = os.strerror(errno)
+        kwargs.setdefault("op", "engine call")
+        kwargs.setdefault("reason", "unknown error")
+        super().__init__(message, **kwargs)
+
+
+class EngineNotRunning(EngineError):
+    msg_fmt = "The engine is not running (%(op)s)"
+
+
+class NotFound(EngineError):
+    msg_fmt = "%(op)s: %(reason)s"
+
+
+class AlreadyExists(EngineError):
+    msg_fmt = "%(op)s: %(reason)s"
+
+
+class Busy(EngineError):
+    msg_fmt = "%(op)s: %(reason)s"
+
+
+class InvalidArgument(EngineError):
+    msg_fmt = "%(op)s: %(reason)s"
+
+
+class PermissionDenied(EngineError):
+    msg_fmt = "%(op)s: %(reason)s"
+
+
+class EngineTimeout(EngineError):
+    msg_fmt = "%(op)s: the engine did not answer in time"
+
+
+# errno -> exception class for engine results (anything else: EngineError).
+ERRNO_CLASSES = {
+    _errno.ENODEV: NotFound,
+    _errno.ENOENT: NotFound,
+    _errno.EEXIST: AlreadyExists,
+    _errno.EBUSY: Busy,
+    _errno.EINVAL: InvalidArgument,
+    _errno.E2BIG: InvalidArgument,
+    _errno.ERANGE: InvalidArgument,
+    _errno.ENAMETOOLONG: InvalidArgument,
+    _errno.EPERM: PermissionDenied,
+    _errno.EACCES: PermissionDenied,
+    _errno.ETIMEDOUT: EngineTimeout,
+    _errno.ESHUTDOWN: EngineNotRunning,
+}
+
+
+def from_errno(errno, op, reason=None):
+    """The exception for a negative or positive errno from the engine."""
+    errno = abs(errno)
+    cls = ERRNO_CLASSES.get(errno, EngineError)
+    return cls(errno=errno, op=op, reason=reason or os.strerror(errno))
+
+
+class AgentError(SpdkBackendException):
+    msg_fmt = "agent error %(code)s: %(reason)s"
+
+
+class AgentUnavailable(SpdkBackendException):
+    msg_fmt = "cannot reach the agent at %(path)s: %(reason)s"
+
+
+class LibvirtError(SpdkBackendException):
+    msg_fmt = "libvirt: %(reason)s"
+
+
+class DomainNotFound(LibvirtError):
+    msg_fmt = "domain %(name)s does not exist"
+
+
+class SharedMemoryRequired(LibvirtError):
+    msg_fmt = ("domain %(name)s does not have shared guest memory, which a "
+               "vhost-user disk needs; run 'spdk-backend domain prepare %(name)s' "
+               "and restart the domain (shared memory cannot be enabled on a "
+               "running guest)")
+
+
+class NoFreeHotplugSlot(LibvirtError):
+    msg_fmt = ("domain %(name)s has no free PCIe hotplug slot for another disk; "
+               "add pcie-root-port controllers to its definition and restart it")
+
+
+class DeviceDetachFailed(LibvirtError):
+    msg_fmt = "device %(device)s was not removed from domain %(name)s: %(reason)s"
+
+
+class VolumeBackendNotFound(ConfigurationError):
+    msg_fmt = ("no such volume backend %(name)s (known: %(known)s); check the "
+               "volume_backend option")
