@@ -13,6 +13,7 @@ shapes so the agent can return them as they are.
 import json
 import os
 import threading
+import weakref
 
 from spdk_backend import exception
 from spdk_backend._native import ffi, lib
@@ -87,6 +88,7 @@ class Engine:
         self.no_pin = bool(no_pin)
         self.cores = parse_core_mask(core_mask)
         self._running = False
+        self._watches = weakref.WeakSet()
 
     # ---- lifecycle ----
 
@@ -117,6 +119,9 @@ class Engine:
         with Engine._lock:
             if not self._running:
                 return
+            # A watch refers to a reactor; free it while that reactor exists.
+            for watch in list(self._watches):
+                watch.close()
             lib.sb_engine_stop()
             self._running = False
             Engine._active = None
@@ -281,6 +286,66 @@ class Engine:
             limits[i] = _UINT64_MAX if value is None else _u(value, key)
         _check(lib.sb_bdev_ctl_set_qos(_b(name), limits), "bdev_set_qos_limit", name=name)
 
+    # ---- I/O from the control plane (tests, benchmarks, diagnostics) ----
+
+    def bdev_io(self, name, op, offset=0, length=0, data=None, reactor=0):
+        """One synchronous I/O on a reactor.
+
+        op is "read" (returns bytes), "write" (data), "flush", "unmap",
+        "write_zeroes" or "reset".  A failed I/O raises EngineError with the
+        I/O's errno (EIO, ENOSPC, ...).
+        """
+        self._require_running("bdev_io")
+        types = {"read": lib.SB_BDEV_IO_READ, "write": lib.SB_BDEV_IO_WRITE,
+                 "flush": lib.SB_BDEV_IO_FLUSH, "unmap": lib.SB_BDEV_IO_UNMAP,
+                 "write_zeroes": lib.SB_BDEV_IO_WRITE_ZEROES, "reset": lib.SB_BDEV_IO_RESET}
+        if op not in types:
+            raise exception.InvalidInput(reason="unknown I/O type %r" % (op,))
+        buf = ffi.NULL
+        if op == "write":
+            if data is None:
+                raise exception.InvalidInput(reason="write needs data")
+            length = len(data)
+            buf = ffi.from_buffer(data)
+        elif op == "read":
+            out = bytearray(_u(length, "length"))
+            buf = ffi.from_buffer(out)
+        rc = lib.sb_bdev_ctl_io(_b(name), _u(reactor, "reactor", 32), types[op],
+                                _u(offset, "offset"), _u(length, "length"), buf)
+        _check(rc, "bdev %s %s" % (op, name), offset=offset, length=length)
+        return bytes(out) if op == "read" else None
+
+    def run_workload(self, name, rw="randread", io_size=4096, qd=32, seconds=1.0,
+                     core_mask=None, rwmixread=70, offset_blocks=0, num_blocks=0, seed=1):
+        """Run the engine's bdevperf-like workload and return its result.
+
+        rw "verify" writes a pattern over the range and reads it back
+        (seconds ignored); the result counts verify_failures.
+        """
+        self._require_running("run_workload")
+        opts = ffi.new("struct sb_workload_opts *")
+        keep = [_b(name), _b(core_mask), _b(rw)]
+        opts.bdev_name, opts.core_mask, opts.rw = keep
+        opts.rwmixread = _u(rwmixread, "rwmixread", 32)
+        opts.io_size = _u(io_size, "io_size", 32)
+        opts.qd = _u(qd, "qd", 32)
+        opts.run_us = int(seconds * 1e6)
+        opts.offset_blocks = _u(offset_blocks, "offset_blocks")
+        opts.num_blocks = _u(num_blocks, "num_blocks")
+        opts.seed = _u(seed, "seed")
+        res = ffi.new("struct sb_workload_result *")
+        _check(lib.sb_workload_run(opts, res), "workload on %s" % name, rw=rw)
+        return {f: getattr(res, f) for f in (
+            "ios", "read_ios", "write_ios", "errors", "first_error", "verify_failures",
+            "seconds", "iops", "lat_mean_us", "lat_p50_us", "lat_p99_us", "lat_p999_us")}
+
+    def bdev_watch(self, name, reactor=0):
+        """A BdevWatch counting the RESIZE/REMOVE events of one descriptor."""
+        self._require_running("bdev_watch")
+        watch = BdevWatch(name, reactor)
+        self._watches.add(watch)
+        return watch
+
     # ---- vhost ----
 
     def vhost_set_socket_dir(self, path):
@@ -435,3 +500,26 @@ def _ctrlr_dict(info):
         "reactor_core": info.reactor_core,
         "completed_ios": info.completed_ios,
     }
+
+
+class BdevWatch:
+    """An open read-only descriptor that counts its bdev's events.
+
+    The C watch is freed when this object is closed or garbage collected.
+    """
+
+    def __init__(self, name, reactor=0):
+        out = ffi.new("struct sb_bdev_watch **")
+        _check(lib.sb_bdev_watch_open(_b(name), reactor, out), "bdev watch", name=name)
+        self._watch = ffi.gc(out[0], lib.sb_bdev_watch_close)
+
+    def events(self):
+        """{"resize": n, "remove": n, "num_blocks": last size seen}."""
+        r, m, n = ffi.new("uint64_t *"), ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        lib.sb_bdev_watch_get(self._watch, r, m, n)
+        return {"resize": r[0], "remove": m[0], "num_blocks": n[0]}
+
+    def close(self):
+        if self._watch is not None:
+            watch, self._watch = self._watch, None
+            ffi.release(watch)

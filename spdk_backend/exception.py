@@ -110,6 +110,60 @@ class AgentUnavailable(SpdkBackendException):
     msg_fmt = "cannot reach the agent at %(path)s: %(reason)s"
 
 
+# Typed agent errors, keyed by the JSON-RPC error code the agent replied with.
+class AgentNotFound(AgentError):
+    code = -_errno.ENODEV
+
+
+class AgentAlreadyExists(AgentError):
+    code = -_errno.EEXIST
+
+
+class AgentBusy(AgentError):
+    code = -_errno.EBUSY
+
+
+class AgentInvalidArgument(AgentError):
+    code = -_errno.EINVAL
+
+
+class AgentParseError(AgentError):
+    code = -32700
+
+
+class AgentInvalidRequest(AgentError):
+    code = -32600
+
+
+class AgentMethodNotFound(AgentError):
+    code = -32601
+
+
+class AgentInvalidParams(AgentError):
+    code = -32602
+
+
+AGENT_ERROR_CLASSES = {
+    -_errno.ENODEV: AgentNotFound,
+    -_errno.ENOENT: AgentNotFound,
+    -_errno.EEXIST: AgentAlreadyExists,
+    -_errno.EBUSY: AgentBusy,
+    -_errno.EINVAL: AgentInvalidArgument,
+    -32700: AgentParseError,
+    -32600: AgentInvalidRequest,
+    -32601: AgentMethodNotFound,
+    -32602: AgentInvalidParams,
+}
+
+
+def agent_error(code, message):
+    """The typed exception for a JSON-RPC ``error`` object from the agent."""
+    cls = AGENT_ERROR_CLASSES.get(code, AgentError)
+    exc = cls(code=code, reason=message)
+    exc.code = code
+    return exc
+
+
 class LibvirtError(SpdkBackendException):
     msg_fmt = "libvirt: %(reason)s"
 

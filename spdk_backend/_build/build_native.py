@@ -17,7 +17,7 @@ NATIVE = ROOT / "native"
 CDEF_DIR = pathlib.Path(__file__).resolve().parent / "cdef"
 
 # Areas in dependency order; each has a cdef file of the same name.
-CDEF_AREAS = ("log", "thread", "bdev", "bdev_modules", "vhost")
+CDEF_AREAS = ("log", "thread", "bdev", "bdev_modules", "vhost", "workload")
 
 
 def _have_pkg(name):
@@ -79,6 +79,7 @@ ffibuilder.set_source(
     #include "sb/thread.h"
     #include "sb/bdev.h"
     #include "sb/vhost.h"
+    #include "sb/workload.h"
     #include "bdev_malloc.h"
     #include "bdev_null.h"
     #include "bdev_uring.h"

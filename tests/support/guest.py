@@ -40,8 +40,9 @@ hugepage_path=None, smp=1, extra_args=(), boot_timeout=90)``
     (bounded by ``boot_timeout``; on failure the console and QEMU's log are
     in the exception).  ``.shell`` is the :class:`SerialShell`, ``.qmp`` a
     :class:`Qmp` (``execute(cmd, **args)``), ``.boot_seconds`` the boot time.
-    ``stop()`` sends QMP ``quit``, SIGKILLs QEMU after a timeout and removes
-    the files it created.
+    ``stop(keep_logs=False)`` sends QMP ``quit``, SIGKILLs QEMU after a
+    timeout and removes the files it created (logs are kept when the
+    ``with`` block raised, for triage).
 
 Example::
 
@@ -347,7 +348,7 @@ class SerialShell:
     def wait_ready(self, timeout=90):
         """Wait for the init's ready marker (or answer to a probe)."""
         deadline = time.monotonic() + timeout
-        probe_at = time.monotonic() + 5
+        probe_at = time.monotonic() + 10
         rx = re.compile(READY_MARKER)
         while not rx.search(self._buf):
             now = time.monotonic()
@@ -359,7 +360,7 @@ class SerialShell:
                 # chardev drops output while nobody listens): ask again.
                 # The quotes keep the echoed command from matching.
                 self._send("\necho SBGUEST-''READY\n")
-                probe_at = now + 5
+                probe_at = now + 10
             self._read(min(deadline - now, 0.5))
         self._buf = ""
         self.ready = True
@@ -374,7 +375,7 @@ class SerialShell:
         start, end = "SBS-" + tag, "SBE-" + tag
         # 'SB''S-' in the command text never equals 'SBS-' in the output,
         # so an echoed command line cannot fake a marker.
-        self._send("echo SB''S-%s; { %s\n} </dev/null; echo \"SB''E-%s $?\"\n"
+        self._send("echo SB''S-%s; { %s\n} </dev/null; echo SB''E-%s $?\n"
                    % (tag, cmd, tag))
         self._wait_for(re.escape(start) + r"\n", timeout,
                        "start of %r" % cmd)
@@ -528,15 +529,19 @@ class QemuGuest:
                 max(1, self.boot_timeout - (time.monotonic() - t0)))
         except Exception as exc:
             console = self.shell.tail() if self.shell else ""
-            self.stop()
+            self.stop(keep_logs=True)
             raise GuestError("guest failed to boot: %s\n--- QEMU log:\n%s\n"
                              "--- console tail:\n%s"
                              % (exc, self.qemu_log(), console)) from exc
         self.boot_seconds = time.monotonic() - t0
         return self
 
-    def stop(self, timeout=15):
-        """Quit QEMU (QMP quit, then SIGKILL) and remove its files."""
+    def stop(self, timeout=15, keep_logs=False):
+        """Quit QEMU (QMP quit, then SIGKILL) and remove its files.
+
+        The QEMU and console logs are kept when `keep_logs` is true (the
+        context manager keeps them when the block raised).
+        """
         if self.proc is not None and self.proc.poll() is None:
             try:
                 if self.qmp is not None:
@@ -555,15 +560,10 @@ class QemuGuest:
                 except OSError:
                     pass
         self.qmp = None
-        for path in (self.console_sock, self.qmp_sock):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-
-    def cleanup_logs(self):
-        """Remove the QEMU and console logs (kept by stop() for triage)."""
-        for path in (self.log_path, self.console_log):
+        paths = [self.console_sock, self.qmp_sock]
+        if not keep_logs:
+            paths += [self.log_path, self.console_log]
+        for path in paths:
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -572,6 +572,6 @@ class QemuGuest:
     def __enter__(self):
         return self.start()
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, exc, tb):
+        self.stop(keep_logs=exc_type is not None)
         return False

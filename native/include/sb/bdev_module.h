@@ -127,6 +127,19 @@ struct sb_bdev *sb_bdev_get_by_name(const char *name);
 /** Run fn(ctx) on the app reactor and wait (control-path helper for module create/delete calls). */
 int sb_bdev_app_call(sb_call_fn fn, void *ctx);
 
+/**
+ * Check a geometry the way sb_bdev_register() does (logs why it is bad).
+ * \return 0 or -EINVAL (block size zero / not a power of two / not a
+ *         multiple of 512, zero blocks, byte size overflowing 64 bits).
+ */
+int sb_bdev_check_geometry(const char *name, uint32_t block_size, uint64_t num_blocks);
+
+/** Parse "8-4-4-4-12" hex text into 16 bytes. \return 0 or -EINVAL. */
+int sb_uuid_parse(const char *str, uint8_t uuid[16]);
+
+/** The bdev's UUID as text (set at registration). */
+const char *sb_bdev_get_uuid_str(const struct sb_bdev *bdev);
+
 /** Registration of a module; one line per backend. */
 void sb_bdev_module_list_add(struct sb_bdev_module *module);
 #define SB_BDEV_MODULE_REGISTER(_name, _module)                                              \

@@ -21,12 +21,16 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-/* sb_bdev_io objects per channel.  A vhost-blk queue has at most 1024 entries. */
+/*
+ * sb_bdev_io objects per channel: allocated in chunks as the queue depth
+ * grows (never per I/O), up to a vhost-blk queue's 1024 entries.
+ */
 #define SB_BDEV_IO_POOL_SIZE 1024
+#define SB_BDEV_IO_POOL_CHUNK 64
 /* Children of a split I/O in flight at once. */
 #define SB_BDEV_SPLIT_MAX_CHILDREN 8
 /* iovecs a split child can carry. */
-#define SB_BDEV_SPLIT_IOVS 32
+#define SB_BDEV_SPLIT_IOVS 16
 
 /* Per-channel counters; the stat fields of sb_bdev_iostat minus the name. */
 struct sb_bdev_stat {
@@ -61,6 +65,7 @@ struct sb_bdev_qos;
 
 struct sb_bdev_internal {
 	TAILQ_ENTRY(sb_bdev) link;
+	char name[SB_BDEV_NAME_MAX];
 	char uuid_str[SB_UUID_STR_LEN];
 	char aliases[SB_BDEV_MAX_ALIASES][SB_BDEV_NAME_MAX];
 	uint32_t num_aliases;
@@ -79,7 +84,8 @@ struct sb_bdev_internal {
 	/* Created on first set_qos, freed at destruct; see bdev_qos.c. */
 	struct sb_bdev_qos *qos;
 	uint64_t qos_limits[SB_QOS_NUM_LIMITS];
-	size_t io_size; /* sizeof(sb_bdev_io) + driver ctx + core ctx, 64-aligned */
+	size_t io_size;     /* sizeof(sb_bdev_io) + driver ctx + core ctx, 64-aligned */
+	size_t io_core_off; /* where struct sb_bdev_io_core starts in it */
 };
 
 /* Core-private per-I/O area, right after the driver context. */
@@ -101,10 +107,10 @@ struct sb_bdev_channel {
 	struct sb_poller *cpl_poller;
 	/* Free sb_bdev_io objects. */
 	TAILQ_HEAD(, sb_bdev_io) free_ios;
-	uint32_t num_free;
+	void *chunks[SB_BDEV_IO_POOL_SIZE / SB_BDEV_IO_POOL_CHUNK];
+	uint32_t num_chunks;
 	/* Completions to deliver from the poller (never inside a submit call). */
 	TAILQ_HEAD(, sb_bdev_io) deferred;
-	void *pool_mem;
 	/* In flight from this channel and the tick of its last change. */
 	uint64_t queue_depth;
 	uint64_t qd_change_tsc;
@@ -120,6 +126,8 @@ _bdev_io_core(struct sb_bdev_io *io)
 }
 
 /* bdev.c */
+int _bdev_alias_add(struct sb_bdev *bdev, const char *alias);
+int _bdev_alias_del(struct sb_bdev *bdev, const char *alias);
 struct sb_bdev *_bdev_lookup_locked(const char *name);
 bool _bdev_on_app_reactor(void);
 void _bdev_release_desc_ref(struct sb_bdev_desc *desc);

@@ -44,11 +44,6 @@ struct sb_poller {
 };
 TAILQ_HEAD(sb_poller_list, sb_poller);
 
-struct sb_wake_fd {
-	int fd;
-	bool drain;
-};
-
 struct sb_io_channel;
 TAILQ_HEAD(sb_io_channel_list, sb_io_channel);
 
@@ -83,10 +78,6 @@ struct sb_reactor {
 	/* Sorted by next_run_tick, soonest first. */
 	struct sb_poller_list timed_pollers;
 	uint32_t unregistered_pollers;
-
-	struct sb_wake_fd *wake_fds;
-	uint32_t wake_fd_count;
-	uint32_t wake_fd_cap;
 
 	/* Channels this reactor holds; only this reactor touches the list. */
 	struct sb_io_channel_list channels;
@@ -141,6 +132,8 @@ void sb_ticks_unmock(void);
 /* ---- shared between the files of lib/thread ---- */
 
 uint64_t sb_us_to_ticks(uint64_t us);
+/** True when CPU core is online. */
+bool sb_core_is_online(uint32_t core);
 /** Send that retries a full ring for a while: control-path chains that must not drop a step. */
 int sb_send_msg_retry(struct sb_reactor *r, sb_msg_fn fn, void *ctx);
 /** Run the due pollers of r; returns the number that reported BUSY. */

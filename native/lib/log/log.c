@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Engine log: one formatted line per call, to stderr and/or a file, and a
+ * ring of the most recent lines that Python reads back (tests assert on
+ * why a request was refused).  Logging is a cold path, so one mutex keeps
+ * lines whole and the ring consistent.
+ */
+#include "sb/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define RING_LINES 256
+#define LINE_MAX_LEN 512
+
+static pthread_mutex_t g_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int g_level = SB_LOG_NOTICE;
+static _Atomic int g_stderr = 1;
+static FILE *g_file;
+
+static char g_ring[RING_LINES][LINE_MAX_LEN];
+/* Index of the next line to write; g_ring_count lines end just before it. */
+static uint32_t g_ring_next;
+static uint32_t g_ring_count;
+
+static const char *const g_level_names[] = {
+	[SB_LOG_ERROR] = "ERROR",
+	[SB_LOG_WARN] = "WARN",
+	[SB_LOG_NOTICE] = "NOTICE",
+	[SB_LOG_INFO] = "INFO",
+	[SB_LOG_DEBUG] = "DEBUG",
+};
+
+void
+sb_log_set_level(enum sb_log_level level)
+{
+	if (level < SB_LOG_ERROR) {
+		level = SB_LOG_ERROR;
+	} else if (level > SB_LOG_DEBUG) {
+		level = SB_LOG_DEBUG;
+	}
+	atomic_store(&g_level, (int)level);
+}
+
+enum sb_log_level
+sb_log_get_level(void)
+{
+	return (enum sb_log_level)atomic_load(&g_level);
+}
+
+void
+sb_log_set_stderr(int enabled)
+{
+	atomic_store(&g_stderr, enabled ? 1 : 0);
+}
+
+int
+sb_log_open(const char *path)
+{
+	FILE *f = NULL;
+	int rc = 0;
+
+	if (path != NULL) {
+		f = fopen(path, "ae");
+		if (f == NULL) {
+			rc = -errno;
+			goto out;
+		}
+		setvbuf(f, NULL, _IOLBF, 0);
+	}
+	pthread_mutex_lock(&g_log_lock);
+	if (g_file != NULL) {
+		fclose(g_file);
+	}
+	g_file = f;
+	pthread_mutex_unlock(&g_log_lock);
+out:
+	return rc;
+}
+
+static const char *
+_basename(const char *file)
+{
+	const char *slash = file ? strrchr(file, '/') : NULL;
+
+	return slash ? slash + 1 : (file ? file : "?");
+}
+
+void
+sb_log(enum sb_log_level level, const char *file, int line, const char *func,
+       const char *fmt, ...)
+{
+	char line_buf[LINE_MAX_LEN];
+	char thread[16] = "?";
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+	size_t len;
+	int n;
+
+	if ((int)level > atomic_load_explicit(&g_level, memory_order_relaxed) ||
+	    (int)level < SB_LOG_ERROR) {
+		return;
+	}
+	pthread_getname_np(pthread_self(), thread, sizeof(thread));
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = snprintf(line_buf, sizeof(line_buf),
+		     "[%04d-%02d-%02d %02d:%02d:%02d.%06ld] %s %s %s:%d %s: ",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		     tm.tm_sec, ts.tv_nsec / 1000, thread, g_level_names[level], _basename(file),
+		     line, func ? func : "?");
+	if (n < 0) {
+		return;
+	}
+	len = (size_t)n < sizeof(line_buf) ? (size_t)n : sizeof(line_buf) - 1;
+	va_start(ap, fmt);
+	vsnprintf(line_buf + len, sizeof(line_buf) - len, fmt, ap);
+	va_end(ap);
+	len = strlen(line_buf);
+	/* Callers end messages with '\n' SPDK-style, or not: store exactly one line. */
+	while (len > 0 && (line_buf[len - 1] == '\n' || line_buf[len - 1] == '\r')) {
+		line_buf[--len] = '\0';
+	}
+
+	pthread_mutex_lock(&g_log_lock);
+	memcpy(g_ring[g_ring_next], line_buf, len + 1);
+	g_ring_next = (g_ring_next + 1) % RING_LINES;
+	if (g_ring_count < RING_LINES) {
+		g_ring_count++;
+	}
+	if (atomic_load_explicit(&g_stderr, memory_order_relaxed)) {
+		fprintf(stderr, "%s\n", line_buf);
+	}
+	if (g_file != NULL) {
+		fprintf(g_file, "%s\n", line_buf);
+	}
+	pthread_mutex_unlock(&g_log_lock);
+}
+
+uint32_t
+sb_log_get_recent(char *buf, uint32_t len)
+{
+	uint32_t first, skip, i, idx;
+	size_t used = 0, need = 0, l;
+
+	if (buf == NULL || len == 0) {
+		return 0;
+	}
+	pthread_mutex_lock(&g_log_lock);
+	first = (g_ring_next + RING_LINES - g_ring_count) % RING_LINES;
+	/* Drop the oldest lines until the newest ones fit (plus the NUL). */
+	for (i = 0; i < g_ring_count; i++) {
+		need += strlen(g_ring[(first + i) % RING_LINES]) + 1;
+	}
+	for (skip = 0; skip < g_ring_count && need + 1 > len; skip++) {
+		need -= strlen(g_ring[(first + skip) % RING_LINES]) + 1;
+	}
+	for (i = skip; i < g_ring_count; i++) {
+		idx = (first + i) % RING_LINES;
+		l = strlen(g_ring[idx]);
+		memcpy(buf + used, g_ring[idx], l);
+		used += l;
+		buf[used++] = '\n';
+	}
+	buf[used] = '\0';
+	pthread_mutex_unlock(&g_log_lock);
+	return (uint32_t)used;
+}
+
+void
+sb_log_clear_recent(void)
+{
+	pthread_mutex_lock(&g_log_lock);
+	g_ring_next = 0;
+	g_ring_count = 0;
+	pthread_mutex_unlock(&g_log_lock);
+}

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Inflight I/O tracking for split rings (vhost-user.rst "Inflight I/O
+ * tracking").  The region lives in a memfd this process creates and the
+ * front-end keeps across our restarts, so a new process can resubmit what
+ * the old one had fetched but not completed.
+ */
+#include "vhost/vhost_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define INFLIGHT_ALIGN 64
+#define INFLIGHT_VERSION 1
+
+uint64_t
+sb_inflight_queue_bytes(uint16_t queue_size)
+{
+	uint64_t n = sizeof(struct sb_inflight_queue) + (uint64_t)queue_size *
+		     sizeof(struct sb_inflight_desc);
+
+	return (n + INFLIGHT_ALIGN - 1) & ~(uint64_t)(INFLIGHT_ALIGN - 1);
+}
+
+int
+sb_inflight_create(uint16_t num_queues, uint16_t queue_size, uint64_t *size)
+{
+	uint64_t bytes = sb_inflight_queue_bytes(queue_size) * num_queues;
+	int fd;
+
+	if (num_queues == 0 || queue_size == 0 || queue_size > SB_VHOST_MAX_QUEUE_SIZE) {
+		return -EINVAL;
+	}
+	fd = memfd_create("sb-vhost-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		return -errno;
+	}
+	/* Zero-filled: every queue starts "fresh" (desc_num 0). */
+	if (ftruncate(fd, (off_t)bytes) != 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	/* The size must never change under a mapping; seal it. */
+	(void)fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+	*size = bytes;
+	return fd;
+}
+
+struct sb_inflight_queue *
+sb_inflight_queue_get(void *base, uint64_t size, uint16_t queue_size, uint16_t q)
+{
+	uint64_t qb = sb_inflight_queue_bytes(queue_size);
+
+	if (base == NULL || (uint64_t)(q + 1) * qb > size) {
+		return NULL;
+	}
+	return (struct sb_inflight_queue *)((uint8_t *)base + (uint64_t)q * qb);
+}
+
+struct _sort_ent {
+	uint64_t counter;
+	uint16_t head;
+};
+
+static int
+_cmp_counter(const void *a, const void *b)
+{
+	const struct _sort_ent *x = a, *y = b;
+
+	return x->counter < y->counter ? -1 : x->counter > y->counter ? 1 : 0;
+}
+
+int
+sb_inflight_adopt(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t *heads,
+		  uint16_t *count, uint64_t *next_counter, const char **why)
+{
+	uint16_t used_idx = __atomic_load_n(&vr->used->idx, __ATOMIC_ACQUIRE);
+	struct _sort_ent *ents;
+	uint64_t max_counter = 0;
+	uint16_t i, n = 0;
+
+	*count = 0;
+	*next_counter = 1;
+	if (iq->desc_num == 0) {
+		/*
+		 * Fresh region: used_idx may be 0 while the ring already moved
+		 * (e.g. after migration), so take it from the ring itself.
+		 */
+		for (i = 0; i < vr->size; i++) {
+			iq->desc[i].inflight = 0;
+			iq->desc[i].counter = 0;
+		}
+		iq->version = INFLIGHT_VERSION;
+		iq->desc_num = vr->size;
+		iq->last_batch_head = 0;
+		iq->used_idx = used_idx;
+		vr->last_used_idx = used_idx;
+		return 0;
+	}
+	if (iq->desc_num != vr->size) {
+		*why = "inflight region queue size does not match the ring";
+		return -EINVAL;
+	}
+	if (iq->used_idx != used_idx) {
+		/* We died between publishing used->idx and clearing the batch. */
+		if (iq->last_batch_head < vr->size) {
+			iq->desc[iq->last_batch_head].inflight = 0;
+		}
+		iq->used_idx = used_idx;
+	}
+	ents = calloc(vr->size, sizeof(*ents));
+	if (ents == NULL) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < vr->size; i++) {
+		if (iq->desc[i].inflight == 1) {
+			ents[n].counter = iq->desc[i].counter;
+			ents[n].head = i;
+			n++;
+		} else if (iq->desc[i].inflight != 0) {
+			iq->desc[i].inflight = 0;
+		}
+		if (iq->desc[i].counter > max_counter) {
+			max_counter = iq->desc[i].counter;
+		}
+	}
+	qsort(ents, n, sizeof(*ents), _cmp_counter);
+	for (i = 0; i < n; i++) {
+		heads[i] = ents[i].head;
+	}
+	free(ents);
+	*count = n;
+	*next_counter = max_counter + 1;
+	/* Heads fetched = heads completed + heads still in flight. */
+	vr->last_used_idx = used_idx;
+	vr->last_avail_idx = (uint16_t)(used_idx + n);
+	return 0;
+}
+
+void
+sb_inflight_fetch(struct sb_inflight_queue *iq, uint16_t head, uint64_t counter)
+{
+	iq->desc[head].counter = counter;
+	/* The counter must be in place before the entry counts as in flight. */
+	__atomic_store_n(&iq->desc[head].inflight, 1, __ATOMIC_RELEASE);
+}
+
+void
+sb_inflight_push_used(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t head,
+		      uint32_t len)
+{
+	/*
+	 * A batch of one: remember it, publish it, then retire it.  A crash
+	 * between the publish and the retire is repaired by adopt()
+	 * (used_idx != used->idx).
+	 */
+	iq->desc[head].next = head;
+	__atomic_store_n(&iq->last_batch_head, head, __ATOMIC_RELEASE);
+	sb_vring_push_used(vr, head, len);
+	__atomic_store_n(&iq->desc[head].inflight, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&iq->used_idx, vr->last_used_idx, __ATOMIC_RELEASE);
+}

@@ -1,0 +1,481 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vhost-user-blk target: private types shared by the files of lib/vhost.
+ *
+ * Who owns what:
+ *  - the control thread (vhost_ctrlr.c) owns the controller table, every
+ *    connection, the session's protocol state and the "configured" copy of
+ *    each queue (sizes, addresses, fds given by the front-end);
+ *  - the controller's reactor owns a queue while it is started: ring
+ *    pointers, indexes, requests, the bdev channel.  The control thread
+ *    changes a started queue only through sb_call() to that reactor.
+ *
+ * The pure parts (guest memory table, virtqueue walker, request parsing,
+ * inflight layout, message checks) do no logging and need no reactor so
+ * that the unit tests can drive them directly.
+ */
+#ifndef SB_VHOST_INTERNAL_H
+#define SB_VHOST_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* ---- vhost-user wire (QEMU docs/interop/vhost-user.rst) ---- */
+
+enum {
+	VHOST_USER_GET_FEATURES = 1,
+	VHOST_USER_SET_FEATURES = 2,
+	VHOST_USER_SET_OWNER = 3,
+	VHOST_USER_RESET_OWNER = 4,
+	VHOST_USER_SET_MEM_TABLE = 5,
+	VHOST_USER_SET_LOG_BASE = 6,
+	VHOST_USER_SET_LOG_FD = 7,
+	VHOST_USER_SET_VRING_NUM = 8,
+	VHOST_USER_SET_VRING_ADDR = 9,
+	VHOST_USER_SET_VRING_BASE = 10,
+	VHOST_USER_GET_VRING_BASE = 11,
+	VHOST_USER_SET_VRING_KICK = 12,
+	VHOST_USER_SET_VRING_CALL = 13,
+	VHOST_USER_SET_VRING_ERR = 14,
+	VHOST_USER_GET_PROTOCOL_FEATURES = 15,
+	VHOST_USER_SET_PROTOCOL_FEATURES = 16,
+	VHOST_USER_GET_QUEUE_NUM = 17,
+	VHOST_USER_SET_VRING_ENABLE = 18,
+	VHOST_USER_SEND_RARP = 19,
+	VHOST_USER_NET_SET_MTU = 20,
+	VHOST_USER_SET_SLAVE_REQ_FD = 21,
+	VHOST_USER_IOTLB_MSG = 22,
+	VHOST_USER_SET_VRING_ENDIAN = 23,
+	VHOST_USER_GET_CONFIG = 24,
+	VHOST_USER_SET_CONFIG = 25,
+	VHOST_USER_GET_INFLIGHT_FD = 31,
+	VHOST_USER_SET_INFLIGHT_FD = 32,
+	VHOST_USER_RESET_DEVICE = 34,
+	VHOST_USER_GET_MAX_MEM_SLOTS = 36,
+	VHOST_USER_ADD_MEM_REG = 37,
+	VHOST_USER_REM_MEM_REG = 38,
+	VHOST_USER_MAX_REQUEST = 64,
+};
+
+/* Back-end -> front-end requests on the slave channel. */
+#define VHOST_USER_SLAVE_CONFIG_CHANGE_MSG 2
+
+#define VHOST_USER_VERSION 0x1u
+#define VHOST_USER_VERSION_MASK 0x3u
+#define VHOST_USER_REPLY_MASK (1u << 2)
+#define VHOST_USER_NEED_REPLY_MASK (1u << 3)
+/* SET_VRING_KICK/CALL/ERR payload: bits 0-7 index, bit 8 "no fd". */
+#define VHOST_USER_VRING_IDX_MASK 0xffu
+#define VHOST_USER_VRING_NOFD_MASK (1u << 8)
+
+#define VHOST_USER_PROTOCOL_F_MQ 0
+#define VHOST_USER_PROTOCOL_F_LOG_SHMFD 1
+#define VHOST_USER_PROTOCOL_F_REPLY_ACK 3
+#define VHOST_USER_PROTOCOL_F_SLAVE_REQ 5
+#define VHOST_USER_PROTOCOL_F_CONFIG 9
+#define VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD 12
+#define VHOST_USER_PROTOCOL_F_RESET_DEVICE 13
+#define VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS 15
+
+#define VHOST_USER_F_PROTOCOL_FEATURES 30
+#define VHOST_F_LOG_ALL 26
+
+#define SB_VHOST_MAX_FDS 8
+#define SB_VHOST_MEM_TABLE_MAX 8      /* regions in one SET_MEM_TABLE */
+#define SB_VHOST_MAX_MEM_SLOTS 32     /* GET_MAX_MEM_SLOTS answer */
+#define SB_VHOST_MAX_PAYLOAD 4096
+#define SB_VHOST_MAX_QUEUE_SIZE 1024
+#define SB_VHOST_CONFIG_SPACE_MAX 256
+
+struct vhost_user_hdr {
+	uint32_t request;
+	uint32_t flags;
+	uint32_t size;
+} __attribute__((packed));
+
+struct vhost_user_vring_state {
+	uint32_t index;
+	uint32_t num;
+};
+
+struct vhost_user_vring_addr {
+	uint32_t index;
+	uint32_t flags;
+	uint64_t desc_user_addr;
+	uint64_t used_user_addr;
+	uint64_t avail_user_addr;
+	uint64_t log_guest_addr;
+};
+
+struct vhost_user_mem_region {
+	uint64_t guest_phys_addr;
+	uint64_t memory_size;
+	uint64_t userspace_addr;
+	uint64_t mmap_offset;
+};
+
+struct vhost_user_mem_table {
+	uint32_t nregions;
+	uint32_t padding;
+	struct vhost_user_mem_region regions[SB_VHOST_MEM_TABLE_MAX];
+};
+
+struct vhost_user_mem_reg {
+	uint64_t padding;
+	struct vhost_user_mem_region region;
+};
+
+struct vhost_user_config {
+	uint32_t offset;
+	uint32_t size;
+	uint32_t flags;
+	uint8_t region[SB_VHOST_CONFIG_SPACE_MAX];
+};
+#define VHOST_USER_CONFIG_HDR_SIZE 12u
+
+struct vhost_user_inflight {
+	uint64_t mmap_size;
+	uint64_t mmap_offset;
+	uint16_t num_queues;
+	uint16_t queue_size;
+};
+
+struct vhost_user_msg {
+	struct vhost_user_hdr hdr;
+	union {
+		uint64_t u64;
+		struct vhost_user_vring_state state;
+		struct vhost_user_vring_addr addr;
+		struct vhost_user_mem_table mem;
+		struct vhost_user_mem_reg memreg;
+		struct vhost_user_config cfg;
+		struct vhost_user_inflight inflight;
+		uint8_t raw[SB_VHOST_MAX_PAYLOAD];
+	} p;
+	int fds[SB_VHOST_MAX_FDS];
+	uint32_t nfds;
+};
+
+/* vhost_wire.c */
+/** Receive one message (header, payload, fds).  0, -ECONNRESET (peer gone), -EPROTO (truncated/oversized). */
+int sb_vhost_wire_recv(int sock, struct vhost_user_msg *msg);
+/** Send a reply to req (flags 0x5, same request id) with size bytes of payload and optional fd. */
+int sb_vhost_wire_reply(int sock, const struct vhost_user_msg *req, const void *payload,
+			uint32_t size, int fd);
+/** Send a request (slave channel). */
+int sb_vhost_wire_send(int sock, uint32_t request, uint32_t flags, const void *payload,
+		       uint32_t size);
+/** Close every fd the message carries (and forget them). */
+void sb_vhost_msg_close_fds(struct vhost_user_msg *msg);
+/**
+ * Validity check of a message before it is acted on: payload size for its
+ * type, fd count, index fields.  \return 0 or -EINVAL with *why set.
+ */
+int sb_vhost_msg_check(const struct vhost_user_msg *msg, uint32_t max_queues, const char **why);
+const char *sb_vhost_req_name(uint32_t request);
+
+/* ---- guest memory (vhost_mem.c) ---- */
+
+struct sb_vhost_mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t uva;          /* front-end (QEMU) virtual address */
+	uint64_t mmap_offset;
+	uint8_t *host;         /* our address of gpa */
+	void *mmap_addr;       /* what to munmap */
+	uint64_t mmap_size;
+};
+
+struct sb_vhost_mem {
+	uint32_t nregions;
+	struct sb_vhost_mem_region regions[SB_VHOST_MAX_MEM_SLOTS];
+};
+
+/** New empty table. NULL on ENOMEM. */
+struct sb_vhost_mem *sb_vhost_mem_alloc(void);
+/** Unmap every region and free the table (NULL is fine). */
+void sb_vhost_mem_free(struct sb_vhost_mem *mem);
+/** A copy that shares the mappings (for the add/remove path: the old table is freed without unmapping). */
+struct sb_vhost_mem *sb_vhost_mem_dup(const struct sb_vhost_mem *mem);
+/**
+ * Check r against the table (non-zero size, no wrap, no overlap in GPA)
+ * and, when fd >= 0, mmap it.  host may be passed already mapped (tests)
+ * when fd < 0.  \return 0, -EINVAL (bad region), -ENOSPC, -errno (mmap).
+ */
+int sb_vhost_mem_add(struct sb_vhost_mem *mem, const struct vhost_user_mem_region *r, int fd,
+		     uint8_t *host);
+/** Remove (and unmap when unmap) the region matching r's gpa and size. -ENOENT if none. */
+int sb_vhost_mem_remove(struct sb_vhost_mem *mem, const struct vhost_user_mem_region *r,
+			bool unmap);
+/** Forget all regions without unmapping (ownership moved elsewhere). */
+void sb_vhost_mem_forget(struct sb_vhost_mem *mem);
+/**
+ * Guest physical -> host, clamped: *len on input is wanted, on output how
+ * many bytes are contiguous from there (<= wanted).  NULL if gpa unmapped.
+ */
+void *sb_vhost_gpa_to_va(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t *len);
+/** Front-end virtual address -> host; the whole [uva, uva+len) must lie in one region. */
+void *sb_vhost_uva_to_va(const struct sb_vhost_mem *mem, uint64_t uva, uint64_t len);
+/**
+ * Map [gpa, gpa+len) into iovecs appended at iov[*iovcnt]; spans adjacent
+ * regions with several iovecs.  \return 0, -EFAULT (a byte is unmapped or
+ * the range wraps), -E2BIG (more than max iovecs).
+ */
+int sb_vhost_gpa_to_iov(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t len,
+			struct iovec *iov, uint32_t *iovcnt, uint32_t max);
+
+/* ---- split virtqueue (vhost_vq.c), virtio 1.2 §2.7 ---- */
+
+#define VRING_DESC_F_NEXT 1
+#define VRING_DESC_F_WRITE 2
+#define VRING_DESC_F_INDIRECT 4
+#define VRING_USED_F_NO_NOTIFY 1
+#define VRING_AVAIL_F_NO_INTERRUPT 1
+
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX 29
+#define VIRTIO_F_VERSION_1 32
+#define VIRTIO_F_RING_PACKED 34
+
+/* Longest indirect table accepted (entries). */
+#define SB_VHOST_MAX_INDIRECT 1024
+
+struct vring_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+	uint16_t next;
+};
+
+struct vring_avail {
+	uint16_t flags;
+	uint16_t idx;
+	uint16_t ring[];
+	/* uint16_t used_event after ring[size] */
+};
+
+struct vring_used_elem {
+	uint32_t id;
+	uint32_t len;
+};
+
+struct vring_used {
+	uint16_t flags;
+	uint16_t idx;
+	struct vring_used_elem ring[];
+	/* uint16_t avail_event after ring[size] */
+};
+
+/** The device-side view of one split ring. */
+struct sb_vring {
+	uint16_t size;
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t last_avail_idx;
+	uint16_t last_used_idx;     /* our copy of used->idx */
+	uint16_t signalled_used;
+	bool signalled_used_valid;
+	bool event_idx;
+	bool indirect;
+};
+
+/** Bytes a ring part occupies for a queue of size n. */
+static inline uint64_t sb_vring_desc_bytes(uint32_t n) { return 16ull * n; }
+static inline uint64_t sb_vring_avail_bytes(uint32_t n) { return 6ull + 2ull * n; }
+static inline uint64_t sb_vring_used_bytes(uint32_t n) { return 6ull + 8ull * n; }
+
+/**
+ * Translate and check ring addresses (front-end virtual addresses) for a
+ * queue of vr->size entries.  \return 0 or -EFAULT (*why set).
+ */
+int sb_vring_map(struct sb_vring *vr, const struct sb_vhost_mem *mem, uint64_t desc_uva,
+		 uint64_t avail_uva, uint64_t used_uva, const char **why);
+/**
+ * Number of new heads in the avail ring (acquire load of avail->idx).
+ * \return count >= 0, or -EINVAL when avail.idx - last_avail > size.
+ */
+int sb_vring_avail_count(struct sb_vring *vr, const char **why);
+/** Take the next head (after sb_vring_avail_count > 0).  -EINVAL if head >= size. */
+int sb_vring_pop(struct sb_vring *vr, uint16_t *head, const char **why);
+
+struct sb_vring_chain {
+	struct iovec *iov;
+	uint32_t max_iov;
+	uint32_t n_iov;
+	uint32_t n_readable;     /* iov[0..n_readable) device-readable, rest writable */
+	uint64_t readable_bytes;
+	uint64_t writable_bytes;
+};
+
+/**
+ * Walk the chain of head, validating every descriptor (virtio 1.2
+ * §2.7.5.3, §2.7.7), and map its buffers into chain->iov.
+ * \return 0; -EINVAL guest violation (*why); -E2BIG too many segments
+ *         (the request fails, the device is fine).
+ */
+int sb_vring_walk(const struct sb_vring *vr, const struct sb_vhost_mem *mem, uint16_t head,
+		  struct sb_vring_chain *chain, const char **why);
+/** Put (head, len) in the used ring and publish the index (release). */
+void sb_vring_push_used(struct sb_vring *vr, uint16_t head, uint32_t len);
+/** With EVENT_IDX publish avail_event = last_avail_idx (virtio 1.2 §2.7.10). */
+void sb_vring_set_avail_event(struct sb_vring *vr);
+/** Whether the driver wants an interrupt now (EVENT_IDX or NO_INTERRUPT); updates signalled state. */
+bool sb_vring_need_call(struct sb_vring *vr);
+
+/* ---- virtio-blk requests (vhost_blk.c) ---- */
+
+#define VIRTIO_BLK_F_SIZE_MAX 1
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_TOPOLOGY 10
+#define VIRTIO_BLK_F_CONFIG_WCE 11
+#define VIRTIO_BLK_F_MQ 12
+#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_T_GET_ID 8
+#define VIRTIO_BLK_T_DISCARD 11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_ID_BYTES 20
+#define VIRTIO_BLK_WZ_F_UNMAP 1
+
+/* Limits we advertise. */
+#define SB_VHOST_BLK_SEG_MAX 126
+#define SB_VHOST_BLK_SIZE_MAX (1u << 20)
+#define SB_VHOST_BLK_MAX_DISCARD_SEG 16
+#define SB_VHOST_BLK_MAX_WZ_SEG 16
+#define SB_VHOST_BLK_MAX_DISCARD_SECTORS (1u << 22)  /* 2 GiB */
+/* iovecs per request: data segments, header, status, region splits. */
+#define SB_VHOST_REQ_MAX_IOV 256
+
+struct virtio_blk_outhdr {
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t sector;
+};
+
+struct virtio_blk_seg {
+	uint64_t sector;
+	uint32_t num_sectors;
+	uint32_t flags;
+};
+
+/** Config space as the driver sees it (virtio 1.2 §5.2.4), little endian. */
+struct virtio_blk_config {
+	uint64_t capacity;
+	uint32_t size_max;
+	uint32_t seg_max;
+	struct {
+		uint16_t cylinders;
+		uint8_t heads;
+		uint8_t sectors;
+	} geometry;
+	uint32_t blk_size;
+	uint8_t physical_block_exp;
+	uint8_t alignment_offset;
+	uint16_t min_io_size;
+	uint32_t opt_io_size;
+	uint8_t writeback;
+	uint8_t unused0;
+	uint16_t num_queues;
+	uint32_t max_discard_sectors;
+	uint32_t max_discard_seg;
+	uint32_t discard_sector_alignment;
+	uint32_t max_write_zeroes_sectors;
+	uint32_t max_write_zeroes_seg;
+	uint8_t write_zeroes_may_unmap;
+	uint8_t unused1[3];
+} __attribute__((packed));
+
+/** A parsed request: what the executor needs, pointing into guest memory. */
+struct sb_blk_req_parsed {
+	struct virtio_blk_outhdr hdr;
+	struct iovec *data;       /* into the chain's iovecs, trimmed */
+	uint32_t data_cnt;
+	uint64_t data_len;
+	uint8_t *status;
+};
+
+/**
+ * Parse a request chain without assuming how the driver split header,
+ * data and status over descriptors (virtio 1.2 §5.2.6.4).  Modifies the
+ * chain's iovecs in place.  \return 0, -EINVAL (no room for header or
+ * status: the request cannot even be answered).
+ */
+int sb_blk_req_parse(struct sb_vring_chain *chain, struct sb_blk_req_parsed *req);
+/** Copy len bytes at byte offset off of an iovec array into dst. \return bytes copied. */
+uint64_t sb_iov_copy_out(const struct iovec *iov, uint32_t cnt, uint64_t off, void *dst,
+			 uint64_t len);
+/** Copy src into an iovec array. \return bytes copied. */
+uint64_t sb_iov_copy_in(const struct iovec *iov, uint32_t cnt, const void *src, uint64_t len);
+
+struct sb_blk_geometry {
+	uint64_t num_blocks;
+	uint32_t block_size;
+	uint32_t phys_block_size;
+	uint16_t num_queues;
+	bool discard;
+	bool write_zeroes;
+	bool flush;
+	bool readonly;
+};
+
+/** Virtio features offered for a blk device (bit 30 included). */
+uint64_t sb_blk_features(const struct sb_blk_geometry *g);
+/** Fill the config space. */
+void sb_blk_config(const struct sb_blk_geometry *g, struct virtio_blk_config *cfg);
+
+/* ---- inflight tracking (vhost_inflight.c) ---- */
+
+struct sb_inflight_desc {
+	uint8_t inflight;
+	uint8_t padding[5];
+	uint16_t next;
+	uint64_t counter;
+};
+
+struct sb_inflight_queue {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t last_batch_head;
+	uint16_t used_idx;
+	struct sb_inflight_desc desc[];
+};
+
+/** Bytes of one queue's region (64-byte aligned). */
+uint64_t sb_inflight_queue_bytes(uint16_t queue_size);
+/** Create the shared region: a memfd of num_queues regions. \return fd or -errno; *size set. */
+int sb_inflight_create(uint16_t num_queues, uint16_t queue_size, uint64_t *size);
+/** The region of queue q inside a mapping of size bytes (NULL if it does not fit). */
+struct sb_inflight_queue *sb_inflight_queue_get(void *base, uint64_t size, uint16_t queue_size,
+						uint16_t q);
+/**
+ * Adopt a region for a ring that is about to start.  A fresh region
+ * (desc_num 0) is initialised from used->idx; a used one is repaired (the
+ * last batch when used_idx != used->idx) and its in-flight heads are
+ * returned in counter order in heads[] (*count), with *next_counter.
+ * \return 0 or -EINVAL (region does not match the ring: *why).
+ */
+int sb_inflight_adopt(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t *heads,
+		      uint16_t *count, uint64_t *next_counter, const char **why);
+/** Record a fetched head. */
+void sb_inflight_fetch(struct sb_inflight_queue *iq, uint16_t head, uint64_t counter);
+/** Complete head: the used ring update with the inflight steps around it. */
+void sb_inflight_push_used(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t head,
+			   uint32_t len);
+
+#endif /* SB_VHOST_INTERNAL_H */

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/**
+ * \file
+ * vhost_initiator: plays QEMU's part of vhost-user for a vhost-user-blk
+ * target (benchmarks, verification and hostile-input tests).
+ *
+ * Guest memory is one memfd mapped MAP_SHARED; its guest physical address
+ * space starts at VI_GPA_BASE and the "QEMU virtual address" we announce in
+ * SET_MEM_TABLE is our own mapping address, so vring addresses sent in
+ * SET_VRING_ADDR are plain pointers.
+ */
+#ifndef VHOST_INITIATOR_H
+#define VHOST_INITIATOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* vhost-user requests (docs/interop/vhost-user.rst "Front-end message types") */
+enum {
+	VU_GET_FEATURES = 1,
+	VU_SET_FEATURES = 2,
+	VU_SET_OWNER = 3,
+	VU_RESET_OWNER = 4,
+	VU_SET_MEM_TABLE = 5,
+	VU_SET_VRING_NUM = 8,
+	VU_SET_VRING_ADDR = 9,
+	VU_SET_VRING_BASE = 10,
+	VU_GET_VRING_BASE = 11,
+	VU_SET_VRING_KICK = 12,
+	VU_SET_VRING_CALL = 13,
+	VU_SET_VRING_ERR = 14,
+	VU_GET_PROTOCOL_FEATURES = 15,
+	VU_SET_PROTOCOL_FEATURES = 16,
+	VU_GET_QUEUE_NUM = 17,
+	VU_SET_VRING_ENABLE = 18,
+	VU_GET_CONFIG = 24,
+	VU_SET_CONFIG = 25,
+};
+
+#define VU_FLAG_VERSION 0x1u
+#define VU_FLAG_REPLY (1u << 2)
+#define VU_FLAG_NEED_REPLY (1u << 3)
+#define VU_VRING_NOFD (1ull << 8)
+#define VU_MAX_FDS 8
+#define VU_MAX_REGIONS 8
+#define VU_MAX_CONFIG 256
+#define VU_HDR_SIZE 12u
+
+#define VU_PROTO_MQ 0
+#define VU_PROTO_REPLY_ACK 3
+#define VU_PROTO_CONFIG 9
+
+#define VI_F_PROTOCOL_FEATURES 30
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX 29
+#define VIRTIO_F_VERSION_1 32
+#define VIRTIO_BLK_F_SIZE_MAX 1
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_TOPOLOGY 10
+#define VIRTIO_BLK_F_MQ 12
+
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VRING_DESC_F_NEXT 1
+#define VRING_DESC_F_WRITE 2
+#define VRING_DESC_F_INDIRECT 4
+#define VRING_AVAIL_F_NO_INTERRUPT 1
+#define VRING_USED_F_NO_NOTIFY 1
+
+#define VI_GPA_BASE 0x0ull
+#define VI_MAX_QUEUES 16
+
+struct vu_hdr {
+	uint32_t request;
+	uint32_t flags;
+	uint32_t size;
+} __attribute__((packed));
+
+struct vu_vring_state {
+	uint32_t index;
+	uint32_t num;
+};
+
+struct vu_vring_addr {
+	uint32_t index;
+	uint32_t flags;
+	uint64_t desc_user_addr;
+	uint64_t used_user_addr;
+	uint64_t avail_user_addr;
+	uint64_t log_guest_addr;
+};
+
+struct vu_region {
+	uint64_t guest_phys_addr;
+	uint64_t memory_size;
+	uint64_t userspace_addr;
+	uint64_t mmap_offset;
+};
+
+struct vu_mem_table {
+	uint32_t nregions;
+	uint32_t padding;
+	struct vu_region regions[VU_MAX_REGIONS];
+};
+
+struct vu_config {
+	uint32_t offset;
+	uint32_t size;
+	uint32_t flags;
+	uint8_t region[VU_MAX_CONFIG];
+};
+
+/* virtio 1.2 §2.7.5 - §2.7.8, split ring layout */
+struct vring_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+	uint16_t next;
+};
+
+struct vring_avail {
+	uint16_t flags;
+	uint16_t idx;
+	uint16_t ring[];
+};
+
+struct vring_used_elem {
+	uint32_t id;
+	uint32_t len;
+};
+
+struct vring_used {
+	uint16_t flags;
+	uint16_t idx;
+	struct vring_used_elem ring[];
+};
+
+struct virtio_blk_outhdr {
+	uint32_t type;
+	uint32_t ioprio;
+	uint64_t sector;
+};
+
+/** One connection to a target (the "front-end"). */
+struct vu_conn {
+	int fd;
+	uint64_t features;           /* offered by the target */
+	uint64_t acked_features;     /* what we SET_FEATURES */
+	uint64_t protocol_features;  /* negotiated */
+	bool reply_ack;              /* REPLY_ACK negotiated */
+	bool ack_all;                /* NEED_REPLY on every set message */
+	int timeout_ms;              /* reply timeout */
+	int verbose;
+	char last_error[256];        /* why the last call failed */
+};
+
+/** Guest RAM: a memfd shared with the target. */
+struct guest_mem {
+	int fd;
+	uint8_t *base;
+	uint64_t size;
+	uint64_t gpa;      /* guest physical address of base */
+	uint64_t next;     /* bump allocator offset */
+};
+
+struct vq {
+	uint16_t index;
+	uint16_t size;
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t avail_idx;      /* next avail index we publish */
+	uint16_t last_used;      /* next used index we consume */
+	int kick_fd;
+	int call_fd;
+};
+
+/** A connected, started device. */
+struct vi_dev {
+	struct vu_conn conn;
+	struct guest_mem mem;
+	struct vq vqs[VI_MAX_QUEUES];
+	uint16_t num_queues;
+	uint16_t queue_size;
+	uint64_t capacity;       /* 512-byte sectors, from GET_CONFIG */
+	uint32_t blk_size;
+	uint16_t max_queues;     /* GET_QUEUE_NUM or config num_queues */
+	bool readonly;
+	bool interrupts;         /* ask the target for calls */
+	bool indirect;           /* negotiate VIRTIO_F_INDIRECT_DESC */
+};
+
+struct vi_dev_opts {
+	const char *socket;
+	uint16_t num_queues;
+	uint16_t queue_size;
+	uint64_t mem_size;
+	bool interrupts;
+	bool ack_all;
+	bool no_reply_ack;
+	bool indirect;
+	int timeout_ms;
+	int verbose;
+};
+
+/* memory + rings (vring.c) */
+int gm_init(struct guest_mem *m, uint64_t size);
+void gm_fini(struct guest_mem *m);
+/** Carve `size` bytes aligned to `align` out of guest memory; NULL if full. */
+void *gm_alloc(struct guest_mem *m, uint64_t size, uint64_t align);
+uint64_t gm_gpa(const struct guest_mem *m, const void *p);
+int vq_init(struct vq *vq, struct guest_mem *m, uint16_t index, uint16_t size, bool interrupts);
+void vq_fini(struct vq *vq);
+/** Publish head `head` in the avail ring (does not kick). */
+void vq_push(struct vq *vq, uint16_t head);
+/** Kick the target unless it asked not to be notified. */
+void vq_kick(struct vq *vq, bool force);
+/** Pop one used element; false when the used ring is empty. */
+bool vq_pop(struct vq *vq, uint32_t *id, uint32_t *len);
+
+/* protocol (vu_client.c) */
+int vu_connect(struct vu_conn *c, const char *path, int timeout_ms);
+void vu_close(struct vu_conn *c);
+/** Send raw bytes with optional fds (SCM_RIGHTS). */
+int vu_send_raw(struct vu_conn *c, const void *buf, size_t len, const int *fds, int nfds);
+int vu_send(struct vu_conn *c, uint32_t req, uint32_t flags, const void *payload, uint32_t size,
+	    const int *fds, int nfds);
+/** Receive a reply to `req`; validates flags/request; returns payload size or -errno. */
+int vu_recv_reply(struct vu_conn *c, uint32_t req, void *payload, uint32_t max);
+int vu_get_u64(struct vu_conn *c, uint32_t req, uint64_t *val);
+/** Set message with a u64 payload; waits for the ack if `need_reply`. */
+int vu_set_u64(struct vu_conn *c, uint32_t req, uint64_t val, bool need_reply, const int *fds,
+	       int nfds);
+int vu_set_state(struct vu_conn *c, uint32_t req, uint32_t index, uint32_t num);
+/** Wait for the target's REPLY_ACK; 0 on success, -EIO if it reported failure. */
+int vu_wait_ack(struct vu_conn *c, uint32_t req);
+/** true if the peer closed (or reset) the connection; waits up to `ms`. */
+bool vu_peer_closed(struct vu_conn *c, int ms);
+
+/* device lifecycle (vu_client.c) */
+/** Negotiate up to (not including) the memory table. */
+int vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o);
+/** SET_MEM_TABLE + every vring + enable. */
+int vi_dev_start_rings(struct vi_dev *d);
+/** vi_dev_handshake + vi_dev_start_rings. */
+int vi_dev_open(struct vi_dev *d, const struct vi_dev_opts *o);
+/** SET_VRING_ENABLE(0) + GET_VRING_BASE per queue (like QEMU's stop), then close. */
+int vi_dev_close(struct vi_dev *d, bool graceful);
+int vi_dev_send_mem_table(struct vi_dev *d);
+
+/* workload (workload.c) */
+struct vi_workload {
+	int rw;                  /* VI_RW_* */
+	int rwmixread;
+	uint32_t bs;
+	uint32_t qd;
+	double seconds;
+	uint64_t ios;
+	uint64_t size_limit;     /* bytes, 0 = capacity */
+	bool verify;
+	bool json;
+	uint64_t seed;
+	int io_timeout_s;
+};
+
+enum { VI_RW_READ, VI_RW_WRITE, VI_RW_RANDREAD, VI_RW_RANDWRITE, VI_RW_RANDRW };
+
+int vi_run_workload(struct vi_dev *d, const struct vi_workload *w);
+
+/* hostile cases (hostile.c) */
+int vi_hostile_run(const struct vi_dev_opts *o, const char *name, bool json);
+void vi_hostile_list(void);
+
+#endif

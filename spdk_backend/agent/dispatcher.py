@@ -1,0 +1,116 @@
+"""Runs RPC methods: decode params, call the handler, map errors, persist.
+
+Engine calls are synchronous (the C side waits for the owning reactor), so
+handlers that touch the engine run in one worker thread: state changes are
+serialized and the server's event loop never waits on the engine.  After a
+successful state-changing call the whole configuration is written to the
+state file before the reply goes out.
+"""
+
+import asyncio
+import errno
+import logging
+import time
+
+from spdk_backend import exception
+from spdk_backend.agent import jsonrpc
+from spdk_backend.agent import rpc
+
+LOG = logging.getLogger(__name__)
+
+# A handler raises this to be called again after ``interval`` seconds, until
+# ``deadline`` (time.monotonic()); the worker thread is free meanwhile.
+RETRY_INTERVAL = 0.05
+
+
+class RetryLater(Exception):
+    def __init__(self, deadline, error):
+        super().__init__(error)
+        self.deadline = deadline
+        self.error = error
+
+
+class Context:
+    """What handlers see: the engine, the configuration record, the options."""
+
+    def __init__(self, engine, state, vhost_socket_dir=None, version="0.1.0"):
+        self.engine = engine
+        self.state = state
+        self.vhost_socket_dir = vhost_socket_dir
+        self.version = version
+        self.started_at = time.time()
+
+
+def error_from_exception(exc):
+    """The RpcError a handler exception becomes."""
+    if isinstance(exc, jsonrpc.RpcError):
+        return exc
+    if isinstance(exc, exception.EngineError):
+        code = -(exc.errno or errno.EIO)
+        return jsonrpc.RpcError(code, exc.message)
+    if isinstance(exc, exception.InvalidInput):
+        return jsonrpc.InvalidParams(exc.message)
+    if isinstance(exc, exception.SpdkBackendException):
+        return jsonrpc.RpcError(jsonrpc.INTERNAL_ERROR, exc.message)
+    LOG.error("RPC handler failed", exc_info=exc)
+    return jsonrpc.RpcError(jsonrpc.INTERNAL_ERROR, "Internal error: %s: %s"
+                            % (type(exc).__name__, exc))
+
+
+class Dispatcher:
+    def __init__(self, ctx, executor=None):
+        self.ctx = ctx
+        self.executor = executor
+
+    @staticmethod
+    def lookup(name):
+        meth = rpc.REGISTRY.get(name)
+        if meth is None:
+            raise jsonrpc.RpcError(jsonrpc.METHOD_NOT_FOUND,
+                                   "Method not found: %s (rpc_get_methods lists the "
+                                   "methods this agent serves)" % name)
+        return meth
+
+    def run_sync(self, name, raw_params, persist=True):
+        """Decode and run one call in the calling thread; the result or RpcError."""
+        meth = self.lookup(name)
+        params = rpc.decode(meth, raw_params)
+        try:
+            return self._run(meth, params, persist)
+        except RetryLater as again:
+            raise error_from_exception(again.error) from None
+
+    def _run(self, meth, params, persist=True):
+        try:
+            result = meth.func(self.ctx, params)
+        except RetryLater:
+            raise
+        except Exception as exc:  # every failure becomes a JSON-RPC error
+            raise error_from_exception(exc) from None
+        if meth.mutates and persist:
+            try:
+                self.ctx.state.save()
+            except OSError as exc:
+                LOG.error("%s succeeded but the state file could not be written: %s",
+                          meth.name, exc)
+                raise jsonrpc.RpcError(
+                    -(exc.errno or errno.EIO),
+                    "%s succeeded but the agent could not save its state (%s); the change "
+                    "is lost on restart unless the state directory is fixed"
+                    % (meth.name, exc.strerror or exc)) from None
+        return result
+
+    async def call(self, name, raw_params):
+        """Run one call from the event loop; the result or RpcError."""
+        meth = self.lookup(name)
+        params = rpc.decode(meth, raw_params)
+        if meth.inline:
+            return self._run(meth, params)
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return await loop.run_in_executor(self.executor, self._run, meth, params)
+            except RetryLater as again:
+                if time.monotonic() >= again.deadline:
+                    raise error_from_exception(again.error) from None
+                await asyncio.sleep(RETRY_INTERVAL)

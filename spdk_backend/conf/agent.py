@@ -1,0 +1,188 @@
+"""Options of the spdk-backend-agent daemon ([agent] group)."""
+
+from oslo_config import cfg
+
+agent_group = cfg.OptGroup(
+    "agent",
+    title="spdk-backend agent options",
+    help="""
+Options of spdk-backend-agent, the daemon that owns the polling engine on a
+hypervisor host and serves SPDK-compatible JSON-RPC on a unix socket.
+""")
+
+
+def _octal_mode(value):
+    """A file mode written in octal ("0660"), as chmod takes it."""
+    if isinstance(value, int):
+        mode = value
+    else:
+        try:
+            mode = int(str(value), 8)
+        except ValueError:
+            raise ValueError("%r is not an octal file mode such as 0660" % (value,))
+    if not 0 <= mode <= 0o7777:
+        raise ValueError("%r is out of range for a file mode" % (value,))
+    return mode
+
+
+agent_opts = [
+    cfg.StrOpt(
+        "core_mask",
+        default="0x1",
+        help="""
+CPU cores the engine runs one polling reactor on each.
+
+Possible values:
+
+* A hexadecimal mask such as ``0x3`` (cores 0 and 1), or a list such as
+  ``[0,2-3]``, as SPDK's ``-m`` option takes it.
+
+Related options:
+
+* ``max_delay_us``: how long an idle reactor may sleep.
+"""),
+    cfg.IntOpt(
+        "max_delay_us",
+        default=1000,
+        min=0,
+        help="""
+Longest time, in microseconds, an idle reactor sleeps before it polls again.
+
+Smaller values lower the latency of the first request after an idle period at
+the cost of CPU time; 0 keeps reactors spinning.
+
+Possible values:
+
+* An integer >= 0.
+
+Related options:
+
+* ``core_mask``
+"""),
+    cfg.BoolOpt(
+        "no_pin",
+        default=False,
+        help="""
+Do not pin reactor threads to the cores of ``core_mask``.
+
+Useful in containers and test environments whose CPU set does not contain the
+cores of the mask.
+
+Related options:
+
+* ``core_mask``
+"""),
+    cfg.StrOpt(
+        "rpc_socket",
+        default="/var/run/spdk-backend/agent.sock",
+        help="""
+Path of the unix socket on which the agent serves JSON-RPC.
+
+Possible values:
+
+* An absolute path; its directory is created if missing.
+
+Related options:
+
+* ``rpc_socket_mode``, ``rpc_socket_group``: who may connect.
+"""),
+    cfg.Opt(
+        "rpc_socket_mode",
+        type=_octal_mode,
+        default="0660",
+        sample_default="0660",
+        help="""
+File mode of the RPC socket, in octal.
+
+Anyone who can connect can create and delete disks, so keep it restricted.
+
+Possible values:
+
+* An octal mode such as ``0660`` or ``0600``.
+
+Related options:
+
+* ``rpc_socket_group``
+"""),
+    cfg.StrOpt(
+        "rpc_socket_group",
+        help="""
+Group that owns the RPC socket.
+
+Possible values:
+
+* A group name or numeric gid (for example the group nova-compute or
+  cinder-volume run as); unset keeps the agent's own group.
+
+Related options:
+
+* ``rpc_socket_mode``
+"""),
+    cfg.IntOpt(
+        "rpc_send_timeout",
+        default=30,
+        min=1,
+        help="""
+Seconds a client may leave a reply unread before the agent drops its
+connection.
+
+A client that stops reading its replies never blocks other clients; this
+bounds the memory it can hold on to.
+
+Possible values:
+
+* An integer >= 1.
+"""),
+    cfg.StrOpt(
+        "vhost_socket_dir",
+        default="/var/run/spdk-backend/vhost",
+        help="""
+Directory of the vhost-user sockets of the controllers.
+
+The socket of controller ``NAME`` is ``<vhost_socket_dir>/NAME``; QEMU
+connects to it.
+
+Possible values:
+
+* An absolute path; created if missing.
+
+Related options:
+
+* ``rpc_socket``
+"""),
+    cfg.StrOpt(
+        "state_dir",
+        default="/var/lib/spdk-backend",
+        help="""
+Directory of the agent's persistent state.
+
+The agent writes its whole configuration there (``config.json``, in the shape
+of SPDK's ``save_config``) after every change, replays it on start, and holds a
+lock file (``agent.lock``) that stops a second agent from using the same state.
+
+Possible values:
+
+* An absolute path; created if missing.
+"""),
+    cfg.StrOpt(
+        "log_file",
+        help="""
+File the agent logs to; unset logs to standard error (the journal under
+systemd).
+"""),
+    cfg.BoolOpt(
+        "debug",
+        default=False,
+        help="""
+Log at DEBUG level (every RPC request and reply).
+"""),
+]
+
+
+def register_opts(conf):
+    conf.register_group(agent_group)
+    conf.register_opts(agent_opts, group=agent_group)
+
+
+def list_opts():
+    return {agent_group: agent_opts}

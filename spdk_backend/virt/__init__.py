@@ -1,0 +1,1 @@
+"""Hypervisor integration: libvirt (plain virsh-managed VMs, and Nova's)."""
