@@ -28,6 +28,9 @@ SUBSYSTEMS = (
 )
 
 
+SUBSYSTEM_NAMES = tuple(s["subsystem"] for s in SUBSYSTEMS)
+
+
 class StateFileError(exception.ConfigurationError):
     msg_fmt = ("state file %(path)s is unusable: %(reason)s. It was kept for "
                "inspection; repair it, or move it away to start with an empty "
@@ -95,6 +98,8 @@ def validate_config(config, path="<config>"):
 
 class AgentState:
     """What the agent has configured, in creation order."""
+
+    SUBSYSTEM_NAMES = SUBSYSTEM_NAMES
 
     def __init__(self, state_dir=None):
         self.path = os.path.join(state_dir, STATE_FILE) if state_dir else None

@@ -302,7 +302,7 @@ _bdev_alias_add(struct sb_bdev *bdev, const char *alias)
 	}
 	if (in->num_aliases == SB_BDEV_MAX_ALIASES) {
 		SB_ERRLOG("bdev %s: too many aliases (max %d)\n", in->name, SB_BDEV_MAX_ALIASES);
-		rc = -ENOSPC;
+		rc = -EINVAL;
 		goto out;
 	}
 	snprintf(in->aliases[in->num_aliases++], SB_BDEV_NAME_MAX, "%s", alias);
@@ -316,7 +316,7 @@ _bdev_alias_del(struct sb_bdev *bdev, const char *alias)
 {
 	struct sb_bdev_internal *in = bdev->internal;
 	uint32_t i;
-	int rc = -ENOENT;
+	int rc = -EINVAL;
 
 	pthread_mutex_lock(&g_bdev_lock);
 	for (i = 0; alias != NULL && i < in->num_aliases; i++) {

@@ -147,6 +147,10 @@ void _bdev_stat_add(struct sb_bdev_stat *dst, const struct sb_bdev_stat *src);
 void _bdev_stat_account(struct sb_bdev_channel *bch, struct sb_bdev_io *io, uint64_t now);
 void _bdev_qd_change(struct sb_bdev_channel *bch, int delta, uint64_t now);
 
+/* bdev_ctl.c: sum the channels' counters into out, then cb (calling reactor). */
+void _bdev_iostat_collect(struct sb_bdev *bdev, struct sb_bdev_iostat *out,
+			  void (*cb)(void *cb_arg, int rc), void *cb_arg);
+
 /* bdev_qos.c */
 /* Returns true when the QoS layer took the I/O (it is queued or forwarded). */
 bool _bdev_qos_submit(struct sb_bdev_io *io, int *rc);

@@ -176,7 +176,8 @@ _qos_start_here(struct sb_bdev_qos *qos)
 	struct sb_bdev *bdev = qos->bdev;
 
 	TAILQ_INIT(&qos->queued);
-	qos->last_tsc = sb_get_ticks();
+	/* Start with one slice of credit: the first I/O need not wait for the poller. */
+	qos->last_tsc = sb_get_ticks() - SB_QOS_TIMESLICE_US * (sb_get_ticks_hz() / 1000000);
 	qos->module_ch = bdev->fn_table->get_io_channel(bdev->ctxt);
 	if (qos->module_ch != NULL) {
 		qos->poller = sb_poller_register(_qos_poll, qos, SB_QOS_TIMESLICE_US, "bdev_qos");

@@ -171,9 +171,15 @@ _enqueue_and_wake(struct sb_reactor *r, sb_msg_fn fn, void *ctx)
 	if (r == tls_reactor) {
 		return 0;
 	}
-	/* Pairs with the fence in _reactor_sleep: publish, then look at "sleeping". */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&r->sleeping, memory_order_relaxed)) {
+	/*
+	 * Dekker handshake with _reactor_sleep: we store the message (seq_cst
+	 * publish in the ring) then load "sleeping"; the reactor stores
+	 * "sleeping" then loads the ring, all seq_cst.  In the single total
+	 * order of these four operations one side sees the other's store:
+	 * either the reactor finds the message, or we see it sleeping and wake
+	 * it.  No wake-up is lost, and a running reactor costs no syscall.
+	 */
+	if (atomic_load(&r->sleeping)) {
 		_wake(r);
 	}
 	return 0;
@@ -326,9 +332,8 @@ _reactor_sleep(struct sb_reactor *r)
 	if (delay == 0) {
 		return;
 	}
-	atomic_store_explicit(&r->sleeping, 1, memory_order_relaxed);
-	/* Pairs with the sender's fence: announce sleep, then look at the ring. */
-	atomic_thread_fence(memory_order_seq_cst);
+	/* Announce, then look at the ring (see _enqueue_and_wake). */
+	atomic_store(&r->sleeping, 1);
 	if (!sb_ring_empty(r->ring) || atomic_load(&r->stop)) {
 		atomic_store_explicit(&r->sleeping, 0, memory_order_relaxed);
 		return;

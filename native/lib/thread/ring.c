@@ -81,8 +81,12 @@ sb_ring_enqueue(struct sb_ring *ring, sb_msg_fn fn, void *ctx)
 	}
 	slot->fn = fn;
 	slot->ctx = ctx;
-	/* Release: fn/ctx become visible before the consumer sees the slot as published. */
-	atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
+	/*
+	 * Publish.  seq_cst rather than release: the sender's next step is to
+	 * read the consumer's "sleeping" flag, and this store must not pass that
+	 * load (see _enqueue_and_wake in reactor.c).
+	 */
+	atomic_store_explicit(&slot->seq, pos + 1, memory_order_seq_cst);
 	return 0;
 }
 
@@ -110,7 +114,8 @@ sb_ring_empty(struct sb_ring *ring)
 {
 	struct sb_ring_slot *slot = &ring->slots[ring->head & ring->mask];
 
-	return atomic_load_explicit(&slot->seq, memory_order_acquire) != ring->head + 1;
+	/* seq_cst: pairs with the publish store for the sleep/wake handshake. */
+	return atomic_load_explicit(&slot->seq, memory_order_seq_cst) != ring->head + 1;
 }
 
 uint32_t

@@ -59,7 +59,7 @@ struct sb_reactor {
 	/*
 	 * Set by the reactor before it re-checks its ring and blocks; a sender
 	 * that publishes a message and then sees it set writes evfd.  Both sides
-	 * order store-then-load with seq_cst fences (Dekker), so one of them
+	 * order store-then-load with seq_cst operations (Dekker), so one of them
 	 * always sees the other: no wake-up is lost.
 	 */
 	_Atomic int sleeping;

@@ -267,6 +267,7 @@ struct vi_workload {
 	uint64_t ios;
 	uint64_t size_limit;     /* bytes, 0 = capacity */
 	bool verify;
+	bool verify_read;        /* only read back a range an earlier --verify wrote */
 	bool json;
 	uint64_t seed;
 	int io_timeout_s;

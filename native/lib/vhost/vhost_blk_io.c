@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * virtio-blk request execution on the controller's reactor: one task per
+ * ring head, data buffers handed to the bdev as iovecs into guest memory
+ * (zero copy), status and used ring written on completion.
+ */
+#include "vhost/vhost_dev.h"
+#include "sb/bdev.h"
+#include "sb/log.h"
+#include "sb/thread.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+static int _submit(struct sb_vhost_task *t);
+
+void
+sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
+{
+	struct sb_vhost_vq *vq = t->vq;
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+
+	if (!vq->detached) {
+		*t->req.status = status;
+		if (status != VIRTIO_BLK_S_OK) {
+			t->used_len = 1;
+		}
+		if (vq->iq != NULL) {
+			sb_inflight_push_used(vq->iq, &vq->vr, t->head, t->used_len);
+		} else {
+			sb_vring_push_used(&vq->vr, t->head, t->used_len);
+		}
+		if (vq->run_callfd >= 0 && sb_vring_need_call(&vq->vr)) {
+			eventfd_write(vq->run_callfd, 1);
+		}
+	}
+	t->busy = false;
+	vq->inflight--;
+	c->outstanding--;
+	__atomic_fetch_add(&c->completed_ios, 1, __ATOMIC_RELAXED);
+	if (vq->inflight == 0 && vq->drain_done != NULL) {
+		sb_vhost_vq_drained(vq);
+	}
+	if (c->removed && c->outstanding == 0) {
+		sb_vhost_bdev_release(c);
+	}
+}
+
+static void
+_io_done(struct sb_bdev_io *io, int status, void *cb_arg)
+{
+	struct sb_vhost_task *t = cb_arg;
+	int rc;
+
+	sb_bdev_free_io(io);
+	if (status != 0) {
+		sb_vhost_task_done(t, VIRTIO_BLK_S_IOERR);
+		return;
+	}
+	if (t->nsegs > 0 && ++t->cur_seg < t->nsegs) {
+		rc = _submit(t);
+		if (rc == -ENOMEM) {
+			t->queued = true;
+			TAILQ_INSERT_TAIL(&t->vq->retry, t, link);
+		} else if (rc != 0) {
+			sb_vhost_task_done(t, VIRTIO_BLK_S_IOERR);
+		}
+		return;
+	}
+	sb_vhost_task_done(t, VIRTIO_BLK_S_OK);
+}
+
+/* 512-byte sectors -> bdev blocks; false when misaligned or beyond the end. */
+static bool
+_to_blocks(const struct sb_vhost_ctrlr *c, uint64_t sector, uint64_t bytes, uint64_t *off,
+	   uint64_t *num)
+{
+	uint32_t bs = c->geo.block_size;
+
+	if (bs == 0 || sector > (UINT64_MAX >> 9) || bytes % bs != 0 || (sector << 9) % bs != 0) {
+		return false;
+	}
+	*off = (sector << 9) / bs;
+	*num = bytes / bs;
+	return *off <= c->geo.num_blocks && *num <= c->geo.num_blocks - *off;
+}
+
+static int
+_submit(struct sb_vhost_task *t)
+{
+	struct sb_vhost_ctrlr *c = t->vq->ctrlr;
+	const struct virtio_blk_seg *s;
+	uint64_t off, num;
+
+	if (c->removed || c->desc == NULL || c->ch == NULL) {
+		return -ENODEV;
+	}
+	switch (t->req.hdr.type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		if (!_to_blocks(c, t->req.hdr.sector, t->req.data_len, &off, &num)) {
+			return -EINVAL;
+		}
+		if (t->req.hdr.type == VIRTIO_BLK_T_IN) {
+			return sb_bdev_readv_blocks(c->desc, c->ch, t->req.data, (int)t->req.data_cnt,
+						    off, num, _io_done, t);
+		}
+		return sb_bdev_writev_blocks(c->desc, c->ch, t->req.data, (int)t->req.data_cnt, off,
+					     num, _io_done, t);
+	case VIRTIO_BLK_T_FLUSH:
+		return sb_bdev_flush(c->desc, c->ch, _io_done, t);
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		s = &t->segs[t->cur_seg];
+		if (!_to_blocks(c, s->sector, (uint64_t)s->num_sectors << 9, &off, &num)) {
+			return -EINVAL;
+		}
+		if (t->req.hdr.type == VIRTIO_BLK_T_DISCARD) {
+			return sb_bdev_unmap_blocks(c->desc, c->ch, off, num, _io_done, t);
+		}
+		return sb_bdev_write_zeroes_blocks(c->desc, c->ch, off, num, _io_done, t);
+	default:
+		return -EINVAL;
+	}
+}
+
+/* DISCARD / WRITE_ZEROES payload checks (virtio 1.2 §5.2.6.2). */
+static uint8_t
+_parse_segments(struct sb_vhost_task *t)
+{
+	uint32_t type = t->req.hdr.type, i, max_sectors = SB_VHOST_BLK_MAX_DISCARD_SECTORS;
+	uint32_t max_seg = type == VIRTIO_BLK_T_DISCARD ? SB_VHOST_BLK_MAX_DISCARD_SEG :
+			   SB_VHOST_BLK_MAX_WZ_SEG;
+	uint32_t allowed = type == VIRTIO_BLK_T_DISCARD ? 0 : VIRTIO_BLK_WZ_F_UNMAP;
+	uint64_t n;
+
+	if (t->req.data_len == 0 || t->req.data_len % sizeof(struct virtio_blk_seg) != 0) {
+		return VIRTIO_BLK_S_IOERR;
+	}
+	n = t->req.data_len / sizeof(struct virtio_blk_seg);
+	if (n > max_seg) {
+		return VIRTIO_BLK_S_IOERR;
+	}
+	sb_iov_copy_out(t->req.data, t->req.data_cnt, 0, t->segs, t->req.data_len);
+	for (i = 0; i < n; i++) {
+		/* Unknown flags, or unmap on a discard, are not ours to guess at. */
+		if (t->segs[i].flags & ~allowed) {
+			return VIRTIO_BLK_S_UNSUPP;
+		}
+		if (t->segs[i].num_sectors == 0 || t->segs[i].num_sectors > max_sectors) {
+			return VIRTIO_BLK_S_IOERR;
+		}
+	}
+	t->nsegs = (uint32_t)n;
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Decide what a parsed request does; a status other than OK finishes it now. */
+static uint8_t
+_start(struct sb_vhost_task *t, bool *submitted)
+{
+	struct sb_vhost_ctrlr *c = t->vq->ctrlr;
+	uint32_t type = t->req.hdr.type;
+	uint64_t negotiated = c->features;
+	uint8_t st;
+	int rc;
+
+	*submitted = false;
+	t->used_len = 1;
+	t->nsegs = 0;
+	t->cur_seg = 0;
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		if (type == VIRTIO_BLK_T_OUT && c->readonly) {
+			return VIRTIO_BLK_S_IOERR;
+		}
+		if (t->req.data_len % 512 != 0) {
+			return VIRTIO_BLK_S_IOERR;
+		}
+		if (t->req.data_len == 0) {
+			return VIRTIO_BLK_S_OK;
+		}
+		if (type == VIRTIO_BLK_T_IN) {
+			t->used_len = (uint32_t)t->req.data_len + 1;
+		}
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		if (!c->geo.flush && !c->removed) {
+			/* No volatile cache: everything written is already stable. */
+			return VIRTIO_BLK_S_OK;
+		}
+		break;
+	case VIRTIO_BLK_T_GET_ID: {
+		uint8_t id[VIRTIO_BLK_ID_BYTES];
+		uint64_t n;
+
+		memcpy(id, c->serial, sizeof(id));
+		n = sb_iov_copy_in(t->req.data, t->req.data_cnt, id, sizeof(id));
+		t->used_len = (uint32_t)n + 1;
+		return VIRTIO_BLK_S_OK;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		if (!(negotiated & (1ull << (type == VIRTIO_BLK_T_DISCARD ? VIRTIO_BLK_F_DISCARD :
+					     VIRTIO_BLK_F_WRITE_ZEROES)))) {
+			return c->readonly ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_UNSUPP;
+		}
+		if (c->readonly) {
+			return VIRTIO_BLK_S_IOERR;
+		}
+		st = _parse_segments(t);
+		if (st != VIRTIO_BLK_S_OK) {
+			return st;
+		}
+		break;
+	default:
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+	rc = _submit(t);
+	if (rc == -ENOMEM) {
+		t->queued = true;
+		TAILQ_INSERT_TAIL(&t->vq->retry, t, link);
+		*submitted = true;
+		return VIRTIO_BLK_S_OK;
+	}
+	if (rc != 0) {
+		return VIRTIO_BLK_S_IOERR;
+	}
+	*submitted = true;
+	return VIRTIO_BLK_S_OK;
+}
+
+bool
+sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head)
+{
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	struct sb_vhost_task *t = &vq->tasks[head];
+	const char *why = NULL;
+	bool submitted;
+	uint8_t st;
+	int rc;
+
+	if (t->busy) {
+		sb_vhost_dev_break(c, "head made available twice while in flight");
+		return false;
+	}
+	t->chain.iov = t->iov;
+	t->chain.max_iov = SB_VHOST_REQ_MAX_IOV;
+	rc = sb_vring_walk(&vq->vr, c->mem, head, &t->chain, &why);
+	if (rc != 0) {
+		sb_vhost_dev_break(c, why);
+		return false;
+	}
+	if (sb_blk_req_parse(&t->chain, &t->req) != 0) {
+		sb_vhost_dev_break(c, "request without room for header and status");
+		return false;
+	}
+	t->busy = true;
+	t->queued = false;
+	vq->inflight++;
+	c->outstanding++;
+	st = _start(t, &submitted);
+	if (!submitted) {
+		sb_vhost_task_done(t, st);
+	}
+	return true;
+}
+
+void
+sb_vhost_blk_retry(struct sb_vhost_vq *vq)
+{
+	struct sb_vhost_task *t;
+	int rc;
+
+	while ((t = TAILQ_FIRST(&vq->retry)) != NULL) {
+		rc = _submit(t);
+		if (rc == -ENOMEM) {
+			/* Still no bdev_io: keep the order, try on a later poll. */
+			return;
+		}
+		TAILQ_REMOVE(&vq->retry, t, link);
+		t->queued = false;
+		if (rc != 0) {
+			sb_vhost_task_done(t, VIRTIO_BLK_S_IOERR);
+		}
+	}
+}

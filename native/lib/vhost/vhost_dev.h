@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vhost-user-blk controller and session state (private to lib/vhost).
+ * See vhost_internal.h for which thread owns which field.
+ */
+#ifndef SB_VHOST_DEV_H
+#define SB_VHOST_DEV_H
+
+#include "vhost/vhost_internal.h"
+#include "sb/vhost.h"
+
+#include <sys/queue.h>
+
+struct sb_reactor;
+struct sb_poller;
+struct sb_bdev;
+struct sb_bdev_desc;
+struct sb_io_channel;
+struct sb_completion;
+struct sb_vhost_ctrlr;
+struct sb_vhost_vq;
+
+/* One virtio-blk request in flight; tasks are indexed by head. */
+struct sb_vhost_task {
+	struct sb_vhost_vq *vq;
+	uint16_t head;
+	bool busy;
+	uint8_t status;
+	uint32_t used_len;
+	struct sb_blk_req_parsed req;
+	/* DISCARD / WRITE_ZEROES: segments run one after the other. */
+	struct virtio_blk_seg segs[SB_VHOST_BLK_MAX_DISCARD_SEG];
+	uint32_t nsegs;
+	uint32_t cur_seg;
+	bool queued;  /* on the retry list (-ENOMEM from the bdev) */
+	TAILQ_ENTRY(sb_vhost_task) link;
+	struct sb_vring_chain chain;
+	struct iovec iov[SB_VHOST_REQ_MAX_IOV];
+};
+
+struct sb_vhost_vq {
+	struct sb_vhost_ctrlr *ctrlr;
+	uint16_t index;
+
+	/* Front-end configuration (control thread; read by the reactor only at start). */
+	uint16_t num;
+	uint16_t base;
+	struct vhost_user_vring_addr addr;
+	bool addr_set;
+	bool kick_set;
+	int kickfd;
+	int callfd;
+	bool enabled;
+
+	/* Reactor state, valid while started (or draining). */
+	bool started;
+	bool detached;   /* a stop timed out: completions no longer touch the ring */
+	struct sb_vring vr;
+	struct sb_vhost_task *tasks;
+	uint32_t inflight;
+	TAILQ_HEAD(, sb_vhost_task) retry;
+	struct sb_completion *drain_done;
+	struct sb_inflight_queue *iq;
+	uint64_t iq_counter;
+	uint16_t *resubmit;
+	uint16_t n_resubmit;
+	uint16_t resubmit_pos;
+	bool kick_registered;
+	int run_callfd;  /* the fd the reactor signals (swapped by message) */
+};
+
+struct sb_vhost_ep_tag {
+	int kind;
+	struct sb_vhost_ctrlr *ctrlr;
+};
+
+enum { SB_EP_CMD = 0, SB_EP_LISTEN, SB_EP_CONN, SB_EP_SLAVE };
+
+struct sb_vhost_ctrlr {
+	char name[SB_VHOST_NAME_MAX];
+	char bdev_name[128];
+	char socket_path[108];
+	char cpumask[64];
+	char serial[VIRTIO_BLK_ID_BYTES];
+	bool readonly;
+	uint16_t max_queues;
+	struct sb_reactor *reactor;
+
+	int listen_fd;
+	int conn_fd;
+	int slave_fd;
+	struct sb_vhost_ep_tag listen_tag;
+	struct sb_vhost_ep_tag conn_tag;
+	struct sb_vhost_ep_tag slave_tag;
+
+	/* bdev (opened on, and owned by, the reactor) */
+	struct sb_bdev_desc *desc;
+	struct sb_bdev *bdev;
+	struct sb_io_channel *ch;
+	bool removed;
+	uint32_t outstanding;
+	struct sb_blk_geometry geo;
+
+	/* Session (control thread). */
+	uint64_t features;
+	uint64_t protocol_features;
+	bool features_set;
+	struct sb_vhost_mem *mem;   /* replaced only while no queue runs */
+	struct sb_vhost_vq vqs[SB_VHOST_MAX_QUEUES];
+	void *inflight_base;
+	uint64_t inflight_size;
+	uint16_t inflight_qsize;
+	uint16_t inflight_nq;
+
+	/* Reactor. */
+	struct sb_poller *poller;
+	uint32_t started_queues;
+	uint32_t draining_queues;
+
+	/* Flags raised by the reactor for the control thread. */
+	int pending_config_change;
+	int pending_disconnect;
+
+	bool broken;
+	uint32_t delay_base_us;
+	uint32_t iops_threshold;
+	uint64_t completed_ios;
+	LIST_ENTRY(sb_vhost_ctrlr) link;
+};
+
+#define SB_VHOST_STOP_TIMEOUT_US (5ULL * 1000 * 1000)
+
+/* vhost_session.c (reactor side, called from the control thread) */
+/** Start vq if everything it needs is configured. \return 0 (started or not ready) or -errno. */
+int sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq);
+/** Stop vq and wait for its in-flight requests (bounded). */
+int sb_vhost_vq_stop(struct sb_vhost_vq *vq);
+/** Stop every started queue; *mask gets which were running. */
+void sb_vhost_pause_all(struct sb_vhost_ctrlr *c, uint32_t *mask);
+/** Restart queues of mask. */
+void sb_vhost_resume(struct sb_vhost_ctrlr *c, uint32_t mask);
+/** Last in-flight request of a stopping queue finished (reactor). */
+void sb_vhost_vq_drained(struct sb_vhost_vq *vq);
+/** Swap the call fd of a running queue (reactor message). */
+int sb_vhost_vq_set_call(struct sb_vhost_vq *vq, int fd);
+/** Open the bdev on the controller's reactor (claim unless readonly). */
+int sb_vhost_bdev_open(struct sb_vhost_ctrlr *c);
+/** Put the channel and close the descriptor (reactor; after in-flight I/O completed). */
+void sb_vhost_bdev_release(struct sb_vhost_ctrlr *c);
+/** Close the bdev descriptor and channel on the reactor. */
+void sb_vhost_bdev_close(struct sb_vhost_ctrlr *c);
+/** Refresh c->geo from the bdev (control thread). */
+void sb_vhost_refresh_geometry(struct sb_vhost_ctrlr *c);
+/** Mark the device broken (reactor); the control thread cuts the session. */
+void sb_vhost_dev_break(struct sb_vhost_ctrlr *c, const char *why);
+/** Wake the control thread (from any thread). */
+void sb_vhost_ctl_wake(void);
+
+/* vhost_blk_io.c (reactor) */
+/** Walk, parse and submit one head; false when the device broke. */
+bool sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head);
+/** Task finished: status, used ring, call, drain bookkeeping (reactor). */
+void sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status);
+/** Retry tasks waiting for a bdev_io. */
+void sb_vhost_blk_retry(struct sb_vhost_vq *vq);
+
+/* vhost_msg.c (control thread) */
+/** Handle one message of the connection; a negative return cuts the session. */
+int sb_vhost_handle_msg(struct sb_vhost_ctrlr *c, struct vhost_user_msg *msg);
+/** Stop queues, unmap memory, close fds, forget negotiated state. */
+void sb_vhost_session_reset(struct sb_vhost_ctrlr *c);
+/** Send CONFIG_CHANGE_MSG on the slave channel. */
+void sb_vhost_send_config_change(struct sb_vhost_ctrlr *c);
+
+#endif /* SB_VHOST_DEV_H */

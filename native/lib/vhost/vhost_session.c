@@ -1,0 +1,494 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Queue start/stop and the controller's poller.  The control thread
+ * prepares a queue while it is stopped, then hands it to the controller's
+ * reactor with sb_call(); from then on only that reactor touches the ring
+ * until a stop message (which waits for in-flight requests) gives it back.
+ */
+#include "vhost/vhost_dev.h"
+#include "sb/bdev.h"
+#include "sb/log.h"
+#include "sb/thread.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* Heads taken from one ring per poll, so one busy queue cannot starve others. */
+#define SB_VHOST_POLL_BATCH 64
+
+static void _vq_poller_maybe_stop(struct sb_vhost_ctrlr *c);
+
+void
+sb_vhost_dev_break(struct sb_vhost_ctrlr *c, const char *why)
+{
+	if (!c->broken) {
+		SB_ERRLOG("vhost controller %s: guest violation, device stopped: %s\n", c->name, why);
+	}
+	c->broken = true;
+	__atomic_store_n(&c->pending_disconnect, 1, __ATOMIC_RELEASE);
+	sb_vhost_ctl_wake();
+}
+
+static int
+_vq_poll(struct sb_vhost_vq *vq)
+{
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	const char *why = NULL;
+	uint16_t head;
+	int n, i, work = 0;
+
+	if (!TAILQ_EMPTY(&vq->retry)) {
+		sb_vhost_blk_retry(vq);
+		work = 1;
+	}
+	if (!vq->started || c->broken) {
+		return work;
+	}
+	while (vq->resubmit_pos < vq->n_resubmit) {
+		/* Inflight recovery: these were fetched by a previous process. */
+		head = vq->resubmit[vq->resubmit_pos++];
+		if (!sb_vhost_blk_handle(vq, head)) {
+			return 1;
+		}
+		work = 1;
+	}
+	n = sb_vring_avail_count(&vq->vr, &why);
+	if (n < 0) {
+		sb_vhost_dev_break(c, why);
+		return 1;
+	}
+	if (n > SB_VHOST_POLL_BATCH) {
+		n = SB_VHOST_POLL_BATCH;
+	}
+	for (i = 0; i < n; i++) {
+		if (sb_vring_pop(&vq->vr, &head, &why) != 0) {
+			sb_vhost_dev_break(c, why);
+			return 1;
+		}
+		if (vq->iq != NULL) {
+			sb_inflight_fetch(vq->iq, head, vq->iq_counter++);
+		}
+		if (!sb_vhost_blk_handle(vq, head)) {
+			return 1;
+		}
+	}
+	if (n > 0) {
+		sb_vring_set_avail_event(&vq->vr);
+		work = 1;
+	}
+	return work;
+}
+
+static int
+_ctrlr_poll(void *ctx)
+{
+	struct sb_vhost_ctrlr *c = ctx;
+	int busy = 0;
+	uint16_t q;
+
+	for (q = 0; q < c->max_queues; q++) {
+		if (c->vqs[q].started || !TAILQ_EMPTY(&c->vqs[q].retry)) {
+			busy |= _vq_poll(&c->vqs[q]);
+		}
+	}
+	return busy ? SB_POLLER_BUSY : SB_POLLER_IDLE;
+}
+
+static void
+_vq_poller_maybe_stop(struct sb_vhost_ctrlr *c)
+{
+	if (c->started_queues == 0 && c->draining_queues == 0 && c->poller != NULL) {
+		sb_poller_unregister(&c->poller);
+	}
+}
+
+/* ---- start ---- */
+
+static void
+_vq_start_on_reactor(void *ctx, struct sb_completion *done)
+{
+	struct sb_vhost_vq *vq = ctx;
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	int rc;
+
+	if (c->desc == NULL && !c->removed) {
+		sb_complete(done, -ENODEV);
+		return;
+	}
+	/* A removed bdev still runs the queue: the guest gets I/O errors, not a hang. */
+	if (c->ch == NULL && !c->removed) {
+		c->ch = sb_bdev_get_io_channel(c->desc);
+		if (c->ch == NULL) {
+			sb_complete(done, -ENOMEM);
+			return;
+		}
+	}
+	if (c->poller == NULL) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "vhost_%.24s", c->name);
+		c->poller = sb_poller_register(_ctrlr_poll, c, 0, name);
+		if (c->poller == NULL) {
+			sb_complete(done, -ENOMEM);
+			return;
+		}
+	}
+	if (vq->kickfd >= 0) {
+		/* A sleeping reactor must wake on a guest kick. */
+		rc = sb_reactor_add_wake_fd(vq->kickfd, true);
+		if (rc != 0) {
+			SB_WARNLOG("vhost %s: queue %u kick fd not watched (%d); polling only\n",
+				   c->name, vq->index, rc);
+		} else {
+			vq->kick_registered = true;
+		}
+	}
+	vq->started = true;
+	vq->detached = false;
+	c->started_queues++;
+	if (vq->n_resubmit > 0 && vq->run_callfd >= 0) {
+		/* After recovery, tell the driver once that the ring moved on. */
+		eventfd_write(vq->run_callfd, 1);
+	}
+	sb_complete(done, 0);
+}
+
+static void
+_vq_free_tasks(struct sb_vhost_vq *vq)
+{
+	free(vq->tasks);
+	vq->tasks = NULL;
+	free(vq->resubmit);
+	vq->resubmit = NULL;
+	vq->n_resubmit = 0;
+	vq->resubmit_pos = 0;
+}
+
+int
+sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
+{
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	const char *why = NULL;
+	uint32_t i;
+	int rc;
+
+	if (vq->started || !vq->kick_set || !vq->addr_set || vq->num == 0 || c->mem == NULL ||
+	    c->mem->nregions == 0 || c->broken) {
+		return 0;
+	}
+	if ((c->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) && !vq->enabled) {
+		/* vhost-user.rst "Ring states": disabled until SET_VRING_ENABLE(1). */
+		return 0;
+	}
+	memset(&vq->vr, 0, sizeof(vq->vr));
+	vq->vr.size = vq->num;
+	vq->vr.last_avail_idx = vq->base;
+	vq->vr.event_idx = (c->features & (1ull << VIRTIO_F_EVENT_IDX)) != 0;
+	vq->vr.indirect = (c->features & (1ull << VIRTIO_F_INDIRECT_DESC)) != 0;
+	rc = sb_vring_map(&vq->vr, c->mem, vq->addr.desc_user_addr, vq->addr.avail_user_addr,
+			  vq->addr.used_user_addr, &why);
+	if (rc != 0) {
+		SB_ERRLOG("vhost %s: queue %u not started: %s\n", c->name, vq->index, why);
+		return rc;
+	}
+	/* used->idx is ours to keep; trust the ring (it is what the driver saw). */
+	vq->vr.last_used_idx = __atomic_load_n(&vq->vr.used->idx, __ATOMIC_ACQUIRE);
+	vq->tasks = calloc(vq->num, sizeof(*vq->tasks));
+	vq->resubmit = calloc(vq->num, sizeof(*vq->resubmit));
+	if (vq->tasks == NULL || vq->resubmit == NULL) {
+		_vq_free_tasks(vq);
+		return -ENOMEM;
+	}
+	for (i = 0; i < vq->num; i++) {
+		vq->tasks[i].vq = vq;
+		vq->tasks[i].head = (uint16_t)i;
+	}
+	TAILQ_INIT(&vq->retry);
+	vq->inflight = 0;
+	vq->iq = NULL;
+	if (c->inflight_base != NULL) {
+		vq->iq = sb_inflight_queue_get(c->inflight_base, c->inflight_size, vq->num, vq->index);
+		if (vq->iq == NULL) {
+			SB_WARNLOG("vhost %s: inflight region too small for queue %u; not tracked\n",
+				   c->name, vq->index);
+		} else {
+			rc = sb_inflight_adopt(vq->iq, &vq->vr, vq->resubmit, &vq->n_resubmit,
+					       &vq->iq_counter, &why);
+			if (rc != 0) {
+				SB_ERRLOG("vhost %s: queue %u inflight region refused: %s\n", c->name,
+					  vq->index, why ? why : "no memory");
+				_vq_free_tasks(vq);
+				return rc;
+			}
+			if (vq->n_resubmit > 0) {
+				SB_NOTICELOG("vhost %s: queue %u resubmits %u inflight requests\n",
+					     c->name, vq->index, vq->n_resubmit);
+			}
+		}
+	}
+	vq->run_callfd = vq->callfd;
+	rc = sb_call(c->reactor, _vq_start_on_reactor, vq, SB_CALL_TIMEOUT_US);
+	if (rc != 0) {
+		SB_ERRLOG("vhost %s: queue %u failed to start: %d\n", c->name, vq->index, rc);
+		if (rc != -ETIMEDOUT) {
+			_vq_free_tasks(vq);
+		}
+		return rc;
+	}
+	SB_INFOLOG("vhost %s: queue %u started (size %u, base %u)\n", c->name, vq->index, vq->num,
+		   vq->base);
+	return 0;
+}
+
+/* ---- stop ---- */
+
+static void
+_vq_stop_on_reactor(void *ctx, struct sb_completion *done)
+{
+	struct sb_vhost_vq *vq = ctx;
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+
+	if (!vq->started) {
+		sb_complete(done, 0);
+		return;
+	}
+	vq->started = false;
+	c->started_queues--;
+	if (vq->kick_registered) {
+		sb_reactor_remove_wake_fd(vq->kickfd);
+		vq->kick_registered = false;
+	}
+	if (vq->inflight == 0) {
+		_vq_poller_maybe_stop(c);
+		sb_complete(done, 0);
+		return;
+	}
+	/* Finished by the last completion (sb_vhost_task_done). */
+	c->draining_queues++;
+	vq->drain_done = done;
+}
+
+void
+sb_vhost_vq_drained(struct sb_vhost_vq *vq)
+{
+	struct sb_completion *done = vq->drain_done;
+
+	vq->drain_done = NULL;
+	vq->ctrlr->draining_queues--;
+	_vq_poller_maybe_stop(vq->ctrlr);
+	sb_complete(done, 0);
+}
+
+static void
+_vq_detach_on_reactor(void *ctx, struct sb_completion *done)
+{
+	struct sb_vhost_vq *vq = ctx;
+
+	/* The front-end gave up waiting: late completions must not write the ring. */
+	vq->detached = true;
+	sb_complete(done, 0);
+}
+
+int
+sb_vhost_vq_stop(struct sb_vhost_vq *vq)
+{
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	int rc;
+
+	if (!vq->started) {
+		return 0;
+	}
+	rc = sb_call(c->reactor, _vq_stop_on_reactor, vq, SB_VHOST_STOP_TIMEOUT_US);
+	if (rc == -ETIMEDOUT) {
+		SB_ERRLOG("vhost %s: queue %u: in-flight requests did not finish in time\n",
+			  c->name, vq->index);
+		sb_call(c->reactor, _vq_detach_on_reactor, vq, SB_CALL_TIMEOUT_US);
+		/*
+		 * Requests still hold pointers into guest memory and the task
+		 * array: leak both rather than let a late completion write
+		 * into freed memory.
+		 */
+		vq->tasks = NULL;
+		vq->resubmit = NULL;
+		c->mem = NULL;
+		vq->base = vq->vr.last_avail_idx;
+		return rc;
+	}
+	vq->base = vq->vr.last_avail_idx;
+	_vq_free_tasks(vq);
+	vq->iq = NULL;
+	return rc;
+}
+
+void
+sb_vhost_pause_all(struct sb_vhost_ctrlr *c, uint32_t *mask)
+{
+	uint16_t q;
+
+	*mask = 0;
+	for (q = 0; q < c->max_queues; q++) {
+		if (c->vqs[q].started) {
+			*mask |= 1u << q;
+			sb_vhost_vq_stop(&c->vqs[q]);
+		}
+	}
+}
+
+void
+sb_vhost_resume(struct sb_vhost_ctrlr *c, uint32_t mask)
+{
+	uint16_t q;
+
+	for (q = 0; q < c->max_queues; q++) {
+		if (mask & (1u << q)) {
+			sb_vhost_vq_maybe_start(&c->vqs[q]);
+		}
+	}
+}
+
+struct _set_call_ctx {
+	struct sb_vhost_vq *vq;
+	int fd;
+};
+
+static void
+_vq_set_call_on_reactor(void *ctx, struct sb_completion *done)
+{
+	struct _set_call_ctx *sc = ctx;
+
+	sc->vq->run_callfd = sc->fd;
+	sb_complete(done, 0);
+}
+
+int
+sb_vhost_vq_set_call(struct sb_vhost_vq *vq, int fd)
+{
+	struct _set_call_ctx *sc;
+	int rc;
+
+	if (!vq->started && vq->drain_done == NULL) {
+		vq->run_callfd = fd;
+		return 0;
+	}
+	sc = malloc(sizeof(*sc));
+	if (sc == NULL) {
+		return -ENOMEM;
+	}
+	sc->vq = vq;
+	sc->fd = fd;
+	rc = sb_call(vq->ctrlr->reactor, _vq_set_call_on_reactor, sc, SB_CALL_TIMEOUT_US);
+	if (rc != -ETIMEDOUT) {
+		free(sc);
+	}
+	return rc;
+}
+
+/* ---- bdev ---- */
+
+static void
+_bdev_event(enum sb_bdev_event_type type, struct sb_bdev *bdev, void *event_ctx)
+{
+	struct sb_vhost_ctrlr *c = event_ctx;
+
+	switch (type) {
+	case SB_BDEV_EVENT_RESIZE:
+		SB_NOTICELOG("vhost %s: bdev %s resized to %" PRIu64 " blocks\n", c->name,
+			     sb_bdev_get_name(bdev), sb_bdev_get_num_blocks(bdev));
+		c->geo.num_blocks = sb_bdev_get_num_blocks(bdev);
+		__atomic_store_n(&c->pending_config_change, 1, __ATOMIC_RELEASE);
+		sb_vhost_ctl_wake();
+		break;
+	case SB_BDEV_EVENT_REMOVE:
+		SB_WARNLOG("vhost %s: bdev %s hot-removed; guest I/O now fails\n", c->name,
+			   sb_bdev_get_name(bdev));
+		c->removed = true;
+		if (c->outstanding == 0) {
+			sb_vhost_bdev_release(c);
+		}
+		break;
+	}
+}
+
+void
+sb_vhost_bdev_release(struct sb_vhost_ctrlr *c)
+{
+	if (c->ch != NULL) {
+		sb_put_io_channel(c->ch);
+		c->ch = NULL;
+	}
+	if (c->desc != NULL) {
+		sb_bdev_close(c->desc);
+		c->desc = NULL;
+	}
+}
+
+static void
+_bdev_open_on_reactor(void *ctx, struct sb_completion *done)
+{
+	struct sb_vhost_ctrlr *c = ctx;
+	char owner[SB_VHOST_NAME_MAX + 16];
+	int rc;
+
+	rc = sb_bdev_open(c->bdev_name, !c->readonly, _bdev_event, c, &c->desc);
+	if (rc != 0) {
+		goto out;
+	}
+	if (!c->readonly) {
+		snprintf(owner, sizeof(owner), "vhost_blk:%s", c->name);
+		rc = sb_bdev_claim(c->desc, owner);
+		if (rc != 0) {
+			sb_bdev_close(c->desc);
+			c->desc = NULL;
+			goto out;
+		}
+	}
+	c->bdev = sb_bdev_desc_get_bdev(c->desc);
+	c->geo.num_blocks = sb_bdev_get_num_blocks(c->bdev);
+	c->geo.block_size = sb_bdev_get_block_size(c->bdev);
+	c->geo.phys_block_size = sb_bdev_get_physical_block_size(c->bdev);
+	c->geo.flush = sb_bdev_io_type_supported(c->bdev, SB_BDEV_IO_FLUSH);
+	c->geo.discard = sb_bdev_io_type_supported(c->bdev, SB_BDEV_IO_UNMAP);
+	c->geo.write_zeroes = sb_bdev_io_type_supported(c->bdev, SB_BDEV_IO_WRITE_ZEROES);
+	c->geo.readonly = c->readonly;
+	c->geo.num_queues = c->max_queues;
+out:
+	sb_complete(done, rc);
+}
+
+int
+sb_vhost_bdev_open(struct sb_vhost_ctrlr *c)
+{
+	return sb_call(c->reactor, _bdev_open_on_reactor, c, SB_CALL_TIMEOUT_US);
+}
+
+static void
+_bdev_close_on_reactor(void *ctx, struct sb_completion *done)
+{
+	struct sb_vhost_ctrlr *c = ctx;
+
+	if (c->poller != NULL) {
+		sb_poller_unregister(&c->poller);
+	}
+	sb_vhost_bdev_release(c);
+	sb_complete(done, 0);
+}
+
+void
+sb_vhost_bdev_close(struct sb_vhost_ctrlr *c)
+{
+	sb_call(c->reactor, _bdev_close_on_reactor, c, SB_CALL_TIMEOUT_US);
+}
+
+void
+sb_vhost_refresh_geometry(struct sb_vhost_ctrlr *c)
+{
+	/* A racy 64-bit read of a size the reactor may be updating: either value is fine. */
+	if (c->bdev != NULL && !c->removed) {
+		c->geo.num_blocks = sb_bdev_get_num_blocks(c->bdev);
+	}
+}

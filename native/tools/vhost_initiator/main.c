@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vhost_initiator - a vhost-user-blk front-end for tests and benchmarks.
+ *
+ * Exit status: 0 success (hostile: every case ran), 1 I/O errors or verify
+ * mismatches, 2 usage, 3 connection/protocol failure.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vhost_initiator.h"
+
+static void
+_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vhost_initiator --socket PATH [options]\n"
+		"  --rw MODE          read|write|randread|randwrite|randrw (default randread)\n"
+		"  --rwmixread N      percent reads for randrw (default 50)\n"
+		"  --bs BYTES         block size, multiple of 512 (default 4096)\n"
+		"  --qd N             requests in flight per queue (default 32)\n"
+		"  --queues N         virtqueues (default 1)\n"
+		"  --queue-size N     descriptors per queue (default: >= 3*qd, min 128)\n"
+		"  --time SECONDS     run time (default 5 unless --ios or --verify)\n"
+		"  --ios N            stop after N requests\n"
+		"  --size-limit BYTES use only the first BYTES of the device (K/M/G)\n"
+		"  --verify           write the whole range, run the workload checking\n"
+		"                     every read, then read back the whole range\n"
+		"  --verify-read      only read back and check a range that an earlier\n"
+		"                     --verify run wrote with the same --seed\n"
+		"  --seed N           pattern/random seed (default: time)\n"
+		"  --cpu N            pin to CPU N\n"
+		"  --interrupt        wait on the call eventfd instead of busy polling\n"
+		"  --mem-mb N         guest memory size (default 64)\n"
+		"  --ack-all          NEED_REPLY on every set message (QEMU: mem table only)\n"
+		"  --no-reply-ack     do not negotiate REPLY_ACK\n"
+		"  --io-timeout S     fail when nothing completes for S seconds (default 10)\n"
+		"  --timeout-ms N     protocol reply timeout (default 5000)\n"
+		"  --hostile CASE     run a hostile case, 'all', or 'list'\n"
+		"  --json             machine-readable output\n"
+		"  -v                 verbose (twice: trace messages)\n");
+}
+
+static int
+_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno != 0 || end == s) {
+		return -EINVAL;
+	}
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end != '\0') {
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+_parse_rw(const char *s)
+{
+	static const char *names[] = { "read", "write", "randread", "randwrite", "randrw" };
+	int i;
+
+	for (i = 0; i < 5; i++) {
+		if (strcmp(s, names[i]) == 0) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	enum { O_RW = 256, O_MIX, O_BS, O_QD, O_QUEUES, O_QSIZE, O_TIME, O_IOS, O_LIMIT,
+	       O_VERIFY, O_SEED, O_CPU, O_INTR, O_MEM, O_ACKALL, O_NOACK, O_IOTO, O_TMO,
+	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD };
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, O_SOCKET },
+		{ "rw", required_argument, NULL, O_RW },
+		{ "rwmixread", required_argument, NULL, O_MIX },
+		{ "bs", required_argument, NULL, O_BS },
+		{ "qd", required_argument, NULL, O_QD },
+		{ "queues", required_argument, NULL, O_QUEUES },
+		{ "queue-size", required_argument, NULL, O_QSIZE },
+		{ "time", required_argument, NULL, O_TIME },
+		{ "ios", required_argument, NULL, O_IOS },
+		{ "size-limit", required_argument, NULL, O_LIMIT },
+		{ "verify", no_argument, NULL, O_VERIFY },
+		{ "verify-read", no_argument, NULL, O_VREAD },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "cpu", required_argument, NULL, O_CPU },
+		{ "interrupt", no_argument, NULL, O_INTR },
+		{ "mem-mb", required_argument, NULL, O_MEM },
+		{ "ack-all", no_argument, NULL, O_ACKALL },
+		{ "no-reply-ack", no_argument, NULL, O_NOACK },
+		{ "io-timeout", required_argument, NULL, O_IOTO },
+		{ "timeout-ms", required_argument, NULL, O_TMO },
+		{ "hostile", required_argument, NULL, O_HOSTILE },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vi_dev_opts o = { .num_queues = 1, .mem_size = 64ull << 20, .timeout_ms = 5000 };
+	struct vi_workload w = { .rw = VI_RW_RANDREAD, .rwmixread = 50, .bs = 4096, .qd = 32,
+				 .io_timeout_s = 10 };
+	const char *hostile = NULL;
+	bool time_set = false, seed_set = false;
+	uint64_t v;
+	int cpu = -1, opt, rc;
+	struct vi_dev d;
+
+	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case O_SOCKET: o.socket = optarg; break;
+		case O_RW:
+			w.rw = _parse_rw(optarg);
+			if (w.rw < 0) {
+				fprintf(stderr, "bad --rw %s\n", optarg);
+				return 2;
+			}
+			break;
+		case O_MIX: w.rwmixread = atoi(optarg); break;
+		case O_BS:
+			if (_parse_size(optarg, &v) != 0 || v == 0 || v > (16u << 20)) {
+				fprintf(stderr, "bad --bs\n");
+				return 2;
+			}
+			w.bs = (uint32_t)v;
+			break;
+		case O_QD: w.qd = (uint32_t)atoi(optarg); break;
+		case O_QUEUES: o.num_queues = (uint16_t)atoi(optarg); break;
+		case O_QSIZE: o.queue_size = (uint16_t)atoi(optarg); break;
+		case O_TIME: w.seconds = atof(optarg); time_set = true; break;
+		case O_IOS: w.ios = strtoull(optarg, NULL, 0); break;
+		case O_LIMIT:
+			if (_parse_size(optarg, &w.size_limit) != 0) {
+				fprintf(stderr, "bad --size-limit\n");
+				return 2;
+			}
+			break;
+		case O_VERIFY: w.verify = true; break;
+		case O_VREAD: w.verify_read = true; break;
+		case O_SEED: w.seed = strtoull(optarg, NULL, 0); seed_set = true; break;
+		case O_CPU: cpu = atoi(optarg); break;
+		case O_INTR: o.interrupts = true; break;
+		case O_MEM: o.mem_size = strtoull(optarg, NULL, 0) << 20; break;
+		case O_ACKALL: o.ack_all = true; break;
+		case O_NOACK: o.no_reply_ack = true; break;
+		case O_IOTO: w.io_timeout_s = atoi(optarg); break;
+		case O_TMO: o.timeout_ms = atoi(optarg); break;
+		case O_HOSTILE: hostile = optarg; break;
+		case O_JSON: w.json = true; break;
+		case 'v': o.verbose++; break;
+		case 'h': _usage(stdout); return 0;
+		default: _usage(stderr); return 2;
+		}
+	}
+	if (hostile != NULL && strcmp(hostile, "list") == 0) {
+		vi_hostile_list();
+		return 0;
+	}
+	if (o.socket == NULL || optind != argc) {
+		_usage(stderr);
+		return 2;
+	}
+	if (w.qd == 0 || w.qd > 341 || o.num_queues == 0 || o.num_queues > VI_MAX_QUEUES ||
+	    w.rwmixread < 0 || w.rwmixread > 100 || o.mem_size < (1u << 20)) {
+		fprintf(stderr, "bad --qd (1..341), --queues (1..%d), --rwmixread or --mem-mb\n",
+			VI_MAX_QUEUES);
+		return 2;
+	}
+	if (o.queue_size == 0) {
+		o.queue_size = 128;
+		while (o.queue_size < 3 * w.qd) {
+			o.queue_size *= 2;
+		}
+	}
+	if (w.verify && w.verify_read) {
+		fprintf(stderr, "--verify and --verify-read are exclusive\n");
+		return 2;
+	}
+	if (w.verify_read && !seed_set) {
+		fprintf(stderr, "--verify-read needs the --seed of the --verify run\n");
+		return 2;
+	}
+	if (!time_set && w.ios == 0 && !w.verify && !w.verify_read) {
+		w.seconds = 5;
+	}
+	if (!seed_set) {
+		w.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	}
+	if (cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+			fprintf(stderr, "cannot pin to CPU %d: %s\n", cpu, strerror(errno));
+			return 2;
+		}
+	}
+	if (hostile != NULL) {
+		return vi_hostile_run(&o, hostile, w.json);
+	}
+
+	rc = vi_dev_open(&d, &o);
+	if (rc != 0) {
+		fprintf(stderr, "vhost_initiator: %s: %s\n", o.socket,
+			d.conn.last_error[0] ? d.conn.last_error : strerror(-rc));
+		vi_dev_close(&d, false);
+		return 3;
+	}
+	if (o.verbose) {
+		fprintf(stderr, "connected: features 0x%" PRIx64 " protocol 0x%" PRIx64
+			" capacity %" PRIu64 " sectors blk_size %u max_queues %u%s\n",
+			d.conn.acked_features, d.conn.protocol_features, d.capacity, d.blk_size,
+			d.max_queues, d.readonly ? " read-only" : "");
+	}
+	rc = vi_run_workload(&d, &w);
+	if (vi_dev_close(&d, rc != 3) != 0 && rc == 0) {
+		fprintf(stderr, "vhost_initiator: stop: %s\n", d.conn.last_error);
+		rc = 3;
+	}
+	return rc;
+}

@@ -1,0 +1,606 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vhost-user front-end: wire I/O and the message sequence QEMU 7.2's
+ * vhost-user-blk uses (docs/interop/vhost-user.rst; hw/block/vhost-user-blk.c).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vhost_initiator.h"
+
+static void
+_set_error(struct vu_conn *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
+	va_end(ap);
+	if (c->verbose) {
+		fprintf(stderr, "vhost_initiator: %s\n", c->last_error);
+	}
+}
+
+static const char *
+_req_name(uint32_t req)
+{
+	switch (req) {
+	case VU_GET_FEATURES: return "GET_FEATURES";
+	case VU_SET_FEATURES: return "SET_FEATURES";
+	case VU_SET_OWNER: return "SET_OWNER";
+	case VU_SET_MEM_TABLE: return "SET_MEM_TABLE";
+	case VU_SET_VRING_NUM: return "SET_VRING_NUM";
+	case VU_SET_VRING_ADDR: return "SET_VRING_ADDR";
+	case VU_SET_VRING_BASE: return "SET_VRING_BASE";
+	case VU_GET_VRING_BASE: return "GET_VRING_BASE";
+	case VU_SET_VRING_KICK: return "SET_VRING_KICK";
+	case VU_SET_VRING_CALL: return "SET_VRING_CALL";
+	case VU_GET_PROTOCOL_FEATURES: return "GET_PROTOCOL_FEATURES";
+	case VU_SET_PROTOCOL_FEATURES: return "SET_PROTOCOL_FEATURES";
+	case VU_GET_QUEUE_NUM: return "GET_QUEUE_NUM";
+	case VU_SET_VRING_ENABLE: return "SET_VRING_ENABLE";
+	case VU_GET_CONFIG: return "GET_CONFIG";
+	default: return "request";
+	}
+}
+
+int
+vu_connect(struct vu_conn *c, const char *path, int timeout_ms)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	int waited = 0;
+	int rc;
+
+	memset(c->last_error, 0, sizeof(c->last_error));
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		_set_error(c, "socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(addr.sun_path, path);
+	for (;;) {
+		c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (c->fd < 0) {
+			return -errno;
+		}
+		if (connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+			return 0;
+		}
+		rc = -errno;
+		close(c->fd);
+		c->fd = -1;
+		/* The target may still be starting: retry like QEMU's reconnect. */
+		if ((rc != -ENOENT && rc != -ECONNREFUSED) || waited >= timeout_ms) {
+			_set_error(c, "connect %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		nanosleep(&ts, NULL);
+		waited += 20;
+	}
+}
+
+void
+vu_close(struct vu_conn *c)
+{
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+}
+
+int
+vu_send_raw(struct vu_conn *c, const void *buf, size_t len, const int *fds, int nfds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
+	const uint8_t *p = buf;
+	ssize_t n;
+
+	if (nfds > VU_MAX_FDS) {
+		return -EINVAL;
+	}
+	while (len > 0) {
+		struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+		if (nfds > 0) {
+			struct cmsghdr *cm;
+
+			memset(cbuf, 0, sizeof(cbuf));
+			mh.msg_control = cbuf;
+			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+			memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+		}
+		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			_set_error(c, "send: %s", strerror(errno));
+			return -errno;
+		}
+		/* fds ride with the first byte only. */
+		nfds = 0;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+vu_send(struct vu_conn *c, uint32_t req, uint32_t flags, const void *payload, uint32_t size,
+	const int *fds, int nfds)
+{
+	uint8_t buf[VU_HDR_SIZE + sizeof(struct vu_config) + 64];
+	struct vu_hdr hdr = { .request = req, .flags = VU_FLAG_VERSION | flags, .size = size };
+
+	if (size > sizeof(buf) - VU_HDR_SIZE) {
+		return -EINVAL;
+	}
+	memcpy(buf, &hdr, VU_HDR_SIZE);
+	if (size > 0) {
+		memcpy(buf + VU_HDR_SIZE, payload, size);
+	}
+	if (c->verbose > 1) {
+		fprintf(stderr, "-> %s(%u) flags 0x%x size %u fds %d\n", _req_name(req), req,
+			hdr.flags, size, nfds);
+	}
+	return vu_send_raw(c, buf, VU_HDR_SIZE + size, fds, nfds);
+}
+
+/* Read exactly len bytes within the connection's reply timeout. */
+static int
+_recv_all(struct vu_conn *c, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	ssize_t n;
+	int rc;
+
+	while (len > 0) {
+		rc = poll(&pfd, 1, c->timeout_ms);
+		if (rc == 0) {
+			_set_error(c, "no reply within %d ms", c->timeout_ms);
+			return -ETIMEDOUT;
+		}
+		if (rc < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return -errno;
+		}
+		n = recv(c->fd, p, len, 0);
+		if (n == 0) {
+			_set_error(c, "target closed the connection");
+			return -ECONNRESET;
+		}
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				continue;
+			}
+			_set_error(c, "recv: %s", strerror(errno));
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+vu_recv_reply(struct vu_conn *c, uint32_t req, void *payload, uint32_t max)
+{
+	struct vu_hdr hdr;
+	uint8_t sink[256];
+	int rc;
+
+	rc = _recv_all(c, &hdr, sizeof(hdr));
+	if (rc != 0) {
+		return rc;
+	}
+	/* QEMU drops a backend whose reply is not exactly VERSION|REPLY for
+	 * the request it sent (vhost-user.c vhost_user_read_header): so do we. */
+	if (hdr.flags != (VU_FLAG_VERSION | VU_FLAG_REPLY)) {
+		_set_error(c, "%s reply: bad flags 0x%x", _req_name(req), hdr.flags);
+		return -EPROTO;
+	}
+	if (hdr.request != req) {
+		_set_error(c, "reply to %u received while waiting for %s", hdr.request,
+			   _req_name(req));
+		return -EPROTO;
+	}
+	if (hdr.size > max) {
+		_set_error(c, "%s reply: size %u > %u", _req_name(req), hdr.size, max);
+		while (hdr.size > 0) {
+			uint32_t chunk = hdr.size < sizeof(sink) ? hdr.size : sizeof(sink);
+
+			if (_recv_all(c, sink, chunk) != 0) {
+				break;
+			}
+			hdr.size -= chunk;
+		}
+		return -EPROTO;
+	}
+	rc = _recv_all(c, payload, hdr.size);
+	if (rc != 0) {
+		return rc;
+	}
+	if (c->verbose > 1) {
+		fprintf(stderr, "<- %s reply size %u\n", _req_name(req), hdr.size);
+	}
+	return (int)hdr.size;
+}
+
+int
+vu_get_u64(struct vu_conn *c, uint32_t req, uint64_t *val)
+{
+	int rc;
+
+	rc = vu_send(c, req, 0, NULL, 0, NULL, 0);
+	if (rc != 0) {
+		return rc;
+	}
+	rc = vu_recv_reply(c, req, val, sizeof(*val));
+	if (rc < 0) {
+		return rc;
+	}
+	if (rc != (int)sizeof(*val)) {
+		_set_error(c, "%s reply size %d, expected 8", _req_name(req), rc);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int
+vu_wait_ack(struct vu_conn *c, uint32_t req)
+{
+	uint64_t status;
+	int rc;
+
+	rc = vu_recv_reply(c, req, &status, sizeof(status));
+	if (rc < 0) {
+		return rc;
+	}
+	if (rc != (int)sizeof(status)) {
+		_set_error(c, "%s ack size %d, expected 8", _req_name(req), rc);
+		return -EPROTO;
+	}
+	if (status != 0) {
+		_set_error(c, "%s failed (ack status %llu)", _req_name(req),
+			   (unsigned long long)status);
+		return -EIO;
+	}
+	return 0;
+}
+
+static bool
+_want_ack(struct vu_conn *c, uint32_t req)
+{
+	if (!c->reply_ack) {
+		return false;
+	}
+	/* QEMU 7.2 waits for an ack only on SET_MEM_TABLE (and SET_CONFIG). */
+	return c->ack_all || req == VU_SET_MEM_TABLE;
+}
+
+static int
+_set_msg(struct vu_conn *c, uint32_t req, const void *payload, uint32_t size, const int *fds,
+	 int nfds)
+{
+	bool ack = _want_ack(c, req);
+	int rc;
+
+	rc = vu_send(c, req, ack ? VU_FLAG_NEED_REPLY : 0, payload, size, fds, nfds);
+	if (rc != 0 || !ack) {
+		return rc;
+	}
+	return vu_wait_ack(c, req);
+}
+
+int
+vu_set_u64(struct vu_conn *c, uint32_t req, uint64_t val, bool need_reply, const int *fds,
+	   int nfds)
+{
+	int rc;
+
+	if (!need_reply) {
+		return _set_msg(c, req, &val, sizeof(val), fds, nfds);
+	}
+	rc = vu_send(c, req, VU_FLAG_NEED_REPLY, &val, sizeof(val), fds, nfds);
+	if (rc != 0) {
+		return rc;
+	}
+	return vu_wait_ack(c, req);
+}
+
+int
+vu_set_state(struct vu_conn *c, uint32_t req, uint32_t index, uint32_t num)
+{
+	struct vu_vring_state st = { .index = index, .num = num };
+
+	return _set_msg(c, req, &st, sizeof(st), NULL, 0);
+}
+
+bool
+vu_peer_closed(struct vu_conn *c, int ms)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+	char b;
+	int rc;
+
+	if (c->fd < 0) {
+		return true;
+	}
+	rc = poll(&pfd, 1, ms);
+	if (rc <= 0) {
+		return false;
+	}
+	if (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)) {
+		return true;
+	}
+	rc = (int)recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return rc == 0 || (rc < 0 && errno == ECONNRESET);
+}
+
+int
+vi_dev_send_mem_table(struct vi_dev *d)
+{
+	struct vu_mem_table mt;
+
+	memset(&mt, 0, sizeof(mt));
+	mt.nregions = 1;
+	mt.regions[0].guest_phys_addr = d->mem.gpa;
+	mt.regions[0].memory_size = d->mem.size;
+	/* We pose as QEMU: its "user address" of guest RAM is our mapping. */
+	mt.regions[0].userspace_addr = (uint64_t)(uintptr_t)d->mem.base;
+	mt.regions[0].mmap_offset = 0;
+	/* The payload is the header plus the regions in use (QEMU sends
+	 * 8 + nregions * 32 bytes). */
+	return _set_msg(&d->conn, VU_SET_MEM_TABLE, &mt, 8 + sizeof(struct vu_region),
+			&d->mem.fd, 1);
+}
+
+int
+vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
+{
+	struct vu_conn *c = &d->conn;
+	struct vu_config cfg;
+	uint64_t pf, want_pf, want, qnum;
+	uint32_t cfg_size = 57;  /* QEMU 7.2 default with discard + write-zeroes */
+	int rc, i;
+
+	memset(d, 0, sizeof(*d));
+	d->mem.fd = -1;
+	for (i = 0; i < VI_MAX_QUEUES; i++) {
+		d->vqs[i].kick_fd = d->vqs[i].call_fd = -1;
+	}
+	c->fd = -1;
+	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
+	c->verbose = o->verbose;
+	c->ack_all = o->ack_all;
+	d->interrupts = o->interrupts;
+	d->indirect = o->indirect;
+	d->num_queues = o->num_queues ? o->num_queues : 1;
+	d->queue_size = o->queue_size ? o->queue_size : 128;
+	if (d->num_queues > VI_MAX_QUEUES) {
+		_set_error(c, "at most %d queues", VI_MAX_QUEUES);
+		return -EINVAL;
+	}
+
+	rc = gm_init(&d->mem, o->mem_size ? o->mem_size : 64ull << 20);
+	if (rc != 0) {
+		_set_error(c, "guest memory: %s", strerror(-rc));
+		return rc;
+	}
+	for (i = 0; i < d->num_queues; i++) {
+		rc = vq_init(&d->vqs[i], &d->mem, (uint16_t)i, d->queue_size, d->interrupts);
+		if (rc != 0) {
+			_set_error(c, "vring %d: %s", i, strerror(-rc));
+			return rc;
+		}
+	}
+
+	rc = vu_connect(c, o->socket, c->timeout_ms);
+	if (rc != 0) {
+		return rc;
+	}
+	rc = vu_get_u64(c, VU_GET_FEATURES, &c->features);
+	if (rc != 0) {
+		return rc;
+	}
+	if (!(c->features & (1ull << VI_F_PROTOCOL_FEATURES))) {
+		/* QEMU's vhost-user-blk needs CONFIG, a protocol feature. */
+		_set_error(c, "target does not offer VHOST_USER_F_PROTOCOL_FEATURES");
+		return -ENOTSUP;
+	}
+	rc = vu_get_u64(c, VU_GET_PROTOCOL_FEATURES, &pf);
+	if (rc != 0) {
+		return rc;
+	}
+	want_pf = pf & ((1ull << VU_PROTO_MQ) | (1ull << VU_PROTO_CONFIG) |
+			(o->no_reply_ack ? 0 : (1ull << VU_PROTO_REPLY_ACK)));
+	if (!(want_pf & (1ull << VU_PROTO_CONFIG))) {
+		_set_error(c, "target does not offer VHOST_USER_PROTOCOL_F_CONFIG");
+		return -ENOTSUP;
+	}
+	rc = vu_send(c, VU_SET_PROTOCOL_FEATURES, 0, &want_pf, sizeof(want_pf), NULL, 0);
+	if (rc != 0) {
+		return rc;
+	}
+	c->protocol_features = want_pf;
+	c->reply_ack = want_pf & (1ull << VU_PROTO_REPLY_ACK);
+	d->max_queues = 1;
+	if (want_pf & (1ull << VU_PROTO_MQ)) {
+		rc = vu_get_u64(c, VU_GET_QUEUE_NUM, &qnum);
+		if (rc != 0) {
+			return rc;
+		}
+		d->max_queues = qnum > VI_MAX_QUEUES ? VI_MAX_QUEUES : (uint16_t)qnum;
+	}
+	rc = _set_msg(c, VU_SET_OWNER, NULL, 0, NULL, 0);
+	if (rc != 0) {
+		return rc;
+	}
+	/* QEMU re-reads the features after SET_OWNER. */
+	rc = vu_get_u64(c, VU_GET_FEATURES, &c->features);
+	if (rc != 0) {
+		return rc;
+	}
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.size = cfg_size;
+	rc = vu_send(c, VU_GET_CONFIG, 0, &cfg, 12 + cfg_size, NULL, 0);
+	if (rc != 0) {
+		return rc;
+	}
+	rc = vu_recv_reply(c, VU_GET_CONFIG, &cfg, sizeof(cfg));
+	if (rc < 0) {
+		return rc;
+	}
+	if (rc != (int)(12 + cfg_size)) {
+		_set_error(c, "GET_CONFIG reply size %d, expected %u", rc, 12 + cfg_size);
+		return -EPROTO;
+	}
+	memcpy(&d->capacity, cfg.region + 0, 8);
+	d->blk_size = 512;
+	if (c->features & (1ull << VIRTIO_BLK_F_BLK_SIZE)) {
+		memcpy(&d->blk_size, cfg.region + 20, 4);
+	}
+
+	want = c->features & ((1ull << VIRTIO_F_VERSION_1) | (1ull << VI_F_PROTOCOL_FEATURES) |
+			      (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
+			      (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+			      (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
+			      (1ull << VIRTIO_BLK_F_MQ) |
+			      (d->indirect ? (1ull << VIRTIO_F_INDIRECT_DESC) : 0));
+	c->acked_features = want;
+	d->readonly = want & (1ull << VIRTIO_BLK_F_RO);
+	d->indirect = want & (1ull << VIRTIO_F_INDIRECT_DESC);
+	if (d->num_queues > d->max_queues) {
+		_set_error(c, "target serves %u queues, %u requested", d->max_queues,
+			   d->num_queues);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+vi_dev_start_rings(struct vi_dev *d)
+{
+	struct vu_conn *c = &d->conn;
+	uint64_t barrier;
+	int rc, i;
+
+	/* Order as QEMU 7.2 vhost_dev_start: calls, features, memory, rings. */
+	for (i = 0; i < d->num_queues; i++) {
+		rc = vu_set_u64(c, VU_SET_VRING_CALL, (uint64_t)i, false, &d->vqs[i].call_fd, 1);
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	rc = vu_set_u64(c, VU_SET_FEATURES, c->acked_features, false, NULL, 0);
+	if (rc != 0) {
+		return rc;
+	}
+	rc = vi_dev_send_mem_table(d);
+	if (rc != 0) {
+		return rc;
+	}
+	for (i = 0; i < d->num_queues; i++) {
+		struct vq *vq = &d->vqs[i];
+		struct vu_vring_addr addr = {
+			.index = (uint32_t)i,
+			.desc_user_addr = (uint64_t)(uintptr_t)vq->desc,
+			.used_user_addr = (uint64_t)(uintptr_t)vq->used,
+			.avail_user_addr = (uint64_t)(uintptr_t)vq->avail,
+		};
+
+		rc = vu_set_state(c, VU_SET_VRING_NUM, (uint32_t)i, vq->size);
+		if (rc == 0) {
+			rc = vu_set_state(c, VU_SET_VRING_BASE, (uint32_t)i, vq->avail_idx);
+		}
+		if (rc == 0) {
+			rc = _set_msg(c, VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0);
+		}
+		if (rc == 0) {
+			rc = vu_set_u64(c, VU_SET_VRING_KICK, (uint64_t)i, false, &vq->kick_fd, 1);
+		}
+		if (rc == 0) {
+			rc = vu_set_u64(c, VU_SET_VRING_CALL, (uint64_t)i, false, &vq->call_fd, 1);
+		}
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	for (i = 0; i < d->num_queues; i++) {
+		rc = vu_set_state(c, VU_SET_VRING_ENABLE, (uint32_t)i, 1);
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	/* A get round-trip proves every message above was processed. */
+	return vu_get_u64(c, VU_GET_FEATURES, &barrier);
+}
+
+int
+vi_dev_open(struct vi_dev *d, const struct vi_dev_opts *o)
+{
+	int rc;
+
+	rc = vi_dev_handshake(d, o);
+	if (rc == 0) {
+		rc = vi_dev_start_rings(d);
+	}
+	return rc;
+}
+
+int
+vi_dev_close(struct vi_dev *d, bool graceful)
+{
+	struct vu_conn *c = &d->conn;
+	struct vu_vring_state st;
+	int rc = 0, r, i;
+
+	if (graceful && c->fd >= 0) {
+		for (i = 0; i < d->num_queues && rc == 0; i++) {
+			rc = vu_set_state(c, VU_SET_VRING_ENABLE, (uint32_t)i, 0);
+		}
+		/* GET_VRING_BASE stops the ring; the reply is where the target
+		 * would resume, i.e. everything we made available. */
+		for (i = 0; i < d->num_queues && rc == 0; i++) {
+			st.index = (uint32_t)i;
+			st.num = 0;
+			rc = vu_send(c, VU_GET_VRING_BASE, 0, &st, sizeof(st), NULL, 0);
+			if (rc != 0) {
+				break;
+			}
+			r = vu_recv_reply(c, VU_GET_VRING_BASE, &st, sizeof(st));
+			if (r < 0) {
+				rc = r;
+			} else if (r != (int)sizeof(st) || st.index != (uint32_t)i) {
+				_set_error(c, "GET_VRING_BASE reply malformed");
+				rc = -EPROTO;
+			} else if (st.num != d->vqs[i].avail_idx) {
+				_set_error(c, "GET_VRING_BASE(%d) = %u, avail idx %u", i, st.num,
+					   d->vqs[i].avail_idx);
+				rc = -EPROTO;
+			}
+		}
+	}
+	vu_close(c);
+	for (i = 0; i < VI_MAX_QUEUES; i++) {
+		vq_fini(&d->vqs[i]);
+	}
+	gm_fini(&d->mem);
+	return rc;
+}

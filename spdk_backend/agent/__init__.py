@@ -1,0 +1,1 @@
+"""spdk-backend-agent: the daemon that owns the engine and serves JSON-RPC."""

@@ -1,0 +1,49 @@
+"""``spdk-backend-agent``: parse options, set up logging, run the agent."""
+
+import logging
+import sys
+
+from oslo_config import cfg
+
+from spdk_backend import __version__
+from spdk_backend import conf as sb_conf
+from spdk_backend import exception
+from spdk_backend.agent import service
+from spdk_backend.agent import state as agent_state
+
+LOG = logging.getLogger("spdk_backend.agent")
+
+
+def setup_logging(opts):
+    handler = (logging.FileHandler(opts.log_file) if opts.log_file
+               else logging.StreamHandler(sys.stderr))
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if opts.debug else logging.INFO)
+
+
+def main(argv=None):
+    conf = sb_conf.CONF
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        conf(argv, project="spdk-backend", prog="spdk-backend-agent",
+             version=__version__)
+    except cfg.Error as exc:
+        print("spdk-backend-agent: %s" % exc, file=sys.stderr)
+        return 2
+    opts = conf.agent
+    setup_logging(opts)
+    try:
+        service.Agent(opts).run()
+    except (service.AgentLockedError, agent_state.StateFileError,
+            exception.SpdkBackendException, OSError, ValueError) as exc:
+        LOG.error("spdk-backend-agent cannot run: %s", exc)
+        return 1
+    LOG.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

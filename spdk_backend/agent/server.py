@@ -1,0 +1,197 @@
+"""The JSON-RPC server on the agent's unix socket (asyncio, one loop thread).
+
+Each connection has its own coroutine: it reads bytes, cuts them into
+requests (:class:`jsonrpc.FrameSplitter`), answers them in order and waits
+for the reply to drain before reading on.  Engine work runs in the
+dispatcher's worker thread, so a slow or dead client only ever holds up its
+own connection; a client that leaves replies unread for ``send_timeout``
+seconds is dropped.
+"""
+
+import asyncio
+import grp
+import logging
+import os
+import socket
+import stat
+
+from spdk_backend.agent import jsonrpc
+
+LOG = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+WRITE_HIGH_WATER = 256 * 1024
+
+
+class RpcServer:
+    def __init__(self, dispatcher, path, mode=0o660, group=None, send_timeout=30.0,
+                 max_request=jsonrpc.MAX_REQUEST_BYTES):
+        self.dispatcher = dispatcher
+        self.path = path
+        self.mode = mode
+        self.group = group
+        self.send_timeout = send_timeout
+        self.max_request = max_request
+        self._server = None
+        self._conns = set()
+
+    # ---- lifecycle ----
+
+    async def start(self):
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        _remove_stale_socket(self.path)
+        gid = _resolve_group(self.group) if self.group else None
+        # Create the socket with no access, then open it up: nobody can
+        # connect in the window before chmod/chown.
+        old_umask = os.umask(0o777)
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+        finally:
+            os.umask(old_umask)
+        if gid is not None:
+            os.chown(self.path, -1, gid)
+        os.chmod(self.path, self.mode)
+        LOG.info("serving JSON-RPC on %s (mode %04o%s)", self.path, self.mode,
+                 ", group %s" % self.group if self.group else "")
+
+    async def close(self):
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._conns):
+            task.cancel()
+        if self._conns:
+            await asyncio.gather(*self._conns, return_exceptions=True)
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            except asyncio.TimeoutError:
+                pass
+            self._server = None
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    # ---- one connection ----
+
+    async def _serve(self, reader, writer):
+        task = asyncio.current_task()
+        self._conns.add(task)
+        writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        splitter = jsonrpc.FrameSplitter(self.max_request)
+        try:
+            while True:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    return
+                for item in splitter.feed(data):
+                    if not isinstance(item, jsonrpc.ParseError):
+                        try:
+                            item = jsonrpc.loads(item)
+                        except jsonrpc.ParseError as exc:
+                            item = exc
+                    if isinstance(item, jsonrpc.ParseError):
+                        # As SPDK: no resync point in a JSON stream, so answer
+                        # and close.
+                        LOG.warning("closing RPC connection after a parse error: %s",
+                                    item.message)
+                        await self._send(writer, jsonrpc.error_reply(
+                            None, item.code, item.message))
+                        return
+                    reply = await self.handle_obj(item)
+                    if reply is not None and not await self._send(writer, reply):
+                        return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._conns.discard(task)
+            # close() flushes what is buffered (a final parse error reply);
+            # a peer that stopped reading was already aborted by _send.
+            writer.close()
+
+    async def _send(self, writer, reply):
+        try:
+            data = jsonrpc.dumps(reply)
+        except (TypeError, ValueError) as exc:
+            LOG.error("reply not serializable: %s", exc)
+            data = jsonrpc.dumps(jsonrpc.error_reply(
+                reply.get("id") if isinstance(reply, dict) else None,
+                jsonrpc.INTERNAL_ERROR, "Internal error: reply not serializable"))
+        if writer.is_closing():
+            return False
+        writer.write(data)
+        try:
+            await asyncio.wait_for(writer.drain(), self.send_timeout)
+        except asyncio.TimeoutError:
+            LOG.warning("RPC client left %d bytes of replies unread for %ss; dropping it",
+                        writer.transport.get_write_buffer_size(), self.send_timeout)
+            writer.transport.abort()
+            return False
+        except ConnectionError:
+            return False
+        return True
+
+    # ---- requests ----
+
+    async def handle_obj(self, obj):
+        """The reply (dict or list) to one decoded request or batch, or None."""
+        if isinstance(obj, list):
+            if not obj:
+                return jsonrpc.error_reply(None, jsonrpc.INVALID_REQUEST,
+                                           "Invalid request: empty batch")
+            replies = []
+            for one in obj:
+                reply = await self.handle_one(one)
+                if reply is not None:
+                    replies.append(reply)
+            return replies or None
+        return await self.handle_one(obj)
+
+    async def handle_one(self, obj):
+        try:
+            req = jsonrpc.parse_request(obj)
+        except jsonrpc.RpcError as exc:
+            return jsonrpc.error_reply(exc.req_id, exc.code, exc.message)
+        LOG.debug("RPC %s %s", req.method, req.params)
+        try:
+            result = await self.dispatcher.call(req.method, req.params)
+        except jsonrpc.RpcError as exc:
+            LOG.info("RPC %s failed: %d %s", req.method, exc.code, exc.message)
+            return None if req.notification else jsonrpc.error_reply(
+                req.req_id, exc.code, exc.message)
+        return None if req.notification else jsonrpc.result_reply(req.req_id, result)
+
+
+def _resolve_group(group):
+    try:
+        return int(group)
+    except ValueError:
+        pass
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError("rpc_socket_group %r is not a known group" % group) from None
+
+
+def _remove_stale_socket(path):
+    """Remove a socket left by a dead agent (the state_dir lock proves it dead)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise FileExistsError("rpc_socket %s exists and is not a socket; refusing to "
+                              "replace it" % path)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise FileExistsError("rpc_socket %s is in use by another process" % path)

@@ -1,0 +1,1 @@
+"""Cinder volume driver for volumes served as vhost-user-blk disks."""

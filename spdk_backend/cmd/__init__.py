@@ -1,0 +1,1 @@
+"""The ``spdk-backend`` command line: one module per command group."""

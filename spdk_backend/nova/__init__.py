@@ -1,0 +1,1 @@
+"""Nova libvirt integration for vhost-user-blk volumes."""

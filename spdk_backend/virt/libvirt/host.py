@@ -1,0 +1,291 @@
+"""The libvirt connection, its event loop, and host facts.
+
+:class:`Host` opens the connection lazily, looks domains up as
+:class:`~spdk_backend.virt.libvirt.guest.Guest` objects, and (when asked)
+runs libvirt's default event loop in a daemon thread so a guest can wait for
+``VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`` instead of polling.
+
+:func:`discover_hugepages` reads the host's huge page pools from sysfs.
+"""
+
+import collections
+import logging
+import os
+import threading
+
+from spdk_backend import exception
+from spdk_backend.virt.libvirt import guest as guest_mod
+
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - install_requires has it
+    libvirt = None
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_URI = "qemu:///system"
+SYSFS_HUGEPAGES = "/sys/kernel/mm/hugepages"
+PROC_MOUNTS = "/proc/mounts"
+PROC_MEMINFO = "/proc/meminfo"
+
+
+class HugePagePool(collections.namedtuple(
+        "HugePagePool", "size_kib total free mounted")):
+    """One huge page size: pages configured, free, and whether a hugetlbfs
+    of that size is mounted (libvirt needs one to back guest memory)."""
+
+
+def _read_int(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def _default_hugepage_kib(meminfo):
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("Hugepagesize:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _size_kib(text):
+    """hugetlbfs 'pagesize=' option: '2M', '1G', '2048k'."""
+    text = text.strip().upper()
+    mult = {"K": 1, "M": 1024, "G": 1024 * 1024}
+    if text and text[-1] in mult:
+        return int(text[:-1]) * mult[text[-1]]
+    return int(text) // 1024
+
+
+def _mounted_sizes(mounts, meminfo):
+    sizes = set()
+    default = None
+    try:
+        with open(mounts) as f:
+            lines = f.readlines()
+    except OSError:
+        return sizes
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4 or parts[2] != "hugetlbfs":
+            continue
+        size = None
+        for opt in parts[3].split(","):
+            if opt.startswith("pagesize="):
+                try:
+                    size = _size_kib(opt[len("pagesize="):])
+                except ValueError:
+                    size = None
+        if size is None:
+            if default is None:
+                default = _default_hugepage_kib(meminfo)
+            size = default
+        if size:
+            sizes.add(size)
+    return sizes
+
+
+def discover_hugepages(sysfs=SYSFS_HUGEPAGES, mounts=PROC_MOUNTS,
+                       meminfo=PROC_MEMINFO):
+    """The host's huge page pools, smallest page size first.
+
+    :returns: a list of :class:`HugePagePool`; empty when the kernel has no
+        huge page support.
+    """
+    pools = []
+    try:
+        names = os.listdir(sysfs)
+    except OSError:
+        return pools
+    mounted = _mounted_sizes(mounts, meminfo)
+    for name in names:
+        if not (name.startswith("hugepages-") and name.endswith("kB")):
+            continue
+        try:
+            size = int(name[len("hugepages-"):-len("kB")])
+        except ValueError:
+            continue
+        base = os.path.join(sysfs, name)
+        pools.append(HugePagePool(
+            size_kib=size,
+            total=_read_int(os.path.join(base, "nr_hugepages")),
+            free=_read_int(os.path.join(base, "free_hugepages")),
+            mounted=size in mounted))
+    return sorted(pools)
+
+
+class _EventLoop:
+    """libvirt's default event implementation, run in a daemon thread.
+
+    It must be registered before the connection is opened.  A periodic
+    timeout wakes the loop so :meth:`stop` is honoured within a second.
+    """
+
+    _lock = threading.Lock()
+    _instance = None
+
+    def __init__(self):
+        self._stopping = False
+        self._thread = None
+
+    @classmethod
+    def get(cls):
+        with cls._lock:
+            if cls._instance is None:
+                libvirt.virEventRegisterDefaultImpl()
+                cls._instance = cls()
+            return cls._instance
+
+    def start(self):
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping = False
+        self._timer = libvirt.virEventAddTimeout(1000, lambda *a: None, None)
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="libvirt-events")
+        self._thread.start()
+
+    def _run(self):
+        while not self._stopping:
+            if libvirt.virEventRunDefaultImpl() < 0:
+                LOG.warning("libvirt event loop iteration failed")
+
+    def stop(self):
+        self._stopping = True
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        if getattr(self, "_timer", None) is not None:
+            libvirt.virEventRemoveTimeout(self._timer)
+            self._timer = None
+
+
+class Host:
+    """One libvirt connection.
+
+    :param uri: libvirt URI, default ``qemu:///system``.
+    :param events: run the event loop so detaches wait on the
+        device-removed event; without it they poll the live XML.
+    """
+
+    def __init__(self, uri=DEFAULT_URI, events=False):
+        if libvirt is None:
+            raise exception.LibvirtError(reason="libvirt-python is missing")
+        self.uri = uri
+        self._conn = None
+        self._events = events
+        self._event_loop = None
+        self._callback_id = None
+        self._removed_lock = threading.Lock()
+        self._removed_waiters = {}   # (domain uuid, alias) -> threading.Event
+
+    # -- connection --------------------------------------------------------
+    def get_connection(self):
+        if self._conn is None:
+            if self._events:
+                self._event_loop = _EventLoop.get()
+                self._event_loop.start()
+            try:
+                self._conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as exc:
+                raise exception.LibvirtError(
+                    reason="cannot connect to %s: %s"
+                    % (self.uri, exc.get_error_message()))
+            if self._events:
+                self._callback_id = self._conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+                    self._device_removed, None)
+        return self._conn
+
+    def close(self):
+        if self._conn is not None:
+            if self._callback_id is not None:
+                try:
+                    self._conn.domainEventDeregisterAny(self._callback_id)
+                except libvirt.libvirtError:
+                    pass
+                self._callback_id = None
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+        if self._event_loop is not None:
+            self._event_loop.stop()
+            self._event_loop = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # -- domains -----------------------------------------------------------
+    def get_guest(self, name):
+        """The :class:`Guest` for domain ``name`` (or its UUID string).
+
+        :raises DomainNotFound:
+        """
+        conn = self.get_connection()
+        try:
+            try:
+                dom = conn.lookupByName(name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN or \
+                        len(name) != 36:
+                    raise
+                dom = conn.lookupByUUIDString(name)
+        except libvirt.libvirtError as exc:
+            raise guest_mod.map_libvirt_error(exc, name)
+        return guest_mod.Guest(self, dom)
+
+    def define_guest(self, xml):
+        """Define (or redefine) a persistent domain from ``xml``."""
+        try:
+            dom = self.get_connection().defineXML(xml)
+        except libvirt.libvirtError as exc:
+            raise guest_mod.map_libvirt_error(exc, "(new)")
+        return guest_mod.Guest(self, dom)
+
+    # -- host facts ----------------------------------------------------------
+    def hugepage_pools(self):
+        """See :func:`discover_hugepages` (local host only)."""
+        return discover_hugepages()
+
+    # -- device-removed events --------------------------------------------------
+    @property
+    def has_events(self):
+        return self._callback_id is not None
+
+    def _device_removed(self, conn, dom, dev_alias, opaque):
+        key = (dom.UUIDString(), dev_alias)
+        LOG.debug("device %s removed from %s", dev_alias, dom.name())
+        with self._removed_lock:
+            waiter = self._removed_waiters.get(key)
+        if waiter is not None:
+            waiter.set()
+
+    def expect_device_removed(self, uuid, alias):
+        """Register interest in ``alias`` leaving domain ``uuid``.
+
+        :returns: a threading.Event set when libvirt reports the removal,
+            or None without the event loop.  Call
+            :meth:`forget_device_removed` when done.
+        """
+        if not self.has_events:
+            return None
+        ev = threading.Event()
+        with self._removed_lock:
+            self._removed_waiters[(uuid, alias)] = ev
+        return ev
+
+    def forget_device_removed(self, uuid, alias):
+        with self._removed_lock:
+            self._removed_waiters.pop((uuid, alias), None)

@@ -1,0 +1,1 @@
+"""Volume backends: where a Cinder volume's bytes live and how the agent serves them."""

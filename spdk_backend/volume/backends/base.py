@@ -1,0 +1,140 @@
+"""The interface every volume backend implements.
+
+A backend owns the storage of volumes and snapshots (a directory of files, a
+Ceph pool, the agent's memory) and knows which agent bdev serves a volume.
+It does not know Cinder: the Cinder driver maps Cinder objects to the names
+and sizes used here, so the same backends serve the CLI and tests.
+
+Names are exact: a volume ``NAME`` is served by the agent bdev ``NAME``;
+nothing is ever looked up by prefix or substring.
+"""
+
+import abc
+
+from spdk_backend import exception
+
+
+class VolumeBackend(abc.ABC):
+    """A place where volumes live, served through an agent.
+
+    :param client: an :class:`spdk_backend.agent.client.AgentClient` (or
+        anything with its ``call(method, **params)``).
+    :param block_size: logical block size of the bdevs, in bytes.
+    """
+
+    #: The name of the backend in the ``spdk_backend.volume_backends`` namespace.
+    name = None
+    #: Whether snapshots and clones are supported.
+    supports_snapshots = True
+
+    def __init__(self, client, block_size=512, **kwargs):
+        if block_size not in (512, 4096):
+            raise exception.ConfigurationError(
+                reason="block size %r is not 512 or 4096" % (block_size,))
+        self.client = client
+        self.block_size = block_size
+
+    # -- checks and capacity -------------------------------------------------
+
+    @abc.abstractmethod
+    def check(self):
+        """Raise :class:`spdk_backend.exception.ConfigurationError` if unusable."""
+
+    @abc.abstractmethod
+    def capacity(self):
+        """``(total_bytes, free_bytes)`` of the storage behind the volumes."""
+
+    @abc.abstractmethod
+    def provisioned_bytes(self):
+        """Sum of the apparent sizes of every volume and snapshot."""
+
+    # -- volumes ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def exists(self, name):
+        """Whether volume or snapshot ``name`` exists in the backend's storage."""
+
+    @abc.abstractmethod
+    def create(self, name, size):
+        """Create an empty volume of ``size`` bytes (a multiple of the block size)."""
+
+    @abc.abstractmethod
+    def delete(self, name):
+        """Delete volume ``name`` and stop serving it; a missing volume is fine."""
+
+    @abc.abstractmethod
+    def extend(self, name, size):
+        """Grow volume ``name`` to ``size`` bytes; a served bdev sees the new size."""
+
+    @abc.abstractmethod
+    def size(self, name):
+        """Apparent size of volume ``name`` in bytes."""
+
+    def local_path(self, name):
+        """A path on this host holding the volume's bytes, or ``None``."""
+        return None
+
+    # -- snapshots and clones ----------------------------------------------------
+
+    def create_snapshot(self, volume_name, snapshot_name):
+        """A point-in-time copy of a volume that does not inflate it."""
+        raise exception.InvalidInput(
+            reason="the %s volume backend does not support snapshots" % self.name)
+
+    def delete_snapshot(self, snapshot_name):
+        raise exception.InvalidInput(
+            reason="the %s volume backend does not support snapshots" % self.name)
+
+    def create_from_snapshot(self, snapshot_name, volume_name, size):
+        raise exception.InvalidInput(
+            reason="the %s volume backend does not support snapshots" % self.name)
+
+    def clone(self, src_name, volume_name, size):
+        raise exception.InvalidInput(
+            reason="the %s volume backend does not support clones" % self.name)
+
+    # -- serving ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def bdev_spec(self, name):
+        """``{"method": ..., "params": {...}}``: the agent call that creates the bdev.
+
+        The Cinder driver hands it to the compute host in the connection info,
+        so an agent that lost the bdev (restart without state, another host
+        on shared storage) can recreate exactly the same one.
+        """
+
+    def export(self, name):
+        """Make sure the agent serves volume ``name`` as bdev ``name``.
+
+        Idempotent: an existing bdev is kept, a missing one (an agent restart
+        that lost it) is created again.  Returns the bdev description from
+        ``bdev_get_bdevs``.
+        """
+        bdev = self.get_bdev(name)
+        if bdev is None:
+            spec = self.bdev_spec(name)
+            try:
+                self.client.call(spec["method"], **spec["params"])
+            except exception.AgentAlreadyExists:
+                pass  # a concurrent export won the race; same bdev
+            bdev = self.get_bdev(name)
+            if bdev is None:
+                raise exception.AgentError(
+                    code=None, reason="bdev %s vanished right after its creation" % name)
+        return bdev
+
+    @abc.abstractmethod
+    def unexport(self, name):
+        """Stop serving volume ``name``; a bdev that is not there is fine."""
+
+    def get_bdev(self, name):
+        """The agent's description of bdev ``name`` (exact name), or ``None``."""
+        try:
+            bdevs = self.client.call("bdev_get_bdevs", name=name)
+        except exception.AgentNotFound:
+            return None
+        for bdev in bdevs or ():
+            if bdev.get("name") == name:
+                return bdev
+        return None

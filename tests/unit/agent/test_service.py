@@ -1,0 +1,110 @@
+"""Agent lifecycle with a fake engine: lock, state file, replay."""
+
+import json
+import os
+
+import pytest
+
+from spdk_backend.agent import client as agent_client
+from spdk_backend.agent import service
+from spdk_backend.agent import state as agent_state
+from tests.support import fake_engine
+
+
+def test_state_saved_after_each_change_and_replayed(short_tmp):
+    open(os.path.join(short_tmp, "disk.img"), "wb").truncate(1 << 20)
+    with fake_engine.InProcessAgent(short_tmp) as a:
+        with agent_client.AgentClient(a.opts.rpc_socket) as c:
+            c.call("bdev_malloc_create", name="m0", num_blocks=64, block_size=512)
+            c.call("bdev_aio_create", name="a0", filename=os.path.join(short_tmp, "disk.img"),
+                   block_size=512)
+            c.call("bdev_null_create", name="n0", num_blocks=64, block_size=512)
+            c.call("bdev_null_resize", name="n0", new_size=2)
+            c.call("bdev_set_qos_limit", name="m0", rw_ios_per_sec=5000)
+            c.call("vhost_create_blk_controller", ctrlr="c0", dev_name="m0", readonly=True)
+            c.call("vhost_controller_set_coalescing", ctrlr="c0", delay_base_us=10,
+                   iops_threshold=1000)
+            uuid = c.call("bdev_get_bdevs", name="m0")[0]["uuid"]
+            saved = json.load(open(os.path.join(a.opts.state_dir, "config.json")))
+            assert saved == {"subsystems": [
+                {"subsystem": "bdev", "config": c.call("framework_get_config", name="bdev")},
+                {"subsystem": "vhost_blk",
+                 "config": c.call("framework_get_config", name="vhost_blk")}]}
+        first_engine = a.engine
+    bdev_calls = {x["method"]: x["params"] for x in saved["subsystems"][0]["config"]
+                  if "params" in x}
+    assert bdev_calls["bdev_malloc_create"]["uuid"] == uuid
+    assert bdev_calls["bdev_null_create"]["num_blocks"] == 4096
+    assert "bdev_aio_create" in bdev_calls
+
+    with fake_engine.InProcessAgent(short_tmp) as b:
+        assert b.engine is not first_engine
+        assert set(b.engine.bdevs) == {"m0", "a0", "n0"}
+        assert b.engine.bdevs["m0"]["uuid"] == uuid
+        assert b.engine.bdevs["m0"]["qos"] == {"rw_ios_per_sec": 5000}
+        assert b.engine.ctrlrs["c0"]["readonly"] is True
+        assert b.engine.ctrlrs["c0"]["delay"] == 10
+        again = json.load(open(os.path.join(b.opts.state_dir, "config.json")))
+        assert again == saved
+
+
+def test_second_agent_on_same_state_dir_refused(short_tmp):
+    with fake_engine.InProcessAgent(short_tmp):
+        second = service.Agent(fake_engine.agent_opts(short_tmp, rpc_socket=os.path.join(
+            short_tmp, "other.sock")), engine_factory=lambda o: fake_engine.FakeEngine())
+        with pytest.raises(service.AgentLockedError) as err:
+            second.prepare()
+        assert str(os.getpid()) in str(err.value)
+        assert second.engine is None
+
+
+def test_corrupt_state_refuses_start_and_is_kept(short_tmp):
+    state_dir = os.path.join(short_tmp, "state")
+    os.makedirs(state_dir)
+    path = os.path.join(state_dir, "config.json")
+    with open(path, "w") as f:
+        f.write('{"subsystems": [{"subsystem": "bdev", "config": [{"method": "bdev_m')
+    started = []
+    agent = service.Agent(fake_engine.agent_opts(short_tmp),
+                          engine_factory=lambda o: started.append(1))
+    with pytest.raises(agent_state.StateFileError) as err:
+        agent.prepare()
+    assert path in str(err.value)
+    assert started == []  # refused before the engine starts
+    assert open(path).read().endswith('"bdev_m')
+    assert agent.lock.fd is None  # lock released
+
+
+def test_failed_replay_kept_pending_and_deletable(short_tmp):
+    state_dir = os.path.join(short_tmp, "state")
+    os.makedirs(state_dir)
+    gone = {"method": "bdev_uring_create", "params": {"name": "u0", "filename": "/no/such"}}
+    ok = {"method": "bdev_malloc_create", "params": {"name": "m0", "num_blocks": 8,
+                                                     "block_size": 512}}
+    with open(os.path.join(state_dir, "config.json"), "w") as f:
+        json.dump({"subsystems": [{"subsystem": "bdev", "config": [gone, ok]},
+                                  {"subsystem": "accel", "config": []}]}, f)
+    with fake_engine.InProcessAgent(short_tmp) as a:
+        assert set(a.engine.bdevs) == {"m0"}
+        saved = json.load(open(os.path.join(state_dir, "config.json")))
+        assert gone in saved["subsystems"][0]["config"]
+        with agent_client.AgentClient(a.opts.rpc_socket) as c:
+            assert c.call("bdev_uring_delete", name="u0") is True
+        saved = json.load(open(os.path.join(state_dir, "config.json")))
+        assert gone not in saved["subsystems"][0]["config"]
+
+
+def test_state_write_failure_is_reported(short_tmp):
+    with fake_engine.InProcessAgent(short_tmp) as a:
+        # A directory where the temp file goes makes the write fail, as a full
+        # or read-only disk would.
+        tmp = os.path.join(a.opts.state_dir, ".config.json.tmp")
+        os.mkdir(tmp)
+        try:
+            with agent_client.AgentClient(a.opts.rpc_socket) as c:
+                with pytest.raises(Exception) as err:
+                    c.call("bdev_malloc_create", name="m0", num_blocks=8, block_size=512)
+                assert err.value.code == -21  # EISDIR
+                assert "could not save its state" in str(err.value)
+        finally:
+            os.rmdir(tmp)
