@@ -10,8 +10,10 @@ exceptions of :mod:`spdk_backend.exception`.  Results use SPDK's JSON-RPC
 shapes so the agent can return them as they are.
 """
 
+import grp
 import json
 import os
+import stat
 import threading
 import weakref
 
@@ -63,6 +65,23 @@ def _u(value, name, bits=64):
     return value
 
 
+def _resolve_gid(group):
+    """A numeric gid for a group name or number; None for None/empty."""
+    if group is None or group == "":
+        return None
+    if isinstance(group, int):
+        return group
+    try:
+        return int(group)
+    except ValueError:
+        pass
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise exception.InvalidInput(
+            reason="vhost_socket_group %r is not a known group" % (group,)) from None
+
+
 def parse_core_mask(mask):
     """CPU numbers of an SPDK-style core mask ("0x3", "[0,1]", "[0-3]")."""
     cores = ffi.new("uint32_t[]", lib.SB_MAX_REACTORS)
@@ -80,11 +99,15 @@ class Engine:
     _active = None
 
     def __init__(self, core_mask="0x1", max_delay_us=1000, vhost_socket_dir=None,
-                 no_pin=False, spin_us=0):
+                 no_pin=False, spin_us=0, vhost_socket_mode=None, vhost_socket_group=None):
         self.core_mask = core_mask
         self.max_delay_us = _u(max_delay_us, "max_delay_us")
         self.spin_us = _u(spin_us, "spin_us")
         self.vhost_socket_dir = vhost_socket_dir
+        # Who may connect to controller sockets (QEMU often runs as its own
+        # user): None keeps the owner-only mode the C side creates them with.
+        self.vhost_socket_mode = vhost_socket_mode
+        self.vhost_socket_gid = _resolve_gid(vhost_socket_group)
         self.no_pin = bool(no_pin)
         self.cores = parse_core_mask(core_mask)
         self._running = False
@@ -351,6 +374,7 @@ class Engine:
     def vhost_set_socket_dir(self, path):
         self._require_running("vhost_set_socket_dir")
         os.makedirs(path, mode=0o700, exist_ok=True)
+        self._open_up_socket_dir(path)
         _check(lib.sb_vhost_set_socket_dir(_b(path)), "vhost socket dir", path=path)
         self.vhost_socket_dir = path
 
@@ -364,6 +388,45 @@ class Engine:
         opts.max_queues = _u(max_queues, "max_queues", 16)
         _check(lib.sb_vhost_blk_create(opts), "vhost_create_blk_controller", ctrlr=ctrlr,
                dev_name=dev_name)
+        try:
+            self._open_up_socket(ctrlr)
+        except OSError as exc:
+            # A socket QEMU cannot open is no use: leave nothing behind.
+            lib.sb_vhost_delete(_b(ctrlr), True)
+            raise exception.PermissionDenied(
+                errno=exc.errno or 1, op="vhost_create_blk_controller",
+                reason="cannot set the owner group or mode of the socket of %s: %s"
+                       % (ctrlr, exc.strerror or exc)) from exc
+
+    def _open_up_socket_dir(self, path):
+        """Give the socket directory search permission for whoever the socket
+        mode lets in (connect() needs it on every directory of the path)."""
+        if self.vhost_socket_mode is None:
+            return
+        if self.vhost_socket_gid is not None:
+            os.chown(path, -1, self.vhost_socket_gid)
+        extra = 0
+        if self.vhost_socket_mode & 0o060:
+            extra |= 0o010
+        if self.vhost_socket_mode & 0o006:
+            extra |= 0o001
+        cur = stat.S_IMODE(os.stat(path).st_mode)
+        if cur | extra != cur:
+            os.chmod(path, cur | extra)
+
+    def _open_up_socket(self, ctrlr):
+        """Apply vhost_socket_group/vhost_socket_mode to a new controller's socket.
+
+        The C side creates it 0600 before listen(), so nobody connects in
+        the window before this runs.
+        """
+        if self.vhost_socket_mode is None and self.vhost_socket_gid is None:
+            return
+        path = self.vhost_get_controllers(ctrlr)[0]["socket"]
+        if self.vhost_socket_gid is not None:
+            os.chown(path, -1, self.vhost_socket_gid)
+        if self.vhost_socket_mode is not None:
+            os.chmod(path, self.vhost_socket_mode)
 
     def vhost_delete_controller(self, ctrlr, force=False):
         self._require_running("vhost_delete_controller")

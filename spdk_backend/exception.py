@@ -191,3 +191,10 @@ class DeviceDetachFailed(LibvirtError):
 class VolumeBackendNotFound(ConfigurationError):
     msg_fmt = ("no such volume backend %(name)s (known: %(known)s); check the "
                "volume_backend option")
+
+
+class VhostSocketUnreachable(LibvirtError):
+    msg_fmt = ("QEMU of domain %(name)s cannot connect to the vhost-user "
+               "socket %(path)s: %(reason)s; check that the controller "
+               "exists and that the socket and its directories are "
+               "accessible to the user QEMU runs as (libvirt-qemu on Debian)")

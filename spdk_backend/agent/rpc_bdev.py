@@ -1,6 +1,8 @@
 """Generic bdev methods: listing, I/O statistics, QoS; helpers for backends."""
 
+import errno
 import time
+import uuid as uuidlib
 
 from spdk_backend import exception
 from spdk_backend.agent import dispatcher
@@ -11,9 +13,8 @@ QOS_KEYS = ("rw_ios_per_sec", "rw_mbytes_per_sec", "r_mbytes_per_sec", "w_mbytes
 
 
 def _uuid_check(value):
-    import uuid
     try:
-        uuid.UUID(value)
+        uuidlib.UUID(value)
     except ValueError:
         return "%r is not a UUID" % value
     return None
@@ -34,7 +35,18 @@ def record_created(ctx, name, method, params):
 
 
 def delete_bdev(ctx, name, engine_delete):
-    """Delete through the backend's engine call and forget the bdev."""
+    """Delete through the backend's engine call and forget the bdev.
+
+    A bdev a controller exposes is refused (EBUSY): deleting it would leave
+    the controller, and the saved configuration, pointing at nothing.
+    """
+    users = [c for c, (_, params) in ctx.state.ctrlrs.items()
+             if params.get("dev_name") == name]
+    if users:
+        raise exception.Busy(errno=errno.EBUSY, op="delete bdev %s" % name,
+                             reason="bdev %s is exposed by controller(s) %s; delete "
+                                    "them first (vhost_delete_controller)"
+                                    % (name, ", ".join(users)))
     try:
         engine_delete(name)
     except exception.NotFound:

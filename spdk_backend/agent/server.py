@@ -162,6 +162,10 @@ class RpcServer:
             LOG.info("RPC %s failed: %d %s", req.method, exc.code, exc.message)
             return None if req.notification else jsonrpc.error_reply(
                 req.req_id, exc.code, exc.message)
+        except Exception as exc:  # a bug: answer, log, keep serving
+            LOG.exception("RPC %s crashed", req.method)
+            return None if req.notification else jsonrpc.error_reply(
+                req.req_id, jsonrpc.INTERNAL_ERROR, "Internal error: %s" % exc)
         return None if req.notification else jsonrpc.result_reply(req.req_id, result)
 
 

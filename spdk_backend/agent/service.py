@@ -102,7 +102,9 @@ class Agent:
         return engine.Engine(core_mask=self.opts.core_mask,
                              max_delay_us=self.opts.max_delay_us,
                              vhost_socket_dir=self.opts.vhost_socket_dir,
-                             no_pin=self.opts.no_pin)
+                             no_pin=self.opts.no_pin,
+                             vhost_socket_mode=getattr(self.opts, "vhost_socket_mode", None),
+                             vhost_socket_group=getattr(self.opts, "vhost_socket_group", None))
 
     def prepare(self):
         """Lock, load the state file and start the engine (no socket yet)."""

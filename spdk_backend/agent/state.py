@@ -57,6 +57,22 @@ def atomic_write(path, data):
         os.close(dfd)
 
 
+def render(config):
+    """The config as bytes: valid JSON with one call per line.
+
+    Readable and diff-able, and several times faster than ``indent=2`` (which
+    leaves the C encoder), which matters with thousands of calls written on
+    every change.
+    """
+    subs = []
+    for sub in config["subsystems"]:
+        calls = ",\n".join("    " + json.dumps(c, separators=(", ", ": "))
+                           for c in sub["config"])
+        subs.append('  {"subsystem": %s, "config": [%s]}' % (
+            json.dumps(sub["subsystem"]), "\n" + calls + "\n  " if calls else ""))
+    return ('{"subsystems": [\n%s\n]}\n' % ",\n".join(subs)).encode("utf-8")
+
+
 def load_file(path):
     """The config in ``path``; None if it does not exist; StateFileError if bad."""
     try:
@@ -200,6 +216,5 @@ class AgentState:
         """Write the whole configuration to the state file, atomically."""
         if self.path is None:
             return
-        data = json.dumps(self.to_config(), indent=2).encode("utf-8") + b"\n"
-        atomic_write(self.path, data)
+        atomic_write(self.path, render(self.to_config()))
         self.saves += 1

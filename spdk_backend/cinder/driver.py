@@ -14,6 +14,7 @@ agent error is a typed exception turned into the matching Cinder exception.
 
 import contextlib
 import math
+import threading
 
 from oslo_log import log as logging
 from oslo_utils import units
@@ -47,6 +48,30 @@ def volume_bdev_name(volume):
 
 def snapshot_name(snapshot):
     return "snapshot-%s" % snapshot.id
+
+
+class SerializedClient:
+    """One agent connection shared by every operation of cinder-volume.
+
+    cinder-volume runs requests concurrently (green threads); replies on one
+    connection must not be read by the wrong caller, so calls take turns.
+    """
+
+    def __init__(self, client):
+        self._client = client
+        self._lock = threading.Lock()
+
+    def call(self, method, _params=None, **params):
+        with self._lock:
+            return self._client.call(method, _params, **params)
+
+    def close(self):
+        with self._lock:
+            self._client.close()
+
+    @property
+    def socket_path(self):
+        return self._client.socket_path
 
 
 @interface.volumedriver
@@ -113,8 +138,8 @@ class SpdkVhostDriver(driver.VolumeDriver):
     def do_setup(self, context):
         cfg = self.configuration
         timeout = cfg.spdk_vhost_agent_timeout
-        self.client = agent_client.AgentClient(
-            cfg.spdk_vhost_agent_socket, timeout=timeout, connect_timeout=timeout)
+        self.client = SerializedClient(agent_client.AgentClient(
+            cfg.spdk_vhost_agent_socket, timeout=timeout, connect_timeout=timeout))
         try:
             self.backend = manager.load_backend(
                 cfg.spdk_vhost_volume_backend, self.client,
@@ -196,6 +221,11 @@ class SpdkVhostDriver(driver.VolumeDriver):
             context, image_service, image_id, path,
             self.configuration.volume_dd_blocksize, size=volume.size,
             run_as_root=False, disable_sparse=disable_sparse)
+        # qemu-img convert truncates its target to the image's size: give the
+        # volume its own size back (a hole, so nothing is written).
+        name = volume_bdev_name(volume)
+        with self._errors("resize volume %s after the image copy" % name, volume=volume):
+            self._backend().extend(name, volume.size * units.Gi)
 
     def copy_volume_to_image(self, context, volume, image_service, image_meta):
         path = self._local_path(volume)
@@ -229,8 +259,9 @@ class SpdkVhostDriver(driver.VolumeDriver):
                 spec = backend.bdev_spec(name)
             except exception.InvalidInput:
                 spec = None  # e.g. malloc: the compute host cannot recreate it
-        readonly = str(volume.admin_metadata.get("readonly", "False")).lower() == "true" \
-            if volume.obj_attr_is_set("admin_metadata") else False
+        readonly = False
+        if volume.obj_attr_is_set("admin_metadata"):
+            readonly = str(volume.admin_metadata.get("readonly", "False")).lower() == "true"
         data = {
             "volume_id": volume.id,
             "name": name,

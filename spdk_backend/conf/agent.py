@@ -150,6 +150,43 @@ Related options:
 
 * ``rpc_socket``
 """),
+    cfg.Opt(
+        "vhost_socket_mode",
+        type=_octal_mode,
+        default="0660",
+        sample_default="0660",
+        help="""
+File mode of each controller's vhost-user socket, in octal, set right after
+the controller is created (also when the agent restores it at start).
+
+QEMU must be able to connect(): libvirt runs it as its own user (on Debian
+``libvirt-qemu``, group ``kvm``), so either let that group in with
+``vhost_socket_group`` or open the socket to everyone (``0666``).  The
+socket directory gets search permission for the same classes of users;
+its parent directories must already allow it.
+
+Possible values:
+
+* An octal mode such as ``0660``, ``0666`` or ``0600``.
+
+Related options:
+
+* ``vhost_socket_group``, ``vhost_socket_dir``
+"""),
+    cfg.StrOpt(
+        "vhost_socket_group",
+        help="""
+Group that owns each controller's vhost-user socket (and its directory).
+
+Possible values:
+
+* A group name or numeric gid, for example ``kvm`` (the group libvirt's QEMU
+  runs in on Debian); unset keeps the agent's own group.
+
+Related options:
+
+* ``vhost_socket_mode``
+"""),
     cfg.StrOpt(
         "state_dir",
         default="/var/lib/spdk-backend",

@@ -14,6 +14,8 @@ from tests.support.qsd import QsdExport, file_blockdev
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 DISK_MB = 16
+# What the guest writes at 4 MiB (47104 bytes, 11.5 blocks).
+DATA = b"".join(b"blk%05d-pattern-guest-" % i for i in range(2048))
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +67,17 @@ def test_guest_reads_and_writes_vhost_disk(image, tmp_path, backing):
         assert status == 1
         assert qsd.alive()
 
-    expected = b"".join(b"blk%05d-pattern-guest-" % i for i in range(2048))
+        # After a reset the guest re-initialises the vhost-user device and
+        # reads back what it wrote.
+        vm.reset()
+        out = vm.shell.check("dd if=/dev/vda bs=4096 skip=1024 count=16 "
+                             "iflag=direct 2>/dev/null | head -c %d | md5sum"
+                             % len(DATA))
+        assert out.split()[0] == hashlib.md5(DATA).hexdigest()
+
     with open(backing, "rb") as f:
         f.seek(4 << 20)
-        assert f.read(len(expected)) == expected
+        assert f.read(len(DATA)) == DATA
     # stop() removed QEMU's sockets and logs.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["disk.img"]
 

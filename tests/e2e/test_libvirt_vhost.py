@@ -6,9 +6,10 @@ vhost-user-blk disk live and persistently, do I/O from the guest, verify it
 on the host, detach, and check the errors for guests that cannot take one.
 """
 
-import copy
 import hashlib
+import os
 import shutil
+import time
 
 import libvirt
 import pytest
@@ -92,8 +93,11 @@ def targets(workdir):
 def running(host, domains):
     """One prepared, running test guest shared by the I/O tests."""
     d = domains("io", vcpus=2)
-    policy.prepare_domain(host, d.name)
+    guest = host.get_guest(d.name)
+    assert not policy.memory_is_shared(guest.get_config(inactive=True))
+    assert policy.prepare_domain(host, d.name).changed
     d.start()
+    assert policy.memory_is_shared(guest.get_config())
     return d
 
 
@@ -121,18 +125,19 @@ def wait_guest_disks(shell, present=None, absent=None, timeout=30):
         cond.append("[ ! -e /sys/block/%s ]" % absent)
     test = " && ".join(cond)
     tries = int(timeout * 10)
-    shell.check("i=0; until %s; do i=$((i+1)); [ $i -gt %d ] && exit 1; "
-                "sleep 0.1; done" % (test, tries), timeout=timeout + 15)
+    # A subshell: 'exit' in the console's own shell would end init.
+    shell.check("(i=0; until %s; do i=$((i+1)); [ $i -gt %d ] && exit 1; "
+                "sleep 0.1; done)" % (test, tries), timeout=timeout + 15)
 
 
 def new_guest_disk(shell, before, timeout=30):
     tries = int(timeout * 10)
     excl = " ".join(sorted(before)) or "none"
     out = shell.check(
-        "i=0; while :; do for d in /sys/block/vd*; do n=${d##*/}; "
+        "(i=0; while :; do for d in /sys/block/vd*; do n=${d##*/}; "
         "case ' %s ' in *\" $n \"*) ;; *) [ -e $d ] && echo NEW=$n && "
         "exit 0;; esac; done; i=$((i+1)); [ $i -gt %d ] && exit 1; "
-        "sleep 0.1; done" % (excl, tries), timeout=timeout + 15)
+        "sleep 0.1; done)" % (excl, tries), timeout=timeout + 15)
     return out.split("NEW=")[1].split()[0]
 
 
@@ -156,7 +161,7 @@ def write_and_verify(shell, dev, target, offset_blocks=16, blocks=256):
     return written
 
 
-# -- prepare --------------------------------------------------------------------
+# -- prepare ------------------------------------------------------------------
 
 def test_prepare_domain_private_memory(host, domains):
     d = domains("prep")
@@ -189,7 +194,7 @@ def test_prepare_unknown_domain(host):
         policy.prepare_domain(host, lvd.unique_name("missing"))
 
 
-# -- live attach, I/O, detach ----------------------------------------------------
+# -- live attach, I/O, detach -------------------------------------------------
 
 def test_live_attach_io_live_detach(host, running, targets):
     target = targets("live", num_queues=4)
@@ -248,10 +253,10 @@ def test_persistent_attach_survives_destroy_start(host, running, targets):
     written = write_and_verify(shell, dev, target)
 
     guest = host.get_guest(running.name)
-    running.destroy()
+    running.virsh("destroy")
     assert not guest.is_active()
-    running.start()
-    shell = running.shell
+    running.virsh("start")
+    shell = running.attach_shell()
     live = guest.get_config()
     disk = policy.find_vhost_disk(live, socket_path=str(target.socket_path))
     assert disk is not None and disk.target_dev == info.target_dev
@@ -286,7 +291,68 @@ def test_config_only_attach_to_running_guest(host, running, targets):
                                   alias=info.alias) is None
 
 
-# -- guests that cannot take a vhost-user disk -------------------------------------
+def test_detach_times_out_while_guest_is_paused(running, targets):
+    """The guest must release a hot-unplugged disk; a paused guest cannot,
+    so the wait (polling the live XML here: no event loop) gives up with a
+    clear error, and the removal completes once the guest runs again."""
+    target = targets("paused", num_queues=1)
+    polling = host_mod.Host(lvd.URI, events=False)
+    try:
+        shell = running.shell
+        before = guest_disks(shell)
+        info = policy.attach_vhost_disk(polling, running.name,
+                                        str(target.socket_path), live=True,
+                                        config=False, max_queues=1)
+        dev = new_guest_disk(shell, before)
+        running.dom.suspend()
+        try:
+            with pytest.raises(exception.DeviceDetachFailed,
+                               match="did not release it"):
+                policy.detach_vhost_disk(polling, running.name,
+                                         alias=info.alias, timeout=2)
+        finally:
+            running.dom.resume()
+        wait_guest_disks(shell, absent=dev)
+        guest = polling.get_guest(running.name)
+        for _ in range(100):
+            if policy.find_vhost_disk(guest.get_config(),
+                                      alias=info.alias) is None:
+                break
+            time.sleep(0.1)
+        assert policy.find_vhost_disk(guest.get_config(),
+                                      alias=info.alias) is None
+    finally:
+        polling.close()
+
+
+def test_live_attach_of_missing_socket(host, running, workdir):
+    missing = str(workdir / "missing.sock")
+    with pytest.raises(exception.VhostSocketUnreachable,
+                       match="No such file"):
+        policy.attach_vhost_disk(host, running.name, missing)
+    guest = host.get_guest(running.name)
+    for inactive in (False, True):
+        assert policy.find_vhost_disk(guest.get_config(inactive),
+                                      socket_path=missing) is None
+
+
+def test_live_attach_of_socket_qemu_cannot_open(host, running, targets):
+    """Both flags: the live attach fails in QEMU, so libvirt leaves the
+    definition alone too (nothing half done)."""
+    target = targets("closed")
+    os.chmod(target.socket_path, 0o600)     # QEMU does not run as root
+    with pytest.raises(exception.VhostSocketUnreachable,
+                       match="Permission denied"):
+        policy.attach_vhost_disk(host, running.name,
+                                 str(target.socket_path))
+    guest = host.get_guest(running.name)
+    for inactive in (False, True):
+        assert policy.find_vhost_disk(guest.get_config(inactive),
+                                      socket_path=str(target.socket_path)) \
+            is None
+
+
+# -- guests that cannot take a vhost-user disk --------------------------------
 
 def test_attach_to_running_guest_without_shared_memory(host, domains,
                                                        targets):

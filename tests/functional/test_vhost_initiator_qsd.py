@@ -64,10 +64,15 @@ def test_verify_writes_and_reads_whole_range(initiator, qsd, disk):
     assert qsd.alive()
 
 
-def test_randrw_multiqueue_interrupt_mode(initiator, qsd):
+@pytest.mark.parametrize("mode", [["--interrupt"],
+                                  ["--interrupt", "--event-idx"],
+                                  ["--event-idx"]],
+                         ids=["interrupt", "interrupt-event-idx",
+                              "poll-event-idx"])
+def test_randrw_multiqueue(initiator, qsd, mode):
     res = run_initiator(initiator, qsd.sock_path, "--rw", "randrw",
                         "--rwmixread", "70", "--queues", "2", "--qd", "8",
-                        "--time", "2", "--interrupt", "--verify", "--json")
+                        "--time", "1", "--verify", "--json", *mode)
     assert res.rc == 0, res.stderr + res.stdout
     main = res.json["main"]
     assert main["reads"] > 0 and main["writes"] > 0

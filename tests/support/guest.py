@@ -32,14 +32,16 @@ API
     One ``vhost-user-blk-pci`` device (``/dev/vda``, ``/dev/vdb``... in order).
 
 ``QemuGuest(image, workdir, disks=(), mem_mb=256, mem_backend='memfd',
-hugepage_path=None, smp=1, extra_args=(), boot_timeout=90)``
+hugepage_path=None, smp=1, extra_args=(), boot_timeout=90, no_reboot=False)``
     Context manager (or ``start()``/``stop()``) running qemu-system-x86_64
     with TCG, q35, shared guest memory (memfd, or a file on a hugetlbfs
     mount for ``mem_backend='hugepages'``), the serial console and a QMP
     socket in ``workdir``.  ``start()`` returns once the shell is ready
     (bounded by ``boot_timeout``; on failure the console and QEMU's log are
     in the exception).  ``.shell`` is the :class:`SerialShell`, ``.qmp`` a
-    :class:`Qmp` (``execute(cmd, **args)``), ``.boot_seconds`` the boot time.
+    :class:`Qmp` (``execute(cmd, **args)``), ``.boot_seconds`` the boot time,
+    ``reset()`` a QMP ``system_reset`` that waits for the shell again (a guest
+    panic reboots too, unless ``no_reboot=True``: then QEMU exits).
     ``stop(keep_logs=False)`` sends QMP ``quit``, SIGKILLs QEMU after a
     timeout and removes the files it created (logs are kept when the
     ``with`` block raised, for triage).
@@ -444,7 +446,7 @@ class QemuGuest:
 
     def __init__(self, image, workdir, disks=(), mem_mb=256,
                  mem_backend="memfd", hugepage_path=None, smp=1,
-                 extra_args=(), boot_timeout=90,
+                 extra_args=(), boot_timeout=90, no_reboot=False,
                  cmdline="console=ttyS0 quiet panic=-1",
                  qemu="qemu-system-x86_64"):
         if mem_backend not in ("memfd", "hugepages"):
@@ -461,6 +463,7 @@ class QemuGuest:
         self.smp = smp
         self.extra_args = list(extra_args)
         self.boot_timeout = boot_timeout
+        self.no_reboot = no_reboot
         self.cmdline = cmdline
         self.qemu = qemu
         self.proc = None
@@ -485,7 +488,6 @@ class QemuGuest:
                 "-smp", str(self.smp), "-m", mem,
                 "-object", backend, "-numa", "node,memdev=mem",
                 "-nodefaults", "-no-user-config", "-display", "none",
-                "-no-reboot",
                 "-kernel", str(self.image.kernel),
                 "-initrd", str(self.image.initrd),
                 "-append", self.cmdline,
@@ -493,6 +495,9 @@ class QemuGuest:
                 % self.console_sock,
                 "-serial", "chardev:ser0",
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_sock]
+        if self.no_reboot:
+            # Also turns QMP system_reset into a shutdown.
+            args.append("-no-reboot")
         for i, d in enumerate(self.disks):
             chardev = "socket,id=vu%d,path=%s" % (i, d.socket)
             if d.reconnect:
@@ -535,6 +540,15 @@ class QemuGuest:
                              % (exc, self.qemu_log(), console)) from exc
         self.boot_seconds = time.monotonic() - t0
         return self
+
+    def reset(self, timeout=None):
+        """QMP system_reset, then wait until the shell is back (bounded)."""
+        self.shell.ready = False
+        self.shell._buf = ""  # an old marker must not count
+        t0 = time.monotonic()
+        self.qmp.execute("system_reset")
+        self.shell.wait_ready(timeout or self.boot_timeout)
+        return time.monotonic() - t0
 
     def stop(self, timeout=15, keep_logs=False):
         """Quit QEMU (QMP quit, then SIGKILL) and remove its files.

@@ -193,11 +193,31 @@ class TestDomain:
         self.close_shell()
         self.dom.create()
         if wait_shell:
-            self.shell = guest_support.SerialShell(
-                str(self.console), connect_timeout=30,
-                alive=lambda: bool(self.dom.isActive()))
-            self.shell.wait_ready(timeout)
+            self.attach_shell(timeout)
         return self
+
+    def attach_shell(self, timeout=90):
+        """Connect to the console of the running guest and wait for its
+        shell (after a start done elsewhere, e.g. with virsh)."""
+        self.close_shell()
+        self.shell = guest_support.SerialShell(
+            str(self.console), connect_timeout=30,
+            alive=lambda: bool(self.dom.isActive()))
+        self.shell.wait_ready(timeout)
+        return self.shell
+
+    def virsh(self, *args, timeout=60):
+        """Run ``virsh -c qemu:///system ARGS... NAME``; return stdout."""
+        if any(a in ("destroy", "start", "shutdown", "reboot")
+               for a in args):
+            self.close_shell()
+        proc = subprocess.run(["virsh", "-c", URI] + list(args) +
+                              [self.name], capture_output=True, text=True,
+                              timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError("virsh %s failed: %s"
+                               % (" ".join(args), proc.stderr.strip()))
+        return proc.stdout
 
     def close_shell(self):
         if self.shell is not None:

@@ -124,6 +124,19 @@ struct sb_poller *sb_poller_register(sb_poller_fn fn, void *ctx, uint64_t period
 void sb_poller_unregister(struct sb_poller **p);
 
 /**
+ * Mark an active (period 0) poller of the calling reactor as event-driven:
+ * it only finds work after a message to its reactor, after one of the
+ * reactor's wake fds (sb_reactor_add_wake_fd) fires, or right after a busy
+ * iteration of the reactor.  An idle reactor whose active pollers are all
+ * event-driven sleeps until such an event (or its next timed poller)
+ * instead of waking every max_delay_us, so an idle engine with open
+ * devices costs no CPU.  Pollers that poll memory nobody signals (a
+ * virtqueue without kicks) must stay periodic (the default).
+ * \return 0, -EINVAL (timed poller), -EPERM (not the poller's reactor).
+ */
+int sb_poller_set_event_driven(struct sb_poller *p, bool event_driven);
+
+/**
  * Ask the calling reactor not to sleep for longer than it takes fd to
  * become readable: the reactor adds fd (level-triggered) to the set it
  * waits on while idle, so event-driven completions (io_uring eventfd,
@@ -131,6 +144,7 @@ void sb_poller_unregister(struct sb_poller **p);
  * \param drain when true the fd is an eventfd the reactor reads (resets)
  *        itself when it wakes on it; pollers then just poll their rings.
  * \return 0 or -errno (-EPERM when not called on a reactor).
+ * Remove the fd (sb_reactor_remove_wake_fd) before closing it.
  */
 int sb_reactor_add_wake_fd(int fd, bool drain);
 int sb_reactor_remove_wake_fd(int fd);

@@ -62,6 +62,7 @@ struct sb_bdev_desc {
 };
 
 struct sb_bdev_qos;
+struct sb_bdev_stat_walk;
 
 struct sb_bdev_internal {
 	TAILQ_ENTRY(sb_bdev) link;
@@ -81,6 +82,8 @@ struct sb_bdev_internal {
 	void *unregister_cb_arg;
 	/* Counters of channels already destroyed (under g_bdev_lock). */
 	struct sb_bdev_stat stat_gone;
+	/* The iostat walk in progress (under g_bdev_lock); bdev_stat.c. */
+	struct sb_bdev_stat_walk *stat_walk;
 	/* Created on first set_qos, freed at destruct; see bdev_qos.c. */
 	struct sb_bdev_qos *qos;
 	uint64_t qos_limits[SB_QOS_NUM_LIMITS];
@@ -115,6 +118,8 @@ struct sb_bdev_channel {
 	uint64_t queue_depth;
 	uint64_t qd_change_tsc;
 	struct sb_bdev_stat stat;
+	/* Id of the last iostat walk that counted this channel. */
+	uint64_t stat_walk_seen;
 };
 
 extern pthread_mutex_t g_bdev_lock;
@@ -132,6 +137,8 @@ struct sb_bdev *_bdev_lookup_locked(const char *name);
 bool _bdev_on_app_reactor(void);
 void _bdev_release_desc_ref(struct sb_bdev_desc *desc);
 void _bdev_foreach(void (*fn)(struct sb_bdev *bdev, void *ctx), void *ctx);
+/* Newest registered bdev, or NULL. */
+struct sb_bdev *_bdev_last(void);
 
 /* bdev_io.c */
 int _bdev_channel_create(void *io_device, void *ctx_buf);
@@ -146,8 +153,10 @@ void _bdev_stat_init(struct sb_bdev_stat *st);
 void _bdev_stat_add(struct sb_bdev_stat *dst, const struct sb_bdev_stat *src);
 void _bdev_stat_account(struct sb_bdev_channel *bch, struct sb_bdev_io *io, uint64_t now);
 void _bdev_qd_change(struct sb_bdev_channel *bch, int delta, uint64_t now);
+/* A channel goes away: keep its counters (g_bdev_lock held). */
+void _bdev_stat_channel_gone_locked(struct sb_bdev_channel *bch);
 
-/* bdev_ctl.c: sum the channels' counters into out, then cb (calling reactor). */
+/* bdev_stat.c: sum the channels' counters into out, then cb (calling reactor). */
 void _bdev_iostat_collect(struct sb_bdev *bdev, struct sb_bdev_iostat *out,
 			  void (*cb)(void *cb_arg, int rc), void *cb_arg);
 

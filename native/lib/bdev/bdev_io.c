@@ -141,7 +141,7 @@ _bdev_channel_destroy(void *io_device, void *ctx_buf)
 	}
 	_bdev_qd_change(bch, 0, sb_get_ticks());
 	pthread_mutex_lock(&g_bdev_lock);
-	_bdev_stat_add(&in->stat_gone, &bch->stat);
+	_bdev_stat_channel_gone_locked(bch);
 	pthread_mutex_unlock(&g_bdev_lock);
 	sb_poller_unregister(&bch->cpl_poller);
 	sb_put_io_channel(bch->module_ch);

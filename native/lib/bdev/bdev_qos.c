@@ -9,9 +9,10 @@
  * them in FIFO order as the token buckets allow, and the completion goes
  * back to the submitting reactor (sb_bdev_io_complete routes it).
  *
- * Buckets refill continuously from the tick counter (not once per slice, so
- * a late poller does not lose budget), hold at most one 1 ms slice of
- * credit (SPDK's timeslice, the burst allowed after idling) and may go into
+ * Buckets refill continuously from the tick counter with the whole elapsed
+ * time (not once per slice, so a late poller loses no budget); an idle one
+ * holds at most one 1 ms slice of credit (SPDK's timeslice, the burst
+ * allowed after idling) and may go into
  * debt by one I/O, which the following refills pay back.  Other I/O types
  * are not limited (as in SPDK, where they do not consume byte budgets).
  */
@@ -65,8 +66,9 @@ _qos_refill(struct sb_bdev_qos *qos, uint64_t now)
 	if (dt_us == 0) {
 		return;
 	}
-	if (dt_us > SB_QOS_TIMESLICE_US) {
-		dt_us = SB_QOS_TIMESLICE_US;
+	if (dt_us > 1000000) {
+		/* Idle for a second: the cap below leaves one slice anyway. */
+		dt_us = 1000000;
 		qos->last_tsc = now;
 	} else {
 		/* Keep the sub-microsecond remainder: frequent refills must not lose it. */
@@ -80,9 +82,13 @@ _qos_refill(struct sb_bdev_qos *qos, uint64_t now)
 			qos->tokens[i] = 0;
 			continue;
 		}
-		/* rate (<= 2^40 /s) * dt (<= 1000 us) stays far below 2^63. */
+		/* rate (<= 2^40 /s) * dt (<= 1e6 us) stays below 2^63. */
 		qos->tokens[i] += (int64_t)(rate * dt_us);
-		if (qos->tokens[i] > cap) {
+		/*
+		 * Only an idle bucket is capped: with a backlog every refill is spent
+		 * at once, and capping a late poller's refill would lose budget.
+		 */
+		if (TAILQ_EMPTY(&qos->queued) && qos->tokens[i] > cap) {
 			qos->tokens[i] = cap;
 		}
 	}
@@ -157,6 +163,8 @@ _qos_poll(void *ctx)
 static void
 _qos_enqueue(struct sb_bdev_qos *qos, struct sb_bdev_io *io)
 {
+	/* Refill while the queue still shows whether the bucket was idle. */
+	_qos_refill(qos, sb_get_ticks());
 	TAILQ_INSERT_TAIL(&qos->queued, io, internal.link);
 	_qos_dispatch(qos);
 }

@@ -10,6 +10,9 @@
  */
 #include "bdev_internal.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void
@@ -128,4 +131,164 @@ _bdev_stat_account(struct sb_bdev_channel *bch, struct sb_bdev_io *io, uint64_t 
 	default:
 		break;
 	}
+}
+
+/* ---- aggregation ---- */
+
+/*
+ * One sb_for_each_channel walk per bdev at a time (later ones wait).  A
+ * channel destroyed during the walk folds its counters into stat_gone, which
+ * the walk copied at its start: if the walk has not visited that channel
+ * yet, the channel adds its counters to the walk too, so nothing is lost or
+ * counted twice.
+ */
+struct sb_bdev_stat_walk {
+	uint64_t id;
+	struct sb_bdev *bdev;
+	struct sb_bdev_stat sum;
+	uint64_t queue_depth;
+	struct sb_bdev_iostat *out;
+	void (*cb)(void *cb_arg, int rc);
+	void *cb_arg;
+	struct sb_bdev_stat_walk *next;
+};
+
+static uint64_t g_stat_walk_id;
+
+/* g_bdev_lock held. */
+void
+_bdev_stat_channel_gone_locked(struct sb_bdev_channel *bch)
+{
+	struct sb_bdev_internal *in = bch->bdev->internal;
+
+	_bdev_stat_add(&in->stat_gone, &bch->stat);
+	if (in->stat_walk != NULL && bch->stat_walk_seen != in->stat_walk->id) {
+		_bdev_stat_add(&in->stat_walk->sum, &bch->stat);
+	}
+}
+
+static void
+_stat_visit(struct sb_io_channel *ch, void *arg)
+{
+	struct sb_bdev_stat_walk *w = arg;
+	struct sb_bdev_channel *bch = sb_io_channel_get_ctx(ch);
+	struct sb_bdev_stat st = bch->stat;
+	uint64_t dt;
+
+	/* Count the busy time up to now, not just up to the last queue-depth change. */
+	if (bch->queue_depth > 0) {
+		dt = sb_get_ticks() - bch->qd_change_tsc;
+		st.io_time_ticks += dt;
+		st.weighted_io_time_ticks += dt * bch->queue_depth;
+	}
+	pthread_mutex_lock(&g_bdev_lock);
+	_bdev_stat_add(&w->sum, &st);
+	w->queue_depth += bch->queue_depth;
+	bch->stat_walk_seen = w->id;
+	pthread_mutex_unlock(&g_bdev_lock);
+}
+
+static uint64_t
+_min_or_zero(uint64_t v)
+{
+	return v == UINT64_MAX ? 0 : v;
+}
+
+static void
+_stat_fill(struct sb_bdev_stat_walk *w)
+{
+	struct sb_bdev_iostat *o = w->out;
+	struct sb_bdev_stat *s = &w->sum;
+	uint64_t ticks_per_ms = sb_get_ticks_hz() / 1000;
+
+	if (ticks_per_ms == 0) {
+		ticks_per_ms = 1;
+	}
+	memset(o, 0, sizeof(*o));
+	snprintf(o->name, sizeof(o->name), "%s", w->bdev->internal->name);
+	o->bytes_read = s->bytes_read;
+	o->num_read_ops = s->num_read_ops;
+	o->bytes_written = s->bytes_written;
+	o->num_write_ops = s->num_write_ops;
+	o->bytes_unmapped = s->bytes_unmapped;
+	o->num_unmap_ops = s->num_unmap_ops;
+	o->read_latency_ticks = s->read_latency_ticks;
+	o->max_read_latency_ticks = s->max_read_latency_ticks;
+	o->min_read_latency_ticks = _min_or_zero(s->min_read_latency_ticks);
+	o->write_latency_ticks = s->write_latency_ticks;
+	o->max_write_latency_ticks = s->max_write_latency_ticks;
+	o->min_write_latency_ticks = _min_or_zero(s->min_write_latency_ticks);
+	o->unmap_latency_ticks = s->unmap_latency_ticks;
+	o->max_unmap_latency_ticks = s->max_unmap_latency_ticks;
+	o->min_unmap_latency_ticks = _min_or_zero(s->min_unmap_latency_ticks);
+	o->num_write_zeroes_ops = s->num_write_zeroes_ops;
+	o->bytes_write_zeroes = s->bytes_write_zeroes;
+	o->num_flush_ops = s->num_flush_ops;
+	o->num_reset_ops = s->num_reset_ops;
+	o->num_io_errors = s->num_io_errors;
+	o->queue_depth = w->queue_depth;
+	/* Summed over channels: overlapping busy time of two reactors counts twice. */
+	o->io_time = s->io_time_ticks / ticks_per_ms;
+	o->weighted_io_time = s->weighted_io_time_ticks / ticks_per_ms;
+}
+
+static void _stat_walk_done(void *arg, int rc);
+
+/* g_bdev_lock held; w becomes the bdev's active walk. */
+static void
+_stat_walk_begin_locked(struct sb_bdev_stat_walk *w)
+{
+	w->id = ++g_stat_walk_id;
+	w->sum = w->bdev->internal->stat_gone;
+	w->bdev->internal->stat_walk = w;
+}
+
+static void
+_stat_walk_done(void *arg, int rc)
+{
+	struct sb_bdev_stat_walk *w = arg;
+	struct sb_bdev_internal *in = w->bdev->internal;
+	struct sb_bdev_stat_walk *next;
+
+	pthread_mutex_lock(&g_bdev_lock);
+	next = w->next;
+	in->stat_walk = NULL;
+	if (next != NULL) {
+		_stat_walk_begin_locked(next);
+	}
+	pthread_mutex_unlock(&g_bdev_lock);
+	_stat_fill(w);
+	w->cb(w->cb_arg, rc);
+	free(w);
+	if (next != NULL) {
+		sb_for_each_channel(next->bdev, _stat_visit, next, _stat_walk_done);
+	}
+}
+
+void
+_bdev_iostat_collect(struct sb_bdev *bdev, struct sb_bdev_iostat *out,
+		     void (*cb)(void *cb_arg, int rc), void *cb_arg)
+{
+	struct sb_bdev_internal *in = bdev->internal;
+	struct sb_bdev_stat_walk *w = calloc(1, sizeof(*w)), *last;
+
+	if (w == NULL) {
+		cb(cb_arg, -ENOMEM);
+		return;
+	}
+	w->bdev = bdev;
+	w->out = out;
+	w->cb = cb;
+	w->cb_arg = cb_arg;
+	pthread_mutex_lock(&g_bdev_lock);
+	if (in->stat_walk != NULL) {
+		for (last = in->stat_walk; last->next != NULL; last = last->next) {
+		}
+		last->next = w;
+		pthread_mutex_unlock(&g_bdev_lock);
+		return;
+	}
+	_stat_walk_begin_locked(w);
+	pthread_mutex_unlock(&g_bdev_lock);
+	sb_for_each_channel(bdev, _stat_visit, w, _stat_walk_done);
 }

@@ -38,6 +38,8 @@ struct sb_io_channel {
 	struct sb_reactor *reactor;
 	uint32_t ref;
 	bool destroy_queued;
+	/* Destroyed by a reactor teardown; memory kept until its end, puts ignored. */
+	bool zombie;
 	TAILQ_ENTRY(sb_io_channel) link;
 	/* ctx_size bytes of the device's per-channel context follow at CTX_OFFSET. */
 };
@@ -180,7 +182,7 @@ sb_get_io_channel(void *io_device)
 		return NULL;
 	}
 	TAILQ_FOREACH(ch, &r->channels, link) {
-		if (ch->dev == dev) {
+		if (ch->dev == dev && !ch->zombie) {
 			/* Also revives a channel whose destroy message is still queued. */
 			ch->ref++;
 			pthread_mutex_unlock(&g_devs_lock);
@@ -255,6 +257,9 @@ sb_put_io_channel(struct sb_io_channel *ch)
 	if (ch == NULL) {
 		return;
 	}
+	if (ch->zombie) {
+		return;
+	}
 	if (ch->reactor != sb_reactor_current()) {
 		SB_ERRLOG("channel of %s put outside its reactor %s\n", ch->dev->name,
 			  ch->reactor->name);
@@ -297,14 +302,36 @@ sb_io_channel_get_reactor(struct sb_io_channel *ch)
 void
 sb_io_channels_free_all(struct sb_reactor *r)
 {
-	struct sb_io_channel *ch;
+	struct sb_io_channel *ch, *tmp;
+	struct io_device *dev;
 
-	while ((ch = TAILQ_FIRST(&r->channels)) != NULL) {
-		if (ch->ref > 0) {
-			SB_WARNLOG("%s stopped holding a channel of %s (%u refs)\n", r->name,
-				   ch->dev->name, ch->ref);
+	/*
+	 * Oldest first, so that a channel that took another one in its
+	 * create_cb is destroyed before the inner one and can still put it.
+	 * The memory of the destroyed channels stays until the end, so a
+	 * destroy_cb that puts a channel destroyed earlier (other orders) is
+	 * harmless.  Channels whose destroy message is queued are left to it.
+	 */
+	TAILQ_FOREACH(ch, &r->channels, link) {
+		if (ch->destroy_queued || ch->zombie) {
+			continue;
 		}
-		_destroy_channel(ch);
+		SB_WARNLOG("%s stopped holding a channel of %s (%u refs)\n", r->name,
+			   ch->dev->name, ch->ref);
+		dev = ch->dev;
+		ch->zombie = true;
+		ch->ref = 0;
+		if (dev->destroy_cb != NULL) {
+			dev->destroy_cb(dev->io_device, sb_io_channel_get_ctx(ch));
+		}
+		_dev_release(dev, false);
+	}
+	for (ch = TAILQ_FIRST(&r->channels); ch != NULL; ch = tmp) {
+		tmp = TAILQ_NEXT(ch, link);
+		if (ch->zombie) {
+			TAILQ_REMOVE(&r->channels, ch, link);
+			free(ch);
+		}
 	}
 }
 

@@ -51,12 +51,14 @@ sb_poller_register(sb_poller_fn fn, void *ctx, uint64_t period_us, const char *n
 	p->fn = fn;
 	p->ctx = ctx;
 	p->reactor = r;
-	p->period_us = period_us;
-	p->period_ticks = sb_us_to_ticks(period_us);
+	/* ~11 days at most: keeps next_run_tick arithmetic far from overflow. */
+	p->period_us = period_us < 1000000000000ULL ? period_us : 1000000000000ULL;
+	p->period_ticks = sb_us_to_ticks(p->period_us);
 	p->state = SB_POLLER_STATE_ACTIVE;
 	snprintf(p->name, sizeof(p->name), "%s", name ? name : "poller");
 	if (period_us == 0) {
 		TAILQ_INSERT_TAIL(&r->active_pollers, p, link);
+		r->polling_pollers++;
 	} else {
 		p->next_run_tick = sb_get_ticks() + p->period_ticks;
 		_timed_insert(r, p);
@@ -77,6 +79,9 @@ _unregister(struct sb_poller *p)
 	}
 	p->state = SB_POLLER_STATE_UNREGISTERED;
 	r->unregistered_pollers++;
+	if (p->period_us == 0 && !p->event_driven) {
+		r->polling_pollers--;
+	}
 	atomic_store_explicit(&r->poller_count,
 			      atomic_load_explicit(&r->poller_count, memory_order_relaxed) - 1,
 			      memory_order_relaxed);
@@ -105,6 +110,29 @@ sb_poller_unregister(struct sb_poller **pp)
 		return;
 	}
 	_unregister(p);
+}
+
+int
+sb_poller_set_event_driven(struct sb_poller *p, bool event_driven)
+{
+	struct sb_reactor *r;
+
+	if (p == NULL || p->period_us != 0 || p->state != SB_POLLER_STATE_ACTIVE) {
+		return -EINVAL;
+	}
+	r = p->reactor;
+	if (r != sb_reactor_current()) {
+		return -EPERM;
+	}
+	if (p->event_driven != event_driven) {
+		p->event_driven = event_driven;
+		if (event_driven) {
+			r->polling_pollers--;
+		} else {
+			r->polling_pollers++;
+		}
+	}
+	return 0;
 }
 
 static void
@@ -211,6 +239,7 @@ sb_pollers_free_all(struct sb_reactor *r)
 		SB_WARNLOG("%s stopped with %u poller(s) still registered\n", r->name, leaked);
 	}
 	r->unregistered_pollers = 0;
+	r->polling_pollers = 0;
 	atomic_store(&r->poller_count, 0);
 }
 

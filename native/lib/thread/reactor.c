@@ -31,7 +31,8 @@ enum reactors_state {
 };
 
 static struct sb_reactor g_reactors[SB_MAX_REACTORS];
-static uint32_t g_reactor_count;
+/* Read by any thread (sb_reactor_get); written only by start/stop. */
+static _Atomic uint32_t g_reactor_count;
 static _Atomic int g_state = REACTORS_NONE;
 /* Non-reactor threads inside sb_send_msg; stop waits for them before freeing rings. */
 static _Atomic uint32_t g_ext_senders;
@@ -95,13 +96,13 @@ sb_engine_opts_init(struct sb_engine_opts *opts)
 uint32_t
 sb_reactor_count(void)
 {
-	return g_reactor_count;
+	return atomic_load_explicit(&g_reactor_count, memory_order_relaxed);
 }
 
 struct sb_reactor *
 sb_reactor_get(uint32_t index)
 {
-	return index < g_reactor_count ? &g_reactors[index] : NULL;
+	return index < sb_reactor_count() ? &g_reactors[index] : NULL;
 }
 
 struct sb_reactor *
@@ -109,7 +110,7 @@ sb_reactor_get_by_core(uint32_t core)
 {
 	uint32_t i;
 
-	for (i = 0; i < g_reactor_count; i++) {
+	for (i = 0; i < sb_reactor_count(); i++) {
 		if (g_reactors[i].core == core) {
 			return &g_reactors[i];
 		}
@@ -144,7 +145,7 @@ sb_reactor_core(const struct sb_reactor *r)
 static bool
 _valid_reactor(const struct sb_reactor *r)
 {
-	return r != NULL && r >= g_reactors && r < g_reactors + g_reactor_count;
+	return r != NULL && r >= g_reactors && r < g_reactors + sb_reactor_count();
 }
 
 /* ---- messages ---- */
@@ -288,6 +289,15 @@ sb_reactor_run_once(struct sb_reactor *r)
 	return busy;
 }
 
+static uint64_t
+_ticks_to_ns(uint64_t ticks)
+{
+	uint64_t hz = sb_get_ticks_hz();
+
+	/* Split so that long delays do not overflow. */
+	return ticks / hz * 1000000000ULL + ticks % hz * 1000000000ULL / hz;
+}
+
 static int
 _epoll_wait_ticks(struct sb_reactor *r, struct epoll_event *ev, int max, uint64_t delay)
 {
@@ -297,7 +307,7 @@ _epoll_wait_ticks(struct sb_reactor *r, struct epoll_event *ev, int max, uint64_
 
 	if (!g_no_pwait2) {
 		if (delay != UINT64_MAX) {
-			ns = delay * 1000000000ULL / sb_get_ticks_hz();
+			ns = _ticks_to_ns(delay);
 			ts.tv_sec = (time_t)(ns / 1000000000ULL);
 			ts.tv_nsec = (long)(ns % 1000000000ULL);
 		}
@@ -311,8 +321,9 @@ _epoll_wait_ticks(struct sb_reactor *r, struct epoll_event *ev, int max, uint64_
 		ms = -1;
 	} else {
 		/* Round up: waking early would only make the reactor sleep again. */
-		ns = delay * 1000000000ULL / sb_get_ticks_hz();
-		ms = (int)((ns + 999999) / 1000000);
+		ns = _ticks_to_ns(delay);
+		ms = ns >= (uint64_t)INT32_MAX * 1000000ULL ? INT32_MAX :
+		     (int)((ns + 999999) / 1000000);
 	}
 	return epoll_wait(r->epfd, ev, max, ms);
 }
@@ -326,7 +337,7 @@ _reactor_sleep(struct sb_reactor *r)
 	int n, i, fd;
 
 	delay = sb_reactor_next_timer_delay(r);
-	if (!TAILQ_EMPTY(&r->active_pollers) && delay > r->max_delay_ticks) {
+	if (r->polling_pollers > 0 && delay > r->max_delay_ticks) {
 		delay = r->max_delay_ticks;
 	}
 	if (delay == 0) {
@@ -338,10 +349,11 @@ _reactor_sleep(struct sb_reactor *r)
 		atomic_store_explicit(&r->sleeping, 0, memory_order_relaxed);
 		return;
 	}
+	/* Counted on the way in: a reactor asleep since it started shows one sleep. */
+	_stat_add(&r->sleeps, 1);
 	start = sb_get_ticks();
 	n = _epoll_wait_ticks(r, ev, 16, delay);
 	atomic_store_explicit(&r->sleeping, 0, memory_order_relaxed);
-	_stat_add(&r->sleeps, 1);
 	for (i = 0; i < n; i++) {
 		if (ev[i].data.u64 == EVFD_TOKEN) {
 			rd = read(r->evfd, &val, sizeof(val));
@@ -452,6 +464,16 @@ _reactor_release(struct sb_reactor *r)
 	r->evfd = -1;
 }
 
+/* 0 -> default; at most an hour, so tick arithmetic cannot overflow. */
+static uint64_t
+_clamp_us(uint64_t us, uint64_t dflt)
+{
+	if (us == 0) {
+		return dflt;
+	}
+	return us > 3600ULL * 1000000ULL ? 3600ULL * 1000000ULL : us;
+}
+
 static int
 _reactor_init(struct sb_reactor *r, uint32_t index, uint32_t core,
 	      const struct sb_engine_opts *opts)
@@ -465,9 +487,8 @@ _reactor_init(struct sb_reactor *r, uint32_t index, uint32_t core,
 	r->epfd = -1;
 	r->evfd = -1;
 	snprintf(r->name, sizeof(r->name), "reactor_%u", core);
-	r->max_delay_ticks = sb_us_to_ticks(opts->max_delay_us ? opts->max_delay_us :
-					    SB_DEFAULT_MAX_DELAY_US);
-	r->spin_ticks = sb_us_to_ticks(opts->spin_us ? opts->spin_us : SB_DEFAULT_SPIN_US);
+	r->max_delay_ticks = sb_us_to_ticks(_clamp_us(opts->max_delay_us, SB_DEFAULT_MAX_DELAY_US));
+	r->spin_ticks = sb_us_to_ticks(_clamp_us(opts->spin_us, SB_DEFAULT_SPIN_US));
 	TAILQ_INIT(&r->active_pollers);
 	TAILQ_INIT(&r->timed_pollers);
 	TAILQ_INIT(&r->channels);
@@ -494,7 +515,7 @@ sb_reactors_create(const uint32_t *cores, uint32_t count, const struct sb_engine
 	uint32_t i;
 	int rc;
 
-	if (g_reactor_count != 0 || atomic_load(&g_state) != REACTORS_NONE) {
+	if (sb_reactor_count() != 0 || atomic_load(&g_state) != REACTORS_NONE) {
 		return -EALREADY;
 	}
 	if (count == 0 || count > SB_MAX_REACTORS) {
@@ -510,7 +531,7 @@ sb_reactors_create(const uint32_t *cores, uint32_t count, const struct sb_engine
 			return rc;
 		}
 	}
-	g_reactor_count = count;
+	atomic_store(&g_reactor_count, count);
 	atomic_store(&g_state, REACTORS_RUNNING);
 	return 0;
 }
@@ -521,7 +542,7 @@ _drain_all(void)
 	struct sb_reactor *prev = tls_reactor;
 	uint32_t i, n = 0;
 
-	for (i = 0; i < g_reactor_count; i++) {
+	for (i = 0; i < sb_reactor_count(); i++) {
 		tls_reactor = &g_reactors[i];
 		n += _run_msgs(&g_reactors[i], UINT32_MAX);
 	}
@@ -535,30 +556,40 @@ sb_reactors_destroy(void)
 	struct sb_reactor *prev = tls_reactor;
 	uint32_t i, round;
 
-	if (g_reactor_count == 0) {
+	if (sb_reactor_count() == 0) {
 		return;
 	}
 	atomic_store(&g_state, REACTORS_DRAINING);
 	while (atomic_load(&g_ext_senders) != 0) {
 		sched_yield();
 	}
-	/* Messages may send messages: drain until a whole round finds nothing. */
-	for (round = 0; round < 1000 && _drain_all() > 0; round++) {
+	/*
+	 * Messages may send messages: drain until a whole round finds nothing.
+	 * Then destroy the channels still held (their destroy_cbs put inner
+	 * channels, which queues more messages), and drain again.
+	 */
+	for (round = 0; round < 1000; round++) {
+		uint32_t work = _drain_all();
+
+		for (i = 0; i < sb_reactor_count(); i++) {
+			if (!TAILQ_EMPTY(&g_reactors[i].channels)) {
+				tls_reactor = &g_reactors[i];
+				sb_io_channels_free_all(&g_reactors[i]);
+				work++;
+			}
+		}
+		tls_reactor = prev;
+		if (work == 0) {
+			break;
+		}
 	}
-	for (i = 0; i < g_reactor_count; i++) {
-		tls_reactor = &g_reactors[i];
-		sb_io_channels_free_all(&g_reactors[i]);
-	}
-	tls_reactor = prev;
-	for (round = 0; round < 1000 && _drain_all() > 0; round++) {
-	}
-	for (i = 0; i < g_reactor_count; i++) {
+	for (i = 0; i < sb_reactor_count(); i++) {
 		tls_reactor = &g_reactors[i];
 		sb_pollers_free_all(&g_reactors[i]);
 		_reactor_release(&g_reactors[i]);
 	}
 	tls_reactor = prev;
-	g_reactor_count = 0;
+	atomic_store(&g_reactor_count, 0);
 	atomic_store(&g_state, REACTORS_NONE);
 }
 
@@ -591,11 +622,11 @@ _stop_threads(void)
 	uint32_t i;
 
 	atomic_store(&g_state, REACTORS_DRAINING);
-	for (i = 0; i < g_reactor_count; i++) {
+	for (i = 0; i < sb_reactor_count(); i++) {
 		atomic_store(&g_reactors[i].stop, true);
 		_wake(&g_reactors[i]);
 	}
-	for (i = 0; i < g_reactor_count; i++) {
+	for (i = 0; i < sb_reactor_count(); i++) {
 		if (g_reactors[i].has_thread) {
 			pthread_join(g_reactors[i].thread, NULL);
 			g_reactors[i].has_thread = false;
@@ -663,7 +694,7 @@ sb_reactors_stop(void)
 		SB_ERRLOG("reactors cannot be stopped from a reactor\n");
 		return;
 	}
-	if (g_reactor_count == 0) {
+	if (sb_reactor_count() == 0) {
 		return;
 	}
 	_stop_threads();

@@ -39,6 +39,8 @@ struct sb_poller {
 	uint64_t busy_count;
 	struct sb_reactor *reactor;
 	enum sb_poller_state state;
+	/* Active poller that does not bound the reactor's sleep (sb_poller_set_event_driven). */
+	bool event_driven;
 	char name[32];
 	TAILQ_ENTRY(sb_poller) link;
 };
@@ -78,6 +80,8 @@ struct sb_reactor {
 	/* Sorted by next_run_tick, soonest first. */
 	struct sb_poller_list timed_pollers;
 	uint32_t unregistered_pollers;
+	/* Registered active pollers that are not event-driven: they bound a sleep to max_delay. */
+	uint32_t polling_pollers;
 
 	/* Channels this reactor holds; only this reactor touches the list. */
 	struct sb_io_channel_list channels;

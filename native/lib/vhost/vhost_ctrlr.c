@@ -266,9 +266,6 @@ _check_pending(void)
 	struct sb_vhost_ctrlr *c;
 
 	LIST_FOREACH(c, &g_vhost.ctrlrs, link) {
-		if (__atomic_exchange_n(&c->pending_disconnect, 0, __ATOMIC_ACQ_REL)) {
-			_disconnect(c, "device broken by the guest");
-		}
 		if (__atomic_exchange_n(&c->pending_config_change, 0, __ATOMIC_ACQ_REL)) {
 			sb_vhost_send_config_change(c);
 		}

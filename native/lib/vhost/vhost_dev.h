@@ -99,6 +99,11 @@ struct sb_vhost_ctrlr {
 	struct sb_io_channel *ch;
 	bool removed;
 	uint32_t outstanding;
+	/*
+	 * Written at open and by the reactor on RESIZE; the control thread
+	 * reads it (a torn read is impossible for the aligned 64-bit size)
+	 * and never dereferences bdev, which may be gone after REMOVE.
+	 */
 	struct sb_blk_geometry geo;
 
 	/* Session (control thread). */
@@ -119,7 +124,6 @@ struct sb_vhost_ctrlr {
 
 	/* Flags raised by the reactor for the control thread. */
 	int pending_config_change;
-	int pending_disconnect;
 
 	bool broken;
 	uint32_t delay_base_us;
@@ -149,9 +153,10 @@ int sb_vhost_bdev_open(struct sb_vhost_ctrlr *c);
 void sb_vhost_bdev_release(struct sb_vhost_ctrlr *c);
 /** Close the bdev descriptor and channel on the reactor. */
 void sb_vhost_bdev_close(struct sb_vhost_ctrlr *c);
-/** Refresh c->geo from the bdev (control thread). */
-void sb_vhost_refresh_geometry(struct sb_vhost_ctrlr *c);
-/** Mark the device broken (reactor); the control thread cuts the session. */
+/**
+ * Mark the device broken (reactor): its queues are no longer polled until
+ * the front-end stops the device (GET_VRING_BASE), resets it or reconnects.
+ */
 void sb_vhost_dev_break(struct sb_vhost_ctrlr *c, const char *why);
 /** Wake the control thread (from any thread). */
 void sb_vhost_ctl_wake(void);

@@ -239,9 +239,6 @@ int sb_vhost_gpa_to_iov(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t l
 #define VIRTIO_F_VERSION_1 32
 #define VIRTIO_F_RING_PACKED 34
 
-/* Longest indirect table accepted (entries). */
-#define SB_VHOST_MAX_INDIRECT 1024
-
 struct vring_desc {
 	uint64_t addr;
 	uint32_t len;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct sb_vhost_mem *
@@ -72,6 +73,7 @@ sb_vhost_mem_add(struct sb_vhost_mem *mem, const struct vhost_user_mem_region *r
 {
 	struct sb_vhost_mem_region *nr;
 	uint64_t map_size;
+	struct stat st;
 	void *addr;
 	uint32_t i;
 
@@ -105,6 +107,17 @@ sb_vhost_mem_add(struct sb_vhost_mem *mem, const struct vhost_user_mem_region *r
 		 */
 		map_size = r->mmap_offset + r->memory_size;
 		if (map_size > (uint64_t)SIZE_MAX) {
+			return -EINVAL;
+		}
+		/*
+		 * Touching a shared mapping beyond the end of its file raises
+		 * SIGBUS: the file must cover the whole region (memfd and
+		 * hugetlbfs files are regular files with a real size).
+		 */
+		if (fstat(fd, &st) != 0) {
+			return -errno;
+		}
+		if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < map_size) {
 			return -EINVAL;
 		}
 		addr = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);

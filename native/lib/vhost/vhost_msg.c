@@ -56,7 +56,6 @@ _vq(struct _ctx *x, uint32_t index)
 static int
 _h_get_features(struct _ctx *x)
 {
-	sb_vhost_refresh_geometry(x->c);
 	return _reply_u64(x, sb_blk_features(&x->c->geo));
 }
 
@@ -227,6 +226,23 @@ _h_set_vring_base(struct _ctx *x)
 	return 0;
 }
 
+/* The front-end stopped the device: a broken one may start afresh. */
+static void
+_clear_broken_if_stopped(struct sb_vhost_ctrlr *c)
+{
+	uint16_t q;
+
+	for (q = 0; q < c->max_queues; q++) {
+		if (c->vqs[q].started) {
+			return;
+		}
+	}
+	if (c->broken) {
+		SB_NOTICELOG("vhost %s: device stopped by the front-end; may start again\n", c->name);
+		c->broken = false;
+	}
+}
+
 static int
 _h_get_vring_base(struct _ctx *x)
 {
@@ -241,6 +257,7 @@ _h_get_vring_base(struct _ctx *x)
 		vq->kickfd = -1;
 	}
 	vq->kick_set = false;
+	_clear_broken_if_stopped(x->c);
 	return _reply(x, &st, sizeof(st), -1);
 }
 
@@ -346,7 +363,6 @@ _h_get_config(struct _ctx *x)
 	struct virtio_blk_config cfg;
 	uint32_t off = x->msg->p.cfg.offset, size = x->msg->p.cfg.size;
 
-	sb_vhost_refresh_geometry(x->c);
 	sb_blk_config(&x->c->geo, &cfg);
 	if (off > sizeof(cfg) || size > sizeof(cfg) - off) {
 		SB_ERRLOG("vhost %s: GET_CONFIG offset %u size %u outside config space\n",
@@ -543,6 +559,7 @@ sb_vhost_handle_msg(struct sb_vhost_ctrlr *c, struct vhost_user_msg *msg)
 	case VHOST_USER_RESET_OWNER:
 	case VHOST_USER_RESET_DEVICE:
 		_reset_queues(c);
+		_clear_broken_if_stopped(c);
 		rc = 0;
 		break;
 	case VHOST_USER_SET_MEM_TABLE:

@@ -26,12 +26,15 @@ static void _vq_poller_maybe_stop(struct sb_vhost_ctrlr *c);
 void
 sb_vhost_dev_break(struct sb_vhost_ctrlr *c, const char *why)
 {
+	/*
+	 * Stop polling but keep the session: cutting it would make QEMU
+	 * reconnect and replay the same bad ring forever.  In-flight
+	 * requests still complete.
+	 */
 	if (!c->broken) {
-		SB_ERRLOG("vhost controller %s: guest violation, device stopped: %s\n", c->name, why);
+		SB_ERRLOG("vhost controller %s: guest violation, queues stopped: %s\n", c->name, why);
 	}
 	c->broken = true;
-	__atomic_store_n(&c->pending_disconnect, 1, __ATOMIC_RELEASE);
-	sb_vhost_ctl_wake();
 }
 
 static int
@@ -482,13 +485,4 @@ void
 sb_vhost_bdev_close(struct sb_vhost_ctrlr *c)
 {
 	sb_call(c->reactor, _bdev_close_on_reactor, c, SB_CALL_TIMEOUT_US);
-}
-
-void
-sb_vhost_refresh_geometry(struct sb_vhost_ctrlr *c)
-{
-	/* A racy 64-bit read of a size the reactor may be updating: either value is fine. */
-	if (c->bdev != NULL && !c->removed) {
-		c->geo.num_blocks = sb_bdev_get_num_blocks(c->bdev);
-	}
 }

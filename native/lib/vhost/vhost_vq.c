@@ -136,8 +136,13 @@ _walk_indirect(const struct sb_vring *vr, const struct sb_vhost_mem *mem,
 		return -EINVAL;
 	}
 	n = ind->len / sizeof(struct vring_desc);
-	if (n > SB_VHOST_MAX_INDIRECT) {
-		*why = "indirect table too long";
+	/*
+	 * §2.7.5.3.1 bounds a chain by the queue size, but Linux sizes
+	 * indirect tables by segment count (seg_max + 2) even on smaller
+	 * queues; accept up to the larger of the two.
+	 */
+	if (n > vr->size && n > SB_VHOST_BLK_SEG_MAX + 2) {
+		*why = "indirect table longer than the queue";
 		return -EINVAL;
 	}
 	if (ind->addr & 0xf) {

@@ -226,7 +226,10 @@ _case_chain(const struct vi_dev_opts *o, struct hres *res, const char *which)
 	_good_chain(&d, vq, h, &bad, VIRTIO_BLK_T_IN, 0, 4096);
 
 	if (strcmp(which, "desc-loop") == 0) {
-		/* data -> header: the chain never ends (virtio 1.2 §2.7.5.3.2) */
+		/* A write's readable header -> data -> header ...: the chain
+		 * never ends (virtio 1.2 §2.7.5.3.1) and never turns writable,
+		 * so only a loop/length check can stop it. */
+		_good_chain(&d, vq, h, &bad, VIRTIO_BLK_T_OUT, 0, 4096);
 		vq->desc[h + 1].next = h;
 	} else if (strcmp(which, "addr-outside") == 0) {
 		vq->desc[h + 1].addr = gend + (1ull << 20);
@@ -248,8 +251,16 @@ _case_chain(const struct vi_dev_opts *o, struct hres *res, const char *which)
 			 "sent the indirect flag anyway");
 	}
 	if (strncmp(which, "indirect", 8) == 0 || strcmp(which, "chain-too-long") == 0) {
-		struct vring_desc *tab = gm_alloc(&d.mem, 16ull * 512, 16);
+		/* Longer than the queue and than seg_max + 2 (targets may allow
+		 * tables sized by segment count, as Linux builds them). */
+		uint32_t too_long = (vq->size > d.seg_max + 2 ? vq->size : d.seg_max + 2) + 8;
+		struct vring_desc *tab;
 		uint32_t n = 3;
+
+		if (too_long > 4096) {
+			too_long = 4096;
+		}
+		tab = gm_alloc(&d.mem, 16ull * too_long, 16);
 
 		if (tab == NULL) {
 			rc = -ENOMEM;
@@ -267,8 +278,10 @@ _case_chain(const struct vi_dev_opts *o, struct hres *res, const char *which)
 			tab[1].addr = gm_gpa(&d.mem, tab);
 			tab[1].len = 48;
 		} else if (strcmp(which, "chain-too-long") == 0) {
-			/* header, queue size + 8 writable 512 B pieces, status */
-			n = vq->size + 10;
+			/* header, writable 512 B pieces, status */
+			n = too_long;
+			snprintf(res->note, sizeof(res->note), "%u descriptors, queue size %u, "
+				 "seg_max %u", n, vq->size, d.seg_max);
 			for (i = 1; i < n - 1; i++) {
 				tab[i].addr = gm_gpa(&d.mem, bad.buf) + (i % 8) * 512;
 				tab[i].len = 512;
@@ -585,7 +598,7 @@ static const struct hcase g_cases[] = {
 	{ "indirect-nested", 0, "INDIRECT descriptor inside an indirect table" },
 	{ "indirect-next", 0, "descriptor with both INDIRECT and NEXT" },
 	{ "indirect-len", 0, "indirect table length not a multiple of 16" },
-	{ "chain-too-long", 0, "chain longer than the queue size (indirect)" },
+	{ "chain-too-long", 0, "indirect chain longer than queue size and seg_max + 2" },
 	{ "head-oob", 0, "avail ring head index >= queue size" },
 	{ "avail-jump", 0, "avail idx jumping by more than the queue size" },
 	{ "truncated-header", 1, "6 of 12 header bytes, then EOF" },

@@ -38,6 +38,8 @@ _usage(FILE *f)
 		"  --seed N           pattern/random seed (default: time)\n"
 		"  --cpu N            pin to CPU N\n"
 		"  --interrupt        wait on the call eventfd instead of busy polling\n"
+		"  --event-idx        negotiate VIRTIO_F_EVENT_IDX (kick/call suppression)\n"
+		"  --indirect         negotiate VIRTIO_F_INDIRECT_DESC (hostile cases always do)\n"
 		"  --mem-mb N         guest memory size (default 64)\n"
 		"  --ack-all          NEED_REPLY on every set message (QEMU: mem table only)\n"
 		"  --no-reply-ack     do not negotiate REPLY_ACK\n"
@@ -91,7 +93,7 @@ main(int argc, char **argv)
 {
 	enum { O_RW = 256, O_MIX, O_BS, O_QD, O_QUEUES, O_QSIZE, O_TIME, O_IOS, O_LIMIT,
 	       O_VERIFY, O_SEED, O_CPU, O_INTR, O_MEM, O_ACKALL, O_NOACK, O_IOTO, O_TMO,
-	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD };
+	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD, O_EVIDX, O_INDIRECT };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
 		{ "rw", required_argument, NULL, O_RW },
@@ -108,6 +110,8 @@ main(int argc, char **argv)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "cpu", required_argument, NULL, O_CPU },
 		{ "interrupt", no_argument, NULL, O_INTR },
+		{ "event-idx", no_argument, NULL, O_EVIDX },
+		{ "indirect", no_argument, NULL, O_INDIRECT },
 		{ "mem-mb", required_argument, NULL, O_MEM },
 		{ "ack-all", no_argument, NULL, O_ACKALL },
 		{ "no-reply-ack", no_argument, NULL, O_NOACK },
@@ -161,6 +165,8 @@ main(int argc, char **argv)
 		case O_SEED: w.seed = strtoull(optarg, NULL, 0); seed_set = true; break;
 		case O_CPU: cpu = atoi(optarg); break;
 		case O_INTR: o.interrupts = true; break;
+		case O_EVIDX: o.event_idx = true; break;
+		case O_INDIRECT: o.indirect = true; break;
 		case O_MEM: o.mem_size = strtoull(optarg, NULL, 0) << 20; break;
 		case O_ACKALL: o.ack_all = true; break;
 		case O_NOACK: o.no_reply_ack = true; break;

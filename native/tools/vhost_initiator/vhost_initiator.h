@@ -180,6 +180,9 @@ struct vq {
 	struct vring_used *used;
 	uint16_t avail_idx;      /* next avail index we publish */
 	uint16_t last_used;      /* next used index we consume */
+	uint16_t kicked_idx;     /* avail idx at the last kick decision */
+	bool event_idx;          /* VIRTIO_F_EVENT_IDX negotiated */
+	bool interrupts;
 	int kick_fd;
 	int call_fd;
 };
@@ -193,10 +196,12 @@ struct vi_dev {
 	uint16_t queue_size;
 	uint64_t capacity;       /* 512-byte sectors, from GET_CONFIG */
 	uint32_t blk_size;
+	uint32_t seg_max;        /* config seg_max, 0 if not offered */
 	uint16_t max_queues;     /* GET_QUEUE_NUM or config num_queues */
 	bool readonly;
 	bool interrupts;         /* ask the target for calls */
 	bool indirect;           /* negotiate VIRTIO_F_INDIRECT_DESC */
+	bool event_idx;          /* negotiate VIRTIO_F_EVENT_IDX */
 };
 
 struct vi_dev_opts {
@@ -208,6 +213,7 @@ struct vi_dev_opts {
 	bool ack_all;
 	bool no_reply_ack;
 	bool indirect;
+	bool event_idx;
 	int timeout_ms;
 	int verbose;
 };
@@ -226,6 +232,13 @@ void vq_push(struct vq *vq, uint16_t head);
 void vq_kick(struct vq *vq, bool force);
 /** Pop one used element; false when the used ring is empty. */
 bool vq_pop(struct vq *vq, uint32_t *id, uint32_t *len);
+/** true if the used ring has entries we have not consumed. */
+bool vq_has_used(struct vq *vq);
+/**
+ * Tell the target whether we want a call for the next completion
+ * (EVENT_IDX: used_event; otherwise the NO_INTERRUPT flag).
+ */
+void vq_want_call(struct vq *vq, bool want);
 
 /* protocol (vu_client.c) */
 int vu_connect(struct vu_conn *c, const char *path, int timeout_ms);

@@ -91,6 +91,7 @@ vq_init(struct vq *vq, struct guest_mem *m, uint16_t index, uint16_t size, bool 
 	memset(vq->desc, 0, 16ull * size);
 	memset(vq->avail, 0, 6 + 2ull * size);
 	memset(vq->used, 0, 6 + 8ull * size);
+	vq->interrupts = interrupts;
 	if (!interrupts) {
 		vq->avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
 	}
@@ -124,15 +125,33 @@ vq_push(struct vq *vq, uint16_t head)
 	__atomic_store_n(&vq->avail->idx, vq->avail_idx, __ATOMIC_RELEASE);
 }
 
+/* virtio 1.2 §2.7.10: notify iff the event index lies in (old, new]. */
+static inline bool
+_need_event(uint16_t event, uint16_t new_idx, uint16_t old)
+{
+	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
+}
+
 void
 vq_kick(struct vq *vq, bool force)
 {
 	uint64_t one = 1;
+	uint16_t old = vq->kicked_idx;
 
+	vq->kicked_idx = vq->avail_idx;
 	/* Full barrier: the index store must be ordered before we read the
-	 * device's NO_NOTIFY flag, or a kick can be lost (§2.7.13.4). */
+	 * device's suppression state, or a kick can be lost (§2.7.13.4). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (!force && (__atomic_load_n(&vq->used->flags, __ATOMIC_ACQUIRE) & VRING_USED_F_NO_NOTIFY)) {
+	if (!force && vq->event_idx) {
+		/* avail_event lives after the used ring (§2.7.8) */
+		uint16_t ev = __atomic_load_n((uint16_t *)&vq->used->ring[vq->size],
+					      __ATOMIC_ACQUIRE);
+
+		if (!_need_event(ev, vq->avail_idx, old)) {
+			return;
+		}
+	} else if (!force && (__atomic_load_n(&vq->used->flags, __ATOMIC_ACQUIRE) &
+			      VRING_USED_F_NO_NOTIFY)) {
 		return;
 	}
 	if (write(vq->kick_fd, &one, sizeof(one)) < 0) {
@@ -154,4 +173,26 @@ vq_pop(struct vq *vq, uint32_t *id, uint32_t *len)
 	*len = e->len;
 	vq->last_used++;
 	return true;
+}
+
+bool
+vq_has_used(struct vq *vq)
+{
+	return __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE) != vq->last_used;
+}
+
+void
+vq_want_call(struct vq *vq, bool want)
+{
+	if (vq->event_idx) {
+		/* used_event lives after the avail ring (§2.7.6).  Not wanting a
+		 * call: put the event half the index space away. */
+		__atomic_store_n(&vq->avail->ring[vq->size],
+				 (uint16_t)(vq->last_used + (want ? 0 : 0x7fff)), __ATOMIC_RELEASE);
+	} else {
+		__atomic_store_n(&vq->avail->flags, want ? 0 : VRING_AVAIL_F_NO_INTERRUPT,
+				 __ATOMIC_RELEASE);
+	}
+	/* The store must be visible before we re-check the used ring. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }

@@ -390,6 +390,7 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	c->ack_all = o->ack_all;
 	d->interrupts = o->interrupts;
 	d->indirect = o->indirect;
+	d->event_idx = o->event_idx;
 	d->num_queues = o->num_queues ? o->num_queues : 1;
 	d->queue_size = o->queue_size ? o->queue_size : 128;
 	if (d->num_queues > VI_MAX_QUEUES) {
@@ -456,6 +457,13 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	if (rc != 0) {
 		return rc;
 	}
+	/* vhost_dev_init gives every virtqueue its (masked) call fd early. */
+	for (i = 0; i < d->num_queues; i++) {
+		rc = vu_set_u64(c, VU_SET_VRING_CALL, (uint64_t)i, false, &d->vqs[i].call_fd, 1);
+		if (rc != 0) {
+			return rc;
+		}
+	}
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.size = cfg_size;
@@ -472,6 +480,9 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 		return -EPROTO;
 	}
 	memcpy(&d->capacity, cfg.region + 0, 8);
+	if (c->features & (1ull << VIRTIO_BLK_F_SEG_MAX)) {
+		memcpy(&d->seg_max, cfg.region + 12, 4);
+	}
 	d->blk_size = 512;
 	if (c->features & (1ull << VIRTIO_BLK_F_BLK_SIZE)) {
 		memcpy(&d->blk_size, cfg.region + 20, 4);
@@ -482,10 +493,16 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 			      (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
 			      (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
 			      (1ull << VIRTIO_BLK_F_MQ) |
-			      (d->indirect ? (1ull << VIRTIO_F_INDIRECT_DESC) : 0));
+			      (d->indirect ? (1ull << VIRTIO_F_INDIRECT_DESC) : 0) |
+			      (d->event_idx ? (1ull << VIRTIO_F_EVENT_IDX) : 0));
 	c->acked_features = want;
 	d->readonly = want & (1ull << VIRTIO_BLK_F_RO);
 	d->indirect = want & (1ull << VIRTIO_F_INDIRECT_DESC);
+	d->event_idx = want & (1ull << VIRTIO_F_EVENT_IDX);
+	for (i = 0; i < d->num_queues; i++) {
+		d->vqs[i].event_idx = d->event_idx;
+		vq_want_call(&d->vqs[i], d->interrupts);
+	}
 	if (d->num_queues > d->max_queues) {
 		_set_error(c, "target serves %u queues, %u requested", d->max_queues,
 			   d->num_queues);

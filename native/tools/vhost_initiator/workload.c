@@ -515,15 +515,26 @@ _run_phase(struct run *r, enum phase ph)
 			r->fatal = true;
 			return false;
 		}
+		if (d->event_idx && !d->interrupts && progress) {
+			/* Keep used_event out of the target's way. */
+			for (i = 0; i < d->num_queues; i++) {
+				vq_want_call(&d->vqs[i], false);
+			}
+		}
 		if (!progress && d->interrupts && inflight > 0) {
 			struct pollfd pfd[VI_MAX_QUEUES];
+			bool pending = false;
 			uint64_t cnt;
 
 			for (i = 0; i < d->num_queues; i++) {
 				pfd[i].fd = d->vqs[i].call_fd;
 				pfd[i].events = POLLIN;
+				/* Re-arm, then re-check: a completion that raced the
+				 * re-arm may not have been signalled. */
+				vq_want_call(&d->vqs[i], true);
+				pending = pending || vq_has_used(&d->vqs[i]);
 			}
-			if (poll(pfd, d->num_queues, 100) > 0) {
+			if (!pending && poll(pfd, d->num_queues, 100) > 0) {
 				for (i = 0; i < d->num_queues; i++) {
 					if (pfd[i].revents & POLLIN) {
 						if (read(d->vqs[i].call_fd, &cnt, sizeof(cnt)) < 0) {

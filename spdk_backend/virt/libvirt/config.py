@@ -97,10 +97,25 @@ def _child(el, tag):
     return found
 
 
-def _drop_if_empty(el):
-    if el is not None and not el.attrib and len(el) == 0 and \
-            not (el.text or "").strip():
+def _drop_if_empty(el, existed=False):
+    """Remove ``el`` if this format call created it and left it empty."""
+    if el is not None and not existed and not el.attrib and len(el) == 0 \
+            and not (el.text or "").strip():
         el.getparent().remove(el)
+
+
+def _put_child(el, tag, new):
+    """Replace child ``tag`` of ``el`` with ``new`` in place (append if
+    absent; remove if ``new`` is None)."""
+    old = el.find(tag)
+    if new is None:
+        if old is not None:
+            el.remove(old)
+    elif old is not None:
+        new.tail = old.tail
+        el.replace(old, new)
+    else:
+        el.append(new)
 
 
 class ConfigObject:
@@ -114,7 +129,8 @@ class ConfigObject:
     def parse_dom(self, xmldoc):
         if xmldoc.tag != self.root_name:
             raise exception.InvalidInput(
-                reason="expected <%s>, got <%s>" % (self.root_name, xmldoc.tag))
+                reason="expected <%s>, got <%s>"
+                % (self.root_name, xmldoc.tag))
         self._orig = copy.deepcopy(xmldoc)
         self._orig.tail = None
 
@@ -268,6 +284,7 @@ class GuestDisk(ConfigObject):
 
     def format_dom(self):
         el = self._new_dom()
+        existed = {c.tag for c in el}
         _set(el, "type", self.source_type)
         _set(el, "device", self.source_device)
 
@@ -276,7 +293,7 @@ class GuestDisk(ConfigObject):
         _set(driver, "type", self.driver_type)
         _set(driver, "queues", self.driver_queues)
         _set(driver, "queue_size", self.driver_queue_size)
-        _drop_if_empty(driver)
+        _drop_if_empty(driver, "driver" in existed)
 
         source = _child(el, "source")
         attr = _DISK_SOURCE_ATTR.get(self.source_type)
@@ -295,12 +312,12 @@ class GuestDisk(ConfigObject):
             # libvirt rejects a timeout on a disabled reconnect.
             _set(reconnect, "timeout",
                  self.reconnect_timeout if self.reconnect_enabled else None)
-        _drop_if_empty(source)
+        _drop_if_empty(source, "source" in existed)
 
         target = _child(el, "target")
         _set(target, "dev", self.target_dev)
         _set(target, "bus", self.target_bus)
-        _drop_if_empty(target)
+        _drop_if_empty(target, "target" in existed)
 
         old = el.find("alias")
         if self.alias is None:
@@ -309,11 +326,8 @@ class GuestDisk(ConfigObject):
         else:
             _set(_child(el, "alias"), "name", self.alias)
 
-        old = el.find("address")
-        if old is not None:
-            el.remove(old)
-        if self.address is not None:
-            el.append(self.address.format_dom())
+        _put_child(el, "address", self.address.format_dom()
+                   if self.address is not None else None)
         return el
 
 
@@ -514,11 +528,8 @@ class Controller(ConfigObject):
         _set(el, "type", self.type)
         _set(el, "index", self.index)
         _set(el, "model", self.model)
-        old = el.find("address")
-        if old is not None:
-            el.remove(old)
-        if self.address is not None:
-            el.append(self.address.format_dom())
+        _put_child(el, "address", self.address.format_dom()
+                   if self.address is not None else None)
         return el
 
 
@@ -565,10 +576,12 @@ class Domain(ConfigObject):
         self.uuid = xmldoc.findtext("uuid")
         memory = xmldoc.find("memory")
         if memory is not None:
-            self.memory_kib = to_kib(memory.text.strip(), memory.get("unit"))
+            self.memory_kib = to_kib(_int((memory.text or "").strip()),
+                                     memory.get("unit"))
         vcpu = xmldoc.find("vcpu")
         if vcpu is not None:
-            self.vcpus = _int(vcpu.get("current") or vcpu.text.strip())
+            self.vcpus = _int(vcpu.get("current") or
+                              (vcpu.text or "").strip())
         ostype = xmldoc.find("os/type")
         self.machine = ostype.get("machine") if ostype is not None else None
         self.acpi = xmldoc.find("features/acpi") is not None

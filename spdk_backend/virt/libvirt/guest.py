@@ -1,12 +1,13 @@
 """One libvirt domain, wrapped: the only place that calls virDomain methods.
 
 Config objects go in (``to_xml()`` -> ``attachDeviceFlags``), config objects
-come out (``XMLDesc`` -> :class:`~spdk_backend.virt.libvirt.vconfig.Domain`),
+come out (``XMLDesc`` -> :class:`~spdk_backend.virt.libvirt.config.Domain`),
 and every ``libvirt.libvirtError`` leaves as one of the project's exceptions
 (:func:`map_libvirt_error`).
 """
 
 import logging
+import re
 import time
 
 from spdk_backend import exception
@@ -25,6 +26,9 @@ LOG = logging.getLogger(__name__)
 _NO_SLOT_MESSAGES = ("No more available PCI slots",
                      "does not support hotplugging")
 _SHARED_MEMORY_MESSAGES = ("requires shared memory",)
+# QEMU's chardev-add, as libvirt relays it.
+_CONNECT_FAILED = re.compile(r"Failed to connect to '(?P<path>[^']+)': "
+                             r"(?P<reason>[^\n]+)")
 
 
 def map_libvirt_error(exc, name, op=None):
@@ -37,7 +41,12 @@ def map_libvirt_error(exc, name, op=None):
     code = exc.get_error_code()
     if libvirt is not None and code == libvirt.VIR_ERR_NO_DOMAIN:
         return exception.DomainNotFound(name=name)
-    if any(m in msg for m in _NO_SLOT_MESSAGES):
+    connect = _CONNECT_FAILED.search(msg)
+    if connect:
+        err = exception.VhostSocketUnreachable(
+            name=name, path=connect.group("path"),
+            reason=connect.group("reason").rstrip("."))
+    elif any(m in msg for m in _NO_SLOT_MESSAGES):
         err = exception.NoFreeHotplugSlot(name=name)
     elif any(m in msg for m in _SHARED_MEMORY_MESSAGES):
         err = exception.SharedMemoryRequired(name=name)
@@ -98,13 +107,13 @@ class Guest:
         return self._call("dumpxml", self._domain.XMLDesc, flags)
 
     def get_config(self, inactive=False):
-        """The XML of :meth:`get_xml_desc` as a vconfig.Domain."""
+        """The XML of :meth:`get_xml_desc` as a config.Domain."""
         return vconfig.Domain.from_xml(self.get_xml_desc(inactive))
 
     # -- lifecycle (operators and tests) -----------------------------------
     def define(self, domain_conf):
         """Replace the persistent definition with ``domain_conf`` (a
-        vconfig.Domain or XML string)."""
+        config.Domain or XML string)."""
         xml = domain_conf if isinstance(domain_conf, str) else \
             domain_conf.to_xml()
         try:

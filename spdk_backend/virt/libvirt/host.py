@@ -133,6 +133,8 @@ class _EventLoop:
     def __init__(self):
         self._stopping = False
         self._thread = None
+        self._timer = None
+        self._users = 0
 
     @classmethod
     def get(cls):
@@ -143,8 +145,14 @@ class _EventLoop:
             return cls._instance
 
     def start(self):
-        if self._thread is not None and self._thread.is_alive():
-            return
+        """Run the loop (reference counted: one per Host using events)."""
+        with self._lock:
+            self._users += 1
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._start()
+
+    def _start(self):
         self._stopping = False
         self._timer = libvirt.virEventAddTimeout(1000, lambda *a: None, None)
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -157,13 +165,18 @@ class _EventLoop:
                 LOG.warning("libvirt event loop iteration failed")
 
     def stop(self):
-        self._stopping = True
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-        if getattr(self, "_timer", None) is not None:
-            libvirt.virEventRemoveTimeout(self._timer)
-            self._timer = None
+        """Drop one user; the last one stops the thread (within ~1 s)."""
+        with self._lock:
+            self._users = max(self._users - 1, 0)
+            if self._users:
+                return
+            self._stopping = True
+            if self._thread is not None:
+                self._thread.join(5)
+                self._thread = None
+            if self._timer is not None:
+                libvirt.virEventRemoveTimeout(self._timer)
+                self._timer = None
 
 
 class Host:
@@ -172,22 +185,31 @@ class Host:
     :param uri: libvirt URI, default ``qemu:///system``.
     :param events: run the event loop so detaches wait on the
         device-removed event; without it they poll the live XML.
+    :param conn: an open ``libvirt.virConnect`` to use instead of opening
+        one (e.g. Nova's); :meth:`close` leaves it open.  ``events`` is
+        ignored with it: whoever opened it owns its event loop.
     """
 
-    def __init__(self, uri=DEFAULT_URI, events=False):
+    def __init__(self, uri=DEFAULT_URI, events=False, conn=None):
         if libvirt is None:
             raise exception.LibvirtError(reason="libvirt-python is missing")
         self.uri = uri
-        self._conn = None
+        self._conn = conn
+        self._own_conn = conn is None
+        if conn is not None:
+            events = False
         self._events = events
         self._event_loop = None
         self._callback_id = None
         self._removed_lock = threading.Lock()
         self._removed_waiters = {}   # (domain uuid, alias) -> threading.Event
 
-    # -- connection --------------------------------------------------------
+    # -- connection -----------------------------------------------------------
     def get_connection(self):
         if self._conn is None:
+            # Errors reach callers as exceptions; libvirt's default handler
+            # would also print each one to stderr.
+            libvirt.registerErrorHandler(lambda ctx, err: None, None)
             if self._events:
                 self._event_loop = _EventLoop.get()
                 self._event_loop.start()
@@ -204,6 +226,8 @@ class Host:
         return self._conn
 
     def close(self):
+        if self._conn is not None and not self._own_conn:
+            self._conn = None
         if self._conn is not None:
             if self._callback_id is not None:
                 try:
@@ -227,7 +251,7 @@ class Host:
         self.close()
         return False
 
-    # -- domains -----------------------------------------------------------
+    # -- domains --------------------------------------------------------------
     def get_guest(self, name):
         """The :class:`Guest` for domain ``name`` (or its UUID string).
 
@@ -254,12 +278,12 @@ class Host:
             raise guest_mod.map_libvirt_error(exc, "(new)")
         return guest_mod.Guest(self, dom)
 
-    # -- host facts ----------------------------------------------------------
+    # -- host facts -----------------------------------------------------------
     def hugepage_pools(self):
         """See :func:`discover_hugepages` (local host only)."""
         return discover_hugepages()
 
-    # -- device-removed events --------------------------------------------------
+    # -- device-removed events ------------------------------------------------
     @property
     def has_events(self):
         return self._callback_id is not None

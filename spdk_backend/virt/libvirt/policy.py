@@ -19,6 +19,7 @@ import copy
 import logging
 import os
 import re
+import stat
 
 from spdk_backend import exception
 from spdk_backend.virt.libvirt import config as vconfig
@@ -52,7 +53,7 @@ alias, socket, queue count, and whether it is in the running domain
 # -- pure decisions on config objects ---------------------------------------
 
 def memory_is_shared(dom):
-    """Whether ``dom`` (vconfig.Domain) gives QEMU shareable guest memory.
+    """Whether ``dom`` (config.Domain) gives QEMU shareable guest memory.
 
     libvirt's rule for vhost-user devices: every NUMA cell must be shared,
     by its own ``memAccess`` or, when that is unset, by
@@ -82,12 +83,14 @@ def describe_memory(dom):
     return backing.source_type or "default"
 
 
-def choose_hugepage_size(memory_kib, pools):
+def choose_hugepage_size(memory_kib, pools, cell_kibs=()):
     """The largest huge page size whose free pages can back ``memory_kib``
-    (and that divides it, as QEMU needs), or None.
+    (and that divides it and every NUMA cell's memory, as QEMU needs), or
+    None.  Free pages are counted host-wide, not per host NUMA node.
 
     :param pools: host.HugePagePool list; a pool counts only if a hugetlbfs
         of its size is mounted.
+    :param cell_kibs: memory of each guest NUMA cell in KiB.
     """
     if not memory_kib:
         return None
@@ -95,7 +98,8 @@ def choose_hugepage_size(memory_kib, pools):
     for pool in pools:
         if not pool.mounted or pool.size_kib <= 0:
             continue
-        if memory_kib % pool.size_kib:
+        if any((kib or 0) % pool.size_kib
+               for kib in [memory_kib] + list(cell_kibs)):
             continue
         if pool.free * pool.size_kib < memory_kib:
             continue
@@ -107,12 +111,12 @@ def choose_hugepage_size(memory_kib, pools):
 def plan_prepare(dom, pools=(), hugepages=None):
     """Plan the edits that make ``dom`` vhost-user ready.
 
-    :param dom: vconfig.Domain of the persistent definition (edited in a
+    :param dom: config.Domain of the persistent definition (edited in a
         copy; the argument is left alone).
     :param pools: the host's huge page pools (host.discover_hugepages()).
     :param hugepages: None to use huge pages when ``pools`` can back the
         guest, False never, True to require them.
-    :returns: (new vconfig.Domain, list of change descriptions); no changes
+    :returns: (new config.Domain, list of change descriptions); no changes
         means the definition is already ready.
     :raises InvalidInput: ``hugepages=True`` and no pool fits.
     """
@@ -127,7 +131,9 @@ def plan_prepare(dom, pools=(), hugepages=None):
         # An existing file/memfd source or huge pages already give one.
         size = None
         if hugepages is not False:
-            size = choose_hugepage_size(dom.memory_kib, pools)
+            size = choose_hugepage_size(
+                dom.memory_kib, pools,
+                [c.memory_kib for c in dom.numa_cells])
             if size is None and hugepages:
                 raise exception.InvalidInput(
                     reason="no mounted huge page size has %s KiB free for "
@@ -331,7 +337,10 @@ def attach_vhost_disk(host, name, socket_path, queues=None, max_queues=None,
     :raises SharedMemoryRequired: guest memory is not shared (the message
         says how to fix it).
     :raises NoFreeHotplugSlot: no free PCIe port for a live attach.
+    :raises VhostSocketUnreachable: a live attach and the socket is missing
+        or QEMU cannot open it.
     """
+    socket_path = os.path.abspath(socket_path)
     guest = host.get_guest(name)
     live, config_ = _scopes(guest, live, config)
     live_dom = guest.get_config() if guest.is_active() else None
@@ -373,6 +382,16 @@ def attach_vhost_disk(host, name, socket_path, queues=None, max_queues=None,
         queues = default_queues(live_dom or cfg_dom, max_queues)
 
     if live:
+        # QEMU connects while libvirt attaches; say why it cannot, early.
+        # (Never probe-connect: the server would take it for QEMU.)
+        try:
+            is_sock = stat.S_ISSOCK(os.stat(socket_path).st_mode)
+        except OSError as exc:
+            raise exception.VhostSocketUnreachable(
+                name=name, path=socket_path, reason=exc.strerror)
+        if not is_sock:
+            raise exception.VhostSocketUnreachable(
+                name=name, path=socket_path, reason="not a unix socket")
         free = free_hotplug_ports(live_dom)
         if free == 0:
             raise exception.NoFreeHotplugSlot(name=name)

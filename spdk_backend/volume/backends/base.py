@@ -10,6 +10,7 @@ nothing is ever looked up by prefix or substring.
 """
 
 import abc
+import errno
 
 from spdk_backend import exception
 
@@ -127,6 +128,24 @@ class VolumeBackend(abc.ABC):
     @abc.abstractmethod
     def unexport(self, name):
         """Stop serving volume ``name``; a bdev that is not there is fine."""
+
+    def controllers_of(self, name):
+        """Names of the agent's vhost controllers that serve bdev ``name``.
+
+        The agent hot-removes a bdev from its controllers when it is deleted,
+        so deleting a volume a guest still uses must be refused here.
+        """
+        ctrlrs = self.client.call("vhost_get_controllers") or ()
+        return [c["ctrlr"] for c in ctrlrs
+                if c.get("backend_specific", {}).get("block", {}).get("bdev") == name]
+
+    def _refuse_if_in_use(self, name):
+        users = self.controllers_of(name)
+        if users:
+            raise exception.Busy(op="volume %s" % name,
+                                 reason="served by vhost controller(s) %s"
+                                        % ", ".join(sorted(users)),
+                                 errno=errno.EBUSY)
 
     def get_bdev(self, name):
         """The agent's description of bdev ``name`` (exact name), or ``None``."""

@@ -274,6 +274,7 @@ class FileBackend(base.VolumeBackend):
         return super().export(name)
 
     def unexport(self, name):
+        self._refuse_if_in_use(name)
         try:
             self.client.call("bdev_uring_delete", name=name)
         except exception.AgentNotFound:

@@ -28,7 +28,8 @@ class MallocBackend(base.VolumeBackend):
 
     def _malloc_bdevs(self):
         return [b for b in self.client.call("bdev_get_bdevs") or ()
-                if b.get("product_name", "").lower().startswith("malloc")]
+                if b.get("module") == "malloc"
+                or b.get("product_name", "").lower().startswith("malloc")]
 
     def capacity(self):
         used = self.provisioned_bytes()
@@ -72,6 +73,7 @@ class MallocBackend(base.VolumeBackend):
         return bdev
 
     def unexport(self, name):
+        self._refuse_if_in_use(name)
         try:
             self.client.call("bdev_malloc_delete", name=name)
         except exception.AgentNotFound:

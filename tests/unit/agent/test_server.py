@@ -276,3 +276,16 @@ def test_concurrent_clients(agent):
         t.join(60)
     assert errors == []
     assert agent.engine.bdevs == {}
+
+
+def test_handler_bug_is_internal_error_and_server_survives(agent, monkeypatch):
+    def broken():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(agent.engine, "reactors", broken)
+    with connect(agent) as sock:
+        sock.sendall(req("framework_get_reactors", req_id=1) + req("spdk_get_version",
+                                                                   req_id=2))
+        replies = read_replies(sock, 2)
+    assert replies[0]["error"]["code"] == -32603 and "boom" in replies[0]["error"]["message"]
+    assert "result" in replies[1]

@@ -255,10 +255,22 @@ _malloc_delete(void *arg, struct sb_completion *done)
 int
 sb_bdev_malloc_delete(const char *name)
 {
+	char *n;
+	int rc;
+
 	if (name == NULL) {
 		return -EINVAL;
 	}
-	return sb_bdev_app_call(_malloc_delete, (void *)name);
+	/* The removal may wait for descriptors to close: never leave it a dangling name. */
+	n = strdup(name);
+	if (n == NULL) {
+		return -ENOMEM;
+	}
+	rc = sb_bdev_app_call(_malloc_delete, n);
+	if (rc != -ETIMEDOUT) {
+		free(n);
+	}
+	return rc;
 }
 
 static size_t

@@ -149,11 +149,16 @@ static bool
 _task_prep(struct uring_task *t)
 {
 	struct uring_disk *d = _disk(t);
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&t->grp->ring);
+	struct io_uring_sqe *sqe;
 	struct iovec *iov;
 	uint64_t chunk;
 	int cnt;
 
+	/* Never more in flight than the CQ ring holds (2x the SQ ring). */
+	if (t->grp->inflight >= 2 * SB_URING_QUEUE_DEPTH) {
+		return false;
+	}
+	sqe = io_uring_get_sqe(&t->grp->ring);
 	if (sqe == NULL) {
 		return false;
 	}

@@ -280,6 +280,70 @@ test_teardown_with_channels(void)
 	CHECK_EQ(d.unreg_done, 1);
 }
 
+/* A channel that holds a channel of another device (a bdev channel and its backend's). */
+static struct dev g_inner;
+static struct sb_io_channel *g_inner_ch;
+
+static int
+_outer_create(void *io_device, void *buf)
+{
+	struct sb_io_channel **inner = buf;
+
+	*inner = sb_get_io_channel(&g_inner);
+	return *inner == NULL ? -ENOMEM : 0;
+}
+
+static void
+_outer_destroy(void *io_device, void *buf)
+{
+	struct sb_io_channel **inner = buf;
+
+	sb_put_io_channel(*inner);
+	((struct dev *)io_device)->destroys++;
+}
+
+static void
+test_nested_channels(void)
+{
+	struct dev outer = { 0 };
+	struct sb_io_channel *ch;
+
+	memset(&g_inner, 0, sizeof(g_inner));
+	CHECK_EQ(ut_init_reactors(2), 0);
+	sb_io_device_register(&g_inner, _create, _destroy, sizeof(struct ch_ctx), "inner");
+	sb_io_device_register(&outer, _outer_create, _outer_destroy, sizeof(void *), "outer");
+	ch = sb_get_io_channel(&outer);
+	CHECK(ch != NULL);
+	CHECK_EQ(g_inner.creates, 1);
+	g_inner_ch = *(struct sb_io_channel **)sb_io_channel_get_ctx(ch);
+	CHECK(g_inner_ch != NULL);
+	/* Normal release: the outer destroy puts the inner channel, destroyed in turn. */
+	sb_put_io_channel(ch);
+	ut_poll_reactors();
+	CHECK_EQ(outer.destroys, 1);
+	CHECK_EQ(g_inner.destroys, 1);
+
+	/* Teardown with both held (twice on reactor 1): no use after free (ASan), all destroyed. */
+	CHECK(sb_get_io_channel(&outer) != NULL);
+	ut_set_reactor(1);
+	CHECK(sb_get_io_channel(&g_inner) != NULL);
+	CHECK(sb_get_io_channel(&outer) != NULL);
+	ut_fini_reactors();
+	CHECK_EQ(outer.destroys, 3);
+	CHECK_EQ(g_inner.destroys, 3);
+	/* The devices are still registered (nobody unregistered them): a new engine can use them. */
+	CHECK_EQ(ut_init_reactors(1), 0);
+	ch = sb_get_io_channel(&outer);
+	CHECK(ch != NULL);
+	sb_put_io_channel(ch);
+	sb_io_device_unregister(&outer, NULL);
+	sb_io_device_unregister(&g_inner, _unreg_done);
+	ut_poll_reactors();
+	CHECK_EQ(g_inner.unreg_done, 1);
+	CHECK_EQ(g_inner.destroys, 4);
+	ut_fini_reactors();
+}
+
 int
 main(void)
 {
@@ -288,5 +352,6 @@ main(void)
 	RUN_TEST(test_create_fails);
 	RUN_TEST(test_for_each_channel);
 	RUN_TEST(test_teardown_with_channels);
+	RUN_TEST(test_nested_channels);
 	return UT_SUMMARY();
 }

@@ -368,6 +368,22 @@ test_pollers(void)
 	CHECK_EQ(t.runs, 3);
 	CHECK(sb_reactor_next_timer_delay(sb_reactor_get(0)) == UINT64_MAX);
 
+	/* Event-driven marking: only active pollers, only on their reactor. */
+	CHECK_EQ(sb_reactor_get(0)->polling_pollers, 1);
+	CHECK_EQ(sb_poller_set_event_driven(pa, true), 0);
+	CHECK_EQ(sb_poller_set_event_driven(pa, true), 0);
+	CHECK_EQ(sb_reactor_get(0)->polling_pollers, 0);
+	pt = sb_poller_register(_poll, &t, 1000, "timed_again");
+	CHECK_EQ(sb_poller_set_event_driven(pt, true), -EINVAL);
+	sb_poller_unregister(&pt);
+	CHECK_EQ(sb_poller_set_event_driven(NULL, true), -EINVAL);
+	ut_set_reactor(1);
+	CHECK_EQ(sb_poller_set_event_driven(pa, false), -EPERM);
+	ut_set_reactor(0);
+	CHECK_EQ(sb_poller_set_event_driven(pa, false), 0);
+	CHECK_EQ(sb_reactor_get(0)->polling_pollers, 1);
+	CHECK_EQ(sb_poller_set_event_driven(pa, true), 0);
+
 	/* Unregister from a foreign reactor goes through a message to the owner. */
 	ut_set_reactor(1);
 	sb_poller_unregister(&pa);
@@ -377,6 +393,7 @@ test_pollers(void)
 	ut_poll_reactor(0); /* runs the message, then the poller list without it */
 	CHECK_EQ(sb_reactor_get_stats(0, &st), 0);
 	CHECK_EQ(st.poller_count, 0);
+	CHECK_EQ(sb_reactor_get(0)->polling_pollers, 0);
 	ut_poll_reactor(0);
 	CHECK_EQ(a.runs, i);
 	ut_fini_reactors();

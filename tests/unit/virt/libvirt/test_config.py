@@ -327,3 +327,51 @@ def test_controller_round_trip():
     assert (ctl.address.bus, ctl.address.slot, ctl.address.function) == \
         (0, 1, 2)
     assert canon(ctl.to_xml()) == canon(xml)
+
+
+@pytest.mark.parametrize("xml", [
+    "<domain><memory unit='MiB'/></domain>",
+    "<domain><memory unit='MiB'>lots</memory></domain>",
+    "<domain><vcpu/></domain>",
+    "<domain><memory unit='parsecs'>1</memory></domain>",
+])
+def test_garbage_domain_is_invalid_input(xml):
+    with pytest.raises(exception.InvalidInput):
+        config.Domain.from_xml(xml)
+
+
+def test_minimal_domain():
+    dom = config.Domain.from_xml("<domain type='qemu'><name>m</name>"
+                                 "</domain>")
+    assert (dom.name, dom.memory_kib, dom.vcpus, dom.machine) == \
+        ("m", None, None, None)
+    assert dom.disks == [] and dom.numa_cells == [] and not dom.is_q35
+
+
+@pytest.mark.parametrize("xml", [
+    # An empty <source/> and <driver/> an operator wrote stay.
+    "<disk type='file' device='cdrom'><driver/><source/>"
+    "<target dev='sdb' bus='sata'/><readonly/></disk>",
+    # <address> before other children keeps its place.
+    "<disk type='file' device='disk'><source file='/a'/>"
+    "<target dev='vdc' bus='virtio'/><address type='pci' domain='0x0000' "
+    "bus='0x07' slot='0x00' function='0x0'/><boot order='1'/></disk>",
+])
+def test_disk_round_trip_keeps_layout(xml):
+    disk = config.GuestDisk.from_xml(xml)
+    assert canon(disk.to_xml()) == canon(xml)
+    disk.target_dev = "vdz"
+    out = disk.format_dom()
+    assert [c.tag for c in out] == [c.tag for c in config.parse_xml(xml)]
+
+
+def test_disk_address_replaced_in_place():
+    xml = ("<disk type='file'><source file='/a'/><address type='pci' "
+           "bus='0x07'/><boot order='1'/></disk>")
+    disk = config.GuestDisk.from_xml(xml)
+    disk.address = config.DeviceAddress(type="pci", bus="0x08")
+    out = disk.format_dom()
+    assert [c.tag for c in out] == ["source", "address", "boot"]
+    assert out.find("address").get("bus") == "0x08"
+    disk.address = None
+    assert [c.tag for c in disk.format_dom()] == ["source", "boot"]

@@ -54,3 +54,19 @@ def test_other_errors_keep_libvirt_message():
     assert type(err) is exception.LibvirtError
     assert str(err) == ("libvirt: attach on domain vm1: Requested operation "
                         "is not valid: domain is not running")
+
+
+@pytest.mark.parametrize("reason", ["Permission denied",
+                                    "No such file or directory",
+                                    "Connection refused"])
+def test_socket_unreachable(reason):
+    message = ("internal error: unable to execute QEMU command "
+               "'chardev-add': Failed to add chardev 'chr-vu-ua-sb-x': "
+               "Failed to connect to '/tmp/d/x.sock': %s" % reason)
+    err = guest.map_libvirt_error(
+        libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR, message), "vm1",
+        "attach")
+    assert isinstance(err, exception.VhostSocketUnreachable)
+    assert err.kwargs["path"] == "/tmp/d/x.sock"
+    assert err.kwargs["reason"] == reason
+    assert "libvirt-qemu" in str(err)

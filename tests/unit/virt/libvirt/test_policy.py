@@ -175,6 +175,21 @@ def test_choose_hugepage_size():
     assert policy.choose_hugepage_size(1025, pools) is None   # not aligned
     assert policy.choose_hugepage_size(None, pools) is None
     assert policy.choose_hugepage_size(2048, []) is None
+    # Two 1 GiB cells of a 2 GiB guest fit 1 GiB pages; 1.5 + 0.5 do not.
+    assert policy.choose_hugepage_size(
+        2 * 1048576, pools, [1048576, 1048576]) == 1048576
+    assert policy.choose_hugepage_size(
+        2 * 1048576, pools, [1572864, 524288]) == 2048
+
+
+def test_prepare_numa_guest_hugepage_size_fits_cells():
+    dom = dom_of("hugepages_numa.xml")
+    dom.memory_backing = None               # as if it had none
+    new, changes = policy.plan_prepare(dom, pools=[POOL_2M_PLENTY])
+    assert [p.size_kib for p in new.memory_backing.pages] == [2048]
+    big = HugePagePool(size_kib=1048576, total=8, free=8, mounted=True)
+    new, changes = policy.plan_prepare(dom, pools=[POOL_2M_PLENTY, big])
+    assert [p.size_kib for p in new.memory_backing.pages] == [1048576]
 
 
 # -- targets, queues, slots, lookups -----------------------------------------

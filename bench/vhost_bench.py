@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""vhost-user-blk target benchmark: our target against qemu-storage-daemon.
+
+    python bench/vhost_bench.py [--time 5] [--rounds 3] [--size-mb 256]
+        [--target 'NAME=SHELL COMMAND'] ... [--file PATH] [--direct]
+
+The initiator (native/build/tools/vhost_initiator) runs pinned to CPU 1 and
+each target pinned to CPU 0 (``taskset -c 0``), 4 KiB random reads, one
+queue, at QD1 and QD32.  Built-in targets:
+
+* ``qsd-null``: qemu-storage-daemon, null-co (read-zeroes=off, size in bytes)
+* ``qsd-uring``: qemu-storage-daemon, a prefilled file with aio=io_uring
+
+``--target 'NAME=CMD'`` adds a target: CMD runs under ``sh -c`` in its own
+process group and must serve vhost-user-blk on ``{socket}``; ``{file}``
+(the prefilled file), ``{size}`` (bytes) and ``{size_mb}`` are substituted.
+Every target is started fresh for every run, and runs alternate
+A B C A B C ... so drift on a shared machine hits all of them.  Prints a
+markdown table: medians with min-max spread, and IOPS ratios against the
+first target.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+INITIATOR = ROOT / "native" / "build" / "tools" / "vhost_initiator"
+
+
+class Target:
+    """One target command, started pinned to the target CPU."""
+
+    def __init__(self, name, argv, sock, log):
+        self.name = name
+        self.argv = argv
+        self.sock = sock
+        self.log = log
+        self.proc = None
+
+    def __enter__(self):
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log,
+                                         stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None:
+                with open(self.log, errors="replace") as f:
+                    tail = f.read()[-2000:]
+                raise RuntimeError("target %s exited %d:\n%s"
+                                   % (self.name, self.proc.returncode, tail))
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("target %s: no socket %s"
+                                   % (self.name, self.sock))
+            time.sleep(0.02)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            # The whole group: a shell wrapper's children too.
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def qsd_argv(sock, blockdev):
+    export = ("type=vhost-user-blk,id=e0,node-name=n0,addr.type=unix,"
+              "addr.path=%s,writable=on,num-queues=1" % sock)
+    return ["taskset", "-c", "0", "qemu-storage-daemon",
+            "--blockdev", blockdev + ",node-name=n0", "--export", export]
+
+
+def run_initiator(initiator, sock, qd, seconds, cpu):
+    cmd = [str(initiator), "--socket", sock, "--rw", "randread", "--bs",
+           "4096", "--qd", str(qd), "--queues", "1", "--time", str(seconds),
+           "--cpu", str(cpu), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          timeout=seconds + 60)
+    if proc.returncode != 0:
+        raise RuntimeError("initiator failed (%d): %s %s"
+                           % (proc.returncode, proc.stdout, proc.stderr))
+    res = json.loads(proc.stdout[proc.stdout.find("{"):])["main"]
+    return {"iops": res["iops"], "p50": res["p50_us"], "p99": res["p99_us"]}
+
+
+def prefill(path, size):
+    """Real data, so reads are not served from holes."""
+    chunk = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(size // len(chunk)):
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fmt(vals, digits=0):
+    med = statistics.median(vals)
+    return "%.*f (%.*f-%.*f)" % (digits, med, digits, min(vals), digits,
+                                 max(vals))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--time", type=float, default=5, help="seconds per run")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--qd", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--size-mb", type=int, default=256)
+    ap.add_argument("--file", help="backing file (default: a temp file)")
+    ap.add_argument("--direct", action="store_true",
+                    help="qsd-uring with cache.direct=on (needs O_DIRECT)")
+    ap.add_argument("--target", action="append", default=[],
+                    metavar="NAME=CMD", help="extra target (repeatable)")
+    ap.add_argument("--no-builtin", action="store_true",
+                    help="only the --target targets")
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--initiator", default=str(INITIATOR))
+    ap.add_argument("--initiator-cpu", type=int, default=1)
+    ap.add_argument("--json-out", help="write every sample here")
+    args = ap.parse_args(argv)
+
+    if not os.path.exists(args.initiator):
+        subprocess.run(["make", "-C", str(ROOT / "native"), "-j2", "tools"],
+                       check=True, stdout=subprocess.DEVNULL)
+    size = args.size_mb << 20
+    with tempfile.TemporaryDirectory(prefix="vhost-bench-") as tmp:
+        sock = os.path.join(tmp, "vu.sock")
+        file = args.file or os.path.join(tmp, "disk.img")
+        if not args.file or not os.path.exists(file):
+            prefill(file, size)
+        targets = []
+        if not args.no_builtin:
+            targets.append(("qsd-null", qsd_argv(
+                sock, "driver=null-co,size=%d,read-zeroes=off" % size)))
+            targets.append(("qsd-uring", qsd_argv(
+                sock, "driver=file,filename=%s,aio=io_uring%s"
+                % (file, ",cache.direct=on" if args.direct else ""))))
+        for spec in args.target:
+            name, _, cmd = spec.partition("=")
+            if not cmd:
+                ap.error("--target wants NAME=CMD")
+            cmd = cmd.format(socket=sock, file=file, size=size,
+                             size_mb=args.size_mb)
+            targets.append((name, ["taskset", "-c", "0", "sh", "-c", cmd]))
+        if not targets:
+            ap.error("no targets")
+
+        samples = {(n, qd): [] for n, _ in targets for qd in args.qd}
+        log = os.path.join(tmp, "target.log")
+        for rnd in range(args.rounds):
+            for qd in args.qd:
+                for name, targv in targets:
+                    with Target(name, targv, sock, log):
+                        if args.warmup > 0:
+                            run_initiator(args.initiator, sock, qd,
+                                          args.warmup, args.initiator_cpu)
+                        res = run_initiator(args.initiator, sock, qd,
+                                            args.time, args.initiator_cpu)
+                    samples[(name, qd)].append(res)
+                    print("round %d qd %d %-12s %8.0f IOPS p50 %.1f p99 %.1f"
+                          % (rnd + 1, qd, name, res["iops"], res["p50"],
+                             res["p99"]), file=sys.stderr)
+
+    base = targets[0][0]
+    print("\n4 KiB randread, 1 queue, initiator on CPU %d, targets on CPU 0,"
+          " %d rounds x %gs; median (min-max)\n"
+          % (args.initiator_cpu, args.rounds, args.time))
+    print("| target | QD | IOPS | p50 us | p99 us | IOPS spread %% | "
+          "IOPS vs %s |" % base)
+    print("|---|---|---|---|---|---|---|")
+    for qd in args.qd:
+        base_med = statistics.median(s["iops"] for s in samples[(base, qd)])
+        for name, _ in targets:
+            s = samples[(name, qd)]
+            iops = [x["iops"] for x in s]
+            med = statistics.median(iops)
+            spread = 100.0 * (max(iops) - min(iops)) / med if med else 0
+            print("| %s | %d | %s | %s | %s | %.1f | %.2f |"
+                  % (name, qd, fmt(iops), fmt([x["p50"] for x in s], 1),
+                     fmt([x["p99"] for x in s], 1), spread,
+                     med / base_med if base_med else 0))
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"%s/qd%d" % k: v for k, v in samples.items()}, f,
+                      indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

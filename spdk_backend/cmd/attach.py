@@ -1,0 +1,240 @@
+"""``spdk-backend attach|detach DOMAIN VOLUME``: give a VM a volume, take it back.
+
+Attach = a vhost-blk controller for the volume in the agent (named by
+:func:`~spdk_backend.cmd._common.ctrlr_name`, so detach finds it again),
+then a ``<disk type='vhostuser'>`` on its socket in the libvirt domain.
+Detach undoes both, domain first.  A failure half way leaves nothing
+behind: a controller this attach made (or an earlier, interrupted one left
+unused) is deleted again when libvirt refuses the disk.
+"""
+
+import argparse
+import logging
+import os
+import time
+
+from spdk_backend import exception
+from spdk_backend.cmd import _common
+from spdk_backend.cmd import cli
+from spdk_backend.virt.libvirt import policy
+
+LOG = logging.getLogger(__name__)
+
+# How long a detached guest's QEMU may take to close the controller socket.
+BUSY_WAIT = 15.0
+
+
+def _scopes(args):
+    """virsh semantics: neither flag = where the domain allows, else what is named."""
+    if not args.live and not args.config:
+        return None, None
+    return bool(args.live), bool(args.config)
+
+
+def _socket_in_use(host, domain, socket_path):
+    """Whether any vhost-user disk of ``domain`` (live or defined) uses the socket."""
+    return any(d.socket_path == socket_path for d in policy.list_vhost_disks(host, domain))
+
+
+def _delete_controller(client, name, wait=BUSY_WAIT):
+    """Delete controller ``name``; waits while QEMU still has it open."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            client.call("vhost_delete_controller", ctrlr=name)
+            return
+        except exception.AgentNotFound:
+            return
+        except exception.AgentBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
+def attach(client, host, domain, volume, queues=None, live=None, config=None,
+           readonly=False):
+    """Serve ``volume`` to libvirt domain ``domain``; returns a dict of what was done."""
+    vol = _common.get_volume(client, volume)
+    host.get_guest(domain)                       # DomainNotFound before any change
+    name = _common.ctrlr_name(domain, volume)
+    ctrlr = _common.controllers(client).get(name)
+    created = False
+    if ctrlr is None:
+        params = {"ctrlr": name, "dev_name": vol.name}
+        if queues:
+            params["max_queues"] = queues
+        if readonly:
+            params["readonly"] = True
+        client.call("vhost_create_blk_controller", **params)
+        created = True
+        ctrlr = client.call("vhost_get_controllers", name=name)[0]
+    elif _common.controller_bdev(ctrlr) != vol.name:
+        raise exception.AlreadyExists(
+            op="attach", reason="controller %s exists and serves bdev %s, not %s"
+                                % (name, _common.controller_bdev(ctrlr), vol.name))
+    socket_path = ctrlr["socket"]
+    try:
+        info = policy.attach_vhost_disk(host, domain, socket_path, queues=queues,
+                                        max_queues=ctrlr.get("max_queues") or None,
+                                        live=live, config=config)
+    except BaseException as exc:
+        _roll_back(client, host, domain, name, socket_path, created, exc)
+        raise
+    out = {"domain": domain, "volume": vol.name, "ctrlr": name, "socket": socket_path,
+           "created_ctrlr": created}
+    out.update(info._asdict())
+    return out
+
+
+def _roll_back(client, host, domain, name, socket_path, created, exc):
+    """Delete the controller unless the domain uses it (an earlier attach did)."""
+    try:
+        keep = _socket_in_use(host, domain, socket_path)
+    except exception.SpdkBackendException:
+        keep = not created
+    if keep:
+        LOG.info("attach failed (%s); controller %s kept: domain %s uses it", exc, name,
+                 domain)
+        return
+    try:
+        _delete_controller(client, name, wait=0)
+    except exception.AgentBusy:
+        # Only QEMU would connect; libvirt refused the disk, so force it.
+        client.call("vhost_delete_controller", ctrlr=name, force=True)
+    except exception.SpdkBackendException as err:
+        LOG.error("attach failed and controller %s could not be deleted: %s", name, err)
+        raise exception.SpdkBackendException(
+            "%s; and the rollback could not delete controller %s (%s): delete it with "
+            "'spdk-backend rpc vhost_delete_controller ctrlr=%s'" % (exc, name, err, name))
+    LOG.info("attach failed (%s); controller %s deleted", exc, name)
+
+
+def detach(client, host, domain, volume, live=None, config=None, timeout=30.0):
+    """Take ``volume`` away from ``domain``; returns a dict of what was done."""
+    name = _common.ctrlr_name(domain, volume)
+    ctrlr = _common.controllers(client).get(name)
+    socket_path = ctrlr["socket"] if ctrlr else None
+    removed = None
+    domain_gone = False
+    try:
+        if socket_path is None:
+            # The agent lost the controller; the domain may still name it.
+            for disk in policy.list_vhost_disks(host, domain):
+                if os.path.basename(disk.socket_path) == name:
+                    socket_path = disk.socket_path
+        if socket_path is not None:
+            removed = policy.detach_vhost_disk(host, domain, socket_path=socket_path,
+                                               live=live, config=config, timeout=timeout,
+                                               missing_ok=True)
+    except exception.DomainNotFound:
+        if ctrlr is None:
+            raise
+        domain_gone = True       # undefined behind our back: free the controller
+    if ctrlr is None and removed is None:
+        _common.get_volume(client, volume)   # VolumeNotFound first, if that is it
+        raise exception.InvalidInput(
+            reason="volume %s is not attached to domain %s" % (volume, domain))
+    still_used = (not domain_gone and socket_path is not None
+                  and _socket_in_use(host, domain, socket_path))
+    deleted = False
+    if ctrlr is not None and not still_used:
+        _delete_controller(client, name)
+        deleted = True
+    out = {"domain": domain, "volume": volume, "ctrlr": name, "socket": socket_path,
+           "deleted_ctrlr": deleted, "domain_gone": domain_gone,
+           "kept_in_domain": still_used}
+    out.update(removed._asdict() if removed else
+               {"target_dev": None, "alias": None, "queues": None, "live": False,
+                "config": False})
+    return out
+
+
+def _where(live, config):
+    return " and ".join(w for w, on in (("live", live), ("persistent", config)) if on)
+
+
+def _attach(args):
+    live, config = _scopes(args)
+    host = _common.open_host(args)
+    try:
+        out = attach(args.client, host, args.domain, args.volume, queues=args.queues,
+                     live=live, config=config, readonly=args.readonly)
+    finally:
+        host.close()
+    if args.json:
+        cli.print_json(out)
+        return
+    print("Attached volume %s to domain %s as %s (%s, %d queue%s)" % (
+        out["volume"], out["domain"], out["target_dev"], _where(out["live"], out["config"]),
+        out["queues"], "" if out["queues"] == 1 else "s"))
+    print("  controller %s, socket %s" % (out["ctrlr"], out["socket"]))
+
+
+def _detach(args):
+    live, config = _scopes(args)
+    host = _common.open_host(args)
+    try:
+        out = detach(args.client, host, args.domain, args.volume, live=live, config=config,
+                     timeout=args.wait)
+    finally:
+        host.close()
+    if args.json:
+        cli.print_json(out)
+        return
+    if out["target_dev"]:
+        print("Detached volume %s (%s) from domain %s (%s)" % (
+            out["volume"], out["target_dev"], out["domain"], _where(out["live"], out["config"])))
+    elif out["domain_gone"]:
+        print("Domain %s no longer exists" % out["domain"])
+    if out["deleted_ctrlr"]:
+        print("  controller %s deleted" % out["ctrlr"])
+    elif out["kept_in_domain"]:
+        print("  controller %s kept: the domain still uses it (detach with --live "
+              "--config to remove it everywhere)" % out["ctrlr"])
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 0xffff:
+        raise argparse.ArgumentTypeError("%r is not a queue count (1-65535)" % text)
+    return value
+
+
+def _scope_options(parser, verb):
+    parser.add_argument("--live", action="store_true",
+                        help="%s the running domain only (with --config: both)" % verb)
+    parser.add_argument("--config", action="store_true",
+                        help="%s the persistent definition only (with --live: both)" % verb)
+
+
+def add_parser(subparsers):
+    a = subparsers.add_parser(
+        "attach", help="attach a volume to a libvirt domain",
+        description="Create a vhost-blk controller for VOLUME in the agent and attach "
+                    "it to DOMAIN as a vhost-user disk: to the running domain and its "
+                    "definition by default (what the domain has).  The domain needs "
+                    "shared memory: see 'spdk-backend domain prepare'.")
+    a.add_argument("domain", metavar="DOMAIN")
+    a.add_argument("volume", metavar="VOLUME")
+    a.add_argument("--queues", type=_positive_int, metavar="N",
+                   help="virtqueues (default: one per vCPU, at most the controller's)")
+    a.add_argument("--readonly", action="store_true", help="a read-only disk")
+    _scope_options(a, "attach to")
+    _common.add_common_options(a, libvirt=True)
+    a.set_defaults(func=_attach)
+
+    d = subparsers.add_parser(
+        "detach", help="detach a volume from a libvirt domain",
+        description="Detach VOLUME's disk from DOMAIN (waiting for the guest to release "
+                    "it), then delete its controller in the agent.")
+    d.add_argument("domain", metavar="DOMAIN")
+    d.add_argument("volume", metavar="VOLUME")
+    d.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                   help="how long the guest may take to release the disk "
+                        "(default: %(default)s)")
+    _scope_options(d, "detach from")
+    _common.add_common_options(d, libvirt=True)
+    d.set_defaults(func=_detach)

@@ -1,0 +1,175 @@
+"""Our vhost-user-blk target driven by the C initiator (workload + hostile).
+
+The initiator plays QEMU's part of the protocol; the same tool passes its
+workload and verification against qemu-storage-daemon
+(test_vhost_initiator_qsd.py), so a failure here is the engine's.
+
+Hostile cases: after each one the engine must still be running, another
+controller must have kept serving verified I/O meanwhile, the attacked
+controller must serve a new, well-behaved front-end, the malformed input
+must not have been accepted, and the engine must have logged why.
+"""
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from tests.support.initiator import hostile_cases, run_initiator
+
+pytestmark = pytest.mark.timeout(300)
+
+MB = 1 << 20
+DESCRIPTOR_CASES = ["desc-loop", "addr-outside", "len-cross-region",
+                    "addr-overflow", "indirect-nested", "indirect-next",
+                    "indirect-len", "chain-too-long", "head-oob",
+                    "avail-jump"]
+MESSAGE_CASES = ["truncated-header", "short-payload", "oversized-size",
+                 "mem-table-fds", "kick-no-fd", "vring-num-0",
+                 "vring-num-npot", "vring-num-big", "vring-index-oob",
+                 "config-oversize", "config-offset", "unknown-request",
+                 "mem-overlap"]
+IO_CASES = ["write-readonly", "sector-oob"]
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    """One engine: c0 (attacked), c1 (bystander), ro (read-only)."""
+    from spdk_backend.engine import Engine
+
+    sock_dir = tmp_path_factory.mktemp("vhost")
+    eng = Engine(core_mask="0x1", vhost_socket_dir=str(sock_dir),
+                 max_delay_us=1000)
+    eng.start()
+    try:
+        for name in ("m0", "m1", "m2"):
+            eng.bdev_malloc_create(name, 16 * MB // 512, 512)
+        eng.vhost_create_blk_controller("c0", "m0", max_queues=4)
+        eng.vhost_create_blk_controller("c1", "m1")
+        eng.vhost_create_blk_controller("ro", "m2", readonly=True)
+        yield eng, sock_dir
+    finally:
+        eng.stop()
+
+
+@pytest.fixture(scope="module")
+def initiator(native_tools):
+    return native_tools / "vhost_initiator"
+
+
+def _sock(target, name):
+    return target[1] / name
+
+
+def _wait_disconnected(eng, name, timeout=5):
+    deadline = time.monotonic() + timeout
+    while True:
+        (info,) = eng.vhost_get_controllers(name)
+        if not info["connected"] or time.monotonic() > deadline:
+            return info
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("mode", [[], ["--interrupt"],
+                                  ["--interrupt", "--event-idx"],
+                                  ["--queues", "4", "--qd", "16"]],
+                         ids=["poll", "interrupt", "event-idx", "4-queues"])
+def test_verify_randrw(target, initiator, mode):
+    eng, _ = target
+    res = run_initiator(initiator, _sock(target, "c0"), "--rw", "randrw",
+                        "--verify", "--time", "1", "--size-limit", "8M",
+                        "--json", *mode)
+    assert res.rc == 0, res.stdout + res.stderr
+    assert res.json["main"]["verified"] > 0
+    assert res.json["readback"]["verified"] == 8 * MB // 4096
+    # The initiator's data is in the bdev, where it put it.
+    block = eng.bdev_io("m0", "read", offset=4096 * 100, length=512)
+    assert int.from_bytes(block[8:16], "little") == 800  # sector number
+
+
+def test_readonly_controller(target, initiator):
+    res = run_initiator(initiator, _sock(target, "ro"), "--rw", "randwrite",
+                        "--ios", "10")
+    assert res.rc == 2 and "read-only" in res.stderr
+    res = run_initiator(initiator, _sock(target, "ro"), "--rw", "randread",
+                        "--ios", "1000", "--json")
+    assert res.rc == 0, res.stderr
+
+
+def test_case_lists_match(initiator):
+    assert hostile_cases(initiator) == (DESCRIPTOR_CASES + MESSAGE_CASES
+                                        + IO_CASES)
+
+
+def _judge(case, info):
+    """What a target must have done with each hostile input."""
+    name = case["case"]
+    if name in DESCRIPTOR_CASES:
+        # The bad request must not complete as OK, and the queue is broken
+        # from then on (no more service until a new session); if the
+        # device cut the session, it says so.
+        assert case["io_status"] != 0, case
+        assert case["good_io_after"] != 0, case
+        if case["disconnected"]:
+            assert info["broken"], info
+    elif name == "truncated-header":
+        assert case["disconnected"], case
+    elif name in MESSAGE_CASES:
+        # Refused: a failure ack, or the connection cut - never success.
+        assert case["reply"] != "reply u64 0", case
+        assert case["disconnected"] or case["reply"].startswith("reply u64"), \
+            case
+    elif name == "sector-oob":
+        assert case["io_status"] == 1, case          # VIRTIO_BLK_S_IOERR
+        assert case["good_io_after"] == 0, case
+    elif name == "write-readonly":
+        assert case["io_status"] != 0, case
+
+
+@pytest.mark.parametrize("name", DESCRIPTOR_CASES + MESSAGE_CASES + IO_CASES)
+def test_hostile(target, initiator, name):
+    eng, _ = target
+    attacked = "ro" if name == "write-readonly" else "c0"
+    eng.log_clear()
+    # A bystander keeps doing verified I/O on another controller meanwhile.
+    bystander = subprocess.Popen(
+        [str(initiator), "--socket", str(_sock(target, "c1")), "--rw",
+         "randrw", "--verify", "--size-limit", "1M", "--time", "3",
+         "--interrupt", "--qd", "4"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        res = run_initiator(initiator, _sock(target, attacked), "--hostile",
+                            name, "--json", timeout=60)
+        out, _ = bystander.communicate(timeout=60)
+    finally:
+        if bystander.poll() is None:
+            bystander.kill()
+            bystander.wait()
+    assert res.rc == 0, res.stdout + res.stderr
+    (case,) = res.json
+    assert case["ran"], case
+    info = _wait_disconnected(eng, attacked)
+    assert not info["connected"], info
+    log = eng.log_recent()
+    _judge(case, info)
+    assert bystander.returncode == 0, out
+
+    # The engine says why it refused (the write on a read-only device and
+    # the out-of-range reads are ordinary I/O errors).
+    if name not in IO_CASES:
+        why = [line for line in log.splitlines()
+               if re.search(r" (ERROR|WARN) .*vhost (controller )?%s:"
+                            % attacked, line)]
+        assert why, log
+
+    # The attacked controller serves the next, well-behaved front-end.
+    if name == "write-readonly":
+        data = eng.bdev_io("m2", "read", offset=0, length=4096)
+        assert data != b"\xa5" * 4096
+        res = run_initiator(initiator, _sock(target, "ro"), "--rw",
+                            "randread", "--ios", "500", "--interrupt")
+    else:
+        res = run_initiator(initiator, _sock(target, "c0"), "--verify",
+                            "--size-limit", "1M", "--interrupt")
+    assert res.rc == 0, res.stdout + res.stderr
