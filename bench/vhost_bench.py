@@ -2,7 +2,8 @@
 """vhost-user-blk target benchmark: our target against qemu-storage-daemon.
 
     python bench/vhost_bench.py [--time 5] [--rounds 3] [--size-mb 256]
-        [--target 'NAME=SHELL COMMAND'] ... [--file PATH] [--direct]
+        [--engine null|uring] [--target 'NAME=SHELL COMMAND'] ...
+        [--file PATH] [--buffered]
 
 The initiator (native/build/tools/vhost_initiator) runs pinned to CPU 1 and
 each target pinned to CPU 0 (``taskset -c 0``), 4 KiB random reads, one
@@ -10,6 +11,11 @@ queue, at QD1 and QD32.  Built-in targets:
 
 * ``qsd-null``: qemu-storage-daemon, null-co (read-zeroes=off, size in bytes)
 * ``qsd-uring``: qemu-storage-daemon, a prefilled file with aio=io_uring
+  and cache.direct=on (``--buffered``: through the page cache)
+
+``--engine null|uring`` (repeatable) adds our engine (reactor on CPU 0,
+``--spin-us``) with a null bdev of the same size or a uring bdev on the
+same file, each behind a vhost-blk controller.
 
 ``--target 'NAME=CMD'`` adds a target: CMD runs under ``sh -c`` in its own
 process group and must serve vhost-user-blk on ``{socket}``; ``{file}``
@@ -114,6 +120,33 @@ def prefill(path, size):
         os.fsync(f.fileno())
 
 
+def serve_engine(kind, sock, file, size, spin_us):
+    """Run our engine as a vhost-blk target on `sock` until SIGTERM."""
+    sys.path.insert(0, str(ROOT))
+    from spdk_backend.engine import Engine
+
+    def _term(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _term)
+    eng = Engine(core_mask="0x1", vhost_socket_dir=os.path.dirname(sock),
+                 spin_us=spin_us)
+    eng.start()
+    try:
+        if kind == "null":
+            eng.bdev_null_create("b0", size // 512, 512)
+        elif kind == "uring":
+            eng.bdev_uring_create("b0", file)
+        else:
+            raise SystemExit("unknown engine bdev %r" % kind)
+        # The controller's socket is <socket dir>/<name>.
+        eng.vhost_create_blk_controller(os.path.basename(sock), "b0")
+        while True:
+            signal.pause()
+    finally:
+        eng.stop()
+
+
 def fmt(vals, digits=0):
     med = statistics.median(vals)
     return "%.*f (%.*f-%.*f)" % (digits, med, digits, min(vals), digits,
@@ -127,8 +160,9 @@ def main(argv=None):
     ap.add_argument("--qd", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--size-mb", type=int, default=256)
     ap.add_argument("--file", help="backing file (default: a temp file)")
-    ap.add_argument("--direct", action="store_true",
-                    help="qsd-uring with cache.direct=on (needs O_DIRECT)")
+    ap.add_argument("--buffered", action="store_true",
+                    help="qsd-uring through the page cache (default "
+                    "cache.direct=on, like the engine's uring bdev)")
     ap.add_argument("--target", action="append", default=[],
                     metavar="NAME=CMD", help="extra target (repeatable)")
     ap.add_argument("--no-builtin", action="store_true",
@@ -137,7 +171,16 @@ def main(argv=None):
     ap.add_argument("--initiator", default=str(INITIATOR))
     ap.add_argument("--initiator-cpu", type=int, default=1)
     ap.add_argument("--json-out", help="write every sample here")
+    ap.add_argument("--engine", action="append", default=[],
+                    choices=["null", "uring"], help="add our engine")
+    ap.add_argument("--spin-us", type=int, default=0,
+                    help="engine reactor spin after work (0 = default)")
+    ap.add_argument("--serve-engine", help=argparse.SUPPRESS)
+    ap.add_argument("--socket", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serve_engine:
+        return serve_engine(args.serve_engine, args.socket, args.file,
+                            args.size_mb << 20, args.spin_us)
 
     if not os.path.exists(args.initiator):
         subprocess.run(["make", "-C", str(ROOT / "native"), "-j2", "tools"],
@@ -154,7 +197,13 @@ def main(argv=None):
                 sock, "driver=null-co,size=%d,read-zeroes=off" % size)))
             targets.append(("qsd-uring", qsd_argv(
                 sock, "driver=file,filename=%s,aio=io_uring%s"
-                % (file, ",cache.direct=on" if args.direct else ""))))
+                % (file, "" if args.buffered else ",cache.direct=on"))))
+        for kind in args.engine:
+            targets.append(("engine-" + kind, [
+                "taskset", "-c", "0", sys.executable, os.path.abspath(__file__),
+                "--serve-engine", kind, "--socket", sock, "--file", file,
+                "--size-mb", str(args.size_mb), "--spin-us",
+                str(args.spin_us)]))
         for spec in args.target:
             name, _, cmd = spec.partition("=")
             if not cmd:

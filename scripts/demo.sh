@@ -1,7 +1,32 @@
 #!/usr/bin/env bash
-# The main job: install everything, then run the engine benchmark
-# (bdevperf on null, malloc and io_uring bdevs, fio side by side).
+# The main job, on a fresh Debian 12 host as root, from a clone of this repo:
+# install everything, start libvirtd and the agent, define a small test VM,
+# create a volume, attach it live, and show what the guest sees and does
+# with it (scripts/demo.py); then remove it all again.
+#
+#   scripts/demo.sh [--keep] [--no-install] [--dir DIR]
+#   scripts/demo.sh --cleanup          # remove what a --keep run left
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-exec .venv/bin/python bench/bdevperf.py --time "${BENCH_SECONDS:-3}" --repeat "${BENCH_REPEAT:-1}" --size-mb 256
+
+install=1
+args=()
+for a in "$@"; do
+  case "$a" in
+    --no-install) install=0 ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) args+=("$a") ;;
+  esac
+done
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "demo: run as root (it installs packages, starts libvirtd and defines a VM)" >&2
+  exit 2
+fi
+if [ "$install" = 1 ]; then
+  scripts/install-deps.sh
+fi
+scripts/start-services.sh
+PY=.venv/bin/python
+[ -x "$PY" ] || PY=python3
+exec "$PY" scripts/demo.py ${args[@]+"${args[@]}"}

@@ -9,7 +9,8 @@ SYSTEM_PACKAGES=(
   build-essential pkg-config liburing-dev libvirt-dev python3-venv python3-dev
   qemu-system-x86 qemu-utils qemu-block-extra libvirt-daemon-system libvirt-clients
   linux-image-cloud-amd64 busybox-static cpio kmod xz-utils fio util-linux procps
-  e2fsprogs
+  e2fsprogs shellcheck
+  ceph-mon ceph-mgr ceph-osd ceph-common librbd-dev librados-dev python3-rbd python3-rados
 )
 
 missing=()
@@ -30,6 +31,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 echo "== installing spdk-backend (builds the native engine)"
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,openstack]'
 echo "== building native tools and C tests"
 make -C native -j"$(nproc)" ${CI:+WERROR=1} >/dev/null

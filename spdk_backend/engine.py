@@ -265,6 +265,82 @@ class Engine:
         self._require_running("bdev_uring_rescan")
         _check(lib.sb_bdev_uring_rescan(_b(name)), "bdev_uring_rescan", name=name)
 
+    # rbd: every call may block on the Ceph cluster (connect, open, resize).
+
+    @staticmethod
+    def _rbd_cluster_opts(opts, keep, name=None, user_id=None, config=None,
+                          config_file=None, key_file=None):
+        """Fill a struct sb_rbd_cluster_opts; ``keep`` holds the C strings alive."""
+        strs = [_b(name), _b(user_id), _b(config_file), _b(key_file)]
+        keep += strs
+        opts.name, opts.user_id, opts.config_file, opts.key_file = strs
+        opts.config = ffi.NULL
+        if config:
+            if not isinstance(config, dict):
+                raise exception.InvalidInput(reason="rbd config must be a mapping of "
+                                                    "Ceph option names to values")
+            items = [_b(str(x)) for kv in sorted(config.items()) for x in kv]
+            arr = ffi.new("char *[]", items + [ffi.NULL])
+            keep += items + [arr]
+            opts.config = arr
+
+    def bdev_rbd_register_cluster(self, name, user_id=None, config_param=None,
+                                  config_file=None, key_file=None):
+        self._require_running("bdev_rbd_register_cluster")
+        opts = ffi.new("struct sb_rbd_cluster_opts *")
+        keep = []
+        self._rbd_cluster_opts(opts, keep, name, user_id, config_param, config_file, key_file)
+        _check(lib.sb_bdev_rbd_register_cluster(opts), "bdev_rbd_register_cluster",
+               name=name)
+        return name
+
+    def bdev_rbd_unregister_cluster(self, name):
+        self._require_running("bdev_rbd_unregister_cluster")
+        _check(lib.sb_bdev_rbd_unregister_cluster(_b(name)), "bdev_rbd_unregister_cluster",
+               name=name)
+
+    def bdev_rbd_get_clusters_info(self, name=None):
+        """Registered clusters, SPDK's shape (plus ``bdevs``: how many use it)."""
+        self._require_running("bdev_rbd_get_clusters_info")
+        cname, size = _b(name), 4096
+        while True:
+            buf = ffi.new("char[]", size)
+            rc = _check(lib.sb_bdev_rbd_get_clusters_info(cname, buf, size),
+                        "bdev_rbd_get_clusters_info", name=name)
+            if rc < size:
+                return json.loads(_s(buf))
+            size = rc + 1
+
+    def bdev_rbd_create(self, name, pool_name, rbd_name, block_size=512, user_id=None,
+                        config=None, config_file=None, key_file=None, cluster_name=None,
+                        uuid=None, read_only=False):
+        self._require_running("bdev_rbd_create")
+        opts = ffi.new("struct sb_rbd_opts *")
+        keep = [_b(name), _b(pool_name), _b(rbd_name), _b(cluster_name), _b(uuid)]
+        opts.name, opts.pool_name, opts.rbd_name, opts.cluster_name, opts.uuid = keep
+        opts.block_size = _u(block_size, "block_size", 32)
+        opts.read_only = bool(read_only)
+        self._rbd_cluster_opts(opts.cluster, keep, None, user_id, config, config_file,
+                               key_file)
+        _check(lib.sb_bdev_rbd_create(opts), "bdev_rbd_create", name=name,
+               image="%s/%s" % (pool_name, rbd_name))
+        return name
+
+    def bdev_rbd_delete(self, name):
+        self._require_running("bdev_rbd_delete")
+        _check(lib.sb_bdev_rbd_delete(_b(name)), "bdev_rbd_delete", name=name)
+
+    def bdev_rbd_resize(self, name, new_size):
+        """Grow the image to ``new_size`` MiB (SPDK's unit)."""
+        self._require_running("bdev_rbd_resize")
+        _check(lib.sb_bdev_rbd_resize(_b(name), _u(new_size, "new_size")),
+               "bdev_rbd_resize", name=name, new_size=new_size)
+
+    def bdev_rbd_rescan(self, name):
+        """Pick up a size change made by another client of the image."""
+        self._require_running("bdev_rbd_rescan")
+        _check(lib.sb_bdev_rbd_rescan(_b(name)), "bdev_rbd_rescan", name=name)
+
     def bdev_get_bdevs(self, name=None):
         """bdevs in SPDK's bdev_get_bdevs shape; NotFound for an unknown name."""
         self._require_running("bdev_get_bdevs")

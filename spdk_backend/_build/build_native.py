@@ -17,7 +17,8 @@ NATIVE = ROOT / "native"
 CDEF_DIR = pathlib.Path(__file__).resolve().parent / "cdef"
 
 # Areas in dependency order; each has a cdef file of the same name.
-CDEF_AREAS = ("log", "thread", "bdev", "bdev_modules", "vhost", "workload")
+# bdev_rbd is always there: without librbd, module/bdev/rbd_stub answers -ENOTSUP.
+CDEF_AREAS = ("log", "thread", "bdev", "bdev_modules", "bdev_rbd", "vhost", "workload")
 
 
 def _have_pkg(name):
@@ -83,6 +84,7 @@ ffibuilder.set_source(
     #include "bdev_malloc.h"
     #include "bdev_null.h"
     #include "bdev_uring.h"
+    #include "bdev_rbd.h"
     """,
     sources=_srcs,
     include_dirs=_include_dirs(),

@@ -171,6 +171,8 @@ def test_stack_unstack_clean(sandbox_factory):
     assert conf.agent.vhost_socket_dir == str(box.run / "vhost")
     assert conf.agent.state_dir == str(box.data / "spdk-backend" / "state")
     assert conf.agent.rpc_socket_mode == 0o660
+    assert conf.agent.vhost_socket_group == "kvm"
+    assert conf.agent.vhost_socket_mode == 0o660
     assert conf.agent.no_pin is True
     # ... and the agent it configured is running and answering.
     with AgentClient(str(box.socket), timeout=10, connect_timeout=10) as client:

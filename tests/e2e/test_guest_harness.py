@@ -88,5 +88,7 @@ def test_command_timeout_reports_console(image, tmp_path):
         with pytest.raises(guest.GuestTimeout) as err:
             vm.shell.run("echo still-here; sleep 30", timeout=2)
         assert "still-here" in str(err.value)
+        # The timed-out command was interrupted: the shell answers again.
+        assert vm.shell.check("echo back", timeout=10) == "back\n"
         # The QMP channel works (tests use it for system_reset etc.).
         assert vm.qmp.execute("query-status")["status"] == "running"

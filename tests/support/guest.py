@@ -25,7 +25,8 @@ API
     ``run(cmd, timeout=30) -> (exit_status, output)`` runs one shell command
     framed by unique start/end markers; ``check(cmd, timeout=30) -> output``
     raises :class:`GuestCommandError` on a non-zero status.  A timeout raises
-    :class:`GuestTimeout` carrying the console tail.  ``console_text()`` is
+    :class:`GuestTimeout` carrying the console tail, after sending Ctrl-C so
+    the shell takes the next command (``interrupt()`` does that alone).  ``console_text()`` is
     everything read so far.
 
 ``VhostDisk(socket, num_queues=1, queue_size=128, reconnect=1, serial=None)``
@@ -76,7 +77,7 @@ MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev",
            "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk")
 READY_MARKER = "SBGUEST-READY"
 # Bump when the initramfs layout or /init changes, to invalidate caches.
-_IMAGE_VERSION = "3"
+_IMAGE_VERSION = "4"
 
 _INIT_SCRIPT = """#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /mnt /sbin /usr/bin /usr/sbin
@@ -94,7 +95,7 @@ export PS1='' PS2='' PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/
 stty -echo -onlcr 2>/dev/null
 echo {ready}
 # cttyhack gives the shell the console as controlling tty (job control,
-# Ctrl-C); if the shell ever exits, init dies and panic=-1 stops QEMU.
+# Ctrl-C); if the shell ever exits, init dies and panic=-1 reboots.
 exec setsid cttyhack sh
 """.format(modules=" ".join(MODULES), ready=READY_MARKER)
 
@@ -353,6 +354,9 @@ class SerialShell:
         probe_at = time.monotonic() + 10
         rx = re.compile(READY_MARKER)
         while not rx.search(self._buf):
+            if "SBGUEST-MODFAIL" in self._buf:
+                raise GuestError("guest could not load a virtio module; "
+                                 "console tail:\n" + self.tail())
             now = time.monotonic()
             if now > deadline:
                 raise GuestTimeout("guest not ready after %ss; console "
@@ -379,11 +383,20 @@ class SerialShell:
         # so an echoed command line cannot fake a marker.
         self._send("echo SB''S-%s; { %s\n} </dev/null; echo SB''E-%s $?\n"
                    % (tag, cmd, tag))
-        self._wait_for(re.escape(start) + r"\n", timeout,
-                       "start of %r" % cmd)
-        m = self._wait_for(r"(.*?)" + re.escape(end) + r" (\d+)\n", timeout,
-                           "end of %r" % cmd)
+        try:
+            self._wait_for(re.escape(start) + r"\n", timeout,
+                           "start of %r" % cmd)
+            m = self._wait_for(r"(.*?)" + re.escape(end) + r" (\d+)\n",
+                               timeout, "end of %r" % cmd)
+        except GuestTimeout:
+            # Ctrl-C the command so the shell takes the next one.
+            self.interrupt()
+            raise
         return int(m.group(2)), m.group(1)
+
+    def interrupt(self):
+        """Send Ctrl-C to the guest shell's foreground job."""
+        self._send("\x03")
 
     def check(self, cmd, timeout=30):
         """Run `cmd`; raise GuestCommandError unless it exits 0."""

@@ -15,11 +15,14 @@ None (private memory) or the inner XML of ``<memoryBacking>``.
 :class:`~tests.support.guest.SerialShell` to the console, and destroys and
 undefines it on ``cleanup()``.
 
-``VhostTarget`` is the vhost-user-blk server the tests attach: today
-qemu-storage-daemon over a raw file (:class:`tests.support.qsd.QsdExport`),
-with the socket opened up for QEMU, which libvirt runs as an unprivileged
-user (``libvirt-qemu`` on Debian).  Swap it for the engine's controller by
-changing this one class.
+``VhostTarget(workdir, name, size, num_queues)`` is the vhost-user-blk
+server the tests attach, over a raw file (``.image``), its socket
+(``.socket_path``) open to QEMU, which libvirt runs as an unprivileged user
+(``libvirt-qemu`` on Debian).  ``$SB_VHOST_TARGET`` picks it: ``engine``
+(default) is the project's own target, a ``spdk-backend-agent`` process
+serving the file through a uring bdev and a vhost-blk controller
+(:class:`EngineVhostTarget`); ``qsd`` is the peer, qemu-storage-daemon
+(:class:`QsdVhostTarget`).
 
 ``make_workdir()`` returns a fresh directory under /tmp that the QEMU user
 can traverse (pytest's tmp_path is 0700 under /tmp/pytest-of-root).
@@ -246,8 +249,71 @@ class TestDomain:
             pass
 
 
-class VhostTarget:
-    """A vhost-user-blk server over a raw image (qemu-storage-daemon)."""
+TARGET_ENV = "SB_VHOST_TARGET"
+
+
+def VhostTarget(workdir, name, size=64 * 1024 * 1024, num_queues=4, kind=None):
+    """The vhost-user-blk target of ``kind`` (default ``$SB_VHOST_TARGET``
+    or ``engine``); call ``start()`` on it."""
+    kind = kind or os.environ.get(TARGET_ENV) or "engine"
+    classes = {"engine": EngineVhostTarget, "qsd": QsdVhostTarget}
+    if kind not in classes:
+        raise ValueError("%s=%r: use one of %s" % (TARGET_ENV, kind,
+                                                   ", ".join(sorted(classes))))
+    return classes[kind](workdir, name, size=size, num_queues=num_queues)
+
+
+class EngineVhostTarget:
+    """The engine's vhost-blk controller over a raw image, served by its own
+    spdk-backend-agent process (socket mode 0666 for QEMU)."""
+
+    kind = "engine"
+
+    def __init__(self, workdir, name, size=64 * 1024 * 1024, num_queues=4):
+        from tests.support import agent_proc
+        self.workdir = Path(workdir)
+        self.name = name
+        self.image = self.workdir / ("%s.img" % name)
+        self.size = size
+        self.num_queues = num_queues
+        self.base = self.workdir / ("%s-agent" % name)
+        self.base.mkdir(mode=0o755)
+        os.chmod(self.base, 0o755)
+        with open(self.image, "wb") as f:
+            f.truncate(size)
+        self._agent = agent_proc.AgentProcess(str(self.base), max_delay_us=1000,
+                                              vhost_socket_mode="0666")
+        self.socket_path = Path(self._agent.vhost_socket_dir) / name
+
+    def start(self):
+        self._agent.start()
+        with self._agent.client() as c:
+            c.call("bdev_uring_create", name=self.name,
+                   filename=str(self.image), block_size=512)
+            c.call("vhost_create_blk_controller", ctrlr=self.name,
+                   dev_name=self.name, max_queues=self.num_queues)
+        return self
+
+    def log(self):
+        return self._agent.log()
+
+    def stop(self):
+        try:
+            self._agent.stop()
+        finally:
+            self._agent.kill9()
+            shutil.rmtree(self.base, ignore_errors=True)
+            try:
+                self.image.unlink()
+            except FileNotFoundError:
+                pass
+
+
+class QsdVhostTarget:
+    """A vhost-user-blk server over a raw image (qemu-storage-daemon), the
+    peer the engine is compared with."""
+
+    kind = "qsd"
 
     def __init__(self, workdir, name, size=64 * 1024 * 1024, num_queues=4):
         self.workdir = Path(workdir)

@@ -11,9 +11,8 @@
  *
  * Buckets refill continuously from the tick counter with the whole elapsed
  * time (not once per slice, so a late poller loses no budget); an idle one
- * holds at most one 1 ms slice of credit (SPDK's timeslice, the burst
- * allowed after idling) and may go into
- * debt by one I/O, which the following refills pay back.  Other I/O types
+ * holds at most SB_QOS_BURST_US of credit (the burst allowed after idling)
+ * and may go into debt by one I/O, which the following refills pay back.  Other I/O types
  * are not limited (as in SPDK, where they do not consume byte budgets).
  */
 #include "bdev_internal.h"
@@ -22,6 +21,14 @@
 #include <stdlib.h>
 
 #define SB_QOS_TIMESLICE_US 1000ULL
+/*
+ * Credit a bucket without backlog may hold.  A sleeping reactor runs the
+ * 1 ms poller up to a millisecond late and a busy host deschedules it for
+ * longer; a cap of one slice would then throw budget away (a closed-loop
+ * client gets far less than its limit).  Ten slices bound the burst after
+ * idling to 10 ms of the rate, noise over the seconds a limit is judged on.
+ */
+#define SB_QOS_BURST_US (10 * SB_QOS_TIMESLICE_US)
 /* Tokens are micro-units (1e-6 I/O or byte) so slow rates refill smoothly. */
 #define SB_QOS_SCALE 1000000LL
 
@@ -67,7 +74,7 @@ _qos_refill(struct sb_bdev_qos *qos, uint64_t now)
 		return;
 	}
 	if (dt_us > 1000000) {
-		/* Idle for a second: the cap below leaves one slice anyway. */
+		/* Idle for a second: the cap below leaves a few slices anyway. */
 		dt_us = 1000000;
 		qos->last_tsc = now;
 	} else {
@@ -76,7 +83,7 @@ _qos_refill(struct sb_bdev_qos *qos, uint64_t now)
 	}
 	for (i = 0; i < SB_QOS_NUM_LIMITS; i++) {
 		uint64_t rate = _qos_rate(qos, i);
-		int64_t cap = (int64_t)(rate * SB_QOS_TIMESLICE_US);
+		int64_t cap = (int64_t)(rate * SB_QOS_BURST_US);
 
 		if (rate == 0) {
 			qos->tokens[i] = 0;

@@ -184,7 +184,7 @@ sb_pollers_run(struct sb_reactor *r)
 	}
 	/*
 	 * Due timed pollers, soonest first.  A poller re-armed during this pass
-	 * is due a full period later, after r->now, so the pass ends.
+	 * is due after r->now, so the pass ends.
 	 */
 	while ((first = TAILQ_FIRST(&r->timed_pollers)) != NULL &&
 	       first->next_run_tick <= r->now) {
@@ -193,7 +193,16 @@ sb_pollers_run(struct sb_reactor *r)
 			busy += _run_one(first);
 		}
 		if (first->state == SB_POLLER_STATE_ACTIVE) {
-			first->next_run_tick = r->now + first->period_ticks;
+			/*
+			 * Keep the poller's cadence: a run that was a little late (a
+			 * sleeping reactor wakes some microseconds after the due tick)
+			 * does not push every later run back.  After a gap of a whole
+			 * period or more it runs once and restarts from now.
+			 */
+			first->next_run_tick += first->period_ticks;
+			if (first->next_run_tick <= r->now) {
+				first->next_run_tick = r->now + first->period_ticks;
+			}
 			_timed_insert(r, first);
 		} else {
 			/* Already off the list: free it here, _reap cannot see it. */

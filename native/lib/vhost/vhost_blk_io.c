@@ -13,7 +13,19 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
+_Static_assert(SB_VHOST_BLK_MAX_WZ_SEG <= SB_VHOST_BLK_MAX_DISCARD_SEG,
+	       "task segment array holds the larger of the two limits");
+
 static int _submit(struct sb_vhost_task *t);
+
+void
+sb_vhost_vq_flush_call(struct sb_vhost_vq *vq)
+{
+	vq->call_pending = false;
+	if (vq->run_callfd >= 0 && sb_vring_need_call(&vq->vr)) {
+		eventfd_write(vq->run_callfd, 1);
+	}
+}
 
 void
 sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
@@ -31,8 +43,16 @@ sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
 		} else {
 			sb_vring_push_used(&vq->vr, t->head, t->used_len);
 		}
-		if (vq->run_callfd >= 0 && sb_vring_need_call(&vq->vr)) {
-			eventfd_write(vq->run_callfd, 1);
+		vq->win_count++;
+		if (vq->coalesce && vq->started) {
+			/* The poller signals once the delay has passed (vhost_session.c). */
+			if (!vq->call_pending) {
+				vq->call_pending = true;
+				vq->call_deadline = sb_get_ticks() + (uint64_t)c->delay_base_us *
+						    sb_get_ticks_hz() / 1000000;
+			}
+		} else {
+			sb_vhost_vq_flush_call(vq);
 		}
 	}
 	t->busy = false;

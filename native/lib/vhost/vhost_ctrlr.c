@@ -1,19 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * vhost-user-blk controllers and the control thread.
- *
- * One control thread serves every controller: an epoll loop over the
- * listening sockets, the front-end connections, the slave channels and a
- * command eventfd.  It owns the controller table and every session's
- * protocol state; the public sb_vhost_* calls post a command to it and
- * wait, so nothing here needs a lock besides the command queue.  Queues
- * are handed to the controller's reactor by sb_call() (vhost_session.c).
+ * vhost-user-blk controllers: the table, create/delete/list/info, the
+ * socket directory and listening sockets.  Everything here runs on the
+ * vhost control thread (vhost_ctl.c), which owns the table; the public
+ * calls post a command to it and wait.
  */
 #include "vhost/vhost_dev.h"
-#include "sb/bdev.h"
 #include "sb/log.h"
 #include "sb/thread.h"
-#include "sb_internal/subsystem.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -21,303 +15,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-/* A front-end that sends half a message is cut after this long. */
-#define SB_VHOST_RECV_TIMEOUT_S 2
+/* Control thread only. */
+static LIST_HEAD(, sb_vhost_ctrlr) g_ctrlrs = LIST_HEAD_INITIALIZER(g_ctrlrs);
 
-struct _cmd {
-	void (*fn)(void *arg);
-	void *arg;
-	bool done;
-	TAILQ_ENTRY(_cmd) link;
-};
-
-static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	TAILQ_HEAD(, _cmd) cmds;
-	bool running;
-	bool stop;
-	pthread_t thread;
-	int epfd;
-	int evfd;
-	struct sb_vhost_ep_tag cmd_tag;
-	char socket_dir[PATH_MAX];
-	LIST_HEAD(, sb_vhost_ctrlr) ctrlrs;   /* control thread only */
-} g_vhost = {
-	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.cond = PTHREAD_COND_INITIALIZER,
-	.cmds = TAILQ_HEAD_INITIALIZER(g_vhost.cmds),
-	.epfd = -1,
-	.evfd = -1,
-};
-
-void
-sb_vhost_ctl_wake(void)
-{
-	int fd = __atomic_load_n(&g_vhost.evfd, __ATOMIC_ACQUIRE);
-
-	if (fd >= 0) {
-		eventfd_write(fd, 1);
-	}
-}
-
-/* Run fn(arg) on the control thread and wait for it. */
-static int
-_ctl_run(void (*fn)(void *arg), void *arg)
-{
-	struct _cmd cmd = { .fn = fn, .arg = arg };
-
-	if (sb_reactor_current() != NULL) {
-		/* The control thread calls into reactors synchronously. */
-		return -EPERM;
-	}
-	pthread_mutex_lock(&g_vhost.lock);
-	if (!g_vhost.running || g_vhost.stop) {
-		pthread_mutex_unlock(&g_vhost.lock);
-		return -ESHUTDOWN;
-	}
-	if (pthread_equal(pthread_self(), g_vhost.thread)) {
-		pthread_mutex_unlock(&g_vhost.lock);
-		fn(arg);
-		return 0;
-	}
-	TAILQ_INSERT_TAIL(&g_vhost.cmds, &cmd, link);
-	pthread_mutex_unlock(&g_vhost.lock);
-	sb_vhost_ctl_wake();
-	pthread_mutex_lock(&g_vhost.lock);
-	while (!cmd.done) {
-		pthread_cond_wait(&g_vhost.cond, &g_vhost.lock);
-	}
-	pthread_mutex_unlock(&g_vhost.lock);
-	return 0;
-}
-
-static void
-_ctl_run_pending(void)
-{
-	struct _cmd *cmd;
-
-	for (;;) {
-		pthread_mutex_lock(&g_vhost.lock);
-		cmd = TAILQ_FIRST(&g_vhost.cmds);
-		if (cmd != NULL) {
-			TAILQ_REMOVE(&g_vhost.cmds, cmd, link);
-		}
-		pthread_mutex_unlock(&g_vhost.lock);
-		if (cmd == NULL) {
-			return;
-		}
-		cmd->fn(cmd->arg);
-		pthread_mutex_lock(&g_vhost.lock);
-		cmd->done = true;
-		pthread_cond_broadcast(&g_vhost.cond);
-		pthread_mutex_unlock(&g_vhost.lock);
-	}
-}
+/* Set from any thread, read at create time. */
+static pthread_mutex_t g_dir_lock = PTHREAD_MUTEX_INITIALIZER;
+static char g_socket_dir[PATH_MAX];
 
 static struct sb_vhost_ctrlr *
 _find(const char *name)
 {
 	struct sb_vhost_ctrlr *c;
 
-	LIST_FOREACH(c, &g_vhost.ctrlrs, link) {
+	LIST_FOREACH(c, &g_ctrlrs, link) {
 		if (strcmp(c->name, name) == 0) {
 			return c;
 		}
-	}
-	return NULL;
-}
-
-/* ---- connections ---- */
-
-void
-sb_vhost_ctl_set_slave(struct sb_vhost_ctrlr *c, int fd)
-{
-	struct epoll_event ev = { .events = EPOLLIN };
-
-	if (c->slave_fd >= 0) {
-		epoll_ctl(g_vhost.epfd, EPOLL_CTL_DEL, c->slave_fd, NULL);
-		close(c->slave_fd);
-		c->slave_fd = -1;
-	}
-	if (fd < 0) {
-		return;
-	}
-	c->slave_fd = fd;
-	c->slave_tag.kind = SB_EP_SLAVE;
-	c->slave_tag.ctrlr = c;
-	ev.data.ptr = &c->slave_tag;
-	if (epoll_ctl(g_vhost.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-		SB_WARNLOG("vhost %s: slave channel not watched: %s\n", c->name, strerror(errno));
-	}
-}
-
-static void
-_disconnect(struct sb_vhost_ctrlr *c, const char *why)
-{
-	if (c->conn_fd < 0) {
-		return;
-	}
-	SB_NOTICELOG("vhost %s: front-end disconnected (%s)\n", c->name, why);
-	epoll_ctl(g_vhost.epfd, EPOLL_CTL_DEL, c->conn_fd, NULL);
-	/* Stop the rings (waiting for in-flight I/O) before the memory goes away. */
-	sb_vhost_session_reset(c);
-	close(c->conn_fd);
-	c->conn_fd = -1;
-}
-
-static void
-_accept(struct sb_vhost_ctrlr *c)
-{
-	struct timeval tv = { .tv_sec = SB_VHOST_RECV_TIMEOUT_S };
-	struct epoll_event ev = { .events = EPOLLIN };
-	int fd;
-
-	fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR) {
-			SB_WARNLOG("vhost %s: accept: %s\n", c->name, strerror(errno));
-		}
-		return;
-	}
-	if (c->conn_fd >= 0) {
-		SB_WARNLOG("vhost %s: second front-end refused (one is connected)\n", c->name);
-		close(fd);
-		return;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	c->conn_fd = fd;
-	c->conn_tag.kind = SB_EP_CONN;
-	c->conn_tag.ctrlr = c;
-	ev.data.ptr = &c->conn_tag;
-	if (epoll_ctl(g_vhost.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-		SB_ERRLOG("vhost %s: epoll: %s\n", c->name, strerror(errno));
-		close(fd);
-		c->conn_fd = -1;
-		return;
-	}
-	c->broken = false;
-	SB_NOTICELOG("vhost %s: front-end connected\n", c->name);
-}
-
-static void
-_conn_readable(struct sb_vhost_ctrlr *c)
-{
-	struct vhost_user_msg *msg;
-	int rc;
-
-	msg = malloc(sizeof(*msg));
-	if (msg == NULL) {
-		return;
-	}
-	rc = sb_vhost_wire_recv(c->conn_fd, msg);
-	if (rc == -EAGAIN) {
-		goto out;
-	}
-	if (rc != 0) {
-		if (rc == -EPROTO) {
-			SB_ERRLOG("vhost %s: truncated or oversized message\n", c->name);
-		}
-		_disconnect(c, rc == -ECONNRESET ? "closed" : "protocol error");
-		goto out;
-	}
-	rc = sb_vhost_handle_msg(c, msg);
-	if (rc != 0) {
-		c->broken = c->broken || rc == -EINVAL;
-		_disconnect(c, rc == -EINVAL ? "invalid message" : "reply failed");
-	}
-out:
-	free(msg);
-}
-
-static void
-_slave_readable(struct sb_vhost_ctrlr *c)
-{
-	struct vhost_user_msg *msg = malloc(sizeof(*msg));
-	int rc;
-
-	if (msg == NULL) {
-		return;
-	}
-	/* Only acks of CONFIG_CHANGE_MSG arrive here; read and drop them. */
-	rc = sb_vhost_wire_recv(c->slave_fd, msg);
-	if (rc == 0) {
-		sb_vhost_msg_close_fds(msg);
-		if (msg->hdr.size == 8 && msg->p.u64 != 0) {
-			SB_WARNLOG("vhost %s: front-end refused a config change\n", c->name);
-		}
-	} else if (rc != -EAGAIN) {
-		sb_vhost_ctl_set_slave(c, -1);
-	}
-	free(msg);
-}
-
-static void
-_check_pending(void)
-{
-	struct sb_vhost_ctrlr *c;
-
-	LIST_FOREACH(c, &g_vhost.ctrlrs, link) {
-		if (__atomic_exchange_n(&c->pending_config_change, 0, __ATOMIC_ACQ_REL)) {
-			sb_vhost_send_config_change(c);
-		}
-	}
-}
-
-static void *
-_ctl_thread(void *arg)
-{
-	struct epoll_event evs[32];
-	struct sb_vhost_ep_tag *tag;
-	bool cmd;
-	int n, i;
-	uint64_t v;
-
-	pthread_setname_np(pthread_self(), "sb_vhost_ctl");
-	while (!__atomic_load_n(&g_vhost.stop, __ATOMIC_ACQUIRE)) {
-		n = epoll_wait(g_vhost.epfd, evs, 32, 1000);
-		cmd = false;
-		for (i = 0; i < n; i++) {
-			tag = evs[i].data.ptr;
-			switch (tag->kind) {
-			case SB_EP_CMD:
-				cmd = true;
-				break;
-			case SB_EP_LISTEN:
-				_accept(tag->ctrlr);
-				break;
-			case SB_EP_CONN:
-				/* A disconnect earlier in this batch may have closed it. */
-				if (tag->ctrlr->conn_fd < 0) {
-					break;
-				}
-				if (evs[i].events & EPOLLIN) {
-					_conn_readable(tag->ctrlr);
-				} else {
-					_disconnect(tag->ctrlr, "hang-up");
-				}
-				break;
-			case SB_EP_SLAVE:
-				if (tag->ctrlr->slave_fd >= 0) {
-					_slave_readable(tag->ctrlr);
-				}
-				break;
-			}
-		}
-		/* Commands last: a delete frees controllers the batch above may name. */
-		if (cmd) {
-			eventfd_read(g_vhost.evfd, &v);
-		}
-		_check_pending();
-		_ctl_run_pending();
 	}
 	return NULL;
 }
@@ -354,7 +72,7 @@ _ctrlrs_on(const struct sb_reactor *r)
 	const struct sb_vhost_ctrlr *c;
 	uint32_t n = 0;
 
-	LIST_FOREACH(c, &g_vhost.ctrlrs, link) {
+	LIST_FOREACH(c, &g_ctrlrs, link) {
 		n += c->reactor == r;
 	}
 	return n;
@@ -393,7 +111,6 @@ static int
 _listen(struct sb_vhost_ctrlr *c)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct epoll_event ev = { .events = EPOLLIN };
 	struct stat st;
 	int fd, rc;
 
@@ -422,9 +139,8 @@ _listen(struct sb_vhost_ctrlr *c)
 	c->listen_fd = fd;
 	c->listen_tag.kind = SB_EP_LISTEN;
 	c->listen_tag.ctrlr = c;
-	ev.data.ptr = &c->listen_tag;
-	if (epoll_ctl(g_vhost.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-		rc = -errno;
+	rc = sb_vhost_ctl_watch(fd, &c->listen_tag);
+	if (rc != 0) {
 		close(fd);
 		c->listen_fd = -1;
 		unlink(c->socket_path);
@@ -463,9 +179,9 @@ _do_create(void *arg)
 		rc = -ENOMEM;
 		goto out;
 	}
-	pthread_mutex_lock(&g_vhost.lock);
-	memcpy(dir, g_vhost.socket_dir, sizeof(dir));
-	pthread_mutex_unlock(&g_vhost.lock);
+	pthread_mutex_lock(&g_dir_lock);
+	memcpy(dir, g_socket_dir, sizeof(dir));
+	pthread_mutex_unlock(&g_dir_lock);
 	if (dir[0] == '\0' && getcwd(dir, sizeof(dir)) == NULL) {
 		rc = -errno;
 		goto out;
@@ -512,7 +228,7 @@ _do_create(void *arg)
 		sb_vhost_bdev_close(c);
 		goto out;
 	}
-	LIST_INSERT_HEAD(&g_vhost.ctrlrs, c, link);
+	LIST_INSERT_HEAD(&g_ctrlrs, c, link);
 	SB_NOTICELOG("vhost %s: controller for bdev %s listening on %s (reactor core %u)\n",
 		     c->name, c->bdev_name, c->socket_path, sb_reactor_core(c->reactor));
 	c = NULL;
@@ -530,16 +246,16 @@ sb_vhost_blk_create(const struct sb_vhost_blk_opts *opts)
 	if (opts == NULL) {
 		return -EINVAL;
 	}
-	rc = _ctl_run(_do_create, &a);
+	rc = sb_vhost_ctl_run(_do_create, &a);
 	return rc != 0 ? rc : a.rc;
 }
 
 static void
 _destroy(struct sb_vhost_ctrlr *c)
 {
-	_disconnect(c, "controller deleted");
+	sb_vhost_ctl_disconnect(c, "controller deleted");
 	sb_vhost_session_reset(c);
-	epoll_ctl(g_vhost.epfd, EPOLL_CTL_DEL, c->listen_fd, NULL);
+	sb_vhost_ctl_unwatch(c->listen_fd);
 	close(c->listen_fd);
 	unlink(c->socket_path);
 	sb_vhost_bdev_close(c);
@@ -584,7 +300,7 @@ sb_vhost_delete(const char *name, bool force)
 	if (name == NULL) {
 		return -EINVAL;
 	}
-	rc = _ctl_run(_do_delete, &a);
+	rc = sb_vhost_ctl_run(_do_delete, &a);
 	return rc != 0 ? rc : a.rc;
 }
 
@@ -598,9 +314,9 @@ _do_coalescing(void *arg)
 		a->rc = -ENODEV;
 		return;
 	}
-	/* Stored and reported; calls are not delayed (EVENT_IDX already batches them). */
-	c->delay_base_us = a->a;
-	c->iops_threshold = a->b;
+	/* Read by the reactor's poller at its next 100 ms window. */
+	__atomic_store_n(&c->delay_base_us, a->a, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->iops_threshold, a->b, __ATOMIC_RELAXED);
 	a->rc = 0;
 }
 
@@ -613,7 +329,7 @@ sb_vhost_set_coalescing(const char *name, uint32_t delay_base_us, uint32_t iops_
 	if (name == NULL) {
 		return -EINVAL;
 	}
-	rc = _ctl_run(_do_coalescing, &a);
+	rc = sb_vhost_ctl_run(_do_coalescing, &a);
 	return rc != 0 ? rc : a.rc;
 }
 
@@ -666,7 +382,7 @@ sb_vhost_get_info(const char *name, struct sb_vhost_ctrlr_info *info)
 	if (name == NULL || info == NULL) {
 		return -EINVAL;
 	}
-	rc = _ctl_run(_do_get_info, &a);
+	rc = sb_vhost_ctl_run(_do_get_info, &a);
 	return rc != 0 ? rc : a.rc;
 }
 
@@ -677,14 +393,14 @@ _do_list(void *arg)
 	struct sb_vhost_ctrlr *c;
 	uint32_t n = 0, total = 0;
 
-	LIST_FOREACH(c, &g_vhost.ctrlrs, link) {
+	LIST_FOREACH(c, &g_ctrlrs, link) {
 		total++;
 	}
 	/* The table is built by head insertion: list oldest first. */
 	for (uint32_t want = total; want > 0; want--) {
 		uint32_t i = 0;
 
-		LIST_FOREACH(c, &g_vhost.ctrlrs, link) {
+		LIST_FOREACH(c, &g_ctrlrs, link) {
 			if (++i == want) {
 				break;
 			}
@@ -707,7 +423,7 @@ sb_vhost_list(struct sb_vhost_ctrlr_info *out, uint32_t max, uint32_t *count)
 	if (count == NULL) {
 		return -EINVAL;
 	}
-	rc = _ctl_run(_do_list, &a);
+	rc = sb_vhost_ctl_run(_do_list, &a);
 	if (rc != 0) {
 		return rc;
 	}
@@ -743,6 +459,7 @@ int
 sb_vhost_set_socket_dir(const char *dir)
 {
 	struct sockaddr_un sa;
+	char full[PATH_MAX];
 	struct stat st;
 	int rc;
 
@@ -763,83 +480,35 @@ sb_vhost_set_socket_dir(const char *dir)
 	if (!S_ISDIR(st.st_mode)) {
 		return -ENOTDIR;
 	}
-	pthread_mutex_lock(&g_vhost.lock);
-	snprintf(g_vhost.socket_dir, sizeof(g_vhost.socket_dir), "%s", dir);
-	pthread_mutex_unlock(&g_vhost.lock);
-	return 0;
-}
-
-/* ---- subsystem ---- */
-
-int
-sb_vhost_subsystem_init(void)
-{
-	struct epoll_event ev = { .events = EPOLLIN };
-	int rc;
-
-	g_vhost.epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (g_vhost.epfd < 0) {
+	/* Front-ends (QEMU, libvirt) get the socket path as is: make it absolute. */
+	if (realpath(dir, full) == NULL) {
 		return -errno;
 	}
-	g_vhost.evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (g_vhost.evfd < 0) {
-		rc = -errno;
-		goto err;
+	if (strlen(full) + 2 >= sizeof(sa.sun_path)) {
+		return -ENAMETOOLONG;
 	}
-	g_vhost.cmd_tag.kind = SB_EP_CMD;
-	ev.data.ptr = &g_vhost.cmd_tag;
-	if (epoll_ctl(g_vhost.epfd, EPOLL_CTL_ADD, g_vhost.evfd, &ev) != 0) {
-		rc = -errno;
-		goto err;
-	}
-	LIST_INIT(&g_vhost.ctrlrs);
-	g_vhost.stop = false;
-	rc = -pthread_create(&g_vhost.thread, NULL, _ctl_thread, NULL);
-	if (rc != 0) {
-		goto err;
-	}
-	pthread_mutex_lock(&g_vhost.lock);
-	g_vhost.running = true;
-	pthread_mutex_unlock(&g_vhost.lock);
+	pthread_mutex_lock(&g_dir_lock);
+	snprintf(g_socket_dir, sizeof(g_socket_dir), "%s", full);
+	pthread_mutex_unlock(&g_dir_lock);
 	return 0;
-err:
-	if (g_vhost.evfd >= 0) {
-		close(g_vhost.evfd);
-		g_vhost.evfd = -1;
-	}
-	close(g_vhost.epfd);
-	g_vhost.epfd = -1;
-	return rc;
 }
 
-static void
-_do_delete_all(void *arg)
+void
+sb_vhost_ctrlrs_check_pending(void)
 {
-	while (!LIST_EMPTY(&g_vhost.ctrlrs)) {
-		_destroy(LIST_FIRST(&g_vhost.ctrlrs));
+	struct sb_vhost_ctrlr *c;
+
+	LIST_FOREACH(c, &g_ctrlrs, link) {
+		if (__atomic_exchange_n(&c->pending_config_change, 0, __ATOMIC_ACQ_REL)) {
+			sb_vhost_send_config_change(c);
+		}
 	}
 }
 
 void
-sb_vhost_subsystem_fini(void)
+sb_vhost_ctrlrs_delete_all(void *arg)
 {
-	bool running;
-
-	pthread_mutex_lock(&g_vhost.lock);
-	running = g_vhost.running;
-	pthread_mutex_unlock(&g_vhost.lock);
-	if (!running) {
-		return;
+	while (!LIST_EMPTY(&g_ctrlrs)) {
+		_destroy(LIST_FIRST(&g_ctrlrs));
 	}
-	_ctl_run(_do_delete_all, NULL);
-	pthread_mutex_lock(&g_vhost.lock);
-	g_vhost.stop = true;
-	g_vhost.running = false;
-	pthread_mutex_unlock(&g_vhost.lock);
-	sb_vhost_ctl_wake();
-	pthread_join(g_vhost.thread, NULL);
-	close(g_vhost.evfd);
-	__atomic_store_n(&g_vhost.evfd, -1, __ATOMIC_RELEASE);
-	close(g_vhost.epfd);
-	g_vhost.epfd = -1;
 }

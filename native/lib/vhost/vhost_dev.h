@@ -25,7 +25,6 @@ struct sb_vhost_task {
 	struct sb_vhost_vq *vq;
 	uint16_t head;
 	bool busy;
-	uint8_t status;
 	uint32_t used_len;
 	struct sb_blk_req_parsed req;
 	/* DISCARD / WRITE_ZEROES: segments run one after the other. */
@@ -67,6 +66,12 @@ struct sb_vhost_vq {
 	uint16_t resubmit_pos;
 	bool kick_registered;
 	int run_callfd;  /* the fd the reactor signals (swapped by message) */
+	/* Interrupt coalescing (sb_vhost_set_coalescing). */
+	bool coalesce;          /* the last window's IOPS reached the threshold */
+	bool call_pending;
+	uint64_t call_deadline; /* ticks */
+	uint64_t win_start;     /* ticks */
+	uint32_t win_count;     /* completions in the current window */
 };
 
 struct sb_vhost_ep_tag {
@@ -158,12 +163,33 @@ void sb_vhost_bdev_close(struct sb_vhost_ctrlr *c);
  * the front-end stops the device (GET_VRING_BASE), resets it or reconnects.
  */
 void sb_vhost_dev_break(struct sb_vhost_ctrlr *c, const char *why);
+/* vhost_ctl.c (the control thread) */
 /** Wake the control thread (from any thread). */
 void sb_vhost_ctl_wake(void);
+/**
+ * Run fn(arg) on the control thread and wait for it (non-reactor threads).
+ * \return 0 once fn ran, -EPERM (called on a reactor), -ESHUTDOWN.
+ */
+int sb_vhost_ctl_run(void (*fn)(void *arg), void *arg);
+/** Watch fd for input; events carry tag. */
+int sb_vhost_ctl_watch(int fd, struct sb_vhost_ep_tag *tag);
+void sb_vhost_ctl_unwatch(int fd);
+/** Drop the front-end: stop queues (waiting for in-flight I/O), unmap, close. */
+void sb_vhost_ctl_disconnect(struct sb_vhost_ctrlr *c, const char *why);
+/** Replace the slave channel fd (-1: close it). */
+void sb_vhost_ctl_set_slave(struct sb_vhost_ctrlr *c, int fd);
+
+/* vhost_ctrlr.c (control thread) */
+/** Act on flags the reactors raised (config change after a resize). */
+void sb_vhost_ctrlrs_check_pending(void);
+/** Delete every controller (forced). */
+void sb_vhost_ctrlrs_delete_all(void *arg);
 
 /* vhost_blk_io.c (reactor) */
 /** Walk, parse and submit one head; false when the device broke. */
 bool sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head);
+/** Signal the driver now if it wants an interrupt (reactor). */
+void sb_vhost_vq_flush_call(struct sb_vhost_vq *vq);
 /** Task finished: status, used ring, call, drain bookkeeping (reactor). */
 void sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status);
 /** Retry tasks waiting for a bdev_io. */

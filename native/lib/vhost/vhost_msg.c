@@ -25,8 +25,6 @@
 /* Largest inflight region we map: 16 queues of 1024 entries is ~260 KiB. */
 #define SB_VHOST_INFLIGHT_MAX (1ull << 24)
 
-void sb_vhost_ctl_set_slave(struct sb_vhost_ctrlr *c, int fd);
-
 struct _ctx {
 	struct sb_vhost_ctrlr *c;
 	struct vhost_user_msg *msg;

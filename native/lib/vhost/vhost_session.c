@@ -37,6 +37,30 @@ sb_vhost_dev_break(struct sb_vhost_ctrlr *c, const char *why)
 	c->broken = true;
 }
 
+/*
+ * Interrupt coalescing, SPDK's knobs: while a queue completes at least
+ * iops_threshold requests per second, calls are delayed by up to
+ * delay_base_us so that one interrupt covers several completions.
+ */
+static void
+_vq_coalesce(struct sb_vhost_vq *vq)
+{
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	uint64_t now = sb_get_ticks(), hz = sb_get_ticks_hz();
+	uint32_t delay = __atomic_load_n(&c->delay_base_us, __ATOMIC_RELAXED);
+	uint32_t threshold = __atomic_load_n(&c->iops_threshold, __ATOMIC_RELAXED);
+
+	/* IOPS measured over 100 ms windows. */
+	if (now - vq->win_start >= hz / 10) {
+		vq->coalesce = delay > 0 && (uint64_t)vq->win_count * 10 >= threshold;
+		vq->win_start = now;
+		vq->win_count = 0;
+	}
+	if (vq->call_pending && (!vq->coalesce || now >= vq->call_deadline)) {
+		sb_vhost_vq_flush_call(vq);
+	}
+}
+
 static int
 _vq_poll(struct sb_vhost_vq *vq)
 {
@@ -44,6 +68,10 @@ _vq_poll(struct sb_vhost_vq *vq)
 	const char *why = NULL;
 	uint16_t head;
 	int n, i, work = 0;
+
+	if (vq->started) {
+		_vq_coalesce(vq);
+	}
 
 	if (!TAILQ_EMPTY(&vq->retry)) {
 		sb_vhost_blk_retry(vq);
@@ -153,6 +181,10 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 	}
 	vq->started = true;
 	vq->detached = false;
+	vq->coalesce = false;
+	vq->call_pending = false;
+	vq->win_start = sb_get_ticks();
+	vq->win_count = 0;
 	c->started_queues++;
 	if (vq->n_resubmit > 0 && vq->run_callfd >= 0) {
 		/* After recovery, tell the driver once that the ring moved on. */
@@ -215,7 +247,11 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 	vq->inflight = 0;
 	vq->iq = NULL;
 	if (c->inflight_base != NULL) {
-		vq->iq = sb_inflight_queue_get(c->inflight_base, c->inflight_size, vq->num, vq->index);
+		/* Regions are laid out with the queue size the front-end announced. */
+		if (vq->num <= c->inflight_qsize && vq->index < c->inflight_nq) {
+			vq->iq = sb_inflight_queue_get(c->inflight_base, c->inflight_size,
+						       c->inflight_qsize, vq->index);
+		}
 		if (vq->iq == NULL) {
 			SB_WARNLOG("vhost %s: inflight region too small for queue %u; not tracked\n",
 				   c->name, vq->index);
@@ -262,6 +298,9 @@ _vq_stop_on_reactor(void *ctx, struct sb_completion *done)
 	}
 	vq->started = false;
 	c->started_queues--;
+	if (vq->call_pending) {
+		sb_vhost_vq_flush_call(vq);
+	}
 	if (vq->kick_registered) {
 		sb_reactor_remove_wake_fd(vq->kickfd);
 		vq->kick_registered = false;

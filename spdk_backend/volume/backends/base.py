@@ -25,8 +25,6 @@ class VolumeBackend(abc.ABC):
 
     #: The name of the backend in the ``spdk_backend.volume_backends`` namespace.
     name = None
-    #: Whether snapshots and clones are supported.
-    supports_snapshots = True
 
     def __init__(self, client, block_size=512, **kwargs):
         if block_size not in (512, 4096):

@@ -16,7 +16,6 @@ class MallocBackend(base.VolumeBackend):
     """
 
     name = "malloc"
-    supports_snapshots = False
 
     def __init__(self, client, block_size=512, capacity_bytes=1 << 30, **kwargs):
         super().__init__(client, block_size=block_size)

@@ -389,6 +389,58 @@ test_wake_latency(void)
 	sb_engine_stop();
 }
 
+/*
+ * Lost wake-up hunt: with spin_us = 1 the reactor goes to sleep right after
+ * every message, so sends keep landing at every point of its way into
+ * epoll.  A lost wake-up would leave a message unhandled for good (no
+ * poller bounds the sleep), so each one must be seen within a second.
+ */
+static _Atomic uint64_t g_handled;
+
+static void
+_handled(void *ctx)
+{
+	atomic_fetch_add(&g_handled, 1);
+}
+
+static void
+test_no_lost_wakeups(void)
+{
+	struct sb_engine_opts opts;
+	struct sb_reactor_stats st;
+	uint64_t t0, lost = 0, i;
+	struct timespec pause;
+
+	sb_engine_opts_init(&opts);
+	opts.core_mask = MASK;
+	opts.no_pin = true;
+	opts.spin_us = 1;
+	CHECK_EQ(sb_engine_start(&opts), 0);
+	atomic_store(&g_handled, 0);
+	for (i = 0; i < 3000 && lost == 0; i++) {
+		CHECK_EQ(sb_send_msg(sb_reactor_get((uint32_t)(i & 1)), _handled, NULL), 0);
+		t0 = _now_us();
+		while (atomic_load(&g_handled) != i + 1) {
+			if (_now_us() - t0 > 1000000) {
+				lost++;
+				break;
+			}
+			sched_yield();
+		}
+		/* 0-63 us: sometimes before the reactor sleeps, sometimes after. */
+		pause.tv_sec = 0;
+		pause.tv_nsec = (long)((i * 7919) % 64) * 1000;
+		nanosleep(&pause, NULL);
+	}
+	CHECK_EQ(lost, 0);
+	sb_reactor_get_stats(1, &st);
+	printf("  %llu messages, reactor_1: %llu sleeps, %llu wake-ups\n",
+	       (unsigned long long)atomic_load(&g_handled), (unsigned long long)st.sleeps,
+	       (unsigned long long)st.wakeups);
+	CHECK(st.sleeps > 100);
+	sb_engine_stop();
+}
+
 /* ---- busy reactors never sleep ---- */
 
 static int
@@ -608,6 +660,7 @@ main(void)
 	RUN_TEST(test_idle_cpu);
 	RUN_TEST(test_idle_cpu_with_pollers);
 	RUN_TEST(test_wake_latency);
+	RUN_TEST(test_no_lost_wakeups);
 	RUN_TEST(test_busy_never_sleeps);
 	RUN_TEST(test_wake_fd);
 	RUN_TEST(test_event_driven_poller);

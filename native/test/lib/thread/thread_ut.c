@@ -322,19 +322,29 @@ test_pollers(void)
 	ut_poll_reactor(0);
 	CHECK_EQ(t.runs, 1);
 	CHECK(sb_reactor_next_timer_delay(sb_reactor_get(0)) == sb_us_to_ticks(1000));
+	/* A late run (here by 300 us) keeps the cadence: the next is due on the grid. */
+	ut_advance_time_us(1300);
+	ut_poll_reactor(0);
+	CHECK_EQ(t.runs, 2);
+	CHECK(sb_reactor_next_timer_delay(sb_reactor_get(0)) == sb_us_to_ticks(700));
+	ut_advance_time_us(700);
+	ut_poll_reactor(0);
+	CHECK_EQ(t.runs, 3);
 	/* A long gap runs a timed poller once, not once per missed period. */
 	ut_advance_time_us(10000);
 	ut_poll_reactor(0);
-	CHECK_EQ(t.runs, 2);
+	CHECK_EQ(t.runs, 4);
+	CHECK(sb_reactor_next_timer_delay(sb_reactor_get(0)) == sb_us_to_ticks(1000));
 
 	/* Statistics through the snapshot API (same reactor: no call needed). */
 	CHECK_EQ(sb_reactor_get_pollers(0, info, 8, &n), 0);
 	CHECK_EQ(n, 2);
 	pi = _find_info(info, n, "active");
-	CHECK(pi != NULL && pi->run_count == (uint64_t)a.runs && pi->busy_count == 4);
+	CHECK(pi != NULL && pi->run_count == (uint64_t)a.runs &&
+	      pi->busy_count == (uint64_t)a.runs / 2);
 	CHECK(pi != NULL && pi->period_us == 0);
 	pi = _find_info(info, n, "timed_1ms");
-	CHECK(pi != NULL && pi->run_count == 2 && pi->busy_count == 0 && pi->period_us == 1000);
+	CHECK(pi != NULL && pi->run_count == 4 && pi->busy_count == 0 && pi->period_us == 1000);
 	CHECK(_find_info(info, n, "self_unreg") == NULL);
 	/* Truncated snapshot. */
 	CHECK_EQ(sb_reactor_get_pollers(0, info, 1, &n), 0);
@@ -365,7 +375,7 @@ test_pollers(void)
 	CHECK(t.self == NULL);
 	ut_advance_time_us(5000);
 	ut_poll_reactor(0);
-	CHECK_EQ(t.runs, 3);
+	CHECK_EQ(t.runs, 5);
 	CHECK(sb_reactor_next_timer_delay(sb_reactor_get(0)) == UINT64_MAX);
 
 	/* Event-driven marking: only active pollers, only on their reactor. */
@@ -423,10 +433,24 @@ test_timed_order(void)
 	CHECK_EQ(ut_poll_reactor(0), 3);
 	CHECK_EQ(g_order_n, 3);
 	CHECK(g_order[0] == 1 && g_order[1] == 2 && g_order[2] == 3);
-	/* Re-armed from now: p1 at +100, p2 at +200, p3 at +300. */
-	ut_advance_time_us(100);
+	/*
+	 * Cadence kept: p2 (due at 200, ran at 300) is next due at 400, p3 at
+	 * 600; p1 missed a whole period, so it restarts from now: 400.
+	 */
+	ut_advance_time_us(99);
+	CHECK_EQ(ut_poll_reactor(0), 0);
+	ut_advance_time_us(1);
+	CHECK_EQ(ut_poll_reactor(0), 2);
+	CHECK(g_order[3] == 1 && g_order[4] == 2);
+	ut_advance_time_us(99);
+	CHECK_EQ(ut_poll_reactor(0), 0);
+	ut_advance_time_us(1);
 	CHECK_EQ(ut_poll_reactor(0), 1);
-	CHECK_EQ(g_order[3], 1);
+	CHECK_EQ(g_order[5], 1);
+	/* At 600 all three are due; equal due ticks run in the order they were armed. */
+	ut_advance_time_us(100);
+	CHECK_EQ(ut_poll_reactor(0), 3);
+	CHECK(g_order[6] == 3 && g_order[7] == 2 && g_order[0] == 1);
 	sb_poller_unregister(&p1);
 	sb_poller_unregister(&p2);
 	sb_poller_unregister(&p3);

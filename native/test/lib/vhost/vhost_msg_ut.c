@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Message handlers through the dispatcher, over a socketpair, for the
+ * messages that do not need a reactor: reply format (flags 0x5, same
+ * request id, sizes), REPLY_ACK, refusals, memory table and inflight fds.
+ */
+#include "ut.h"
+#include "vhost/vhost_dev.h"
+#include "sb/log.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int g_sv[2];
+static struct sb_vhost_ctrlr *g_c;
+static struct vhost_user_msg g_req, g_rep;
+
+static void
+_setup(void)
+{
+	uint16_t q;
+
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g_sv), 0);
+	g_c = calloc(1, sizeof(*g_c));
+	snprintf(g_c->name, sizeof(g_c->name), "ut");
+	g_c->max_queues = 2;
+	g_c->listen_fd = g_c->slave_fd = -1;
+	g_c->conn_fd = g_sv[1];
+	g_c->geo.num_blocks = 2048;
+	g_c->geo.block_size = 4096;
+	g_c->geo.num_queues = 2;
+	g_c->geo.discard = g_c->geo.write_zeroes = g_c->geo.flush = true;
+	for (q = 0; q < SB_VHOST_MAX_QUEUES; q++) {
+		g_c->vqs[q].ctrlr = g_c;
+		g_c->vqs[q].index = q;
+		g_c->vqs[q].kickfd = g_c->vqs[q].callfd = g_c->vqs[q].run_callfd = -1;
+		TAILQ_INIT(&g_c->vqs[q].retry);
+	}
+}
+
+static void
+_teardown(void)
+{
+	sb_vhost_session_reset(g_c);
+	free(g_c);
+	close(g_sv[0]);
+	close(g_sv[1]);
+}
+
+/* Dispatch g_req (with fds) and return the reply, or -1 when none came. */
+static int
+_do(uint32_t req, uint32_t flags, uint32_t size)
+{
+	struct pollfd p = { .fd = g_sv[0], .events = POLLIN };
+	int rc;
+
+	g_req.hdr.request = req;
+	g_req.hdr.flags = flags;
+	g_req.hdr.size = size;
+	rc = sb_vhost_handle_msg(g_c, &g_req);
+	if (rc != 0) {
+		return rc;
+	}
+	if (poll(&p, 1, 100) != 1) {
+		return -1;
+	}
+	CHECK_EQ(sb_vhost_wire_recv(g_sv[0], &g_rep), 0);
+	/* vhost-user.rst: a reply carries version 1 and the REPLY bit, nothing else. */
+	CHECK_EQ(g_rep.hdr.flags, 0x5);
+	CHECK_EQ(g_rep.hdr.request, req);
+	return 0;
+}
+
+static void
+test_features(void)
+{
+	uint64_t f;
+
+	_setup();
+	CHECK_EQ(_do(VHOST_USER_GET_FEATURES, 1, 0), 0);
+	CHECK_EQ(g_rep.hdr.size, 8);
+	f = g_rep.p.u64;
+	CHECK(f & (1ull << VHOST_USER_F_PROTOCOL_FEATURES));
+	CHECK(f & (1ull << VIRTIO_F_VERSION_1));
+	CHECK(!(f & (1ull << VHOST_F_LOG_ALL)));
+	/* QEMU 7.2 sends bit 30 back in SET_FEATURES. */
+	g_req.p.u64 = f;
+	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1, 8), -1);
+	CHECK_EQ(g_c->features, f);
+	/* Unoffered bits are refused (with an ack when asked). */
+	g_req.p.u64 = f | (1ull << VIRTIO_F_RING_PACKED);
+	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
+	CHECK_EQ(g_rep.p.u64 != 0, 1);
+	CHECK_EQ(g_c->features, f);
+
+	CHECK_EQ(_do(VHOST_USER_GET_PROTOCOL_FEATURES, 1, 0), 0);
+	f = g_rep.p.u64;
+	CHECK(f & (1ull << VHOST_USER_PROTOCOL_F_CONFIG));
+	CHECK(f & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK));
+	CHECK(f & (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD));
+	CHECK(!(f & (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD)));
+	g_req.p.u64 = f;
+	CHECK_EQ(_do(VHOST_USER_SET_PROTOCOL_FEATURES, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
+	CHECK_EQ(g_rep.p.u64, 0);
+	CHECK_EQ(g_c->protocol_features, f);
+	CHECK_EQ(_do(VHOST_USER_GET_QUEUE_NUM, 1, 0), 0);
+	CHECK_EQ(g_rep.p.u64, 2);
+	CHECK_EQ(_do(VHOST_USER_GET_MAX_MEM_SLOTS, 1, 0), 0);
+	CHECK(g_rep.p.u64 >= 32);
+	/* GET_* ignore NEED_REPLY: exactly one reply. */
+	CHECK_EQ(_do(VHOST_USER_GET_QUEUE_NUM, 1 | VHOST_USER_NEED_REPLY_MASK, 0), 0);
+	{
+		struct pollfd p = { .fd = g_sv[0], .events = POLLIN };
+
+		CHECK_EQ(poll(&p, 1, 50), 0);
+	}
+	_teardown();
+}
+
+static void
+test_config(void)
+{
+	struct virtio_blk_config cfg;
+
+	_setup();
+	memset(&g_req.p.cfg, 0, sizeof(g_req.p.cfg));
+	g_req.p.cfg.size = 57;
+	CHECK_EQ(_do(VHOST_USER_GET_CONFIG, 1, VHOST_USER_CONFIG_HDR_SIZE + 57), 0);
+	CHECK_EQ(g_rep.hdr.size, VHOST_USER_CONFIG_HDR_SIZE + 57);
+	memcpy(&cfg, g_rep.p.cfg.region, 57);
+	CHECK_EQ(cfg.capacity, 2048 * 8);
+	CHECK_EQ(cfg.blk_size, 4096);
+	CHECK_EQ(cfg.num_queues, 2);
+	/* A window at an offset. */
+	g_req.p.cfg.offset = 20;
+	g_req.p.cfg.size = 4;
+	CHECK_EQ(_do(VHOST_USER_GET_CONFIG, 1, VHOST_USER_CONFIG_HDR_SIZE + 4), 0);
+	CHECK_EQ(g_rep.hdr.size, VHOST_USER_CONFIG_HDR_SIZE + 4);
+	CHECK_EQ(*(uint32_t *)g_rep.p.cfg.region, 4096);
+	/* Beyond the config space: an empty reply says "failed". */
+	g_req.p.cfg.offset = 0xfffffff0u;
+	g_req.p.cfg.size = 16;
+	CHECK_EQ(_do(VHOST_USER_GET_CONFIG, 1, VHOST_USER_CONFIG_HDR_SIZE + 16), 0);
+	CHECK_EQ(g_rep.hdr.size, 0);
+	/* SET_CONFIG is refused. */
+	g_req.p.cfg.offset = 32;
+	g_req.p.cfg.size = 1;
+	CHECK_EQ(_do(VHOST_USER_SET_CONFIG, 1 | VHOST_USER_NEED_REPLY_MASK,
+		     VHOST_USER_CONFIG_HDR_SIZE + 1), 0);
+	CHECK_EQ(g_rep.p.u64 != 0, 1);
+	_teardown();
+}
+
+static void
+test_refusals(void)
+{
+	_setup();
+	/* Unknown request: failure when a reply is wanted, silence otherwise. */
+	CHECK_EQ(_do(99, 1 | VHOST_USER_NEED_REPLY_MASK, 0), 0);
+	CHECK_EQ(g_rep.p.u64 != 0, 1);
+	CHECK_EQ(_do(99, 1, 0), -1);
+	g_req.p.state.index = 0;
+	g_req.p.state.num = 100;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_NUM, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
+	CHECK_EQ(g_rep.p.u64 != 0, 1);
+	g_req.p.state.num = 256;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_NUM, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
+	CHECK_EQ(g_rep.p.u64, 0);
+	CHECK_EQ(g_c->vqs[0].num, 256);
+	/* Malformed: the dispatcher asks for the session to be cut. */
+	g_req.p.state.index = 2;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_NUM, 1, 8), -EINVAL);
+	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1, 4), -EINVAL);
+	/* Dirty logging is not offered. */
+	CHECK_EQ(_do(VHOST_USER_SET_LOG_BASE, 1 | VHOST_USER_NEED_REPLY_MASK, 0), 0);
+	CHECK_EQ(g_rep.p.u64 != 0, 1);
+	/* A never-started ring reports the base it was given. */
+	g_req.p.state.index = 1;
+	g_req.p.state.num = 77;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_BASE, 1, 8), -1);
+	g_req.p.state.num = 0;
+	CHECK_EQ(_do(VHOST_USER_GET_VRING_BASE, 1, 8), 0);
+	CHECK_EQ(g_rep.p.state.index, 1);
+	CHECK_EQ(g_rep.p.state.num, 77);
+	_teardown();
+}
+
+static void
+test_mem_and_fds(void)
+{
+	int fd = memfd_create("ut", MFD_CLOEXEC), efd;
+	void *p;
+
+	_setup();
+	CHECK_EQ(ftruncate(fd, 0x20000), 0);
+	memset(&g_req.p.mem, 0, sizeof(g_req.p.mem));
+	g_req.p.mem.nregions = 2;
+	g_req.p.mem.regions[0] = (struct vhost_user_mem_region) { 0, 0x10000, 0x7f0000000000ull, 0 };
+	g_req.p.mem.regions[1] = (struct vhost_user_mem_region) { 0x10000, 0x10000,
+								  0x7f0000010000ull, 0x10000 };
+	g_req.fds[0] = dup(fd);
+	g_req.fds[1] = dup(fd);
+	g_req.nfds = 2;
+	CHECK_EQ(_do(VHOST_USER_SET_MEM_TABLE, 1 | VHOST_USER_NEED_REPLY_MASK, 8 + 2 * 32), 0);
+	CHECK_EQ(g_rep.p.u64, 0);
+	CHECK(g_c->mem != NULL && g_c->mem->nregions == 2);
+	CHECK_EQ(g_req.nfds, 0);
+	/* Overlapping regions: refused, previous table kept. */
+	g_req.p.mem.regions[1].guest_phys_addr = 0x8000;
+	g_req.fds[0] = dup(fd);
+	g_req.fds[1] = dup(fd);
+	g_req.nfds = 2;
+	CHECK_EQ(_do(VHOST_USER_SET_MEM_TABLE, 1 | VHOST_USER_NEED_REPLY_MASK, 8 + 2 * 32), 0);
+	CHECK_EQ(g_rep.p.u64 != 0, 1);
+	CHECK(g_c->mem != NULL && g_c->mem->nregions == 2);
+	/* Remove then add a region. */
+	memset(&g_req.p.memreg, 0, sizeof(g_req.p.memreg));
+	g_req.p.memreg.region = (struct vhost_user_mem_region) { 0x10000, 0x10000,
+								0x7f0000010000ull, 0x10000 };
+	g_req.nfds = 0;
+	CHECK_EQ(_do(VHOST_USER_REM_MEM_REG, 1 | VHOST_USER_NEED_REPLY_MASK, 40), 0);
+	CHECK_EQ(g_rep.p.u64, 0);
+	CHECK_EQ(g_c->mem->nregions, 1);
+	g_req.fds[0] = dup(fd);
+	g_req.nfds = 1;
+	CHECK_EQ(_do(VHOST_USER_ADD_MEM_REG, 1, 40), -1);
+	CHECK_EQ(g_c->mem->nregions, 2);
+	close(fd);
+
+	/* Call fd on a stopped ring, then NOFD. */
+	efd = eventfd(0, EFD_CLOEXEC);
+	g_req.p.u64 = 1;
+	g_req.fds[0] = efd;
+	g_req.nfds = 1;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_CALL, 1, 8), -1);
+	CHECK_EQ(g_c->vqs[1].callfd, efd);
+	g_req.p.u64 = 1 | VHOST_USER_VRING_NOFD_MASK;
+	g_req.nfds = 0;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_CALL, 1, 8), -1);
+	CHECK_EQ(g_c->vqs[1].callfd, -1);
+
+	/* Inflight: GET creates a sized memfd, SET maps it. */
+	memset(&g_req.p.inflight, 0, sizeof(g_req.p.inflight));
+	g_req.p.inflight.num_queues = 2;
+	g_req.p.inflight.queue_size = 128;
+	CHECK_EQ(_do(VHOST_USER_GET_INFLIGHT_FD, 1, 24), 0);
+	CHECK_EQ(g_rep.hdr.size, 24);
+	CHECK_EQ(g_rep.nfds, 1);
+	CHECK_EQ(g_rep.p.inflight.mmap_size, 2 * sb_inflight_queue_bytes(128));
+	p = mmap(NULL, g_rep.p.inflight.mmap_size, PROT_READ, MAP_SHARED, g_rep.fds[0], 0);
+	CHECK(p != MAP_FAILED);
+	munmap(p, g_rep.p.inflight.mmap_size);
+	g_req.p.inflight = g_rep.p.inflight;
+	g_req.fds[0] = g_rep.fds[0];
+	g_req.nfds = 1;
+	CHECK_EQ(_do(VHOST_USER_SET_INFLIGHT_FD, 1, 24), -1);
+	CHECK(g_c->inflight_base != NULL);
+	/* Sizes that do not add up are refused. */
+	g_req.p.inflight.mmap_size = 64;
+	g_req.fds[0] = eventfd(0, EFD_CLOEXEC);
+	g_req.nfds = 1;
+	CHECK_EQ(_do(VHOST_USER_SET_INFLIGHT_FD, 1 | VHOST_USER_NEED_REPLY_MASK, 24), 0);
+	CHECK_EQ(g_rep.p.u64 != 0, 1);
+	_teardown();
+}
+
+int
+main(void)
+{
+	sb_log_set_stderr(0);
+	RUN_TEST(test_features);
+	RUN_TEST(test_config);
+	RUN_TEST(test_refusals);
+	RUN_TEST(test_mem_and_fds);
+	return UT_SUMMARY();
+}
