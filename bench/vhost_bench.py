@@ -2,7 +2,7 @@
 """vhost-user-blk target benchmark: our target against qemu-storage-daemon.
 
     python bench/vhost_bench.py [--time 5] [--rounds 3] [--size-mb 256]
-        [--engine null|uring] [--target 'NAME=SHELL COMMAND'] ...
+        [--engine null|malloc|uring] [--target 'NAME=SHELL COMMAND'] ...
         [--file PATH] [--buffered]
 
 The initiator (native/build/tools/vhost_initiator) runs pinned to CPU 1 and
@@ -13,9 +13,9 @@ queue, at QD1 and QD32.  Built-in targets:
 * ``qsd-uring``: qemu-storage-daemon, a prefilled file with aio=io_uring
   and cache.direct=on (``--buffered``: through the page cache)
 
-``--engine null|uring`` (repeatable) adds our engine (reactor on CPU 0,
-``--spin-us``) with a null bdev of the same size or a uring bdev on the
-same file, each behind a vhost-blk controller.
+``--engine null|malloc|uring`` (repeatable) adds our engine (reactor on
+CPU 0, ``--spin-us``) with a null or malloc bdev of the same size or a
+uring bdev on the same file, each behind a vhost-blk controller.
 
 ``--target 'NAME=CMD'`` adds a target: CMD runs under ``sh -c`` in its own
 process group and must serve vhost-user-blk on ``{socket}``; ``{file}``
@@ -135,6 +135,8 @@ def serve_engine(kind, sock, file, size, spin_us):
     try:
         if kind == "null":
             eng.bdev_null_create("b0", size // 512, 512)
+        elif kind == "malloc":
+            eng.bdev_malloc_create("b0", size // 512, 512)
         elif kind == "uring":
             eng.bdev_uring_create("b0", file)
         else:
@@ -172,7 +174,7 @@ def main(argv=None):
     ap.add_argument("--initiator-cpu", type=int, default=1)
     ap.add_argument("--json-out", help="write every sample here")
     ap.add_argument("--engine", action="append", default=[],
-                    choices=["null", "uring"], help="add our engine")
+                    choices=["null", "malloc", "uring"], help="add our engine")
     ap.add_argument("--spin-us", type=int, default=0,
                     help="engine reactor spin after work (0 = default)")
     ap.add_argument("--serve-engine", help=argparse.SUPPRESS)

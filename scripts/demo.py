@@ -18,11 +18,11 @@ Every operator command is printed as typed (``$ ...``) and really run.
 """
 
 import argparse
+import grp
 import hashlib
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -101,6 +101,16 @@ class Demo:
 
     # -- steps --------------------------------------------------------------------
 
+    @staticmethod
+    def socket_access():
+        """Who may connect to controller sockets: libvirt's QEMU runs as
+        libvirt-qemu in group kvm on Debian; without that group, everyone."""
+        try:
+            grp.getgrnam("kvm")
+        except KeyError:
+            return "vhost_socket_mode = 0666\n"
+        return "vhost_socket_group = kvm\nvhost_socket_mode = 0660\n"
+
     def start_agent(self):
         title("Start the agent (the polling engine + JSON-RPC)")
         os.makedirs(self.dir, exist_ok=True)
@@ -111,10 +121,11 @@ class Demo:
                     "no_pin = true\n"
                     "rpc_socket = %s\n"
                     "vhost_socket_dir = %s/vhost\n"
-                    "vhost_socket_group = kvm\n"
-                    "vhost_socket_mode = 0660\n"
+                    "%s"
+                    "allowed_backing_dirs = %s\n"
                     "state_dir = %s/state\n"
-                    "log_file = %s\n" % (self.rpc_socket, self.dir, self.dir, self.log))
+                    "log_file = %s\n" % (self.rpc_socket, self.dir, self.socket_access(),
+                                         self.volume_dir, self.dir, self.log))
         say("$ cat %s" % self.conf)
         with open(self.conf) as f:
             say(f.read().rstrip())

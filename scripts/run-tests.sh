@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/start-services.sh
+# The console scripts (spdk-backend-agent, spdk-backend, spdk-rpc) of this checkout.
+export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest tests "$@"

@@ -33,10 +33,14 @@ class RetryLater(Exception):
 class Context:
     """What handlers see: the engine, the configuration record, the options."""
 
-    def __init__(self, engine, state, vhost_socket_dir=None, version="0.1.0"):
+    def __init__(self, engine, state, vhost_socket_dir=None, version="0.1.0",
+                 allowed_backing_dirs=None, allowed_block_devices=()):
         self.engine = engine
         self.state = state
         self.vhost_socket_dir = vhost_socket_dir
+        # None: no restriction (library use); the agent passes its options.
+        self.allowed_backing_dirs = allowed_backing_dirs
+        self.allowed_block_devices = tuple(allowed_block_devices or ())
         self.version = version
         self.started_at = time.time()
 

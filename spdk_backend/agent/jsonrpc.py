@@ -129,6 +129,9 @@ class FrameSplitter:
             if match is None:
                 self._pos = len(buf)
                 return None
+            if match.start() == self._start:
+                # "," or ":" at top level: an empty token would never consume it.
+                return ParseError("unexpected %r at top level" % buf[self._start])
             return self._take(match.start())
         pos = self._pos
         while True:

@@ -118,7 +118,11 @@ class Agent:
             LOG.info("engine started on cores %s", getattr(self.engine, "cores", "?"))
             ctx = agent_dispatcher.Context(self.engine, self.state,
                                            vhost_socket_dir=self.opts.vhost_socket_dir,
-                                           version=__version__)
+                                           version=__version__,
+                                           allowed_backing_dirs=getattr(
+                                               self.opts, "allowed_backing_dirs", None),
+                                           allowed_block_devices=getattr(
+                                               self.opts, "allowed_block_devices", ()))
             self.executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="rpc-engine")
             self.dispatcher = agent_dispatcher.Dispatcher(ctx, self.executor)

@@ -186,6 +186,8 @@ def _detach(args):
             out["volume"], out["target_dev"], out["domain"], _where(out["live"], out["config"])))
     elif out["domain_gone"]:
         print("Domain %s no longer exists" % out["domain"])
+    else:
+        print("Volume %s had no disk in domain %s" % (out["volume"], out["domain"]))
     if out["deleted_ctrlr"]:
         print("  controller %s deleted" % out["ctrlr"])
     elif out["kept_in_domain"]:

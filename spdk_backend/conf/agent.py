@@ -187,6 +187,45 @@ Related options:
 
 * ``vhost_socket_mode``
 """),
+    cfg.ListOpt(
+        "allowed_backing_dirs",
+        default=["/var/lib/spdk-backend/volumes"],
+        help="""
+Directories whose files ``bdev_uring_create`` and ``bdev_aio_create`` may
+serve.
+
+Anyone who can reach the RPC socket can ask the agent (which runs as root)
+to hand a file to a guest; a backing file must therefore resolve (after
+symbolic links, ``..`` and the like) to a regular file inside one of these
+directories.  The default matches the Cinder driver's
+``spdk_vhost_volume_dir``.
+
+Possible values:
+
+* A comma-separated list of absolute directory paths; an empty list refuses
+  every file.
+
+Related options:
+
+* ``allowed_block_devices``; ``[backend] spdk_vhost_volume_dir`` of the
+  Cinder driver must be one of these directories.
+"""),
+    cfg.ListOpt(
+        "allowed_block_devices",
+        default=[],
+        help="""
+Block devices ``bdev_uring_create`` and ``bdev_aio_create`` may serve, as
+shell-style patterns matched against the device's resolved path.
+
+Possible values:
+
+* A comma-separated list of patterns such as ``/dev/nvme1n*`` or
+  ``/dev/dm-*``; empty (the default) refuses every block device.
+
+Related options:
+
+* ``allowed_backing_dirs``
+"""),
     cfg.StrOpt(
         "state_dir",
         default="/var/lib/spdk-backend",

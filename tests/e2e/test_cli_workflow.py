@@ -59,9 +59,11 @@ def agent(workdir):
     base = workdir / "agent"
     base.mkdir(mode=0o755)
     os.chmod(base, 0o755)
-    group = "kvm" if _has_group("kvm") else "0"
-    with agent_proc.AgentProcess(str(base), vhost_socket_group=group,
-                                 vhost_socket_mode="0660") as proc:
+    # libvirt's QEMU runs as libvirt-qemu:kvm on Debian; anywhere else, open
+    # the sockets to everyone.
+    access = ({"vhost_socket_group": "kvm", "vhost_socket_mode": "0660"}
+              if _has_group("kvm") else {"vhost_socket_mode": "0666"})
+    with agent_proc.AgentProcess(str(base), **access) as proc:
         yield proc
 
 
@@ -275,16 +277,24 @@ def test_unknown_domain_and_volume(agent):
 def test_attached_volume_survives_agent_restart(agent, domains):
     """The agent restores the volume's bdev and controller from its state
     file; QEMU reconnects (libvirt's reconnect timeout) and the guest's
-    disk works again, with its data."""
+    disk works again, with its data.
+
+    The disk is in the definition when the guest starts: QEMU 7.2 under
+    libvirt 9.0 does not reconnect a vhost-user disk that was hot-plugged
+    (its chardev stays "disconnected"), while one from the command line
+    does (docs/cli.md says so)."""
     d = domains("restart", memory_backing="<source type='memfd'/>"
                                           "<access mode='shared'/>")
     vol = "rv-" + d.name[-8:]
     sb(agent, "volume", "create", vol, "--size", "16M")
+    rc, out, _ = sb(agent, "attach", d.name, vol, "--queues", "1")
+    assert "(persistent, 1 queue)" in out
     d.start()
     shell = d.shell
-    before = guest_disks(shell)
-    sb(agent, "attach", d.name, vol, "--live", "--queues", "1")
-    dev = new_guest_disk(shell, before)
+    wait_present = "(i=0; until [ -e /sys/block/vda ]; do i=$((i+1)); [ $i -gt 300 ] " \
+                   "&& exit 1; sleep 0.1; done)"
+    shell.check(wait_present, timeout=45)
+    dev = "vda"
     written = shell.check(
         "dd if=/dev/urandom of=/tmp/a bs=4096 count=64 2>/dev/null && "
         "dd if=/tmp/a of=/dev/%s bs=4096 conv=fsync 2>/dev/null && md5sum /tmp/a"

@@ -12,15 +12,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from spdk_backend.agent import client as agent_client
 
 
 def agent_command():
-    exe = shutil.which("spdk-backend-agent")
-    if exe:
-        return [exe]
+    """The agent of the interpreter running the tests (never another install on PATH)."""
     return [sys.executable, "-m", "spdk_backend.agent.main"]
 
 
@@ -35,7 +34,9 @@ class AgentProcess:
         self.log_file = os.path.join(base_dir, "agent.log")
         opts = {"core_mask": core_mask, "max_delay_us": max_delay_us, "no_pin": "true",
                 "rpc_socket": self.rpc_socket, "vhost_socket_dir": self.vhost_socket_dir,
-                "state_dir": self.state_dir}
+                "state_dir": self.state_dir,
+                # Tests keep their images in pytest's temporary directories.
+                "allowed_backing_dirs": tempfile.gettempdir()}
         opts.update(options)
         with open(self.conf_file, "w") as f:
             f.write("[agent]\n")

@@ -1,4 +1,4 @@
-"""A real single-node Ceph cluster (1 mon, 1 bluestore OSD, no mgr) on 127.0.0.1.
+"""A real single-node Ceph cluster (1 mon, 1 bluestore OSD, optional mgr) on 127.0.0.1.
 
 Built from Debian's packages (ceph-mon, ceph-osd, ceph-common) in a temp
 directory: its own ceph.conf, keyrings, monitor store and OSD data, every
@@ -69,7 +69,7 @@ class CephError(RuntimeError):
 class CephCluster:
     """One cluster; ``start()`` then ``stop()`` (or use ``with``)."""
 
-    def __init__(self, base_dir=None, osd_size_gb=8):
+    def __init__(self, base_dir=None, osd_size_gb=8, with_mgr=False, client_options=None):
         self._own_dir = base_dir is None
         # Admin socket paths must stay below ~107 bytes: a short /tmp directory.
         self.dir = base_dir or tempfile.mkdtemp(prefix="ceph", dir="/tmp")
@@ -82,6 +82,10 @@ class CephCluster:
         self.osd_id = None
         self.osd_uuid = None
         self.admin_key = None
+        # The mgr (~300 MiB) reports pool and cluster usage; librbd I/O needs none.
+        self.with_mgr = with_mgr
+        # Extra [client] options of ceph.conf, e.g. {"rbd_cache": "false"}.
+        self.client_options = dict(client_options or {})
 
     # ---- helpers ----
 
@@ -124,7 +128,7 @@ class CephCluster:
 
     def _write_conf(self):
         d = self.dir
-        for sub in ("run", "log", "mon", "osd"):
+        for sub in ("run", "log", "mon", "osd", "mgr"):
             os.makedirs(self.path(sub), exist_ok=True)
         text = """[global]
 fsid = {fsid}
@@ -172,6 +176,7 @@ log_file = {d}/log/client.$pid.log
 admin_socket =
 """.format(fsid=self.fsid, mon_host=self.mon_host, d=d, osd_size=self.osd_size,
            t=OP_TIMEOUT)
+        text += "".join("%s = %s\n" % kv for kv in self.client_options.items())
         with open(self.conf, "w") as f:
             f.write(text)
 
@@ -220,6 +225,25 @@ admin_socket =
         if wait:
             self.wait_osd_up(timeout)
 
+    def _start_mgr(self, timeout=60):
+        data = self.path("mgr", "x")
+        os.makedirs(data, exist_ok=True)
+        key = self.ceph("auth", "get-or-create", "mgr.x", "mon", "allow profile mgr",
+                        "osd", "allow *", "mds", "allow *")
+        with open(os.path.join(data, "keyring"), "w") as f:
+            f.write(key)
+        self._run(["ceph-mgr", "-c", self.conf, "-i", "x", "--keyring",
+                   os.path.join(data, "keyring"), "--mgr-data", data], timeout=60)
+        self._wait_pidfile("mgr.x")
+        # Usage figures exist once the mgr has the OSD's statistics.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = self.ceph_json("df").get("stats", {})
+            if stats.get("total_bytes"):
+                return
+            time.sleep(0.5)
+        raise CephError("the mgr reported no usage in %ds" % timeout)
+
     def wait_osd_up(self, timeout=60):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -243,6 +267,8 @@ admin_socket =
             self.start_osd()
             self.ceph("osd", "pool", "create", self.pool, "8")
             self.rbd("pool", "init", self.pool)
+            if self.with_mgr:
+                self._start_mgr()
         except BaseException:
             self.stop()
             raise
@@ -301,6 +327,8 @@ admin_socket =
         """Stop every daemon and remove the directory."""
         if self.osd_id is not None:
             self._stop_daemon("osd.%d" % self.osd_id)
+        if self.with_mgr:
+            self._stop_daemon("mgr.x")
         self._stop_daemon("mon.a")
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -7,7 +7,7 @@ virtio modules from ``/lib/modules/<ver>``) and ``busybox-static``
 
 API
 ---
-``build_guest_image(cache_dir=None) -> GuestImage(kernel, initrd)``
+``build_guest_image(cache_dir=None, extra_binaries=()) -> GuestImage(kernel, initrd)``
     Writes (once, then reused until an input changes) a copy of the kernel
     and a gzip'd cpio (newc) initramfs into ``cache_dir`` (default
     ``$SB_GUEST_CACHE`` or ``~/.cache/spdk-backend/guest``).  The initramfs'
@@ -16,6 +16,10 @@ API
     virtio_blk, prints a ready marker and runs a shell on the serial
     console (echo off, empty prompt).  For libvirt, whose QEMU runs as
     ``libvirt-qemu``, pass a cache dir that user can traverse and read.
+    ``build_guest_image(extra_binaries=[host paths])`` adds host programs
+    (e.g. util-linux's ``/usr/sbin/blkdiscard`` for ``-z``) as
+    ``/extra/bin/<name>`` with the shared libraries ``ldd`` lists; such
+    images live in their own subdirectory of the cache.
 
 ``SerialShell(sock_path, log_path=None)``
     Connects to the guest's serial port exposed as a unix socket whose
@@ -204,14 +208,42 @@ class _Cpio:
         return self._buf.getvalue()
 
 
-def build_guest_image(cache_dir=None):
+def _shared_libs(binary):
+    """Host paths of the shared libraries (and loader) `binary` needs."""
+    try:
+        out = subprocess.run(["ldd", str(binary)], check=True, text=True,
+                             capture_output=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise GuestError("ldd %s failed: %s" % (binary, exc))
+    libs = []
+    for line in out.splitlines():
+        m = re.search(r"(/\S+)\s+\(0x", line)
+        if m:
+            libs.append(Path(m.group(1)))
+    return libs
+
+
+def build_guest_image(cache_dir=None, extra_binaries=()):
     """Build (or reuse) the guest kernel + initramfs.
 
     :param cache_dir: where to keep them; default $SB_GUEST_CACHE or
         ~/.cache/spdk-backend/guest.
+    :param extra_binaries: host programs copied to /extra/bin/ in the
+        guest, with their shared libraries at the same paths.
     :returns: GuestImage(kernel, initrd)
     """
     cache = Path(cache_dir) if cache_dir else _default_cache_dir()
+    extras = [Path(b) for b in extra_binaries]
+    libs = []
+    for binary in extras:
+        if not binary.is_file():
+            raise GuestError("extra binary %s not found" % binary)
+        libs += [lib for lib in _shared_libs(binary) if lib not in libs]
+    if extras:
+        # Their own directory: building one flavour must not delete the
+        # other's files while a test is about to boot them.
+        cache = cache / ("extra-" + hashlib.sha256(
+            " ".join(map(str, extras)).encode()).hexdigest()[:12])
     cache.mkdir(parents=True, exist_ok=True)
     ver, kernel_src = _find_kernel()
     busybox = Path(shutil.which("busybox", path="/bin:/usr/bin") or
@@ -221,7 +253,7 @@ def build_guest_image(cache_dir=None):
     mods = [_find_module(ver, m) for m in MODULES]
 
     key = hashlib.sha256(_IMAGE_VERSION.encode() + _INIT_SCRIPT.encode())
-    for p in [kernel_src, busybox] + mods:
+    for p in [kernel_src, busybox] + mods + extras + libs:
         st = p.stat()
         key.update(("%s:%d:%d\n" % (p, st.st_size, st.st_mtime_ns)).encode())
     digest = key.hexdigest()[:16]
@@ -245,6 +277,19 @@ def build_guest_image(cache_dir=None):
         cpio.file("init", _INIT_SCRIPT.encode(), 0o755)
         for name, path in zip(MODULES, mods):
             cpio.file("lib/modules/%s.ko" % name, _read_module(path))
+        made = {"lib"}
+        for path in [lib.parent for lib in libs] + \
+                ([Path("/extra/bin")] if extras else []):
+            parts = path.relative_to("/").parts
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d not in made:
+                    cpio.dir(d)
+                    made.add(d)
+        for lib in libs:
+            cpio.file(str(lib.relative_to("/")), lib.read_bytes(), 0o755)
+        for binary in extras:
+            cpio.file("extra/bin/" + binary.name, binary.read_bytes(), 0o755)
         tmp = initrd.with_suffix(".tmp%d" % os.getpid())
         tmp.write_bytes(gzip.compress(cpio.finish(), compresslevel=6))
         os.chmod(tmp, 0o644)

@@ -120,6 +120,11 @@ _bdev_channel_create(void *io_device, void *ctx_buf)
 		rc = -ENOMEM;
 		goto out;
 	}
+	/*
+	 * Deferred completions are queued from inside a reactor iteration, and
+	 * the iteration after a busy one always runs: no timer needed.
+	 */
+	sb_poller_set_event_driven(bch->cpl_poller, true);
 out:
 	if (rc != 0) {
 		while (bch->num_chunks > 0) {
@@ -206,14 +211,15 @@ sb_bdev_io_complete(struct sb_bdev_io *io, int status)
 	struct sb_reactor *cur = sb_reactor_current();
 	struct sb_bdev_channel *bch;
 	uint64_t deadline;
+	int rc;
 
 	io->internal.status = status;
 	if (core->origin != cur) {
 		/* Submitted elsewhere (QoS forwarded it here): complete at home. */
 		deadline = sb_get_ticks() + sb_get_ticks_hz();
-		while (sb_send_msg(core->origin, _bdev_io_complete_msg, io) != 0) {
+		while ((rc = sb_send_msg(core->origin, _bdev_io_complete_msg, io)) != 0) {
 			/* The origin drains its ring all the time; a full ring is brief. */
-			if (sb_get_ticks() > deadline) {
+			if (rc != -EAGAIN || sb_get_ticks() > deadline) {
 				SB_ERRLOG("bdev %s: completion lost, reactor %u unreachable\n",
 					  sb_bdev_get_name(io->bdev), sb_reactor_index(core->origin));
 				return;

@@ -101,6 +101,14 @@ sb_vhost_mem_add(struct sb_vhost_mem *mem, const struct vhost_user_mem_region *r
 	nr->mmap_offset = r->mmap_offset;
 	if (fd >= 0) {
 		/*
+		 * Ring and indirect-table alignment is checked on guest and
+		 * front-end addresses; it holds for our pointers only if the
+		 * region keeps them congruent (QEMU's are page aligned).
+		 */
+		if (((r->guest_phys_addr | r->userspace_addr | r->mmap_offset) & 15) != 0) {
+			return -EINVAL;
+		}
+		/*
 		 * Map from file offset 0 so that hugetlbfs (whose mappings must
 		 * start at a huge page boundary) and memfd behave the same; the
 		 * region starts mmap_offset bytes in.

@@ -125,6 +125,8 @@ _ctrlr_poll(void *ctx)
 	for (q = 0; q < c->max_queues; q++) {
 		if (c->vqs[q].started || !TAILQ_EMPTY(&c->vqs[q].retry)) {
 			busy |= _vq_poll(&c->vqs[q]);
+			/* A coalesced call has a deadline: keep the reactor awake for it. */
+			busy |= c->vqs[q].call_pending;
 		}
 	}
 	return busy ? SB_POLLER_BUSY : SB_POLLER_IDLE;
@@ -168,6 +170,8 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 			sb_complete(done, -ENOMEM);
 			return;
 		}
+		/* Guests kick every queue (EVENT_IDX or not; we never set NO_NOTIFY). */
+		sb_poller_set_event_driven(c->poller, true);
 	}
 	if (vq->kickfd >= 0) {
 		/* A sleeping reactor must wake on a guest kick. */
@@ -178,6 +182,10 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 		} else {
 			vq->kick_registered = true;
 		}
+	}
+	if (!vq->kick_registered) {
+		/* Nothing will wake the reactor for this queue: poll it on a timer too. */
+		sb_poller_set_event_driven(c->poller, false);
 	}
 	vq->started = true;
 	vq->detached = false;

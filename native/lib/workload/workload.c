@@ -317,6 +317,8 @@ _job_start(void *ctx)
 		rc = -ENOMEM;
 		goto fail;
 	}
+	/* Parked tasks wait for a completion, which always wakes the reactor. */
+	sb_poller_set_event_driven(job->retry_poller, true);
 	if (qd > job->num_slots && run->pattern == WL_VERIFY) {
 		qd = (uint32_t)job->num_slots;
 	}

@@ -9,7 +9,14 @@
 
 #include <stdio.h>
 
+#include <string.h>
+
 static int g_ut_pass, g_ut_fail;
+/* Name of the one test to run (first command-line argument), or NULL for all. */
+static const char *g_ut_only;
+
+/** Call first in main(): "./x_ut test_name" runs only that test. */
+#define UT_INIT(argc, argv) (g_ut_only = (argc) > 1 ? (argv)[1] : NULL)
 
 #define CHECK(cond)                                                                    \
 	do {                                                                           \
@@ -37,8 +44,12 @@ static int g_ut_pass, g_ut_fail;
 #define RUN_TEST(fn)                                                                   \
 	do {                                                                           \
 		int _f = g_ut_fail;                                                    \
+		if (g_ut_only != NULL && strcmp(g_ut_only, #fn) != 0) {                \
+			break;                                                         \
+		}                                                                      \
 		fn();                                                                  \
 		printf("%-40s %s\n", #fn, g_ut_fail == _f ? "ok" : "FAILED");         \
+		fflush(stdout);                                                        \
 	} while (0)
 
 #define UT_SUMMARY()                                                                   \

@@ -152,3 +152,20 @@ def test_installed_script(agent, base_dir):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["path"] == os.path.join(voldir, "s1")
+
+
+def test_create_leaves_no_file_when_the_agent_refuses_it(base_dir, capsys):
+    """The agent serves files only from allowed_backing_dirs: the volume's
+    file, made first, is removed again."""
+    allowed = os.path.join(base_dir, "allowed")
+    os.mkdir(allowed)
+    with agent_proc.AgentProcess(base_dir, allowed_backing_dirs=allowed) as agent:
+        voldir = os.path.join(base_dir, "elsewhere")
+        rc = cli.main(["--rpc-socket", agent.rpc_socket, "volume", "create", "v1",
+                       "--size", "1M", "--volume-dir", voldir])
+        err = capsys.readouterr().err
+        assert rc == 1 and "outside allowed_backing_dirs" in err
+        assert os.listdir(voldir) == []
+        rc = cli.main(["--rpc-socket", agent.rpc_socket, "volume", "create", "v1",
+                       "--size", "1M", "--volume-dir", allowed])
+        assert rc == 0 and os.listdir(allowed) == ["v1"]

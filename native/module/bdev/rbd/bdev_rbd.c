@@ -753,16 +753,30 @@ int
 sb_bdev_rbd_rescan(const char *name)
 {
 	struct rbd_lookup l = { .name = name };
+	rbd_image_t fresh;
 	int rc;
 
 	if (name == NULL) {
 		return -EINVAL;
 	}
+
 	rc = sb_bdev_app_call(_rbd_lookup, &l);
 	if (rc != 0) {
 		return rc;
 	}
-	rc = rbd_get_size(l.image, &l.bytes);
+	/*
+	 * A fresh read-only handle reads the header now: the bdev's own handle
+	 * only refreshes on watch notifications, which librbd does not register
+	 * for read-only opens.
+	 */
+	rc = rbd_open_read_only(l.disk->ioctx, l.disk->rbd_name, &fresh, NULL);
+	if (rc < 0) {
+		SB_ERRLOG("rbd bdev %s: cannot reopen %s/%s to read its size: %s\n", name,
+			  l.disk->pool_name, l.disk->rbd_name, strerror(-rc));
+		return rc;
+	}
+	rc = rbd_get_size(fresh, &l.bytes);
+	rbd_close(fresh);
 	if (rc < 0) {
 		return rc;
 	}

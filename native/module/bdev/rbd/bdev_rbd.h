@@ -58,7 +58,9 @@ int sb_bdev_rbd_delete(const char *name);
 int sb_bdev_rbd_resize(const char *name, uint64_t new_size_mb);
 /**
  * Re-read the image size (after a resize by another client) and notify
- * open descriptors of a change.  \return 0, -ENODEV, -errno.
+ * open descriptors of a change.  Writable bdevs also learn such resizes by
+ * themselves (librbd's update watch); read-only opens get no header
+ * notifications from librbd, so they need this.  \return 0, -ENODEV, -errno.
  */
 int sb_bdev_rbd_rescan(const char *name);
 

@@ -66,6 +66,9 @@ _uring_group_create(void *io_device, void *ctx_buf)
 	if (grp->poller == NULL) {
 		sb_reactor_remove_wake_fd(grp->efd);
 		rc = -ENOMEM;
+	} else {
+		/* Completions signal the ring's eventfd, a wake fd of this reactor. */
+		sb_poller_set_event_driven(grp->poller, true);
 	}
 out:
 	if (rc != 0) {

@@ -186,8 +186,9 @@ test_threads(void)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	UT_INIT(argc, argv);
 	RUN_TEST(test_levels_and_format);
 	RUN_TEST(test_ring_keeps_newest);
 	RUN_TEST(test_file);

@@ -345,8 +345,9 @@ test_nested_channels(void)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	UT_INIT(argc, argv);
 	sb_log_set_stderr(0);
 	RUN_TEST(test_get_put);
 	RUN_TEST(test_create_fails);

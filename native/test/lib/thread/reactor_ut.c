@@ -651,8 +651,9 @@ test_many_senders_and_stop(void)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	UT_INIT(argc, argv);
 	RUN_TEST(test_start_stop_repeated);
 	RUN_TEST(test_bad_masks);
 	RUN_TEST(test_pinning);

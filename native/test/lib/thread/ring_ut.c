@@ -173,8 +173,9 @@ test_mpsc_stress(void)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	UT_INIT(argc, argv);
 	RUN_TEST(test_create_sizes);
 	RUN_TEST(test_full_and_order);
 	RUN_TEST(test_wraparound);

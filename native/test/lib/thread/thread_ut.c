@@ -528,8 +528,9 @@ test_call(void)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+	UT_INIT(argc, argv);
 	RUN_TEST(test_core_mask_good);
 	RUN_TEST(test_core_mask_bad);
 	RUN_TEST(test_messages);

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""The engine on an rbd bdev side by side with fio's rbd engine, same image.
+
+    python bench/rbd_bench.py [--seconds 8] [--rounds 2] [--size-mb 1024]
+        [--workload randread:4096:32 --workload randwrite:4096:32 ...]
+
+Starts a single-node Ceph cluster (tests/support/ceph.py: 1 mon, 1 OSD on
+127.0.0.1), writes the whole image once (so reads hit real objects), then
+for every workload runs, alternating A B C A B C ... (``--rounds``):
+
+* ``fio-rbd``: ``fio --ioengine=rbd`` (librbd directly, no engine);
+* ``engine``: the engine's workload generator on the rbd bdev (the bdev
+  layer + the librbd completion hand-off, in this process);
+* ``vhost``: the native vhost_initiator (a vhost-user-blk driver in another
+  process, CPU 1) through a vhost-blk controller of the engine on that bdev:
+  the whole data path a guest uses.
+
+Same block size, queue depth, image and librbd configuration for all
+(``rbd_cache = false``: fio never flushes, so librbd's cache would stay in
+writethrough for fio but go writeback for a workload that flushes).  The
+overhead is ``1 - engine IOPS / fio IOPS`` on the medians.  Prints a
+markdown table; ``--append`` adds it to bench/RESULTS.md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support import ceph  # noqa: E402
+
+IMAGE = "bench"
+
+
+def fio_rbd(cluster, rw, bs, qd, seconds):
+    env = dict(os.environ, CEPH_CONF=cluster.conf)
+    cmd = ["fio", "--name=rbd", "--ioengine=rbd", "--clientname=admin",
+           "--pool=%s" % cluster.pool, "--rbdname=%s" % IMAGE, "--rw=%s" % rw,
+           "--bs=%d" % bs, "--iodepth=%d" % qd, "--time_based", "--runtime=%d" % seconds,
+           "--ramp_time=1", "--direct=1", "--output-format=json", "--numjobs=1",
+           "--invalidate=0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                          timeout=seconds + 120)
+    if proc.returncode != 0:
+        raise RuntimeError("fio failed: %s %s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
+    job = json.loads(proc.stdout[proc.stdout.find("{"):])["jobs"][0]
+    side = job["read"] if job["read"]["io_bytes"] else job["write"]
+    pct = side["clat_ns"].get("percentile", {})
+    return {"iops": side["iops"], "p50": pct.get("50.000000", 0) / 1000.0,
+            "p99": pct.get("99.000000", 0) / 1000.0}
+
+
+def engine_run(eng, rw, bs, qd, seconds):
+    res = eng.run_workload("rbd0", rw=rw, io_size=bs, qd=qd, seconds=seconds)
+    if res["errors"]:
+        raise RuntimeError("engine workload errors: %s" % res)
+    return {"iops": res["iops"], "p50": res["lat_p50_us"], "p99": res["lat_p99_us"]}
+
+
+def vhost_run(eng, initiator, sock, rw, bs, qd, seconds):
+    # The controller claims the bdev for writing: it lives only for this run.
+    eng.vhost_create_blk_controller(os.path.basename(sock), "rbd0")
+    try:
+        return _initiator(initiator, sock, rw, bs, qd, seconds)
+    finally:
+        eng.vhost_delete_controller(os.path.basename(sock))
+
+
+def _initiator(initiator, sock, rw, bs, qd, seconds):
+    cmd = [str(initiator), "--socket", sock, "--rw", rw, "--bs", str(bs), "--qd", str(qd),
+           "--queues", "1", "--time", str(seconds), "--cpu", "1", "--interrupt", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if proc.returncode != 0:
+        raise RuntimeError("initiator failed (%d): %s %s"
+                           % (proc.returncode, proc.stdout, proc.stderr))
+    res = json.loads(proc.stdout[proc.stdout.find("{"):])["main"]
+    return {"iops": res["iops"], "p50": res["p50_us"], "p99": res["p99_us"]}
+
+
+def parse_workload(text):
+    rw, bs, qd = text.split(":")
+    return rw, int(bs), int(qd)
+
+
+def fmt(vals, digits=0):
+    return "%.*f" % (digits, statistics.median(vals))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--workload", action="append", type=parse_workload,
+                    help="rw:bs:qd (default randread:4096:32, randwrite:4096:32, "
+                         "randread:4096:1)")
+    ap.add_argument("--no-vhost", action="store_true", help="skip the vhost initiator runs")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="do not pin the reactor to CPU 0 (it then shares CPUs with the "
+                         "OSD and librbd threads the way fio does)")
+    ap.add_argument("--spin-us", type=int, default=0,
+                    help="reactor spin after work (0 = the engine's default)")
+    ap.add_argument("--append", action="store_true", help="append to bench/RESULTS.md")
+    args = ap.parse_args(argv)
+    workloads = args.workload or [("randread", 4096, 32), ("randwrite", 4096, 32),
+                                  ("randread", 4096, 1)]
+
+    initiator = ROOT / "native" / "build" / "tools" / "vhost_initiator"
+    if not args.no_vhost:
+        subprocess.run(["make", "-C", str(ROOT / "native"), "-j2", "tools"], check=True,
+                       stdout=subprocess.DEVNULL, timeout=600)
+
+    from spdk_backend.engine import Engine
+
+    rows = []
+    load_before = os.getloadavg()[0]
+    with ceph.CephCluster(client_options={"rbd_cache": "false"}) as cluster:
+        cluster.rbd("create", "--size", "%dM" % args.size_mb, "%s/%s" % (cluster.pool, IMAGE))
+        # Real data everywhere, so reads are not answered from unallocated objects.
+        subprocess.run(["fio", "--name=fill", "--ioengine=rbd", "--clientname=admin",
+                        "--pool=%s" % cluster.pool, "--rbdname=%s" % IMAGE, "--rw=write",
+                        "--bs=4m", "--iodepth=8", "--size=%dM" % args.size_mb],
+                       check=True, capture_output=True, timeout=900,
+                       env=dict(os.environ, CEPH_CONF=cluster.conf))
+        vdir = tempfile.mkdtemp(prefix="rbdb-", dir="/tmp")
+        eng = Engine(core_mask="0x1", vhost_socket_dir=vdir, no_pin=args.no_pin,
+                     spin_us=args.spin_us)
+        eng.start()
+        try:
+            eng.bdev_rbd_create("rbd0", cluster.pool, IMAGE, block_size=512,
+                                config_file=cluster.conf)
+            sock = None if args.no_vhost else os.path.join(vdir, "vhost.rbd")
+            for rw, bs, qd in workloads:
+                res = {"fio-rbd": [], "engine": [], "vhost": []}
+                for _ in range(args.rounds):
+                    res["fio-rbd"].append(fio_rbd(cluster, rw, bs, qd, args.seconds))
+                    res["engine"].append(engine_run(eng, rw, bs, qd, args.seconds))
+                    if sock:
+                        res["vhost"].append(vhost_run(eng, initiator, sock, rw, bs, qd,
+                                                      args.seconds))
+                base = statistics.median(r["iops"] for r in res["fio-rbd"])
+                for name, runs in res.items():
+                    if not runs:
+                        continue
+                    iops = [r["iops"] for r in runs]
+                    over = 100.0 * (1 - statistics.median(iops) / base) if base else 0.0
+                    rows.append("| %s %d QD%d | %s | %s | %s | %s | %s |" % (
+                        rw, bs, qd, name, fmt(iops), fmt([r["p50"] for r in runs], 1),
+                        fmt([r["p99"] for r in runs], 1),
+                        "-" if name == "fio-rbd" else "%+.1f%%" % over))
+                    print(rows[-1], flush=True)
+        finally:
+            eng.stop()
+            shutil.rmtree(vdir, ignore_errors=True)
+
+    cmd = "python bench/rbd_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = ["", "## Ceph RBD: engine vs fio's rbd engine", "",
+            "`%s` (%s, %s, %d CPUs; Ceph %s single-node cluster on 127.0.0.1, one "
+            "bluestore OSD on a sparse file, rbd_cache off; %d x %d s per target, A B C "
+            "alternating, medians; the engine's reactor on CPU 0, the vhost initiator on "
+            "CPU 1 in interrupt mode%s). Load average (1 min) %.1f before, %.1f after: "
+            "the OSD, librbd, fio and the engine share these CPUs with whatever else "
+            "runs." % (
+                cmd.strip(), datetime.date.today().isoformat(), platform.machine(),
+                os.cpu_count(), _ceph_version(), args.rounds, args.seconds,
+                "; reactor not pinned" if args.no_pin else "", load_before,
+                os.getloadavg()[0]),
+            "",
+            "| workload | target | IOPS | p50 us | p99 us | overhead vs fio-rbd |",
+            "|---|---|---|---|---|---|"] + rows + [""]
+    print("\n".join(text))
+    if args.append:
+        with open(ROOT / "bench" / "RESULTS.md", "a") as f:
+            f.write("\n".join(text))
+    return 0
+
+
+def _ceph_version():
+    try:
+        out = subprocess.run(["ceph", "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+        return out.split()[2]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
