@@ -128,13 +128,13 @@ def _iostat(stats, name):
 # One guest, several disks
 # ---------------------------------------------------------------------------
 
-class Bench:
+class SharedGuest:
     """The shared target + guest of the data/queues/ro/resize/discard tests."""
 
 
 @pytest.fixture(scope="module")
 def bench(image):
-    b = Bench()
+    b = SharedGuest()
     b.dir = tempfile.mkdtemp(prefix="sb-e2e-")
     b.data = os.path.join(b.dir, "data.img")
     b.ro_file = os.path.join(b.dir, "ro.img")
