@@ -98,13 +98,26 @@ replay() {
 }
 
 merge() {
-  local h
+  local h f tmp
   for h in $(names "$@"); do
-    mkdir -p "$CORPUS/$h.new"
-    # shellcheck disable=SC2046
-    $(fuzz_cmd "$h") -merge=1 -max_len=65536 "$CORPUS/$h.new" "$CORPUS/$h" "$OUT/$h/corpus"
+    tmp=$CORPUS/$h.new
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    if [ "$h" = jsonrpc ]; then
+      # atheris cannot -merge; its inputs are tiny, keep them all.
+      cp "$CORPUS/$h"/* "$OUT/$h/corpus"/* "$tmp"/ 2>/dev/null || true
+    else
+      # shellcheck disable=SC2046
+      $(fuzz_cmd "$h") -merge=1 -max_len=65536 "$tmp" "$CORPUS/$h" "$OUT/$h/corpus"
+    fi
+    # Named inputs (seed-*, regress-*) keep their names; drop hashed copies.
+    for f in "$CORPUS/$h"/seed-* "$CORPUS/$h"/regress-*; do
+      [ -e "$f" ] || continue
+      rm -f "$tmp/$(sha1sum <"$f" | cut -d' ' -f1)"
+      cp "$f" "$tmp/"
+    done
     rm -rf "${CORPUS:?}/$h"
-    mv "$CORPUS/$h.new" "$CORPUS/$h"
+    mv "$tmp" "$CORPUS/$h"
     du -sh "$CORPUS/$h"
   done
 }

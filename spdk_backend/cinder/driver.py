@@ -145,7 +145,14 @@ class SpdkVhostDriver(driver.VolumeDriver):
                 cfg.spdk_vhost_volume_backend, self.client,
                 volume_dir=cfg.spdk_vhost_volume_dir,
                 block_size=cfg.spdk_vhost_block_size,
-                reflink=cfg.spdk_vhost_reflink)
+                reflink=cfg.spdk_vhost_reflink,
+                # rbd backend; the other backends ignore them.
+                pool=cfg.spdk_vhost_rbd_pool,
+                ceph_conf=cfg.spdk_vhost_rbd_ceph_conf or None,
+                user_id=cfg.spdk_vhost_rbd_user,
+                keyring=cfg.spdk_vhost_rbd_keyring or None,
+                cluster_name=cfg.spdk_vhost_rbd_cluster_name or None,
+                connect_timeout=cfg.spdk_vhost_rbd_connect_timeout)
         except exception.SpdkBackendException as exc:
             raise cinder_exception.InvalidConfigurationValue(
                 option="spdk_vhost_volume_backend",
@@ -257,8 +264,11 @@ class SpdkVhostDriver(driver.VolumeDriver):
             bdev = backend.export(name)
             try:
                 spec = backend.bdev_spec(name)
+                requires = backend.bdev_prerequisites(name)
             except exception.InvalidInput:
                 spec = None  # e.g. malloc: the compute host cannot recreate it
+                requires = []
+            extras = backend.connection_extras(name)
         readonly = False
         if volume.obj_attr_is_set("admin_metadata"):
             readonly = str(volume.admin_metadata.get("readonly", "False")).lower() == "true"
@@ -267,6 +277,9 @@ class SpdkVhostDriver(driver.VolumeDriver):
             "name": name,
             "bdev_name": name,
             "bdev": spec,
+            # Agent calls the compute host runs before ``bdev`` (e.g. the
+            # registration of the Ceph cluster the rbd bdev names).
+            "bdev_requires": requires,
             "backend": backend.name,
             "block_size": bdev.get("block_size", backend.block_size),
             "num_blocks": bdev.get("num_blocks"),
@@ -275,6 +288,7 @@ class SpdkVhostDriver(driver.VolumeDriver):
             "discard": False,
             "host": self.host,
         }
+        data.update(extras)
         return {"driver_volume_type": DRIVER_VOLUME_TYPE, "data": data}
 
     def terminate_connection(self, volume, connector, **kwargs):

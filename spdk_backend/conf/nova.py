@@ -42,6 +42,39 @@ Possible values:
 
 * An integer >= 1 (libvirt refuses 0 with reconnection enabled).
 """),
+    cfg.StrOpt(
+        "rbd_ceph_conf",
+        default="",
+        help="""
+This host's ceph.conf for rbd volumes, used instead of the path the Cinder
+backend names (``spdk_vhost_rbd_ceph_conf`` in cinder.conf) when this host
+keeps its copy elsewhere.
+
+Possible values:
+
+* Empty: use the path from the connection info.
+* An absolute path readable by this host's agent.
+
+Related options:
+
+* ``rbd_keyring``
+"""),
+    cfg.StrOpt(
+        "rbd_keyring",
+        default="",
+        help="""
+This host's Ceph keyring for rbd volumes, used instead of the path the
+Cinder backend names (``spdk_vhost_rbd_keyring`` in cinder.conf).
+
+Possible values:
+
+* Empty: use the path from the connection info.
+* An absolute path readable by this host's agent.
+
+Related options:
+
+* ``rbd_ceph_conf``
+"""),
 ]
 
 

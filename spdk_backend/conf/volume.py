@@ -27,11 +27,16 @@ Possible values:
   the agent's uring bdev; snapshots and clones are reflinks where the file
   system supports them, sparse copies otherwise.
 * ``malloc``: volumes in the agent's memory, lost when it stops (tests only).
+* ``rbd``: one Ceph RBD image per volume in ``spdk_vhost_rbd_pool``, served by
+  the agent's rbd bdev (librbd); snapshots and clones are RBD snapshots and
+  copy-on-write clones, and any host whose agent reaches the cluster can
+  serve any volume.
 * Any other name installed in the ``spdk_backend.volume_backends`` namespace.
 
 Related options:
 
-* ``spdk_vhost_volume_dir``
+* ``spdk_vhost_volume_dir`` (``file``)
+* ``spdk_vhost_rbd_pool`` and the other ``spdk_vhost_rbd_*`` options (``rbd``)
 """),
     cfg.StrOpt(
         "spdk_vhost_volume_dir",
@@ -73,6 +78,102 @@ system supports them; otherwise, or when disabled, copy only the data extents.
 Related options:
 
 * ``spdk_vhost_volume_dir``
+"""),
+    cfg.StrOpt(
+        "spdk_vhost_rbd_pool",
+        default="rbd",
+        help="""
+Ceph pool that holds the volumes' RBD images (``rbd`` backend).
+
+Possible values:
+
+* The name of an existing pool initialised with ``rbd pool init``.
+
+Related options:
+
+* ``spdk_vhost_volume_backend``
+* ``spdk_vhost_rbd_user``
+"""),
+    cfg.StrOpt(
+        "spdk_vhost_rbd_ceph_conf",
+        default="",
+        help="""
+Path of the ceph.conf that names the cluster's monitors (``rbd`` backend).
+
+cinder-volume reads it, and the agents are told the same path: compute
+hosts need the file at that path too (or set ``[spdk_vhost] rbd_ceph_conf``
+in nova.conf).
+
+Possible values:
+
+* An absolute path readable by cinder-volume and the agents.
+* Empty: librados' default search (``$CEPH_CONF``, /etc/ceph/ceph.conf).
+
+Related options:
+
+* ``spdk_vhost_rbd_keyring``
+"""),
+    cfg.StrOpt(
+        "spdk_vhost_rbd_user",
+        default="admin",
+        help="""
+Ceph user (without ``client.``) that cinder-volume and the agents connect as
+(``rbd`` backend).
+
+Possible values:
+
+* A user with ``profile rbd`` capabilities on ``spdk_vhost_rbd_pool``.
+
+Related options:
+
+* ``spdk_vhost_rbd_keyring``
+"""),
+    cfg.StrOpt(
+        "spdk_vhost_rbd_keyring",
+        default="",
+        help="""
+Keyring file holding the key of ``spdk_vhost_rbd_user`` (``rbd`` backend).
+
+Possible values:
+
+* An absolute path readable by cinder-volume and the agents.
+* Empty: the keyring that ceph.conf names (or librados' default).
+
+Related options:
+
+* ``spdk_vhost_rbd_user``
+* ``spdk_vhost_rbd_ceph_conf``
+"""),
+    cfg.StrOpt(
+        "spdk_vhost_rbd_cluster_name",
+        default="",
+        help="""
+Name under which the agents register the cluster connection
+(``bdev_rbd_register_cluster``) and share it between every volume's bdev
+(``rbd`` backend).
+
+Possible values:
+
+* Empty: every bdev names the connection settings itself; the agent still
+  shares one connection per (ceph.conf, user, keyring).
+* A name: the agent of cinder-volume and of each compute host registers the
+  cluster under it on first use, from ``spdk_vhost_rbd_ceph_conf``,
+  ``spdk_vhost_rbd_user`` and ``spdk_vhost_rbd_keyring``.
+
+Related options:
+
+* ``spdk_vhost_rbd_ceph_conf``
+"""),
+    cfg.IntOpt(
+        "spdk_vhost_rbd_connect_timeout",
+        default=20,
+        min=1,
+        help="""
+Seconds cinder-volume waits for the Ceph monitors (``rbd`` backend).
+
+Possible values:
+
+* An integer >= 1.
 """),
 ]
 

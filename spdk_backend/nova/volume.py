@@ -63,6 +63,22 @@ def has_shared_memory(instance):
     return False
 
 
+def _local_params(call):
+    """The params of an agent call, with this host's Ceph files for rbd calls.
+
+    The connection info names cinder-volume's ceph.conf and keyring; a
+    compute host that keeps them elsewhere says so in ``[spdk_vhost]``.
+    """
+    params = dict(call["params"])
+    # A bdev that names a registered cluster takes its files from the cluster.
+    if call["method"].startswith("bdev_rbd_") and "cluster_name" not in params:
+        if CONF.spdk_vhost.rbd_ceph_conf:
+            params["config_file"] = CONF.spdk_vhost.rbd_ceph_conf
+        if CONF.spdk_vhost.rbd_keyring:
+            params["key_file"] = CONF.spdk_vhost.rbd_keyring
+    return params
+
+
 class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
     """A Cinder volume as a vhost-user-blk disk served by the local agent."""
 
@@ -97,7 +113,12 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
                             volume_id=volume_id,
                             reason="the agent has no bdev %s and the volume's "
                                    "backend cannot recreate it" % bdev)
-                    client.call(spec["method"], **spec["params"])
+                    for call in data.get("bdev_requires") or ():
+                        try:
+                            client.call(call["method"], **_local_params(call))
+                        except exception.AgentAlreadyExists:
+                            pass  # e.g. the cluster is registered already
+                    client.call(spec["method"], **_local_params(spec))
                     data["bdev_created"] = True
                 self._create_controller(client, ctrlr, bdev, data)
                 socket = self._controller(client, ctrlr)["socket"]

@@ -17,6 +17,7 @@ complete the request within the timeout (a refused chain breaks the
 device: the request never completes).
 """
 
+import ctypes
 import mmap
 import os
 import select
@@ -37,7 +38,7 @@ NEED_REPLY = 1 << 3
 VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT = 0, 1
 DESC_F_NEXT, DESC_F_WRITE = 1, 2
 
-QSIZE = 16
+QSIZE = 64
 # Layout of guest RAM (offsets from the region start).
 DESC, AVAIL, USED, HDR, STATUS, DATA = 0x0, 0x1000, 0x2000, 0x3000, 0x3100, 0x4000
 UVA_BASE = 0x7f1000000000  # what we claim as our virtual address of RAM
@@ -45,6 +46,13 @@ UVA_BASE = 0x7f1000000000  # what we claim as our virtual address of RAM
 
 class ProtocolError(Exception):
     pass
+
+
+def _u16(buf, offset):
+    """An aligned 16-bit cell of the ring: loads and stores are one
+    instruction, so the device never sees half of an index update (a
+    two-byte copy could be torn, e.g. 255 -> 256 read as 511)."""
+    return ctypes.c_uint16.from_buffer(buf, offset)
 
 
 class Frontend:
@@ -62,6 +70,8 @@ class Frontend:
         self.call = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.avail_idx = 0
         self.used_seen = 0
+        self._avail_idx = _u16(self.ram, AVAIL + 2)
+        self._used_idx = _u16(self.ram, USED + 2)
 
     # ---- wire ----
 
@@ -141,6 +151,8 @@ class Frontend:
 
     def release(self):
         self.close()
+        # The ctypes views pin the mapping: drop them first.
+        self._avail_idx = self._used_idx = None
         self.ram.close()
         for fd in (self.memfd, self.kick, self.call):
             os.close(fd)
@@ -160,7 +172,10 @@ class Frontend:
         return bytes(self.ram[offset:offset + length])
 
     def used_idx(self):
-        return struct.unpack_from("<H", self.ram, USED + 2)[0]
+        return self._used_idx.value
+
+    def _publish(self):
+        self._avail_idx.value = self.avail_idx
 
     def request(self, rtype, sector, data_gpa, length, wait=None):
         """Queue header / data (at any guest address) / status; the status byte or None."""
@@ -173,7 +188,7 @@ class Frontend:
             struct.pack_into("<QIHH", self.ram, DESC + 16 * i, *d)
         struct.pack_into("<H", self.ram, AVAIL + 4 + 2 * (self.avail_idx % QSIZE), 0)
         self.avail_idx = (self.avail_idx + 1) & 0xffff
-        struct.pack_into("<HH", self.ram, AVAIL, 0, self.avail_idx)
+        self._publish()
         os.eventfd_write(self.kick, 1)
         deadline = time.monotonic() + (self.timeout if wait is None else wait)
         while time.monotonic() < deadline:
@@ -182,3 +197,81 @@ class Frontend:
                 return self.ram[STATUS]
             select.select([self.call], [], [], 0.05)
         return None
+
+
+# ---- several requests in flight (crash tests) ----
+
+SLOT_BYTES = 0x2000  # header + status + up to 4 KiB of data, per slot
+SLOTS_AT = 0x10000
+
+
+class DeviceGone(Exception):
+    """The device stopped answering (its process died or cut the session)."""
+
+
+class Pipeline:
+    """Up to ``qd`` block requests in flight on the ring of a connected
+    :class:`Frontend`.  ``submit(rtype, sector, data, tag)`` queues one
+    (``data``: bytes to write, or the length to read); ``reap()`` returns
+    ``[(tag, status, data_read)]`` of what completed since the last call.
+    Each slot has its own three descriptors and buffers."""
+
+    def __init__(self, fe, qd=8):
+        assert qd * 3 <= QSIZE and SLOTS_AT + qd * SLOT_BYTES <= fe.size
+        self.fe = fe
+        self.qd = qd
+        self.free = list(range(qd))
+        self.busy = {}
+
+    def _base(self, slot):
+        return SLOTS_AT + slot * SLOT_BYTES
+
+    def submit(self, rtype, sector, data, tag):
+        fe = self.fe
+        slot = self.free.pop()
+        base = self._base(slot)
+        length = data if isinstance(data, int) else len(data)
+        struct.pack_into("<IIQ", fe.ram, base, rtype, 0, sector)
+        fe.ram[base + 16] = 0xff
+        if not isinstance(data, int):
+            fe.ram[base + 0x1000:base + 0x1000 + length] = data
+        flags = DESC_F_NEXT | (DESC_F_WRITE if rtype == VIRTIO_BLK_T_IN else 0)
+        head = slot * 3
+        descs = [(fe.gpa + base, 16, DESC_F_NEXT, head + 1),
+                 (fe.gpa + base + 0x1000, length, flags, head + 2),
+                 (fe.gpa + base + 16, 1, DESC_F_WRITE, 0)]
+        for i, d in enumerate(descs):
+            struct.pack_into("<QIHH", fe.ram, DESC + 16 * (head + i), *d)
+        struct.pack_into("<H", fe.ram, AVAIL + 4 + 2 * (fe.avail_idx % QSIZE), head)
+        fe.avail_idx = (fe.avail_idx + 1) & 0xffff
+        fe._publish()
+        self.busy[slot] = (tag, rtype, length)
+        os.eventfd_write(fe.kick, 1)
+
+    def can_submit(self):
+        return bool(self.free)
+
+    def reap(self, timeout=0.05):
+        fe = self.fe
+        done = []
+        deadline = time.monotonic() + timeout
+        while True:
+            used = fe.used_idx()
+            while fe.used_seen != used:
+                elem_id, _ = struct.unpack_from("<II", fe.ram,
+                                                USED + 4 + 8 * (fe.used_seen % QSIZE))
+                fe.used_seen = (fe.used_seen + 1) & 0xffff
+                slot = elem_id // 3
+                tag, rtype, length = self.busy.pop(slot)
+                self.free.append(slot)
+                base = self._base(slot)
+                data = (bytes(fe.ram[base + 0x1000:base + 0x1000 + length])
+                        if rtype == VIRTIO_BLK_T_IN else None)
+                done.append((tag, fe.ram[base + 16], data))
+            if done or time.monotonic() >= deadline:
+                return done
+            select.select([fe.call], [], [], 0.01)
+            try:
+                os.eventfd_read(fe.call)
+            except BlockingIOError:
+                pass

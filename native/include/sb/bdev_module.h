@@ -128,6 +128,22 @@ struct sb_bdev *sb_bdev_get_by_name(const char *name);
 int sb_bdev_app_call(sb_call_fn fn, void *ctx);
 
 /**
+ * Control path (non-reactor thread): register bdev on the app reactor and wait.
+ * \return sb_bdev_register()'s result.
+ */
+int sb_bdev_ctl_register(struct sb_bdev *bdev);
+
+/**
+ * Control path: hot-remove the bdev called name if it belongs to module,
+ * and wait until it is destroyed (descriptors closed, destruct done).
+ * \return 0, -ENODEV (no such bdev of that module, logged), -EINVAL, -ENOMEM.
+ */
+int sb_bdev_ctl_unregister(const char *name, struct sb_bdev_module *module);
+
+/** The bdev called name (or alias/UUID) if it belongs to module, else NULL (app reactor). */
+struct sb_bdev *sb_bdev_get_by_name_module(const char *name, const struct sb_bdev_module *module);
+
+/**
  * Check a geometry the way sb_bdev_register() does (logs why it is bad).
  * \return 0 or -EINVAL (block size zero / not a power of two / not a
  *         multiple of 512, zero blocks, byte size overflowing 64 bits).

@@ -243,3 +243,74 @@ sb_bdev_ctl_alias_del(const char *name, const char *alias)
 	}
 	return sb_bdev_app_call(_ctl_alias, &ctx);
 }
+
+/* ---- module create/delete helpers ---- */
+
+static void
+_ctl_register(void *arg, struct sb_completion *done)
+{
+	sb_complete(done, sb_bdev_register(arg));
+}
+
+int
+sb_bdev_ctl_register(struct sb_bdev *bdev)
+{
+	return sb_bdev_app_call(_ctl_register, bdev);
+}
+
+struct sb_bdev *
+sb_bdev_get_by_name_module(const char *name, const struct sb_bdev_module *module)
+{
+	struct sb_bdev *bdev = sb_bdev_get_by_name(name);
+
+	return (bdev != NULL && bdev->module == module) ? bdev : NULL;
+}
+
+struct ctl_unregister {
+	char *name;
+	struct sb_bdev_module *module;
+};
+
+static void
+_ctl_unregister_done(void *cb_arg, int rc)
+{
+	sb_complete(cb_arg, rc);
+}
+
+static void
+_ctl_unregister(void *arg, struct sb_completion *done)
+{
+	struct ctl_unregister *u = arg;
+	struct sb_bdev *bdev = sb_bdev_get_by_name_module(u->name, u->module);
+
+	if (bdev == NULL) {
+		SB_ERRLOG("no %s bdev %s\n", u->module->name, u->name);
+		sb_complete(done, -ENODEV);
+		return;
+	}
+	sb_bdev_unregister(bdev, _ctl_unregister_done, done);
+}
+
+int
+sb_bdev_ctl_unregister(const char *name, struct sb_bdev_module *module)
+{
+	struct ctl_unregister *u;
+	int rc;
+
+	if (name == NULL || module == NULL) {
+		return -EINVAL;
+	}
+	/* The removal may outlive a timed-out wait: give it its own copy of the name. */
+	u = calloc(1, sizeof(*u));
+	if (u == NULL || (u->name = strdup(name)) == NULL) {
+		free(u);
+		return -ENOMEM;
+	}
+	u->module = module;
+	rc = sb_bdev_app_call(_ctl_unregister, u);
+	if (rc != -ETIMEDOUT) {
+		free(u->name);
+		free(u);
+	}
+	return rc;
+}

@@ -103,6 +103,27 @@ class VolumeBackend(abc.ABC):
         on shared storage) can recreate exactly the same one.
         """
 
+    def bdev_prerequisites(self, name):
+        """Agent calls (like :meth:`bdev_spec`) that must succeed before it.
+
+        Things the bdev refers to and an agent may lack, such as a registered
+        cluster connection.  An agent that already has one answers "exists",
+        which is fine.  The compute host runs them too.
+        """
+        return []
+
+    def connection_extras(self, name):
+        """Backend facts for the connection info (e.g. the pool and image)."""
+        return {}
+
+    def ensure_prerequisites(self, client, name):
+        """Run :meth:`bdev_prerequisites` on ``client``'s agent."""
+        for call in self.bdev_prerequisites(name):
+            try:
+                client.call(call["method"], **call["params"])
+            except exception.AgentAlreadyExists:
+                pass
+
     def export(self, name):
         """Make sure the agent serves volume ``name`` as bdev ``name``.
 
@@ -112,6 +133,7 @@ class VolumeBackend(abc.ABC):
         """
         bdev = self.get_bdev(name)
         if bdev is None:
+            self.ensure_prerequisites(self.client, name)
             spec = self.bdev_spec(name)
             try:
                 self.client.call(spec["method"], **spec["params"])

@@ -336,6 +336,27 @@ class RbdBackend(base.VolumeBackend):
 
     # -- serving -------------------------------------------------------------------------
 
+    def cluster_spec(self):
+        """The ``bdev_rbd_register_cluster`` call of ``cluster_name``, or None."""
+        if not self.cluster_name:
+            return None
+        params = {"name": self.cluster_name, "user_id": self.user_id}
+        if self.ceph_conf:
+            params["config_file"] = self.ceph_conf
+        if self.keyring:
+            params["key_file"] = self.keyring
+        return {"method": "bdev_rbd_register_cluster", "params": params}
+
+    def bdev_prerequisites(self, name):
+        # A bdev that names a cluster needs it registered on its agent: the
+        # compute host's agent may never have heard of it.
+        spec = self.cluster_spec()
+        return [spec] if spec is not None else []
+
+    def connection_extras(self, name):
+        return {"rbd": {"pool": self.pool, "image": name, "user_id": self.user_id,
+                        "cluster_name": self.cluster_name}}
+
     def bdev_spec(self, name):
         params = {"name": name, "pool_name": self.pool, "rbd_name": name,
                   "block_size": self.block_size}

@@ -144,12 +144,6 @@ _malloc_fini(void)
 	sb_io_device_unregister(&g_malloc_io_device, _malloc_io_device_gone);
 }
 
-static void
-_malloc_register(void *arg, struct sb_completion *done)
-{
-	sb_complete(done, sb_bdev_register(arg));
-}
-
 int
 sb_bdev_malloc_create(const struct sb_malloc_opts *opts)
 {
@@ -215,7 +209,7 @@ sb_bdev_malloc_create(const struct sb_malloc_opts *opts)
 	d->bdev.ctxt = d;
 	d->bdev.fn_table = &g_malloc_fn_table;
 	d->bdev.module = &g_malloc_module;
-	rc = sb_bdev_app_call(_malloc_register, &d->bdev);
+	rc = sb_bdev_ctl_register(&d->bdev);
 	if (rc == -ETIMEDOUT) {
 		d = NULL; /* may still register later: leave it */
 	}
@@ -233,44 +227,10 @@ out:
 	return rc;
 }
 
-static void
-_malloc_unregister_done(void *cb_arg, int rc)
-{
-	sb_complete(cb_arg, rc);
-}
-
-static void
-_malloc_delete(void *arg, struct sb_completion *done)
-{
-	struct sb_bdev *bdev = sb_bdev_get_by_name(arg);
-
-	if (bdev == NULL || bdev->module != &g_malloc_module) {
-		SB_ERRLOG("no malloc bdev %s\n", (const char *)arg);
-		sb_complete(done, -ENODEV);
-		return;
-	}
-	sb_bdev_unregister(bdev, _malloc_unregister_done, done);
-}
-
 int
 sb_bdev_malloc_delete(const char *name)
 {
-	char *n;
-	int rc;
-
-	if (name == NULL) {
-		return -EINVAL;
-	}
-	/* The removal may wait for descriptors to close: never leave it a dangling name. */
-	n = strdup(name);
-	if (n == NULL) {
-		return -ENOMEM;
-	}
-	rc = sb_bdev_app_call(_malloc_delete, n);
-	if (rc != -ETIMEDOUT) {
-		free(n);
-	}
-	return rc;
+	return sb_bdev_ctl_unregister(name, &g_malloc_module);
 }
 
 static size_t

@@ -83,12 +83,6 @@ _null_fini(void)
 	sb_io_device_unregister(&g_null_io_device, _null_io_device_gone);
 }
 
-static void
-_null_register(void *arg, struct sb_completion *done)
-{
-	sb_complete(done, sb_bdev_register(arg));
-}
-
 int
 sb_bdev_null_create(const struct sb_null_opts *opts)
 {
@@ -124,7 +118,7 @@ sb_bdev_null_create(const struct sb_null_opts *opts)
 	d->bdev.ctxt = d;
 	d->bdev.fn_table = &g_null_fn_table;
 	d->bdev.module = &g_null_module;
-	rc = sb_bdev_app_call(_null_register, &d->bdev);
+	rc = sb_bdev_ctl_register(&d->bdev);
 	if (rc != 0 && rc != -ETIMEDOUT) {
 		free(d);
 	}
@@ -143,43 +137,10 @@ _null_find(const char *name)
 	return bdev;
 }
 
-static void
-_null_unregister_done(void *cb_arg, int rc)
-{
-	sb_complete(cb_arg, rc);
-}
-
-static void
-_null_delete(void *arg, struct sb_completion *done)
-{
-	struct sb_bdev *bdev = _null_find(arg);
-
-	if (bdev == NULL) {
-		sb_complete(done, -ENODEV);
-		return;
-	}
-	sb_bdev_unregister(bdev, _null_unregister_done, done);
-}
-
 int
 sb_bdev_null_delete(const char *name)
 {
-	char *n;
-	int rc;
-
-	if (name == NULL) {
-		return -EINVAL;
-	}
-	/* The removal may wait for descriptors to close: never leave it a dangling name. */
-	n = strdup(name);
-	if (n == NULL) {
-		return -ENOMEM;
-	}
-	rc = sb_bdev_app_call(_null_delete, n);
-	if (rc != -ETIMEDOUT) {
-		free(n);
-	}
-	return rc;
+	return sb_bdev_ctl_unregister(name, &g_null_module);
 }
 
 struct null_resize_ctx {

@@ -547,12 +547,6 @@ _rbd_open(struct rbd_disk *d, const struct sb_rbd_opts *o)
 	return 0;
 }
 
-static void
-_rbd_register(void *arg, struct sb_completion *done)
-{
-	sb_complete(done, sb_bdev_register(arg));
-}
-
 int
 sb_bdev_rbd_create(const struct sb_rbd_opts *opts)
 {
@@ -593,7 +587,7 @@ sb_bdev_rbd_create(const struct sb_rbd_opts *opts)
 	d->bdev.ctxt = d;
 	d->bdev.fn_table = &g_rbd_fn_table;
 	d->bdev.module = &g_rbd_module;
-	rc = sb_bdev_app_call(_rbd_register, &d->bdev);
+	rc = sb_bdev_ctl_register(&d->bdev);
 	if (rc == -ETIMEDOUT) {
 		return rc; /* it may still register: leave d alone */
 	}
@@ -629,43 +623,10 @@ _rbd_find(const char *name)
 	return bdev->ctxt;
 }
 
-static void
-_rbd_unregister_done(void *cb_arg, int rc)
-{
-	sb_complete(cb_arg, rc);
-}
-
-static void
-_rbd_delete(void *arg, struct sb_completion *done)
-{
-	struct rbd_disk *d = _rbd_find(arg);
-
-	if (d == NULL) {
-		sb_complete(done, -ENODEV);
-		return;
-	}
-	sb_bdev_unregister(&d->bdev, _rbd_unregister_done, done);
-}
-
 int
 sb_bdev_rbd_delete(const char *name)
 {
-	char *n;
-	int rc;
-
-	if (name == NULL) {
-		return -EINVAL;
-	}
-	/* The removal may wait for descriptors to close: never leave it a dangling name. */
-	n = strdup(name);
-	if (n == NULL) {
-		return -ENOMEM;
-	}
-	rc = sb_bdev_app_call(_rbd_delete, n);
-	if (rc != -ETIMEDOUT) {
-		free(n);
-	}
-	return rc;
+	return sb_bdev_ctl_unregister(name, &g_rbd_module);
 }
 
 struct rbd_lookup {

@@ -279,12 +279,6 @@ _uring_open(struct uring_disk *d, uint32_t want_bs)
 
 /* ---- control path ---- */
 
-static void
-_uring_register(void *arg, struct sb_completion *done)
-{
-	sb_complete(done, sb_bdev_register(arg));
-}
-
 int
 sb_bdev_uring_create(const struct sb_uring_opts *opts)
 {
@@ -329,7 +323,7 @@ sb_bdev_uring_create(const struct sb_uring_opts *opts)
 	d->bdev.ctxt = d;
 	d->bdev.fn_table = &g_uring_fn_table;
 	d->bdev.module = &g_uring_module;
-	rc = sb_bdev_app_call(_uring_register, &d->bdev);
+	rc = sb_bdev_ctl_register(&d->bdev);
 	if (rc == -ETIMEDOUT) {
 		return rc; /* it may still register: leave d alone */
 	}
@@ -360,43 +354,10 @@ _uring_find(const char *name)
 	return bdev->ctxt;
 }
 
-static void
-_uring_unregister_done(void *cb_arg, int rc)
-{
-	sb_complete(cb_arg, rc);
-}
-
-static void
-_uring_delete(void *arg, struct sb_completion *done)
-{
-	struct uring_disk *d = _uring_find(arg);
-
-	if (d == NULL) {
-		sb_complete(done, -ENODEV);
-		return;
-	}
-	sb_bdev_unregister(&d->bdev, _uring_unregister_done, done);
-}
-
 int
 sb_bdev_uring_delete(const char *name)
 {
-	char *n;
-	int rc;
-
-	if (name == NULL) {
-		return -EINVAL;
-	}
-	/* The removal may wait for descriptors to close: never leave it a dangling name. */
-	n = strdup(name);
-	if (n == NULL) {
-		return -ENOMEM;
-	}
-	rc = sb_bdev_app_call(_uring_delete, n);
-	if (rc != -ETIMEDOUT) {
-		free(n);
-	}
-	return rc;
+	return sb_bdev_ctl_unregister(name, &g_uring_module);
 }
 
 static void
