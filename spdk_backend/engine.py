@@ -10,11 +10,13 @@ exceptions of :mod:`spdk_backend.exception`.  Results use SPDK's JSON-RPC
 shapes so the agent can return them as they are.
 """
 
+import errno
 import grp
 import json
 import os
 import stat
 import threading
+import time
 import weakref
 
 from spdk_backend import exception
@@ -25,6 +27,8 @@ _IO_TYPE_NAMES = ("read", "write", "flush", "unmap", "write_zeroes", "reset")
 _QOS_NAMES = ("rw_ios_per_sec", "rw_mbytes_per_sec", "r_mbytes_per_sec",
               "w_mbytes_per_sec")
 _UINT64_MAX = (1 << 64) - 1
+# SB_CALL_TIMEOUT_US (sb/thread.h): how long a control call waits for a reactor.
+_CALL_TIMEOUT_S = 30.0
 _LOG_LEVELS = {"ERROR": 0, "WARNING": 1, "NOTICE": 2, "INFO": 3, "DEBUG": 4}
 
 
@@ -409,9 +413,16 @@ class Engine:
         elif op == "read":
             out = bytearray(_u(length, "length"))
             buf = ffi.from_buffer(out)
+        start = time.monotonic()
         rc = lib.sb_bdev_ctl_io(_b(name), _u(reactor, "reactor", 32), types[op],
                                 _u(offset, "offset"), _u(length, "length"), buf)
-        _check(rc, "bdev %s %s" % (op, name), offset=offset, length=length)
+        if rc < 0:
+            if rc == -errno.ETIMEDOUT and time.monotonic() - start >= _CALL_TIMEOUT_S:
+                # sb_call gave up waiting: the I/O never completed (still queued).
+                raise exception.EngineTimeout(
+                    errno=errno.ETIMEDOUT, op="bdev %s %s at offset %d" % (name, op, offset))
+            # The I/O's own status, ETIMEDOUT included (e.g. librados' op timeout).
+            raise exception.from_io_errno(rc, name, op, offset)
         return bytes(out) if op == "read" else None
 
     def run_workload(self, name, rw="randread", io_size=4096, qd=32, seconds=1.0,
@@ -433,7 +444,13 @@ class Engine:
         opts.num_blocks = _u(num_blocks, "num_blocks")
         opts.seed = _u(seed, "seed")
         res = ffi.new("struct sb_workload_result *")
-        _check(lib.sb_workload_run(opts, res), "workload on %s" % name, rw=rw)
+        rc = lib.sb_workload_run(opts, res)
+        if rc == -errno.ETIMEDOUT:
+            # The run had seconds + 60 s (verify: an hour) to finish; its
+            # I/O errors are counted in the result, never returned.
+            raise exception.EngineTimeout(errno=errno.ETIMEDOUT,
+                                          op="workload %s on %s (no result)" % (rw, name))
+        _check(rc, "workload on %s" % name, rw=rw)
         return {f: getattr(res, f) for f in (
             "ios", "read_ios", "write_ios", "errors", "first_error", "verify_failures",
             "seconds", "iops", "lat_mean_us", "lat_p50_us", "lat_p99_us", "lat_p999_us")}

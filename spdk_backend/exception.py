@@ -75,7 +75,23 @@ class PermissionDenied(EngineError):
 
 
 class EngineTimeout(EngineError):
+    """A control call got no answer from the engine's reactor in time."""
+
     msg_fmt = "%(op)s: the engine did not answer in time"
+
+
+class BdevIOError(EngineError):
+    """An I/O the engine ran failed with ``errno`` (EIO, ENOSPC, ETIMEDOUT...).
+
+    A bdev's ETIMEDOUT (e.g. a librados operation timeout) is the storage's
+    answer, not the engine failing to answer: it is this, not EngineTimeout.
+    """
+
+    msg_fmt = "bdev %(name)s %(io)s at offset %(offset)s failed: %(reason)s"
+
+    def __init__(self, message=None, errno=None, **kwargs):
+        kwargs.setdefault("op", "bdev %s %s" % (kwargs.get("name"), kwargs.get("io")))
+        super().__init__(message, errno=errno, **kwargs)
 
 
 # errno -> exception class for engine results (anything else: EngineError).
@@ -100,6 +116,26 @@ def from_errno(errno, op, reason=None):
     errno = abs(errno)
     cls = ERRNO_CLASSES.get(errno, EngineError)
     return cls(errno=errno, op=op, reason=reason or os.strerror(errno))
+
+
+# errno classes that describe the request rather than the I/O's outcome.
+_IO_REQUEST_CLASSES = (NotFound, InvalidArgument, PermissionDenied, Busy,
+                       EngineNotRunning)
+
+
+def from_io_errno(errno, name, io, offset):
+    """The exception for a failed I/O on bdev ``name`` (errno of its status).
+
+    A missing bdev or an out-of-range request keeps its class (NotFound,
+    InvalidArgument...); every other status is a :class:`BdevIOError`.
+    """
+    errno = abs(errno)
+    cls = ERRNO_CLASSES.get(errno)
+    reason = os.strerror(errno)
+    if cls in _IO_REQUEST_CLASSES:
+        return cls(errno=errno, op="bdev %s %s at offset %s" % (name, io, offset),
+                   reason=reason)
+    return BdevIOError(errno=errno, name=name, io=io, offset=offset, reason=reason)
 
 
 class AgentError(SpdkBackendException):

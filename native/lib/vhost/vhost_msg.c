@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SB_VHOST_PROTOCOL_FEATURES                                                           \
@@ -432,6 +433,7 @@ _h_set_inflight_fd(struct _ctx *x)
 	struct vhost_user_inflight *in = &x->msg->p.inflight;
 	struct sb_vhost_ctrlr *c = x->c;
 	int fd = x->msg->fds[0];
+	struct stat st;
 	void *base;
 	uint16_t q;
 	int rc = 0;
@@ -447,6 +449,13 @@ _h_set_inflight_fd(struct _ctx *x)
 	    in->mmap_size < sb_inflight_queue_bytes(in->queue_size) * in->num_queues ||
 	    (in->mmap_offset & 4095) != 0 || in->mmap_offset > SB_VHOST_INFLIGHT_MAX) {
 		SB_ERRLOG("vhost %s: SET_INFLIGHT_FD with inconsistent sizes refused\n", c->name);
+		rc = -EINVAL;
+		goto out;
+	}
+	/* Touching a shared mapping beyond the end of its file raises SIGBUS. */
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < in->mmap_offset + in->mmap_size) {
+		SB_ERRLOG("vhost %s: SET_INFLIGHT_FD: the file does not cover the region\n", c->name);
 		rc = -EINVAL;
 		goto out;
 	}

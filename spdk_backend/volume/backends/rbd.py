@@ -17,6 +17,7 @@ the running interpreter (a venv) cannot import them, they are loaded from
 """
 
 import errno
+import functools
 import importlib
 import logging
 import sys
@@ -48,6 +49,27 @@ def import_ceph():
     finally:
         # Only these two modules come from there; nothing else should.
         sys.path.remove(SYSTEM_DIST_PACKAGES)
+
+
+def _ceph_errors(method):
+    """Turn a librados/librbd exception out of ``method`` into ours.
+
+    The callers (the Cinder driver, the CLI) know the project's exceptions,
+    not Ceph's.  Ceph's ETIMEDOUT (an operation timeout) is the cluster's
+    answer: a plain EngineError, not EngineTimeout.
+    """
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (self._rados_mod.Error, self._rbd_mod.Error) as exc:
+            code = getattr(exc, "errno", None)
+            op = " ".join([method.__name__.replace("_", " ")] + [str(a) for a in args])
+            LOG.error("rbd backend: %s: %s", op, exc)
+            if code and code != errno.ETIMEDOUT:
+                raise exception.from_errno(code, op=op, reason=str(exc)) from exc
+            raise exception.EngineError(op=op, reason=str(exc), errno=code) from exc
+    return wrapper
 
 
 class RbdBackend(base.VolumeBackend):
@@ -162,14 +184,17 @@ class RbdBackend(base.VolumeBackend):
 
     # -- checks and capacity -----------------------------------------------------------
 
+    @_ceph_errors
     def check(self):
         with self._ioctx() as ioctx:
             self._rbd_mod.RBD().list(ioctx)
 
+    @_ceph_errors
     def capacity(self):
         stats = self._connect().get_cluster_stats()
         return stats["kb"] * 1024, stats["kb_avail"] * 1024
 
+    @_ceph_errors
     def provisioned_bytes(self):
         total = 0
         with self._ioctx() as ioctx:
@@ -190,16 +215,19 @@ class RbdBackend(base.VolumeBackend):
                 reason="size %d is not a positive multiple of the block size %d"
                        % (size, self.block_size))
 
+    @_ceph_errors
     def exists(self, name):
         with self._ioctx() as ioctx:
             if name in self._rbd_mod.RBD().list(ioctx):
                 return True
             return self._index_get(ioctx, name) is not None
 
+    @_ceph_errors
     def size(self, name):
         with self._ioctx() as ioctx, self._image(ioctx, name, read_only=True) as img:
             return img.size()
 
+    @_ceph_errors
     def create(self, name, size):
         self._check_size(size)
         with self._ioctx() as ioctx:
@@ -211,6 +239,7 @@ class RbdBackend(base.VolumeBackend):
                     reason="RBD image %s/%s exists" % (self.pool, name),
                     errno=errno.EEXIST) from None
 
+    @_ceph_errors
     def delete(self, name):
         self.unexport(name)
         with self._ioctx() as ioctx:
@@ -250,6 +279,7 @@ class RbdBackend(base.VolumeBackend):
         img.remove_snap(snap)
         self._index_del(ioctx, snap)
 
+    @_ceph_errors
     def extend(self, name, size):
         self._check_size(size)
         with self._ioctx() as ioctx, self._image(ioctx, name) as img:
@@ -265,6 +295,7 @@ class RbdBackend(base.VolumeBackend):
 
     # -- snapshots and clones ------------------------------------------------------------
 
+    @_ceph_errors
     def create_snapshot(self, volume_name, snapshot_name):
         with self._ioctx() as ioctx:
             if self._index_get(ioctx, snapshot_name) is not None:
@@ -280,6 +311,7 @@ class RbdBackend(base.VolumeBackend):
             self._index_set(ioctx, snapshot_name, volume_name)
         LOG.info("snapshot %s of volume %s taken (RBD snapshot)", snapshot_name, volume_name)
 
+    @_ceph_errors
     def delete_snapshot(self, snapshot_name):
         with self._ioctx() as ioctx:
             parent = self._index_get(ioctx, snapshot_name)
@@ -313,12 +345,14 @@ class RbdBackend(base.VolumeBackend):
                 raise exception.InvalidInput(reason="cannot clone into %d bytes, less "
                                                     "than the source" % size)
 
+    @_ceph_errors
     def create_from_snapshot(self, snapshot_name, volume_name, size):
         self._check_size(size)
         with self._ioctx() as ioctx:
             parent = self._snapshot_parent(ioctx, snapshot_name)
             self._clone(ioctx, parent, snapshot_name, volume_name, size)
 
+    @_ceph_errors
     def clone(self, src_name, volume_name, size):
         self._check_size(size)
         snap = CLONE_SNAP_PREFIX + volume_name
@@ -370,6 +404,7 @@ class RbdBackend(base.VolumeBackend):
                 params["key_file"] = self.keyring
         return {"method": "bdev_rbd_create", "params": params}
 
+    @_ceph_errors
     def export(self, name):
         with self._ioctx() as ioctx:
             if name not in self._rbd_mod.RBD().list(ioctx):

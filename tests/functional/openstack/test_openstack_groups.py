@@ -14,8 +14,9 @@ from tests.support import openstack_groups
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 GROUPS = {
-    "cinder": ["tests/unit/cinder"],
-    "nova": ["tests/unit/nova", "tests/functional/openstack/nova_e2e"],
+    "cinder": ["tests/unit/cinder", "tests/functional/openstack/cinder_rbd"],
+    "nova": ["tests/unit/nova", "tests/functional/openstack/nova_e2e",
+             "tests/functional/openstack/nova_rbd"],
 }
 
 

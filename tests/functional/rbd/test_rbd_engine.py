@@ -200,6 +200,8 @@ def test_osd_stopped_mid_io_bounded_errors_then_recovery(engine, ceph_cluster, r
                 e.bdev_io("ro", "read", 8 * MiB, 4096)
             took = time.monotonic() - t0
             assert err.value.errno in (errno.ETIMEDOUT, errno.EIO, errno.ENOTCONN), err.value
+            # The I/O failed; the engine answered (not "did not answer in time").
+            assert isinstance(err.value, exception.BdevIOError), repr(err.value)
             assert took < 3 * ceph.OP_TIMEOUT, took
             # The engine answers control calls while I/O hangs in librados.
             assert e.bdev_get_bdevs("ro")[0]["name"] == "ro"
