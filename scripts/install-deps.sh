@@ -9,7 +9,7 @@ SYSTEM_PACKAGES=(
   build-essential pkg-config liburing-dev libvirt-dev python3-venv python3-dev
   qemu-system-x86 qemu-utils qemu-block-extra libvirt-daemon-system libvirt-clients
   linux-image-cloud-amd64 busybox-static cpio kmod xz-utils fio util-linux procps
-  e2fsprogs shellcheck clang libclang-rt-14-dev
+  e2fsprogs xfsprogs shellcheck clang libclang-rt-14-dev
   ceph-mon ceph-mgr ceph-osd ceph-common librbd-dev librados-dev python3-rbd python3-rados
 )
 

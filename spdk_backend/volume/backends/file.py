@@ -60,16 +60,24 @@ def _data_extents(fd, size):
         offset = end
 
 
-def _copy_range(src_fd, dst_fd, offset, length):
-    """Copy one data extent; copy_file_range first, pread/pwrite if refused."""
+def _copy_range(src_fd, dst_fd, offset, length, share=True):
+    """Copy one data extent; copy_file_range first, pread/pwrite if refused.
+
+    Without ``share`` only pread/pwrite: copy_file_range on XFS and btrfs
+    may itself share the extents (Linux 5.19+ remaps within one file system),
+    which is what turning reflinks off must avoid.
+    """
     done = 0
     while done < length:
         count = min(_COPY_CHUNK * 64, length - done)
-        try:
-            n = os.copy_file_range(src_fd, dst_fd, count, offset + done, offset + done)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                raise
+        n = None
+        if share:
+            try:
+                n = os.copy_file_range(src_fd, dst_fd, count, offset + done, offset + done)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+        if n is None:
             n = _copy_range_rw(src_fd, dst_fd, offset + done, count)
         if n == 0:
             break  # the source shrank under us; the hole stays a hole
@@ -109,7 +117,7 @@ def sparse_copy(src_path, dst_path, size=None, reflink=True):
                 how = "reflink"
             else:
                 for offset, length in _data_extents(src_fd, src_size):
-                    _copy_range(src_fd, dst_fd, offset, length)
+                    _copy_range(src_fd, dst_fd, offset, length, share=reflink)
             os.ftruncate(dst_fd, size)
             os.fsync(dst_fd)
         except BaseException:
@@ -243,12 +251,14 @@ class FileBackend(base.VolumeBackend):
 
     def create_from_snapshot(self, snapshot_name, volume_name, size):
         self._check_size(size)
-        self._copy(snapshot_name, volume_name, size)
+        how = self._copy(snapshot_name, volume_name, size)
+        LOG.info("volume %s made from snapshot %s by %s", volume_name, snapshot_name, how)
 
     def clone(self, src_name, volume_name, size):
         self._check_size(size)
         self._flush(src_name)
-        self._copy(src_name, volume_name, size)
+        how = self._copy(src_name, volume_name, size)
+        LOG.info("volume %s cloned from %s by %s", volume_name, src_name, how)
 
     def _copy(self, src, dst, size):
         src_path, dst_path = self.path(src), self.path(dst)
