@@ -1,14 +1,16 @@
 """The engine under AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer).
 
 ``make -C native SANITIZE=1`` builds everything into native/build-asan/.
-Two runs in CI:
+Three runs in CI:
 
 * every C unit test of the sanitizer build;
 * native/tools/vhost_target (the engine as a plain target process, ASan
   build) under every hostile case of the C initiator, a bystander doing
   verified I/O on another controller meanwhile, then verified workloads
   (several queues, EVENT_IDX, interrupts); a SIGTERM must then give a clean
-  shutdown (exit 0: LeakSanitizer found nothing) and no sanitizer report.
+  shutdown (exit 0: LeakSanitizer found nothing) and no sanitizer report;
+* the engine's Python functional and isolation tests on an extension
+  built with SB_SANITIZE=1 (libasan preloaded into the interpreter).
 """
 
 import os
@@ -133,3 +135,53 @@ def test_hostile_cases_against_asan_target(asan_build, native_tools):
         _clean(log)
         # The refusals were logged (the target did see the hostile input).
         assert "guest violation" in log, log[-3000:]
+
+
+def _copy_tree(dst):
+    """The checkout's tracked and new source files, without build products."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        src = ROOT / rel
+        if not src.is_file():
+            continue
+        out = dst / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(src.read_bytes())
+
+
+def test_python_functional_tests_under_asan(tmp_path):
+    """The engine's Python functional and isolation tests on an ASan+UBSan extension.
+
+    CPython is not leak-clean, so LeakSanitizer is off here (the C target
+    test above covers leaks); any ASan or UBSan report fails the test.
+    """
+    tree = tmp_path / "tree"
+    _copy_tree(tree)
+    build = subprocess.run(
+        [os.sys.executable, "spdk_backend/_build/build_native.py"],
+        cwd=tree, env=dict(os.environ, SB_SANITIZE="1"), capture_output=True, text=True,
+        timeout=900)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    (ext,) = (tree / "spdk_backend").glob("_native*.so")
+    assert b"__asan_init" in ext.read_bytes(), "the extension is not instrumented"
+    libs = [subprocess.run(["gcc", "-print-file-name=%s" % lib], capture_output=True,
+                           text=True, check=True).stdout.strip()
+            for lib in ("libasan.so", "libubsan.so")]
+    env = dict(os.environ, PYTHONPATH=str(tree), LD_PRELOAD=":".join(libs),
+               ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=23",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=24")
+    which = subprocess.run([os.sys.executable, "-c",
+                            "import spdk_backend._native as n; print(n.__file__)"],
+                           cwd=tree, env=env, capture_output=True, text=True, timeout=60)
+    assert which.stdout.strip() == str(ext), which.stdout + which.stderr
+    res = subprocess.run(
+        [os.sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/functional/engine", "tests/functional/test_isolation.py",
+         # rates and CPU-time assertions measure the sanitizer, not the engine
+         "-k", "not qos_limit_holds and not idle_engine_sleeps"],
+        cwd=tree, env=env, capture_output=True, text=True, timeout=1200)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-8000:]
+    assert " passed" in out, out[-2000:]
+    _clean(out)
