@@ -42,8 +42,9 @@ def test_corpus_is_small_and_seeded():
 
 
 @pytest.mark.parametrize("name", HARNESSES)
-def test_replay_saved_corpus(fuzz_build, name):
-    res = subprocess.run([str(FUZZ), "replay", name], cwd=ROOT, capture_output=True,
+def test_replay_saved_corpus(fuzz_build, tmp_path, name):
+    env = dict(os.environ, SB_FUZZ_VOLUMES=str(tmp_path))
+    res = subprocess.run([str(FUZZ), "replay", name], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
@@ -55,7 +56,8 @@ def test_replay_saved_corpus(fuzz_build, name):
 
 @pytest.mark.parametrize("name", HARNESSES)
 def test_fuzz_briefly(fuzz_build, tmp_path, name):
-    env = dict(os.environ, FUZZ_OUT=str(tmp_path))
+    env = dict(os.environ, FUZZ_OUT=str(tmp_path), SB_FUZZ_VOLUMES=str(tmp_path / "volumes"))
+    (tmp_path / "volumes").mkdir()
     res = subprocess.run([str(FUZZ), "run", str(FUZZ_SECONDS), name], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=FUZZ_SECONDS + 300)
     log = (tmp_path / ("%s.log" % name)).read_text(errors="replace")

@@ -61,7 +61,9 @@ dispatcher.time = rpc_bdev.time = _FastClock()
 dispatcher.RETRY_INTERVAL = 0
 
 # The allowed backing directory the uring/aio methods are configured with.
-VOLUMES = tempfile.mkdtemp(prefix="sb-fuzz-vol-")
+# libFuzzer ends the process with exit(), so a directory made here would
+# outlive the run: callers that can clean up pass their own.
+VOLUMES = os.environ.get("SB_FUZZ_VOLUMES") or tempfile.mkdtemp(prefix="sb-fuzz-vol-")
 
 
 class _Inline(concurrent.futures.Executor):
