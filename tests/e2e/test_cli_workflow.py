@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 
-import libvirt
 import pytest
 
 from spdk_backend.agent import client as agent_client
@@ -25,20 +24,6 @@ from tests.support import guest as guest_support
 from tests.support import libvirt_domain as lvd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
-
-
-@pytest.fixture(scope="module")
-def daemons():
-    d = lvd.ensure_libvirtd()
-    yield d
-    d.stop()
-
-
-@pytest.fixture(scope="module")
-def conn(daemons):
-    c = libvirt.open(lvd.URI)
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

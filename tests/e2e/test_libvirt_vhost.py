@@ -11,7 +11,6 @@ import os
 import shutil
 import time
 
-import libvirt
 import pytest
 from lxml import etree
 
@@ -26,25 +25,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def daemons():
-    d = lvd.ensure_libvirtd()
-    yield d
-    d.stop()
-
-
-@pytest.fixture(scope="module")
 def host(daemons):
     h = host_mod.Host(lvd.URI, events=True)
     h.get_connection()
     yield h
     h.close()
-
-
-@pytest.fixture(scope="module")
-def conn(daemons):
-    c = libvirt.open(lvd.URI)
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

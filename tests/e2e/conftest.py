@@ -1,0 +1,21 @@
+"""Fixtures shared by the libvirt end-to-end tests (module scope: one set per test file)."""
+
+import libvirt
+import pytest
+
+from tests.support import libvirt_domain as lvd
+
+
+@pytest.fixture(scope="module")
+def daemons():
+    """libvirtd and virtlogd, started only when none answers (and then stopped)."""
+    d = lvd.ensure_libvirtd()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def conn(daemons):
+    c = libvirt.open(lvd.URI)
+    yield c
+    c.close()
