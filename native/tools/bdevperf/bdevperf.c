@@ -7,7 +7,7 @@
  *
  *   bdevperf --bdev null|malloc|uring [--file PATH] [--size-mb N]
  *            [--rw randread|randwrite|randrw|read|write|verify] [--rwmixread 70]
- *            [--bs 4096] [--qd 32] [--time 5] [--core-mask 0x1] [--json]
+ *            [--bs 4096] [--qd 32] [--time 5] [--core-mask 0x1] [--spin-us US] [--json]
  */
 #include "sb/log.h"
 #include "sb/thread.h"
@@ -30,7 +30,7 @@ _usage(void)
 		"usage: bdevperf --bdev null|malloc|uring [--file PATH] [--size-mb N]\n"
 		"                [--rw randread|randwrite|randrw|read|write|verify]\n"
 		"                [--rwmixread N] [--bs BYTES] [--qd N] [--time SECONDS]\n"
-		"                [--core-mask MASK] [--block-size BYTES] [--json]\n");
+		"                [--core-mask MASK] [--block-size BYTES] [--spin-us US] [--json]\n");
 }
 
 static int
@@ -65,11 +65,13 @@ main(int argc, char **argv)
 		{"rwmixread", required_argument, NULL, 'M'}, {"bs", required_argument, NULL, 'o'},
 		{"qd", required_argument, NULL, 'q'}, {"time", required_argument, NULL, 't'},
 		{"core-mask", required_argument, NULL, 'm'}, {"json", no_argument, NULL, 'j'},
-		{"block-size", required_argument, NULL, 'B'}, {NULL, 0, NULL, 0},
+		{"block-size", required_argument, NULL, 'B'}, {"spin-us", required_argument, NULL, 'S'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *type = NULL, *file = NULL, *core_mask = "0x1";
 	uint64_t size_mb = 1024;
 	uint32_t block_size = 512;
+	long long spin_us = -1;
 	double seconds = 5;
 	bool json = false;
 	struct sb_workload_opts wl = {.bdev_name = "perf0", .rw = "randread", .rwmixread = 70,
@@ -91,6 +93,7 @@ main(int argc, char **argv)
 		case 'm': core_mask = optarg; break;
 		case 'j': json = true; break;
 		case 'B': block_size = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'S': spin_us = strtoll(optarg, NULL, 0); break;
 		default: _usage(); return 2;
 		}
 	}
@@ -104,6 +107,9 @@ main(int argc, char **argv)
 	sb_log_set_level(SB_LOG_WARN);
 	sb_engine_opts_init(&eopts);
 	eopts.core_mask = core_mask;
+	if (spin_us >= 0) {
+		eopts.spin_us = (uint64_t)spin_us;
+	}
 	rc = sb_engine_start(&eopts);
 	if (rc != 0) {
 		fprintf(stderr, "bdevperf: engine start failed: %s\n", strerror(-rc));

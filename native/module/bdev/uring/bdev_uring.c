@@ -4,9 +4,9 @@
  *
  * One ring per reactor, shared by every uring bdev that reactor serves (the
  * channel of the module's io_device g_uring_group).  The ring's eventfd is a
- * wake fd of the reactor, so a sleeping reactor wakes when a CQE arrives; a
- * poller submits the SQEs prepared since its last run (batching) and reaps
- * completions.  Caller iovecs go straight into readv/writev SQEs (zero
+ * wake fd of the reactor, so a sleeping reactor wakes when a completion
+ * arrives; SQEs go to the kernel in small batches (SB_URING_SUBMIT_BATCH, the
+ * rest at the end of each poll) and the poller reaps completions.  Caller iovecs go straight into readv/writev SQEs (zero
  * copy) unless O_DIRECT needs aligned buffers they do not have: then the
  * data bounces through an aligned buffer of the channel's pool.
  */
@@ -44,7 +44,19 @@ _uring_group_create(void *io_device, void *ctx_buf)
 	memset(grp, 0, sizeof(*grp));
 	grp->efd = -1;
 	TAILQ_INIT(&grp->wait);
-	rc = io_uring_queue_init(SB_URING_QUEUE_DEPTH, &grp->ring, 0);
+	/*
+	 * This reactor is the ring's only user: with DEFER_TASKRUN the kernel
+	 * queues completions for it without interrupting it, and the poller
+	 * collects them in one io_uring_enter when IORING_SQ_TASKRUN says some
+	 * are waiting (Linux 6.1+; older kernels get an ordinary ring).
+	 */
+	rc = io_uring_queue_init(SB_URING_QUEUE_DEPTH, &grp->ring,
+				 IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+					 IORING_SETUP_TASKRUN_FLAG);
+	if (rc == -EINVAL) {
+		SB_NOTICELOG("io_uring: no IORING_SETUP_DEFER_TASKRUN, using a plain ring\n");
+		rc = io_uring_queue_init(SB_URING_QUEUE_DEPTH, &grp->ring, 0);
+	}
 	if (rc != 0) {
 		SB_ERRLOG("io_uring_queue_init: %s\n", strerror(-rc));
 		return rc;

@@ -12,6 +12,13 @@
 #include <sys/queue.h>
 
 #define SB_URING_QUEUE_DEPTH 512
+/*
+ * Prepared SQEs are submitted as soon as this many wait, not only once per
+ * poll: a burst of completions then goes back to the device as a stream of
+ * small batches instead of one wave.  bench/RESULTS.md has the measurement
+ * (whole-poll batches were 10-25 % behind fio at QD 32 on a virtio disk).
+ */
+#define SB_URING_SUBMIT_BATCH 4
 #define SB_URING_ZERO_BUF_LEN (1024 * 1024)
 /* Bounce buffers kept per ring; bigger requests get a one-off buffer. */
 #define SB_URING_BOUNCE_LEN (128 * 1024)

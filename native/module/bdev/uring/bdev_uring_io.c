@@ -207,11 +207,33 @@ _task_prep(struct uring_task *t)
 	return true;
 }
 
+/* Hand the prepared SQEs to the kernel. \return true when any went. */
+static bool
+_group_submit(struct uring_group *grp)
+{
+	int rc;
+
+	if (grp->unsubmitted == 0) {
+		return false;
+	}
+	rc = io_uring_submit(&grp->ring);
+	if (rc < 0) {
+		if (rc != -EAGAIN && rc != -EBUSY && rc != -EINTR) {
+			SB_ERRLOG("io_uring_submit: %s\n", strerror(-rc));
+		}
+		return false;
+	}
+	grp->unsubmitted -= (uint32_t)rc < grp->unsubmitted ? (uint32_t)rc : grp->unsubmitted;
+	return true;
+}
+
 static void
 _task_queue(struct uring_task *t)
 {
 	if (!TAILQ_EMPTY(&t->grp->wait) || !_task_prep(t)) {
 		TAILQ_INSERT_TAIL(&t->grp->wait, t, link);
+	} else if (t->grp->unsubmitted >= SB_URING_SUBMIT_BATCH) {
+		_group_submit(t->grp);
 	}
 }
 
@@ -370,18 +392,15 @@ _uring_group_poll(void *ctx)
 			break;
 		}
 	}
-	if (grp->unsubmitted > 0) {
-		rc = io_uring_submit(&grp->ring);
-		if (rc >= 0) {
-			grp->unsubmitted -= (uint32_t)rc < grp->unsubmitted ? (uint32_t)rc
-									    : grp->unsubmitted;
-			busy = 1;
-		} else if (rc != -EAGAIN && rc != -EBUSY && rc != -EINTR) {
-			SB_ERRLOG("io_uring_submit: %s\n", strerror(-rc));
-		}
+	if (_group_submit(grp)) {
+		busy = 1;
 	}
 	if (grp->inflight == 0) {
 		return busy ? SB_POLLER_BUSY : SB_POLLER_IDLE;
+	}
+	/* DEFER_TASKRUN: completions wait in the kernel until this task asks. */
+	if (IO_URING_READ_ONCE(*grp->ring.sq.kflags) & IORING_SQ_TASKRUN) {
+		io_uring_get_events(&grp->ring);
 	}
 	/* Reap first, then run completions: a completion may prepare new SQEs. */
 	io_uring_for_each_cqe(&grp->ring, head, cqe) {
