@@ -38,6 +38,8 @@ struct sb_completion;
 typedef void (*sb_msg_fn)(void *ctx);
 /** A poller body: returns SB_POLLER_BUSY when it did work, SB_POLLER_IDLE otherwise. */
 typedef int (*sb_poller_fn)(void *ctx);
+/** An event-driven poller's arm callback (sb_poller_set_arm_fn). */
+typedef bool (*sb_poller_arm_fn)(void *ctx);
 /** Work run by sb_call(): finish it (now or later, on any reactor) with sb_complete(). */
 typedef void (*sb_call_fn)(void *ctx, struct sb_completion *done);
 
@@ -135,6 +137,19 @@ void sb_poller_unregister(struct sb_poller **p);
  * \return 0, -EINVAL (timed poller), -EPERM (not the poller's reactor).
  */
 int sb_poller_set_event_driven(struct sb_poller *p, bool event_driven);
+
+/**
+ * Give an event-driven poller of the calling reactor an arm callback, for
+ * event sources a poller switches off while it polls (a guest's virtqueue
+ * kicks: every kick is a VM exit and an eventfd write the reactor does not
+ * need while it is awake).  Right before the reactor sleeps it calls
+ * arm(ctx) for each such poller: arm turns the source back on, then looks
+ * for work that arrived while it was off and returns true if there is some
+ * (the reactor then keeps polling instead of sleeping).  The poller switches
+ * the source off again when it runs.  NULL removes the callback.
+ * \return 0, -EINVAL (not an event-driven poller), -EPERM (not its reactor).
+ */
+int sb_poller_set_arm_fn(struct sb_poller *p, sb_poller_arm_fn arm);
 
 /**
  * Ask the calling reactor not to sleep for longer than it takes fd to

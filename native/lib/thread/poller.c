@@ -135,6 +135,34 @@ sb_poller_set_event_driven(struct sb_poller *p, bool event_driven)
 	return 0;
 }
 
+int
+sb_poller_set_arm_fn(struct sb_poller *p, sb_poller_arm_fn arm)
+{
+	if (p == NULL || !p->event_driven || p->state != SB_POLLER_STATE_ACTIVE) {
+		return -EINVAL;
+	}
+	if (p->reactor != sb_reactor_current()) {
+		return -EPERM;
+	}
+	p->arm = arm;
+	return 0;
+}
+
+bool
+sb_pollers_arm(struct sb_reactor *r)
+{
+	struct sb_poller *p;
+	bool pending = false;
+
+	TAILQ_FOREACH(p, &r->active_pollers, link) {
+		if (p->arm != NULL && p->event_driven && p->state == SB_POLLER_STATE_ACTIVE) {
+			/* Arm them all: each one's source must be on before the reactor sleeps. */
+			pending |= p->arm(p->ctx);
+		}
+	}
+	return pending;
+}
+
 static void
 _reap(struct sb_reactor *r)
 {

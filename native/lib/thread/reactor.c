@@ -38,48 +38,7 @@ static _Atomic int g_state = REACTORS_NONE;
 static _Atomic uint32_t g_ext_senders;
 static __thread struct sb_reactor *tls_reactor;
 
-static _Atomic bool g_ticks_mocked;
-static _Atomic uint64_t g_ticks_mock_value;
 static bool g_no_pwait2;
-
-/* ---- time ---- */
-
-uint64_t
-sb_get_ticks(void)
-{
-	struct timespec ts;
-
-	if (__builtin_expect(atomic_load_explicit(&g_ticks_mocked, memory_order_relaxed), 0)) {
-		return atomic_load_explicit(&g_ticks_mock_value, memory_order_relaxed);
-	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t
-sb_get_ticks_hz(void)
-{
-	return 1000000000ULL;
-}
-
-uint64_t
-sb_us_to_ticks(uint64_t us)
-{
-	return us * (sb_get_ticks_hz() / 1000000ULL);
-}
-
-void
-sb_ticks_mock(uint64_t ticks)
-{
-	atomic_store(&g_ticks_mock_value, ticks);
-	atomic_store(&g_ticks_mocked, true);
-}
-
-void
-sb_ticks_unmock(void)
-{
-	atomic_store(&g_ticks_mocked, false);
-}
 
 /* ---- lookups ---- */
 
@@ -341,6 +300,10 @@ _reactor_sleep(struct sb_reactor *r)
 		delay = r->max_delay_ticks;
 	}
 	if (delay == 0) {
+		return;
+	}
+	/* Event sources the pollers switched off while polling go back on first. */
+	if (sb_pollers_arm(r)) {
 		return;
 	}
 	/* Announce, then look at the ring (see _enqueue_and_wake). */

@@ -41,6 +41,8 @@ struct sb_poller {
 	enum sb_poller_state state;
 	/* Active poller that does not bound the reactor's sleep (sb_poller_set_event_driven). */
 	bool event_driven;
+	/* Called before the reactor sleeps (sb_poller_set_arm_fn). */
+	sb_poller_arm_fn arm;
 	char name[32];
 	TAILQ_ENTRY(sb_poller) link;
 };
@@ -142,6 +144,8 @@ bool sb_core_is_online(uint32_t core);
 int sb_send_msg_retry(struct sb_reactor *r, sb_msg_fn fn, void *ctx);
 /** Run the due pollers of r; returns the number that reported BUSY. */
 int sb_pollers_run(struct sb_reactor *r);
+/* Arm callbacks of event-driven pollers; true when one found work waiting. */
+bool sb_pollers_arm(struct sb_reactor *r);
 /** Free every poller of r (reactor teardown). */
 void sb_pollers_free_all(struct sb_reactor *r);
 /** Destroy every channel r still holds (reactor teardown). */

@@ -44,15 +44,17 @@ sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
 			sb_vring_push_used(&vq->vr, t->head, t->used_len);
 		}
 		vq->win_count++;
-		if (vq->coalesce && vq->started) {
-			/* The poller signals once the delay has passed (vhost_session.c). */
-			if (!vq->call_pending) {
-				vq->call_pending = true;
-				vq->call_deadline = sb_get_ticks() + (uint64_t)c->delay_base_us *
-						    sb_get_ticks_hz() / 1000000;
-			}
-		} else {
+		if (!vq->started) {
 			sb_vhost_vq_flush_call(vq);
+		} else if (!vq->call_pending) {
+			/*
+			 * The queue's poller signals: at once on its next run (one call
+			 * and one look at the driver's flags for a whole batch of
+			 * completions), or when a coalescing delay has passed.
+			 */
+			vq->call_pending = true;
+			vq->call_deadline = vq->coalesce ? sb_get_ticks() +
+				(uint64_t)c->delay_base_us * sb_get_ticks_hz() / 1000000 : 0;
 		}
 	}
 	t->busy = false;

@@ -65,6 +65,7 @@ struct sb_vhost_vq {
 	uint16_t n_resubmit;
 	uint16_t resubmit_pos;
 	bool kick_registered;
+	bool notify_off;  /* kicks suppressed while the reactor polls (sb_vring_notify_off) */
 	int run_callfd;  /* the fd the reactor signals (swapped by message) */
 	/* Interrupt coalescing (sb_vhost_set_coalescing). */
 	bool coalesce;          /* the last window's IOPS reached the threshold */

@@ -319,6 +319,17 @@ int sb_vring_walk(const struct sb_vring *vr, const struct sb_vhost_mem *mem, uin
 void sb_vring_push_used(struct sb_vring *vr, uint16_t head, uint32_t len);
 /** With EVENT_IDX publish avail_event = last_avail_idx (virtio 1.2 §2.7.10). */
 void sb_vring_set_avail_event(struct sb_vring *vr);
+/**
+ * Ask the driver not to kick (we are polling): VRING_USED_F_NO_NOTIFY, or
+ * with EVENT_IDX an avail_event left behind (§2.7.10: the driver only
+ * kicks when its index crosses it).
+ */
+void sb_vring_notify_off(struct sb_vring *vr);
+/**
+ * Ask for kicks again before sleeping, then look once more (§2.7.10's
+ * store, full barrier, re-check). \return true when heads arrived meanwhile.
+ */
+bool sb_vring_notify_on(struct sb_vring *vr);
 /** Whether the driver wants an interrupt now (EVENT_IDX or NO_INTERRUPT); updates signalled state. */
 bool sb_vring_need_call(struct sb_vring *vr);
 

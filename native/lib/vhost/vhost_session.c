@@ -80,6 +80,11 @@ _vq_poll(struct sb_vhost_vq *vq)
 	if (!vq->started || c->broken) {
 		return work;
 	}
+	if (!vq->notify_off) {
+		/* The reactor is awake: no kicks until it is about to sleep (_ctrlr_arm). */
+		sb_vring_notify_off(&vq->vr);
+		vq->notify_off = true;
+	}
 	while (vq->resubmit_pos < vq->n_resubmit) {
 		/* Inflight recovery: these were fetched by a previous process. */
 		head = vq->resubmit[vq->resubmit_pos++];
@@ -109,8 +114,11 @@ _vq_poll(struct sb_vhost_vq *vq)
 		}
 	}
 	if (n > 0) {
-		sb_vring_set_avail_event(&vq->vr);
 		work = 1;
+	}
+	if (vq->call_pending && !vq->coalesce) {
+		/* Requests that completed inline (refused ones) are signalled now. */
+		sb_vhost_vq_flush_call(vq);
 	}
 	return work;
 }
@@ -130,6 +138,32 @@ _ctrlr_poll(void *ctx)
 		}
 	}
 	return busy ? SB_POLLER_BUSY : SB_POLLER_IDLE;
+}
+
+/* The reactor is about to sleep: kicks back on for every polled queue. */
+static bool
+_ctrlr_arm(void *ctx)
+{
+	struct sb_vhost_ctrlr *c = ctx;
+	struct sb_vhost_vq *vq;
+	bool pending = false;
+	uint16_t q;
+
+	if (c->broken) {
+		return false;
+	}
+	for (q = 0; q < c->max_queues; q++) {
+		vq = &c->vqs[q];
+		if (!vq->started) {
+			continue;
+		}
+		if (vq->notify_off) {
+			vq->notify_off = false;
+			pending |= sb_vring_notify_on(&vq->vr);
+		}
+		pending |= vq->resubmit_pos < vq->n_resubmit || !TAILQ_EMPTY(&vq->retry);
+	}
+	return pending;
 }
 
 static void
@@ -170,8 +204,9 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 			sb_complete(done, -ENOMEM);
 			return;
 		}
-		/* Guests kick every queue (EVENT_IDX or not; we never set NO_NOTIFY). */
+		/* Guests kick a queue whenever the reactor may be asleep (_ctrlr_arm). */
 		sb_poller_set_event_driven(c->poller, true);
+		sb_poller_set_arm_fn(c->poller, _ctrlr_arm);
 	}
 	if (vq->kickfd >= 0) {
 		/* A sleeping reactor must wake on a guest kick. */
@@ -191,6 +226,7 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 	vq->detached = false;
 	vq->coalesce = false;
 	vq->call_pending = false;
+	vq->notify_off = false;
 	vq->win_start = sb_get_ticks();
 	vq->win_count = 0;
 	c->started_queues++;
@@ -306,6 +342,11 @@ _vq_stop_on_reactor(void *ctx, struct sb_completion *done)
 	}
 	vq->started = false;
 	c->started_queues--;
+	if (vq->notify_off) {
+		/* Leave the ring as the driver expects it from a stopped device: kicks on. */
+		sb_vring_notify_on(&vq->vr);
+		vq->notify_off = false;
+	}
 	if (vq->call_pending) {
 		sb_vhost_vq_flush_call(vq);
 	}

@@ -253,6 +253,28 @@ sb_vring_set_avail_event(struct sb_vring *vr)
 	}
 }
 
+void
+sb_vring_notify_off(struct sb_vring *vr)
+{
+	if (!vr->event_idx) {
+		__atomic_store_n(&vr->used->flags, VRING_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+	}
+}
+
+bool
+sb_vring_notify_on(struct sb_vring *vr)
+{
+	if (vr->event_idx) {
+		__atomic_store_n((uint16_t *)&vr->used->ring[vr->size], vr->last_avail_idx,
+				 __ATOMIC_RELAXED);
+	} else {
+		__atomic_store_n(&vr->used->flags, 0, __ATOMIC_RELAXED);
+	}
+	/* The flag store before the index load, or a kick can be lost. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return __atomic_load_n(&vr->avail->idx, __ATOMIC_ACQUIRE) != vr->last_avail_idx;
+}
+
 static inline bool
 _need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old)
 {

@@ -185,6 +185,7 @@ struct vq {
 	bool interrupts;
 	int kick_fd;
 	int call_fd;
+	uint64_t kicks;          /* kick eventfd writes (the device did not suppress them) */
 };
 
 /** A connected, started device. */

@@ -154,6 +154,7 @@ vq_kick(struct vq *vq, bool force)
 			      VRING_USED_F_NO_NOTIFY)) {
 		return;
 	}
+	vq->kicks++;
 	if (write(vq->kick_fd, &one, sizeof(one)) < 0) {
 		/* EAGAIN: counter saturated, the target has pending kicks anyway. */
 	}

@@ -277,6 +277,40 @@ test_used_and_notify(void)
 }
 
 static void
+test_kick_suppression(void)
+{
+	struct vring_used *used = _host(USED_GPA);
+	struct vring_avail *avail = _host(AVAIL_GPA);
+	uint16_t *avail_event = (uint16_t *)&used->ring[Q];
+
+	/* Without EVENT_IDX: the NO_NOTIFY flag. */
+	_setup(false, false);
+	sb_vring_notify_off(&g_vr);
+	CHECK_EQ(used->flags, VRING_USED_F_NO_NOTIFY);
+	CHECK(!sb_vring_notify_on(&g_vr));
+	CHECK_EQ(used->flags, 0);
+	/* A head published while kicks were off is seen when they come back on. */
+	sb_vring_notify_off(&g_vr);
+	avail->idx = 1;
+	CHECK(sb_vring_notify_on(&g_vr));
+	_teardown();
+
+	/* With EVENT_IDX: off leaves avail_event alone, on moves it to last_avail_idx. */
+	_setup(false, true);
+	g_vr.last_avail_idx = 4;
+	avail->idx = 4;
+	*avail_event = 2;
+	sb_vring_notify_off(&g_vr);
+	CHECK_EQ(used->flags, 0);
+	CHECK_EQ(*avail_event, 2);
+	CHECK(!sb_vring_notify_on(&g_vr));
+	CHECK_EQ(*avail_event, 4);
+	avail->idx = 5;
+	CHECK(sb_vring_notify_on(&g_vr));
+	_teardown();
+}
+
+static void
 test_map_checks(void)
 {
 	struct sb_vring vr = { .size = Q };
@@ -300,6 +334,7 @@ main(void)
 	RUN_TEST(test_indirect);
 	RUN_TEST(test_avail_and_pop);
 	RUN_TEST(test_used_and_notify);
+	RUN_TEST(test_kick_suppression);
 	RUN_TEST(test_map_checks);
 	free(g_img);
 	return UT_SUMMARY();
