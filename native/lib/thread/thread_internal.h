@@ -77,6 +77,8 @@ struct sb_reactor {
 	uint64_t last_busy_tick;
 	/* Tick at which the current iteration started. */
 	uint64_t now;
+	/* End of the last iteration, the start of the next one (0: read the clock). */
+	uint64_t next_start;
 
 	struct sb_poller_list active_pollers;
 	/* Sorted by next_run_tick, soonest first. */

@@ -46,9 +46,19 @@ static void
 _vq_coalesce(struct sb_vhost_vq *vq)
 {
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
-	uint64_t now = sb_get_ticks(), hz = sb_get_ticks_hz();
 	uint32_t delay = __atomic_load_n(&c->delay_base_us, __ATOMIC_RELAXED);
 	uint32_t threshold = __atomic_load_n(&c->iops_threshold, __ATOMIC_RELAXED);
+	uint64_t now, hz;
+
+	if (delay == 0 && !vq->coalesce) {
+		/* Coalescing off (the default): nothing to time. */
+		if (vq->call_pending) {
+			sb_vhost_vq_flush_call(vq);
+		}
+		return;
+	}
+	now = sb_get_ticks();
+	hz = sb_get_ticks_hz();
 
 	/* IOPS measured over 100 ms windows. */
 	if (now - vq->win_start >= hz / 10) {

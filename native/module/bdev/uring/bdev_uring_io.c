@@ -6,6 +6,7 @@
 #include "bdev_uring_internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -418,6 +419,17 @@ _uring_group_poll(void *ctx)
 		if (t != NULL) {
 			_task_done(t, rc);
 		}
+	}
+	if (!busy) {
+		/*
+		 * Requests the file system cannot start without blocking (tmpfs
+		 * reads, buffered writes, fsync, fallocate) run in an io-wq worker
+		 * that inherited this reactor's CPU: spinning would leave it only
+		 * the scheduler's leftovers (on tmpfs 186k instead of ~300k IOPS,
+		 * p99 twice as long).  While nothing completes, let it run; with
+		 * nobody else runnable this returns at once.
+		 */
+		sched_yield();
 	}
 	return busy ? SB_POLLER_BUSY : SB_POLLER_IDLE;
 }
