@@ -101,6 +101,7 @@ class Agent:
         from spdk_backend import engine  # the native extension: import late
         return engine.Engine(core_mask=self.opts.core_mask,
                              max_delay_us=self.opts.max_delay_us,
+                             spin_us=getattr(self.opts, "spin_us", 0),
                              vhost_socket_dir=self.opts.vhost_socket_dir,
                              no_pin=self.opts.no_pin,
                              vhost_socket_mode=getattr(self.opts, "vhost_socket_mode", None),

@@ -59,6 +59,27 @@ Related options:
 
 * ``core_mask``
 """),
+    cfg.IntOpt(
+        "spin_us",
+        default=200,
+        min=1,
+        help="""
+How long, in microseconds, a reactor keeps polling after its last piece of
+work before it sleeps until the next event.
+
+The default suits cores given to the engine alone.  Where the engine shares
+its CPUs with other busy processes (Ceph OSDs and monitors on a
+hyperconverged host, guests' vCPUs), use 1: a reactor that keeps polling takes
+CPU time they need to complete its own I/O (bench/RESULTS.md, Ceph RBD).
+
+Possible values:
+
+* An integer >= 1.
+
+Related options:
+
+* ``max_delay_us``
+"""),
     cfg.BoolOpt(
         "no_pin",
         default=False,

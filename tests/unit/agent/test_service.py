@@ -108,3 +108,12 @@ def test_state_write_failure_is_reported(short_tmp):
                 assert "could not save its state" in str(err.value)
         finally:
             os.rmdir(tmp)
+
+
+def test_engine_options_reach_the_engine(short_tmp):
+    """core_mask, max_delay_us, spin_us and no_pin configure the real Engine."""
+    opts = fake_engine.agent_opts(short_tmp, core_mask="0x1", max_delay_us=250,
+                                  spin_us=1, no_pin=True)
+    eng = service.Agent(opts)._make_engine()
+    assert (eng.core_mask, eng.max_delay_us, eng.spin_us, eng.no_pin) == (
+        "0x1", 250, 1, True)
