@@ -51,7 +51,8 @@ _vq_coalesce(struct sb_vhost_vq *vq)
 	uint64_t now, hz;
 
 	if (delay == 0 && !vq->coalesce) {
-		/* Coalescing off (the default): nothing to time. */
+		/* Coalescing off (the default): nothing to time; no window to fill. */
+		vq->win_count = 0;
 		if (vq->call_pending) {
 			sb_vhost_vq_flush_call(vq);
 		}
