@@ -173,3 +173,44 @@ def test_hostile(target, initiator, name):
         res = run_initiator(initiator, _sock(target, "c0"), "--verify",
                             "--size-limit", "1M", "--interrupt")
     assert res.rc == 0, res.stdout + res.stderr
+
+
+def test_delete_right_after_the_front_end_leaves(tmp_path, initiator):
+    """A front-end that has closed its socket is gone, not busy.
+
+    Deleting the controller the moment its front-end exits must not depend
+    on whether the engine's control thread has read the hang-up yet (a
+    scripted detach, or the benchmarks, do exactly this).  A front-end that
+    is still connected keeps the controller busy.
+    """
+    import socket
+
+    from spdk_backend import exception
+    from spdk_backend.engine import Engine
+
+    eng = Engine(core_mask="0x1", vhost_socket_dir=str(tmp_path))
+    eng.start()
+    try:
+        eng.bdev_malloc_create("m0", 16 * MB // 512, 512)
+        for _ in range(10):
+            eng.vhost_create_blk_controller("c0", "m0")
+            res = run_initiator(initiator, tmp_path / "c0", "--rw", "randread",
+                                "--qd", "4", "--ios", "200", "--size-limit", "8M", "--json")
+            assert res.rc == 0, res.stdout + res.stderr
+            eng.vhost_delete_controller("c0")
+
+        eng.vhost_create_blk_controller("c0", "m0")
+        for _ in range(10):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(tmp_path / "c0"))
+            deadline = time.monotonic() + 10
+            while not eng.vhost_get_controllers("c0")[0]["connected"]:
+                assert time.monotonic() < deadline, "the engine never accepted"
+                time.sleep(0.01)
+            with pytest.raises(exception.Busy):
+                eng.vhost_delete_controller("c0")
+            sock.close()
+            eng.vhost_delete_controller("c0")
+            eng.vhost_create_blk_controller("c0", "m0")
+    finally:
+        eng.stop()

@@ -13,6 +13,7 @@
 #include "sb_internal/subsystem.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -156,6 +157,20 @@ sb_vhost_ctl_disconnect(struct sb_vhost_ctrlr *c, const char *why)
 	sb_vhost_session_reset(c);
 	close(c->conn_fd);
 	c->conn_fd = -1;
+}
+
+bool
+sb_vhost_ctl_reap_closed(struct sb_vhost_ctrlr *c)
+{
+	struct pollfd pfd = { .fd = c->conn_fd, .events = POLLRDHUP };
+
+	if (c->conn_fd < 0) {
+		return true;
+	}
+	if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+		sb_vhost_ctl_disconnect(c, "closed");
+	}
+	return c->conn_fd < 0;
 }
 
 static void

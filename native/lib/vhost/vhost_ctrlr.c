@@ -283,7 +283,9 @@ _do_delete(void *arg)
 		a->rc = -ENODEV;
 		return;
 	}
-	if (c->conn_fd >= 0 && !a->force) {
+	/* A front-end that has just closed its socket may not have been seen
+	 * by the epoll loop yet: it is gone, not busy. */
+	if (!a->force && !sb_vhost_ctl_reap_closed(c)) {
 		a->rc = -EBUSY;
 		return;
 	}

@@ -177,6 +177,9 @@ int sb_vhost_ctl_watch(int fd, struct sb_vhost_ep_tag *tag);
 void sb_vhost_ctl_unwatch(int fd);
 /** Drop the front-end: stop queues (waiting for in-flight I/O), unmap, close. */
 void sb_vhost_ctl_disconnect(struct sb_vhost_ctrlr *c, const char *why);
+/** Drop the front-end if it already hung up (the epoll loop may not have
+ *  seen it yet); \return true when no front-end is connected. */
+bool sb_vhost_ctl_reap_closed(struct sb_vhost_ctrlr *c);
 /** Replace the slave channel fd (-1: close it). */
 void sb_vhost_ctl_set_slave(struct sb_vhost_ctrlr *c, int fd);
 
