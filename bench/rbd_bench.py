@@ -2,6 +2,7 @@
 """The engine on an rbd bdev side by side with fio's rbd engine, same image.
 
     python bench/rbd_bench.py [--seconds 8] [--rounds 2] [--size-mb 1024]
+        [--layout split|shared|float] [--spin-us N]
         [--workload randread:4096:32 --workload randwrite:4096:32 ...]
 
 Starts a single-node Ceph cluster (tests/support/ceph.py: 1 mon, 1 OSD on
@@ -14,6 +15,15 @@ for every workload runs, alternating A B C A B C ... (``--rounds``):
 * ``vhost``: the native vhost_initiator (a vhost-user-blk driver in another
   process, CPU 1) through a vhost-blk controller of the engine on that bdev:
   the whole data path a guest uses.
+
+``--layout`` says where they run.  ``split`` (the default) gives the Ceph
+daemons CPU 0 and the client side CPU 1: fio with its librbd threads, or the
+engine (reactor and librbd threads) with the initiator.  That is a
+deployment in miniature (the cluster on other hosts, the client side with
+its own CPU), and both sides get the same CPU budget.  ``shared`` pins only
+the reactor (CPU 0) and the initiator (CPU 1) and lets the OSD and fio go
+anywhere; ``float`` pins nothing.  On two CPUs the OSD needs most of one,
+so in those two layouts the result depends on how the scheduler places it.
 
 Same block size, queue depth, image and librbd configuration for all
 (``rbd_cache = false``: fio never flushes, so librbd's cache would stay in
@@ -41,6 +51,21 @@ from tests.support import ceph  # noqa: E402
 
 IMAGE = "bench"
 
+# Where the Ceph daemons, the client side (fio, or the engine with its
+# librbd threads), the reactor and the initiator run.  None: not pinned.
+LAYOUTS = {
+    "split": {"ceph": {0}, "client": {1}, "reactor": 1, "pin_reactor": True, "initiator": 1,
+              "doc": "the Ceph daemons on CPU 0 (their own hosts in a deployment), "
+                     "fio or the engine, its librbd threads and the initiator on CPU 1"},
+    "shared": {"ceph": None, "client": None, "reactor": 0, "pin_reactor": True,
+               "initiator": 1,
+               "doc": "the reactor pinned to CPU 0, the initiator to CPU 1, the Ceph "
+                      "daemons, librbd threads and fio on either"},
+    "float": {"ceph": None, "client": None, "reactor": 0, "pin_reactor": False,
+              "initiator": None,
+              "doc": "nothing pinned: the scheduler places every thread"},
+}
+
 
 def fio_rbd(cluster, rw, bs, qd, seconds):
     env = dict(os.environ, CEPH_CONF=cluster.conf)
@@ -67,18 +92,20 @@ def engine_run(eng, rw, bs, qd, seconds):
     return {"iops": res["iops"], "p50": res["lat_p50_us"], "p99": res["lat_p99_us"]}
 
 
-def vhost_run(eng, initiator, sock, rw, bs, qd, seconds):
+def vhost_run(eng, initiator, sock, rw, bs, qd, seconds, cpu):
     # The controller claims the bdev for writing: it lives only for this run.
     eng.vhost_create_blk_controller(os.path.basename(sock), "rbd0")
     try:
-        return _initiator(initiator, sock, rw, bs, qd, seconds)
+        return _initiator(initiator, sock, rw, bs, qd, seconds, cpu)
     finally:
         eng.vhost_delete_controller(os.path.basename(sock))
 
 
-def _initiator(initiator, sock, rw, bs, qd, seconds):
+def _initiator(initiator, sock, rw, bs, qd, seconds, cpu):
     cmd = [str(initiator), "--socket", sock, "--rw", rw, "--bs", str(bs), "--qd", str(qd),
-           "--queues", "1", "--time", str(seconds), "--cpu", "1", "--interrupt", "--json"]
+           "--queues", "1", "--time", str(seconds), "--interrupt", "--json"]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0:
         raise RuntimeError("initiator failed (%d): %s %s"
@@ -105,9 +132,8 @@ def main(argv=None):
                     help="rw:bs:qd (default randread:4096:32, randwrite:4096:32, "
                          "randread:4096:1)")
     ap.add_argument("--no-vhost", action="store_true", help="skip the vhost initiator runs")
-    ap.add_argument("--no-pin", action="store_true",
-                    help="do not pin the reactor to CPU 0 (it then shares CPUs with the "
-                         "OSD and librbd threads the way fio does)")
+    ap.add_argument("--layout", choices=sorted(LAYOUTS), default="split",
+                    help="where everything runs (see the module docstring)")
     ap.add_argument("--spin-us", type=int, default=0,
                     help="reactor spin after work (0 = the engine's default)")
     ap.add_argument("--append", action="store_true", help="append to bench/RESULTS.md")
@@ -124,7 +150,14 @@ def main(argv=None):
 
     rows = []
     load_before = os.getloadavg()[0]
+    layout = LAYOUTS[args.layout]
     with ceph.CephCluster(client_options={"rbd_cache": "false"}) as cluster:
+        if layout["ceph"] is not None:
+            for pid in cluster.daemon_pids():
+                pin_process(pid, layout["ceph"])
+        if layout["client"] is not None:
+            # fio, the engine and every librbd thread they start inherit this.
+            os.sched_setaffinity(0, layout["client"])
         cluster.rbd("create", "--size", "%dM" % args.size_mb, "%s/%s" % (cluster.pool, IMAGE))
         # Real data everywhere, so reads are not answered from unallocated objects.
         subprocess.run(["fio", "--name=fill", "--ioengine=rbd", "--clientname=admin",
@@ -133,8 +166,8 @@ def main(argv=None):
                        check=True, capture_output=True, timeout=900,
                        env=dict(os.environ, CEPH_CONF=cluster.conf))
         vdir = tempfile.mkdtemp(prefix="rbdb-", dir="/tmp")
-        eng = Engine(core_mask="0x1", vhost_socket_dir=vdir, no_pin=args.no_pin,
-                     spin_us=args.spin_us)
+        eng = Engine(core_mask=hex(1 << layout["reactor"]), vhost_socket_dir=vdir,
+                     no_pin=not layout["pin_reactor"], spin_us=args.spin_us)
         eng.start()
         try:
             eng.bdev_rbd_create("rbd0", cluster.pool, IMAGE, block_size=512,
@@ -147,15 +180,16 @@ def main(argv=None):
                     res["engine"].append(engine_run(eng, rw, bs, qd, args.seconds))
                     if sock:
                         res["vhost"].append(vhost_run(eng, initiator, sock, rw, bs, qd,
-                                                      args.seconds))
+                                                      args.seconds, layout["initiator"]))
                 base = statistics.median(r["iops"] for r in res["fio-rbd"])
                 for name, runs in res.items():
                     if not runs:
                         continue
                     iops = [r["iops"] for r in runs]
                     over = 100.0 * (1 - statistics.median(iops) / base) if base else 0.0
-                    rows.append("| %s %d QD%d | %s | %s | %s | %s | %s |" % (
-                        rw, bs, qd, name, fmt(iops), fmt([r["p50"] for r in runs], 1),
+                    rows.append("| %s %d QD%d | %s | %s | %.0f-%.0f | %s | %s | %s |" % (
+                        rw, bs, qd, name, fmt(iops), min(iops), max(iops),
+                        fmt([r["p50"] for r in runs], 1),
                         fmt([r["p99"] for r in runs], 1),
                         "-" if name == "fio-rbd" else "%+.1f%%" % over))
                     print(rows[-1], flush=True)
@@ -167,22 +201,29 @@ def main(argv=None):
     text = ["", "## Ceph RBD: engine vs fio's rbd engine", "",
             "`%s` (%s, %s, %d CPUs; Ceph %s single-node cluster on 127.0.0.1, one "
             "bluestore OSD on a sparse file, rbd_cache off; %d x %d s per target, A B C "
-            "alternating, medians; the engine's reactor on CPU 0, the vhost initiator on "
-            "CPU 1 in interrupt mode%s). Load average (1 min) %.1f before, %.1f after: "
-            "the OSD, librbd, fio and the engine share these CPUs with whatever else "
-            "runs." % (
+            "alternating, medians; the vhost initiator in interrupt mode; layout %s: %s; "
+            "reactor spin %s). Load average (1 min) %.1f before, %.1f after." % (
                 cmd.strip(), datetime.date.today().isoformat(), platform.machine(),
-                os.cpu_count(), _ceph_version(), args.rounds, args.seconds,
-                "; reactor not pinned" if args.no_pin else "", load_before,
-                os.getloadavg()[0]),
+                os.cpu_count(), _ceph_version(), args.rounds, args.seconds, args.layout,
+                layout["doc"], "%d us" % args.spin_us if args.spin_us else "default",
+                load_before, os.getloadavg()[0]),
             "",
-            "| workload | target | IOPS | p50 us | p99 us | overhead vs fio-rbd |",
-            "|---|---|---|---|---|---|"] + rows + [""]
+            "| workload | target | IOPS | IOPS range | p50 us | p99 us | overhead vs fio-rbd |",
+            "|---|---|---|---|---|---|---|"] + rows + [""]
     print("\n".join(text))
     if args.append:
         with open(ROOT / "bench" / "RESULTS.md", "a") as f:
             f.write("\n".join(text))
     return 0
+
+
+def pin_process(pid, cpus):
+    """Pin every thread of ``pid`` (threads it starts later inherit it)."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:
+            pass
 
 
 def _ceph_version():

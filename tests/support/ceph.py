@@ -276,6 +276,15 @@ admin_socket =
 
     # ---- daemons ----
 
+    def daemon_pids(self):
+        """The live pids of the cluster's daemons (monitor, OSD, manager)."""
+        names = ["mon.a"]
+        if self.osd_id is not None:
+            names.append("osd.%d" % self.osd_id)
+        if self.with_mgr:
+            names.append("mgr.x")
+        return [pid for pid in map(self._read_pid, names) if pid and _alive(pid)]
+
     def _pidfile(self, name):
         return self.path("run", "%s.pid" % name)
 
