@@ -335,6 +335,10 @@ sb_vhost_subsystem_init(void)
 	struct epoll_event ev = { .events = EPOLLIN };
 	int rc;
 
+	rc = sb_vhost_sigbus_install();
+	if (rc != 0) {
+		return rc;
+	}
 	g_vhost.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (g_vhost.epfd < 0) {
 		return -errno;

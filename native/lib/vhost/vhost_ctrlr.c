@@ -495,16 +495,42 @@ sb_vhost_set_socket_dir(const char *dir)
 	return 0;
 }
 
+/* Where the front-end's shrunk file faulted under one of c's mappings, or NULL. */
+static void *
+_mem_fault(const struct sb_vhost_ctrlr *c)
+{
+	void *hit;
+	uint32_t i;
+
+	for (i = 0; c->mem != NULL && i < c->mem->nregions; i++) {
+		if (c->mem->regions[i].mmap_addr != NULL &&
+		    (hit = sb_vhost_sigbus_hit(c->mem->regions[i].mmap_addr)) != NULL) {
+			return hit;
+		}
+	}
+	return c->inflight_base != NULL ? sb_vhost_sigbus_hit(c->inflight_base) : NULL;
+}
+
 void
 sb_vhost_ctrlrs_check_pending(void)
 {
+	static uint64_t seen_hits;
+	uint64_t hits = sb_vhost_sigbus_hits();
 	struct sb_vhost_ctrlr *c;
+	void *hit;
 
 	LIST_FOREACH(c, &g_ctrlrs, link) {
 		if (__atomic_exchange_n(&c->pending_config_change, 0, __ATOMIC_ACQ_REL)) {
 			sb_vhost_send_config_change(c);
 		}
+		if (hits != seen_hits && c->conn_fd >= 0 && (hit = _mem_fault(c)) != NULL) {
+			SB_ERRLOG("vhost %s: the front-end shrank a guest memory file under our "
+				  "mapping (SIGBUS at %p, a zero page put there)\n", c->name, hit);
+			c->broken = true;
+			sb_vhost_ctl_disconnect(c, "guest memory truncated");
+		}
 	}
+	seen_hits = hits;
 }
 
 void

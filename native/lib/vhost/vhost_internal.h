@@ -226,6 +226,23 @@ void *sb_vhost_uva_to_va(const struct sb_vhost_mem *mem, uint64_t uva, uint64_t 
 int sb_vhost_gpa_to_iov(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t len,
 			struct iovec *iov, uint32_t *iovcnt, uint32_t max);
 
+/* ---- front-end files truncated under our mappings (vhost_sigbus.c) ---- */
+
+/** Install the SIGBUS handler (once; later calls return the first result). */
+int sb_vhost_sigbus_install(void);
+/**
+ * Watch a MAP_SHARED mapping of a front-end's file: a SIGBUS inside it
+ * (the file was shrunk) puts a zero page over the faulting page, records
+ * the address and wakes the control thread.  page: the mapping's page size.
+ */
+void sb_vhost_sigbus_watch(void *addr, size_t len, size_t page);
+/** Stop watching the mapping that starts at addr (before munmap). */
+void sb_vhost_sigbus_unwatch(void *addr);
+/** The first faulting address inside the watched mapping at addr, or NULL. */
+void *sb_vhost_sigbus_hit(const void *addr);
+/** How many faults the handler absorbed so far (cheap: poll it, then look). */
+uint64_t sb_vhost_sigbus_hits(void);
+
 /* ---- split virtqueue (vhost_vq.c), virtio 1.2 §2.7 ---- */
 
 #define VRING_DESC_F_NEXT 1

@@ -24,6 +24,7 @@ static void
 _region_unmap(struct sb_vhost_mem_region *r)
 {
 	if (r->mmap_addr != NULL) {
+		sb_vhost_sigbus_unwatch(r->mmap_addr);
 		munmap(r->mmap_addr, r->mmap_size);
 		r->mmap_addr = NULL;
 	}
@@ -120,7 +121,8 @@ sb_vhost_mem_add(struct sb_vhost_mem *mem, const struct vhost_user_mem_region *r
 		/*
 		 * Touching a shared mapping beyond the end of its file raises
 		 * SIGBUS: the file must cover the whole region (memfd and
-		 * hugetlbfs files are regular files with a real size).
+		 * hugetlbfs files are regular files with a real size).  A
+		 * front-end that shrinks it later is caught by vhost_sigbus.c.
 		 */
 		if (fstat(fd, &st) != 0) {
 			return -errno;
@@ -132,6 +134,8 @@ sb_vhost_mem_add(struct sb_vhost_mem *mem, const struct vhost_user_mem_region *r
 		if (addr == MAP_FAILED) {
 			return -errno;
 		}
+		/* st_blksize: the huge page size on hugetlbfs. */
+		sb_vhost_sigbus_watch(addr, map_size, (size_t)st.st_blksize);
 		nr->mmap_addr = addr;
 		nr->mmap_size = map_size;
 		nr->host = (uint8_t *)addr + r->mmap_offset;

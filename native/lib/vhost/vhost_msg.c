@@ -174,6 +174,7 @@ _h_rem_mem_reg(struct _ctx *x)
 	}
 	_swap_mem(x->c, mem, false);
 	if (gone.mmap_addr != NULL && x->c->mem == mem) {
+		sb_vhost_sigbus_unwatch(gone.mmap_addr);
 		munmap(gone.mmap_addr, gone.mmap_size);
 	}
 	return 0;
@@ -421,6 +422,7 @@ static void
 _inflight_unmap(struct sb_vhost_ctrlr *c)
 {
 	if (c->inflight_base != NULL) {
+		sb_vhost_sigbus_unwatch(c->inflight_base);
 		munmap(c->inflight_base, c->inflight_size);
 		c->inflight_base = NULL;
 		c->inflight_size = 0;
@@ -467,6 +469,7 @@ _h_set_inflight_fd(struct _ctx *x)
 		goto out;
 	}
 	_inflight_unmap(c);
+	sb_vhost_sigbus_watch(base, in->mmap_size, (size_t)st.st_blksize);
 	c->inflight_base = base;
 	c->inflight_size = in->mmap_size;
 	c->inflight_qsize = in->queue_size;

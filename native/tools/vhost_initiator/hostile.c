@@ -404,6 +404,61 @@ out:
 	return rc;
 }
 
+/*
+ * Shrink the guest RAM memfd under the target's mapping (nothing seals it):
+ * "data" cuts it just below the data buffer of a read the target is then
+ * asked to do (the target's copy into guest memory faults; rings, header
+ * and status stay); "rings" cuts it to 0 (the next ring access faults).
+ * Past the cut our own mapping faults too, so it is not touched again.
+ */
+static int
+_case_mem_shrink(const struct vi_dev_opts *o, struct hres *res, const char *which)
+{
+	bool rings = strcmp(which, "shrink-rings") == 0;
+	struct vi_dev d;
+	struct req good, bad;
+	struct vq *vq;
+	uint32_t id;
+	off_t cut;
+	int rc;
+
+	rc = _open_started(o, &d, &good);
+	if (rc != 0) {
+		goto out;
+	}
+	vq = &d.vqs[0];
+	rc = _alloc_req(&d, &bad, 64 * 1024);
+	if (rc != 0) {
+		goto out;
+	}
+	_good_chain(&d, vq, 8, &bad, VIRTIO_BLK_T_IN, 0, 64 * 1024);
+	vq_push(vq, 8);
+	cut = rings ? 0 : (off_t)(bad.buf - d.mem.base);
+	if (ftruncate(d.mem.fd, cut) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	snprintf(res->note, sizeof(res->note), "guest RAM memfd cut from %" PRIu64 " to %lld bytes",
+		 d.mem.size, (long long)cut);
+	vq_kick(vq, true);
+	if (!rings) {
+		rc = _wait_used(&d, vq, 3000, &id);
+		if (rc == 1) {
+			res->io_status = *bad.status;
+			snprintf(res->reply, sizeof(res->reply), "used id %u", id);
+		}
+	}
+	res->disconnected = vu_peer_closed(&d.conn, 3000);
+	if (res->reply[0] == '\0') {
+		snprintf(res->reply, sizeof(res->reply), "%s",
+			 res->disconnected ? "connection closed" : "no completion");
+	}
+	rc = 0;
+out:
+	vi_dev_close(&d, false);
+	return rc;
+}
+
 /* --- message cases ---------------------------------------------------- */
 
 /* Read whatever reply comes back to `req` (if any) and describe it. */
@@ -586,7 +641,7 @@ out:
 
 struct hcase {
 	const char *name;
-	int kind;  /* 0 chain, 1 message, 2 sector-oob, 3 write-readonly */
+	int kind;  /* 0 chain, 1 message, 2 sector-oob, 3 write-readonly, 4 memory shrink */
 	const char *what;
 };
 
@@ -616,6 +671,8 @@ static const struct hcase g_cases[] = {
 	{ "mem-overlap", 1, "SET_MEM_TABLE with overlapping regions" },
 	{ "write-readonly", 3, "write to a read-only target" },
 	{ "sector-oob", 2, "reads at/over the capacity and at sector 2^63" },
+	{ "shrink-data", 4, "guest RAM file truncated under a read's data buffer" },
+	{ "shrink-rings", 4, "guest RAM file truncated to 0 under the rings" },
 };
 
 void
@@ -658,6 +715,9 @@ _run_one(const struct vi_dev_opts *o, const struct hcase *hc, bool json)
 		break;
 	case 2:
 		rc = _case_sector_oob(o, &res);
+		break;
+	case 4:
+		rc = _case_mem_shrink(o, &res, hc->name);
 		break;
 	default:
 		rc = _case_write_readonly(o, &res);
