@@ -151,6 +151,10 @@ def main(argv=None):
     rows = []
     load_before = os.getloadavg()[0]
     layout = LAYOUTS[args.layout]
+    cpus = os.sched_getaffinity(0)
+    if not {0, 1} <= cpus and args.layout != "float":
+        ap.error("--layout %s uses CPUs 0 and 1 (this process may use %s): use --layout float"
+                 % (args.layout, sorted(cpus)))
     with ceph.CephCluster(client_options={"rbd_cache": "false"}) as cluster:
         if layout["ceph"] is not None:
             for pid in cluster.daemon_pids():
