@@ -1,9 +1,16 @@
-"""Fixtures shared by the libvirt end-to-end tests (module scope: one set per test file)."""
+"""Fixtures shared by the end-to-end tests (module scope: one set per test file)."""
 
 import libvirt
 import pytest
 
+from tests.support import guest
 from tests.support import libvirt_domain as lvd
+
+
+@pytest.fixture(scope="module")
+def image():
+    """The busybox guest (Debian's cloud kernel + initramfs), cached on disk."""
+    return guest.build_guest_image()
 
 
 @pytest.fixture(scope="module")

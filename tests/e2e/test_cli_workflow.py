@@ -20,7 +20,6 @@ import pytest
 from spdk_backend.agent import client as agent_client
 from spdk_backend.cmd import _common
 from tests.support import agent_proc
-from tests.support import guest as guest_support
 from tests.support import libvirt_domain as lvd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
@@ -31,11 +30,6 @@ def workdir():
     path = lvd.make_workdir("sbcli-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def image():
-    return guest_support.build_guest_image()
 
 
 @pytest.fixture(scope="module")

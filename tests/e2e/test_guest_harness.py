@@ -18,11 +18,6 @@ DISK_MB = 16
 DATA = b"".join(b"blk%05d-pattern-guest-" % i for i in range(2048))
 
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    return guest.build_guest_image()
-
-
 @pytest.fixture
 def backing(tmp_path):
     path = tmp_path / "disk.img"

@@ -40,11 +40,6 @@ def workdir():
 
 
 @pytest.fixture(scope="module")
-def image():
-    return guest_support.build_guest_image()
-
-
-@pytest.fixture(scope="module")
 def domains(conn, workdir, image):
     """Factory of test domains; all are destroyed and undefined."""
     made = []

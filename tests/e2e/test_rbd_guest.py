@@ -31,11 +31,6 @@ def cluster():
         yield c
 
 
-@pytest.fixture(scope="module")
-def image():
-    return guest_support.build_guest_image()
-
-
 def guest_blocks(vm):
     return int(vm.shell.check("cat /sys/block/vda/size").strip())
 
