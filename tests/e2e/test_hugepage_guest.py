@@ -16,7 +16,7 @@ import tempfile
 import pytest
 
 from tests.support import guest
-from tests.support.hugepages import hugetlbfs
+from tests.support import hugepages
 from tests.support.vhost_target import EngineTarget
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -26,31 +26,8 @@ DISK_MB = 32
 GUEST_MB = 256
 
 
-def _engine_huge_mappings(pid, mount):
-    """(path, size kB, KernelPageSize kB) of the engine's mappings of files under mount."""
-    found, cur = [], None
-    with open("/proc/%d/smaps" % pid) as f:
-        for line in f:
-            fields = line.split()
-            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-                path = fields[5] if len(fields) > 5 else ""
-                cur = [path, 0, 0] if path.startswith(mount + "/") else None
-                if cur:
-                    found.append(cur)
-            elif cur and fields[0] == "Size:":
-                cur[1] = int(fields[1])
-            elif cur and fields[0] == "KernelPageSize:":
-                cur[2] = int(fields[1])
-    return found
-
-
-def _nr_hugepages():
-    with open("/proc/sys/vm/nr_hugepages") as f:
-        return int(f.read())
-
-
 def test_guest_on_hugepages_reads_and_writes(image):
-    before = _nr_hugepages()
+    before = hugepages.nr_hugepages()
     workdir = tempfile.mkdtemp(prefix="sb-e2e-")
     data = os.path.join(workdir, "data.img")
     with open(data, "wb") as f:
@@ -61,7 +38,7 @@ def test_guest_on_hugepages_reads_and_writes(image):
                            "controllers": [{"ctrlr": "c0", "dev_name": "u0"}]}, workdir)
     vm = None
     try:
-        with hugetlbfs(GUEST_MB // 2 + 4) as mount:
+        with hugepages.hugetlbfs(GUEST_MB // 2 + 4) as mount:
             try:
                 target.start()
                 vm = guest.QemuGuest(image, workdir, mem_mb=GUEST_MB,
@@ -71,8 +48,8 @@ def test_guest_on_hugepages_reads_and_writes(image):
                 sh = vm.shell
 
                 # The engine maps the guest's RAM from the hugetlbfs file, in huge pages.
-                maps = _engine_huge_mappings(target.proc.pid, mount)
-                assert maps, "the engine has no mapping under %s" % mount
+                maps = hugepages.huge_mappings(target.proc.pid, mount)
+                assert maps, "the engine has no huge page mapping under %s" % mount
                 assert all(kpage == 2048 for _, _, kpage in maps), maps
                 assert sum(size for _, size, _ in maps) >= GUEST_MB * 1024, maps
 
@@ -97,7 +74,7 @@ def test_guest_on_hugepages_reads_and_writes(image):
                     vm.stop()
                 target.stop()
         # The reservation was given back.
-        assert _nr_hugepages() == before
+        assert hugepages.nr_hugepages() == before
     finally:
         print("--- target log:\n" + target.log())
         shutil.rmtree(workdir, ignore_errors=True)

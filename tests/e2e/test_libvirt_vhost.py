@@ -18,7 +18,7 @@ from spdk_backend import exception
 from spdk_backend.virt.libvirt import config
 from spdk_backend.virt.libvirt import host as host_mod
 from spdk_backend.virt.libvirt import policy
-from tests.support import guest as guest_support
+from tests.support import hugepages
 from tests.support import libvirt_domain as lvd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -405,3 +405,39 @@ def test_live_attach_to_stopped_domain_is_refused(host, domains, targets):
     policy.detach_vhost_disk(host, d.name, socket_path=str(
         target.socket_path))
     assert policy.list_vhost_disks(host, d.name) == []
+
+
+# -- huge pages ---------------------------------------------------------------
+
+def test_hugepage_guest_takes_a_vhost_disk(host, domains, targets):
+    """prepare_domain picks huge pages when the host has them; libvirt puts
+    the guest's RAM on hugetlbfs, and a live-attached disk works with the
+    engine mapping that RAM in 2 MiB pages."""
+    mounts = hugepages.hugetlbfs_mounts()
+    assert mounts, ("no hugetlbfs is mounted: scripts/start-services.sh mounts "
+                    "/dev/hugepages before it starts libvirtd")
+    before = hugepages.nr_hugepages()
+    d = domains("huge", vcpus=1, memory_mib=256)
+    target = targets("huge", num_queues=1)
+    with hugepages.reserve(256 // 2 + 4):
+        try:
+            result = policy.prepare_domain(host, d.name)
+            assert result.memory == "hugepages:2048KiB", result
+            d.start()
+            guest = host.get_guest(d.name)
+            live = guest.get_config()
+            assert live.memory_backing.hugepages and policy.memory_is_shared(live)
+
+            shell = d.shell
+            before_disks = guest_disks(shell)
+            policy.attach_vhost_disk(host, d.name, str(target.socket_path), max_queues=1,
+                                     live=True, config=False)
+            dev = new_guest_disk(shell, before_disks)
+            write_and_verify(shell, dev, target)
+            maps = hugepages.huge_mappings(target.pid)
+            assert maps and all(kpage == 2048 for _, _, kpage in maps), maps
+            assert any(path.startswith(tuple(m + "/" for m in mounts))
+                       for path, _, _ in maps), maps
+        finally:
+            d.destroy()
+    assert hugepages.nr_hugepages() == before

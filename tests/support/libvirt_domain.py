@@ -40,6 +40,7 @@ from pathlib import Path
 import libvirt
 
 from tests.support import guest as guest_support
+from tests.support import hugepages
 from tests.support.qsd import QsdExport, file_blockdev
 
 URI = "qemu:///system"
@@ -98,6 +99,9 @@ def ensure_libvirtd(timeout=30):
         if subprocess.run(["pgrep", "-x", daemon],
                           stdout=subprocess.DEVNULL).returncode == 0:
             continue
+        if daemon == "libvirtd":
+            # Before libvirtd starts, as on a host where systemd mounted it.
+            hugepages.ensure_system_mount()
         subprocess.run([daemon, "-d"], check=True, timeout=30)
         deadline = time.monotonic() + 10
         pid = None
@@ -294,6 +298,11 @@ class EngineVhostTarget:
                    dev_name=self.name, max_queues=self.num_queues)
         return self
 
+    @property
+    def pid(self):
+        """The serving process (whose mappings of guest RAM tests look at)."""
+        return self._agent.proc.pid
+
     def log(self):
         return self._agent.log()
 
@@ -333,6 +342,10 @@ class QsdVhostTarget:
         os.chmod(self.socket_path, os.stat(self.socket_path).st_mode |
                  stat.S_IWOTH | stat.S_IROTH | stat.S_IWGRP | stat.S_IRGRP)
         return self
+
+    @property
+    def pid(self):
+        return self._qsd.proc.pid
 
     def log(self):
         return self._qsd.log()
