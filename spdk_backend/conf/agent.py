@@ -67,10 +67,13 @@ Related options:
 How long, in microseconds, a reactor keeps polling after its last piece of
 work before it sleeps until the next event.
 
-The default suits cores given to the engine alone.  Where the engine shares
-its CPUs with other busy processes (Ceph OSDs and monitors on a
-hyperconverged host, guests' vCPUs), use 1: a reactor that keeps polling takes
-CPU time they need to complete its own I/O (bench/RESULTS.md, Ceph RBD).
+After 10 microseconds without work the reactor yields its CPU between
+polls, so threads that share it (librbd's, guests' vCPUs) run first.  The
+default suits cores given to the engine and cores it shares with librbd's
+threads.  Where the engine shares its CPUs with other busy processes that
+the scheduler keeps runnable anyway (Ceph OSDs and monitors on a
+hyperconverged host), 1 makes the reactor sleep at once (bench/RESULTS.md,
+Ceph RBD).
 
 Possible values:
 

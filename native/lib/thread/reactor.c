@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,8 +348,18 @@ _reactor_main(void *arg)
 	pthread_setname_np(pthread_self(), r->name);
 	r->last_busy_tick = sb_get_ticks();
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-		if (sb_reactor_run_once(r) == 0 && r->now - r->last_busy_tick > r->spin_ticks) {
+		if (sb_reactor_run_once(r) > 0) {
+			continue;
+		}
+		if (r->now - r->last_busy_tick > r->spin_ticks) {
 			_reactor_sleep(r);
+		} else if (r->now - r->last_busy_tick > r->spin_yield_ticks) {
+			/*
+			 * Spinning with nothing to do for a while: let a thread that
+			 * shares this CPU (librbd's, a guest's, an io-wq worker) run
+			 * first.  With nobody waiting this returns at once.
+			 */
+			sched_yield();
 		}
 	}
 	/* What is queued now still runs; sb_reactors_destroy picks up later arrivals. */
@@ -459,6 +470,7 @@ _reactor_init(struct sb_reactor *r, uint32_t index, uint32_t core,
 	snprintf(r->name, sizeof(r->name), "reactor_%u", core);
 	r->max_delay_ticks = sb_us_to_ticks(_clamp_us(opts->max_delay_us, SB_DEFAULT_MAX_DELAY_US));
 	r->spin_ticks = sb_us_to_ticks(_clamp_us(opts->spin_us, SB_DEFAULT_SPIN_US));
+	r->spin_yield_ticks = sb_us_to_ticks(SB_SPIN_YIELD_US);
 	TAILQ_INIT(&r->active_pollers);
 	TAILQ_INIT(&r->timed_pollers);
 	TAILQ_INIT(&r->channels);

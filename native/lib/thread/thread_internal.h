@@ -21,6 +21,8 @@
 #define SB_MSG_BATCH 64
 #define SB_DEFAULT_MAX_DELAY_US 1000
 #define SB_DEFAULT_SPIN_US 200
+/* A spinning reactor idle for longer than this yields its CPU between polls. */
+#define SB_SPIN_YIELD_US 10
 #define SB_DEFAULT_RING_SIZE 4096
 
 enum sb_poller_state {
@@ -74,6 +76,8 @@ struct sb_reactor {
 
 	uint64_t max_delay_ticks;
 	uint64_t spin_ticks;
+	/* Idle this long while spinning: sched_yield() between iterations. */
+	uint64_t spin_yield_ticks;
 	uint64_t last_busy_tick;
 	/* Tick at which the current iteration started. */
 	uint64_t now;
