@@ -13,8 +13,8 @@
 #include "sb_internal/subsystem.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
