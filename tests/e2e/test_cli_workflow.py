@@ -20,6 +20,7 @@ import pytest
 from spdk_backend.agent import client as agent_client
 from spdk_backend.cmd import _common
 from tests.support import agent_proc
+from tests.support.guest import guest_disks, new_guest_disk, wait_guest_disks
 from tests.support import libvirt_domain as lvd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
@@ -90,26 +91,6 @@ def controllers(agent):
         return {x["ctrlr"]: x for x in c.call("vhost_get_controllers")}
 
 
-def new_guest_disk(shell, before, timeout=30):
-    tries = int(timeout * 10)
-    excl = " ".join(sorted(before)) or "none"
-    out = shell.check(
-        "(i=0; while :; do for d in /sys/block/vd*; do n=${d##*/}; "
-        "case ' %s ' in *\" $n \"*) ;; *) [ -e $d ] && echo NEW=$n && "
-        "exit 0;; esac; done; i=$((i+1)); [ $i -gt %d ] && exit 1; "
-        "sleep 0.1; done)" % (excl, tries), timeout=timeout + 15)
-    return out.split("NEW=")[1].split()[0]
-
-
-def wait_gone(shell, dev, timeout=30):
-    shell.check("(i=0; while [ -e /sys/block/%s ]; do i=$((i+1)); [ $i -gt %d ] && "
-                "exit 1; sleep 0.1; done)" % (dev, int(timeout * 10)), timeout=timeout + 15)
-
-
-def guest_disks(shell):
-    return {n for n in shell.check("ls /sys/block").split() if n.startswith("vd")}
-
-
 def test_volume_prepare_attach_io_detach(agent, domains):
     d = domains("cli")
     vol = "vol-" + d.name[-8:]
@@ -174,7 +155,7 @@ def test_volume_prepare_attach_io_detach(agent, domains):
     rc, out, _ = sb(agent, "detach", d.name, vol)
     assert "Detached volume %s (%s) from domain %s" % (vol, dev, d.name) in out
     assert "controller %s deleted" % ctrlr in out
-    wait_gone(shell, dev)
+    wait_guest_disks(shell, absent=dev)
     assert ctrlr not in controllers(agent)
     assert json.loads(sb(agent, "--json", "domain", "disks", d.name)[1]) == []
 
@@ -191,7 +172,7 @@ def test_volume_prepare_attach_io_detach(agent, domains):
     info = json.loads(sb(agent, "--json", "domain", "disks", d.name)[1])
     assert info[0]["live"] and info[0]["config"]
     sb(agent, "detach", d.name, vol)
-    wait_gone(shell, dev)
+    wait_guest_disks(shell, absent=dev)
     assert ctrlr not in controllers(agent)
     assert json.loads(sb(agent, "--json", "domain", "disks", d.name)[1]) == []
 
@@ -298,5 +279,5 @@ def test_attached_volume_survives_agent_restart(agent, domains):
         assert hashlib.md5(f.read(64 * 4096)).hexdigest() == out.split()[0]
 
     sb(agent, "detach", d.name, vol)
-    wait_gone(shell, dev)
+    wait_guest_disks(shell, absent=dev)
     sb(agent, "volume", "delete", vol)

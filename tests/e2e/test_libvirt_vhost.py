@@ -19,6 +19,7 @@ from spdk_backend.virt.libvirt import config
 from spdk_backend.virt.libvirt import host as host_mod
 from spdk_backend.virt.libvirt import policy
 from tests.support import hugepages
+from tests.support.guest import guest_disks, new_guest_disk, wait_guest_disks
 from tests.support import libvirt_domain as lvd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -88,37 +89,6 @@ def without_owned(xml):
     for cell in el.findall("cpu/numa/cell"):
         cell.attrib.pop("memAccess", None)
     return etree.tostring(el, method="c14n")
-
-
-def guest_disks(shell):
-    out = shell.check("ls /sys/block")
-    return {n for n in out.split() if n.startswith("vd")}
-
-
-def wait_guest_disks(shell, present=None, absent=None, timeout=30):
-    """Poll /sys/block in the guest until ``present`` shows up (any new vd*
-    if it is a set of names to exclude) or ``absent`` is gone."""
-    cond = []
-    if present:
-        cond.append("[ -e /sys/block/%s ]" % present)
-    if absent:
-        cond.append("[ ! -e /sys/block/%s ]" % absent)
-    test = " && ".join(cond)
-    tries = int(timeout * 10)
-    # A subshell: 'exit' in the console's own shell would end init.
-    shell.check("(i=0; until %s; do i=$((i+1)); [ $i -gt %d ] && exit 1; "
-                "sleep 0.1; done)" % (test, tries), timeout=timeout + 15)
-
-
-def new_guest_disk(shell, before, timeout=30):
-    tries = int(timeout * 10)
-    excl = " ".join(sorted(before)) or "none"
-    out = shell.check(
-        "(i=0; while :; do for d in /sys/block/vd*; do n=${d##*/}; "
-        "case ' %s ' in *\" $n \"*) ;; *) [ -e $d ] && echo NEW=$n && "
-        "exit 0;; esac; done; i=$((i+1)); [ $i -gt %d ] && exit 1; "
-        "sleep 0.1; done)" % (excl, tries), timeout=timeout + 15)
-    return out.split("NEW=")[1].split()[0]
 
 
 def write_and_verify(shell, dev, target, offset_blocks=16, blocks=256):

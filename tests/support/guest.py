@@ -51,6 +51,11 @@ hugepage_path=None, smp=1, extra_args=(), boot_timeout=90, no_reboot=False)``
     timeout and removes the files it created (logs are kept when the
     ``with`` block raised, for triage).
 
+``guest_disks(shell)``, ``new_guest_disk(shell, before)``,
+``wait_guest_disks(shell, present=None, absent=None)``
+    The guest's vd* disks; wait for a new one (usable: its /dev node
+    exists) or for a name to appear or go away (hot-plug and unplug).
+
 Example::
 
     image = build_guest_image()
@@ -647,3 +652,42 @@ class QemuGuest:
     def __exit__(self, exc_type, exc, tb):
         self.stop(keep_logs=exc_type is not None)
         return False
+
+
+# ---- virtio disks seen from the guest's shell ----
+
+def guest_disks(shell):
+    """The guest's virtio disks (vd*) by name."""
+    out = shell.check("ls /sys/block")
+    return {n for n in out.split() if n.startswith("vd")}
+
+
+def wait_guest_disks(shell, present=None, absent=None, timeout=30):
+    """Poll /sys/block in the guest until ``present`` shows up (any new vd*
+    if it is a set of names to exclude) or ``absent`` is gone."""
+    cond = []
+    if present:
+        # The /dev node too: devtmpfs creates it a little after sysfs.
+        cond.append("[ -e /sys/block/%s ] && [ -b /dev/%s ]" % (present, present))
+    if absent:
+        cond.append("[ ! -e /sys/block/%s ]" % absent)
+    test = " && ".join(cond)
+    tries = int(timeout * 10)
+    # A subshell: 'exit' in the console's own shell would end init.
+    shell.check("(i=0; until %s; do i=$((i+1)); [ $i -gt %d ] && exit 1; "
+                "sleep 0.1; done)" % (test, tries), timeout=timeout + 15)
+
+
+def new_guest_disk(shell, before, timeout=30):
+    """Wait for a vd* disk not in ``before``; its name."""
+    tries = int(timeout * 10)
+    excl = " ".join(sorted(before)) or "none"
+    # A name only once sysfs has it (an unmatched glob stays "vd*") and its
+    # /dev node exists (devtmpfs creates it a little later): writing to a
+    # missing /dev/vdX would create a plain file instead.
+    out = shell.check(
+        "(i=0; while :; do for d in /sys/block/vd*; do [ -e \"$d\" ] || continue; "
+        "n=${d##*/}; case ' %s ' in *\" $n \"*) ;; *) [ -b /dev/$n ] && "
+        "echo NEW=$n && exit 0;; esac; done; i=$((i+1)); [ $i -gt %d ] && exit 1; "
+        "sleep 0.1; done)" % (excl, tries), timeout=timeout + 15)
+    return out.split("NEW=")[1].split()[0]
