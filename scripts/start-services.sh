@@ -1,6 +1,29 @@
 #!/usr/bin/env bash
 # Start the system services the tests and the demo need (no systemd needed).
+# A daemon still running a binary that has since been replaced (an upgrade,
+# or scripts/install-deps.sh switching the QEMU/libvirt stack) is restarted.
 set -euo pipefail
+
+# Whether the running $1 executes a file that is no longer installed.
+stale() {
+  local pid exe
+  pid=$(pgrep -xo "$1") || return 1
+  exe=$(readlink "/proc/$pid/exe") || return 1
+  [[ "$exe" == *" (deleted)" ]]
+}
+
+for daemon in libvirtd virtlogd; do
+  if stale "$daemon"; then
+    echo "== restarting $daemon: its binary was replaced"
+    pkill -x "$daemon" || true
+    for _ in $(seq 1 100); do
+      pgrep -x "$daemon" >/dev/null || break
+      sleep 0.1
+    done
+    pkill -9 -x "$daemon" 2>/dev/null || true
+  fi
+done
+
 if ! pgrep -x virtlogd >/dev/null; then
   virtlogd -d
 fi

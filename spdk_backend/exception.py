@@ -224,6 +224,11 @@ class DeviceDetachFailed(LibvirtError):
     msg_fmt = "device %(device)s was not removed from domain %(name)s: %(reason)s"
 
 
+class HotplugTimeout(LibvirtError):
+    msg_fmt = ("QEMU of domain %(name)s did not finish hot-plugging %(device)s "
+               "within %(timeout)ss: %(reason)s")
+
+
 class VolumeBackendNotFound(ConfigurationError):
     msg_fmt = ("no such volume backend %(name)s (known: %(known)s); check the "
                "volume_backend option")

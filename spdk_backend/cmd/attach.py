@@ -16,6 +16,7 @@ import time
 from spdk_backend import exception
 from spdk_backend.cmd import _common
 from spdk_backend.cmd import cli
+from spdk_backend.virt.libvirt import host as libvirt_host
 from spdk_backend.virt.libvirt import policy
 
 LOG = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ def _delete_controller(client, name, wait=BUSY_WAIT):
 
 
 def attach(client, host, domain, volume, queues=None, live=None, config=None,
-           readonly=False):
-    """Serve ``volume`` to libvirt domain ``domain``; returns a dict of what was done."""
+           readonly=False, timeout=policy.DEFAULT_ATTACH_TIMEOUT):
+    """Serve ``volume`` to libvirt domain ``domain``; returns a dict of what was done.
+
+    :param timeout: seconds the live attach may take in libvirt and QEMU.
+    """
     vol = _common.get_volume(client, volume)
     host.get_guest(domain)                       # DomainNotFound before any change
     name = _common.ctrlr_name(domain, volume)
@@ -74,20 +78,37 @@ def attach(client, host, domain, volume, queues=None, live=None, config=None,
                                 % (name, _common.controller_bdev(ctrlr), vol.name))
     socket_path = ctrlr["socket"]
     try:
+        was_live = any(d.live for d in policy.list_vhost_disks(host, domain)
+                       if d.socket_path == socket_path)
         info = policy.attach_vhost_disk(host, domain, socket_path, queues=queues,
                                         max_queues=ctrlr.get("max_queues") or None,
-                                        live=live, config=config)
+                                        live=live, config=config, timeout=timeout)
     except BaseException as exc:
         _roll_back(client, host, domain, name, socket_path, created, exc)
         raise
     out = {"domain": domain, "volume": vol.name, "ctrlr": name, "socket": socket_path,
            "created_ctrlr": created}
     out.update(info._asdict())
+    # Whether QEMU reconnects this disk when the agent restarts: always for
+    # a disk QEMU got at start, for a hot-plugged one only where libvirt
+    # passes the reconnect timeout on the hot-plug path.
+    out["hotplugged"] = bool(info.live and not was_live)
+    out["reconnects"] = (not out["hotplugged"] or
+                         policy.hotplug_reconnects(host.versions()))
     return out
 
 
 def _roll_back(client, host, domain, name, socket_path, created, exc):
     """Delete the controller unless the domain uses it (an earlier attach did)."""
+    if isinstance(exc, exception.HotplugTimeout):
+        # QEMU is still connecting to it inside the hot-plug: without the
+        # socket it would retry for ever instead of finishing the attach.
+        LOG.warning("controller %s kept: QEMU of domain %s is still attaching it",
+                    name, domain)
+        exc.message += ("; controller %s is kept for it (spdk-backend detach %s VOLUME "
+                        "removes both once the domain answers)" % (name, domain))
+        exc.args = (exc.message,)
+        return
     try:
         keep = _socket_in_use(host, domain, socket_path)
     except exception.SpdkBackendException:
@@ -158,7 +179,9 @@ def _attach(args):
     host = _common.open_host(args)
     try:
         out = attach(args.client, host, args.domain, args.volume, queues=args.queues,
-                     live=live, config=config, readonly=args.readonly)
+                     live=live, config=config, readonly=args.readonly,
+                     timeout=args.timeout)
+        host_stack = "libvirt %s" % libvirt_host.format_version(host.versions().libvirt)
     finally:
         host.close()
     if args.json:
@@ -168,6 +191,10 @@ def _attach(args):
         out["volume"], out["domain"], out["target_dev"], _where(out["live"], out["config"]),
         out["queues"], "" if out["queues"] == 1 else "s"))
     print("  controller %s, socket %s" % (out["ctrlr"], out["socket"]))
+    if not out["reconnects"]:
+        print("  note: %s does not give a hot-plugged disk its reconnect timeout: this "
+              "disk stays disconnected if the agent restarts, until it is detached and "
+              "attached again or the domain is restarted (docs/cli.md)" % host_stack)
 
 
 def _detach(args):
@@ -224,6 +251,10 @@ def add_parser(subparsers):
     a.add_argument("--queues", type=_positive_int, metavar="N",
                    help="virtqueues (default: one per vCPU, at most the controller's)")
     a.add_argument("--readonly", action="store_true", help="a read-only disk")
+    a.add_argument("--timeout", type=float, default=policy.DEFAULT_ATTACH_TIMEOUT,
+                   metavar="SECONDS",
+                   help="how long libvirt and QEMU may take for a live attach "
+                        "(default: %(default)s)")
     _scope_options(a, "attach to")
     _common.add_common_options(a, libvirt=True)
     a.set_defaults(func=_attach)

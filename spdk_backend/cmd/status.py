@@ -1,4 +1,5 @@
-"""``spdk-backend status``: reactors, bdevs and controllers at a glance.
+"""``spdk-backend status``: reactors, bdevs and controllers at a glance,
+and the libvirt and QEMU versions of the host.
 
 Busy % and IOPS are rates, so they come from two samples ``--interval``
 seconds apart (busy/idle ticks of each reactor, I/O counters of each bdev,
@@ -7,7 +8,11 @@ completed requests of each controller).
 
 import time
 
+from spdk_backend import exception
+from spdk_backend.cmd import _common
 from spdk_backend.cmd import cli
+from spdk_backend.virt.libvirt import host as libvirt_host
+from spdk_backend.virt.libvirt import policy
 
 _OP_COUNTERS = ("num_read_ops", "num_write_ops", "num_unmap_ops", "num_flush_ops",
                 "num_write_zeroes_ops")
@@ -79,11 +84,42 @@ def collect(client, interval):
             "controllers": controllers}
 
 
+def stack(uri):
+    """The libvirt and hypervisor versions at ``uri`` and what follows from
+    them, as a dict; ``error`` says why when libvirt cannot be reached (an
+    agent may serve a host without libvirt)."""
+    out = {"uri": uri, "libvirt": None, "hypervisor": None, "hypervisor_version": None,
+           "libvirt_client": None, "hotplug_reconnects": None, "error": None}
+    try:
+        with libvirt_host.Host(uri) as host:
+            v = host.versions()
+    except exception.LibvirtError as exc:
+        out["error"] = str(exc)
+        return out
+    out.update(libvirt=libvirt_host.format_version(v.libvirt), hypervisor=v.hypervisor,
+               hypervisor_version=libvirt_host.format_version(v.hypervisor_version),
+               libvirt_client=libvirt_host.format_version(v.client),
+               hotplug_reconnects=policy.hotplug_reconnects(v))
+    return out
+
+
 def _run(args):
     status = collect(args.client, args.interval)
+    status["stack"] = stack(args.libvirt_uri)
     if args.json:
         cli.print_json(status)
         return
+    st = status["stack"]
+    print("Virtualization stack (%s)" % st["uri"])
+    if st["error"]:
+        print("  not reachable: %s" % st["error"])
+    else:
+        print("  libvirt %s (this client: %s), %s %s" % (
+            st["libvirt"], st["libvirt_client"], st["hypervisor"], st["hypervisor_version"]))
+        print("  hot-plugged disks reconnect after an agent restart: %s" % (
+            "yes" if st["hotplug_reconnects"] else
+            "no (only disks the domain had when it started)"))
+    print()
     print("Reactors")
     cli.print_table(["LCORE", "NAME", "BUSY%", "POLLERS"],
                     [[r["lcore"], r["name"], "%.1f" % r["busy_pct"], r["pollers"]]
@@ -107,4 +143,5 @@ def add_parser(subparsers):
                     "state, queues, live IOPS from two samples).")
     p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                    help="time between the two samples (default: %(default)s)")
+    _common.add_common_options(p, libvirt=True)
     p.set_defaults(func=_run)

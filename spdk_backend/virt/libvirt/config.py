@@ -544,8 +544,10 @@ class Domain(ConfigObject):
     """``<domain>``, read from libvirt's ``XMLDesc``.
 
     Read: the identity (``name``, ``uuid``, ``virt_type``), ``memory_kib``,
-    ``vcpus`` (the current count), ``machine``, ``acpi``, and views of
-    ``disks``, ``controllers`` and every device's PCI ``pci_addresses``.
+    ``vcpus`` (the current count), ``machine``, ``acpi``, ``dac_label``
+    (the ``user:group`` of the DAC ``<seclabel>``: whom QEMU runs as, in
+    the live XML), and views of ``disks``, ``controllers`` and every
+    device's PCI ``pci_addresses``.
     Written back by :meth:`format_dom`: ``memory_backing`` (None removes
     it) and each of ``numa_cells`` (matched to ``<cpu><numa><cell>`` in
     order).  Devices are not written back: they are added and removed one
@@ -563,6 +565,7 @@ class Domain(ConfigObject):
         self.vcpus = None
         self.machine = None
         self.acpi = False
+        self.dac_label = None
         self.memory_backing = None
         self.numa_cells = []
         self.disks = []
@@ -585,6 +588,8 @@ class Domain(ConfigObject):
         ostype = xmldoc.find("os/type")
         self.machine = ostype.get("machine") if ostype is not None else None
         self.acpi = xmldoc.find("features/acpi") is not None
+        label = xmldoc.findtext("seclabel[@model='dac']/label")
+        self.dac_label = label.strip() if label else None
         backing = xmldoc.find("memoryBacking")
         self.memory_backing = (MemoryBacking.from_dom(backing)
                                if backing is not None else None)

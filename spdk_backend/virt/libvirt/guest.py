@@ -8,6 +8,7 @@ and every ``libvirt.libvirtError`` leaves as one of the project's exceptions
 
 import logging
 import re
+import threading
 import time
 
 from spdk_backend import exception
@@ -161,17 +162,47 @@ class Guest:
             flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
         return flags
 
-    def attach_device(self, conf, live=False, config=False):
+    def attach_device(self, conf, live=False, config=False, timeout=None):
         """Attach device ``conf`` (a config object) to the running domain
         (``live``) and/or its persistent definition (``config``).
 
         With both, libvirt changes the definition only if the live attach
         worked.
+
+        :param timeout: seconds a live attach may take.  libvirt waits for
+            QEMU's ``device_add`` without a limit, and QEMU can block in it
+            (a vhost-user chardev with ``reconnect`` retries its connect for
+            ever inside the device's realize), so the call runs in a thread
+            and is given up after ``timeout``; it goes on in libvirt.
+        :raises HotplugTimeout: the live attach did not return in time.
         """
         flags = self._flags(live, config)
         xml = conf.to_xml()
         LOG.debug("attaching to %s (flags %d): %s", self.name, flags, xml)
-        self._call("attach", self._domain.attachDeviceFlags, xml, flags)
+        if not live or timeout is None:
+            self._call("attach", self._domain.attachDeviceFlags, xml, flags)
+            return
+        done = threading.Event()
+        failure = []
+
+        def _attach():
+            try:
+                self._domain.attachDeviceFlags(xml, flags)
+            except libvirt.libvirtError as exc:
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=_attach, daemon=True,
+                         name="libvirt-attach").start()
+        if not done.wait(timeout):
+            raise exception.HotplugTimeout(
+                name=self.name, device=getattr(conf, "alias", None) or "the device",
+                timeout=timeout,
+                reason="libvirt is still waiting for QEMU, and the domain "
+                       "cannot be managed until QEMU answers")
+        if failure:
+            raise map_libvirt_error(failure[0], self.name, "attach")
 
     def detach_device(self, conf, live=False, config=False, wait=True,
                       timeout=30.0):

@@ -29,6 +29,31 @@ PROC_MOUNTS = "/proc/mounts"
 PROC_MEMINFO = "/proc/meminfo"
 
 
+class StackVersions(collections.namedtuple(
+        "StackVersions", "libvirt hypervisor hypervisor_version client")):
+    """The virtualization stack a connection talks to: the libvirt of the
+    daemon (``getLibVersion``), the hypervisor driver's name and version
+    (``getType``/``getVersion``: QEMU's for qemu:///), and the libvirt
+    library of this process (``libvirt.getVersion``).  Versions are
+    ``(major, minor, micro)`` tuples."""
+
+    def __str__(self):
+        return "libvirt %s, %s %s" % (format_version(self.libvirt), self.hypervisor,
+                                      format_version(self.hypervisor_version))
+
+
+def split_version(number):
+    """libvirt's version integer (major * 1,000,000 + minor * 1,000 +
+    micro) as a tuple; None for 0 or None (libvirt's "unknown")."""
+    if not number:
+        return None
+    return (number // 1000000, number // 1000 % 1000, number % 1000)
+
+
+def format_version(version):
+    return ".".join(str(n) for n in version) if version else "unknown"
+
+
 class HugePagePool(collections.namedtuple(
         "HugePagePool", "size_kib total free mounted")):
     """One huge page size: pages configured, free, and whether a hugetlbfs
@@ -203,6 +228,7 @@ class Host:
         self._callback_id = None
         self._removed_lock = threading.Lock()
         self._removed_waiters = {}   # (domain uuid, alias) -> threading.Event
+        self._versions = None
 
     # -- connection -----------------------------------------------------------
     def get_connection(self):
@@ -279,6 +305,22 @@ class Host:
         return guest_mod.Guest(self, dom)
 
     # -- host facts -----------------------------------------------------------
+    def versions(self):
+        """The :class:`StackVersions` of this connection (read once)."""
+        if self._versions is None:
+            conn = self.get_connection()
+            try:
+                self._versions = StackVersions(
+                    libvirt=split_version(conn.getLibVersion()),
+                    hypervisor=conn.getType(),
+                    hypervisor_version=split_version(conn.getVersion()),
+                    client=split_version(libvirt.getVersion()))
+            except libvirt.libvirtError as exc:
+                raise exception.LibvirtError(
+                    reason="cannot read the versions of %s: %s"
+                    % (self.uri, exc.get_error_message()))
+        return self._versions
+
     def hugepage_pools(self):
         """See :func:`discover_hugepages` (local host only)."""
         return discover_hugepages()

@@ -16,8 +16,10 @@ so they are tested on XML alone.
 
 import collections
 import copy
+import grp
 import logging
 import os
+import pwd
 import re
 import stat
 
@@ -31,6 +33,8 @@ LOG = logging.getLogger(__name__)
 ALIAS_PREFIX = "ua-sb-"
 _ALIAS_BAD = re.compile(r"[^A-Za-z0-9_-]")
 DEFAULT_RECONNECT_TIMEOUT = 10
+# How long a live attach may take before it is reported as stuck.
+DEFAULT_ATTACH_TIMEOUT = 60.0
 
 PrepareResult = collections.namedtuple(
     "PrepareResult", "changed changes restart_required memory")
@@ -42,6 +46,16 @@ that is not shared, so the change takes effect only after a full stop and
 start (a reboot from inside the guest is not enough); ``memory``: how guest
 memory is backed now ('hugepages:<KiB>', 'hugepages', 'memfd', 'file',
 'anonymous' or 'default')."""
+
+# The oldest libvirt seen to give a hot-plugged vhostuser disk the reconnect
+# timeout of its XML (chardev-add with "reconnect-ms"); libvirt 9.0 sends
+# "reconnect": 0 on that path, so QEMU never reconnects such a disk after its
+# back-end restarts.  Versions in between are untested and count as old.
+HOTPLUG_RECONNECT_LIBVIRT = (11, 3, 0)
+
+QemuCredentials = collections.namedtuple("QemuCredentials", "uid gid groups")
+QemuCredentials.__doc__ = """Whom a domain's QEMU runs as: ``uid``, ``gid``
+and the set of ``groups`` (the supplementary ones and ``gid``)."""
 
 DiskInfo = collections.namedtuple(
     "DiskInfo", "target_dev alias socket_path queues live config")
@@ -256,6 +270,93 @@ def _used_aliases(*doms):
             for d in dom.disks if d.alias}
 
 
+def hotplug_reconnects(versions):
+    """Whether a vhost-user disk hot-plugged through the libvirt of
+    ``versions`` (host.StackVersions) reconnects when its back-end restarts;
+    disks in the domain's XML when it starts always do."""
+    return bool(versions and versions.libvirt and
+                versions.libvirt >= HOTPLUG_RECONNECT_LIBVIRT)
+
+
+def _dac_id(text, lookup, field):
+    """'+64055' -> 64055; a name through ``lookup`` (pwd/grp)."""
+    if text.startswith("+"):
+        return int(text[1:])
+    if text.isdigit():
+        return int(text)
+    return getattr(lookup(text), field)
+
+
+def qemu_credentials(dom):
+    """The :class:`QemuCredentials` of the running ``dom``, from the DAC
+    ``<seclabel>`` label of its live XML (``+64055:+108`` or
+    ``libvirt-qemu:kvm``), or None when the XML does not say.
+
+    libvirt gives QEMU the groups of the label's user, the primary group
+    of its passwd entry included, plus the label's group (its DAC driver's
+    group list), so those are looked up here.
+    """
+    label = dom.dac_label if dom is not None else None
+    if not label or ":" not in label:
+        return None
+    user, _, group = label.partition(":")
+    try:
+        uid = _dac_id(user, pwd.getpwnam, "pw_uid")
+        gid = _dac_id(group, grp.getgrnam, "gr_gid")
+    except (KeyError, ValueError):
+        return None
+    groups = {gid}
+    try:
+        user = pwd.getpwuid(uid)
+        groups.update(os.getgrouplist(user.pw_name, user.pw_gid))
+    except KeyError:
+        pass        # no passwd entry: no supplementary groups either
+    return QemuCredentials(uid=uid, gid=gid, groups=frozenset(groups))
+
+
+_ACL_XATTR = "system.posix_acl_access"
+
+
+def _mode_allows(st, creds, bit):
+    """Whether the owner/group/other class of ``creds`` has ``bit`` (4 r,
+    2 w, 1 x) in ``st``, as the kernel decides without ACLs or
+    capabilities (libvirt drops QEMU's capabilities, root's too)."""
+    if creds.uid == st.st_uid:
+        shift = 6
+    elif st.st_gid in creds.groups:
+        shift = 3
+    else:
+        shift = 0
+    return bool((st.st_mode >> shift) & bit)
+
+
+def socket_access_denied(path, creds):
+    """Why ``creds`` may not connect to the unix socket ``path``, or None.
+
+    connect(2) on a unix socket needs search permission on every directory
+    of the path and write permission on the socket (unix(7)).  Only mode
+    bits are judged: a file with a POSIX ACL, or one that cannot be
+    stat'ed, is left for QEMU to try.
+    """
+    path = os.path.abspath(path)
+    parts = path.split("/")[1:]
+    checks = [("/" + "/".join(parts[:i]), 1, "search") for i in range(len(parts))]
+    checks.append((path, 2, "write"))
+    for node, bit, what in checks:
+        try:
+            st = os.stat(node)
+            if _ACL_XATTR in os.listxattr(node):
+                continue
+        except OSError:
+            continue
+        if not _mode_allows(st, creds, bit):
+            return ("QEMU runs as uid %d gid %d and has no %s permission on %s "
+                    "(mode %04o, owner %d:%d)" % (
+                        creds.uid, creds.gid, what, node, stat.S_IMODE(st.st_mode),
+                        st.st_uid, st.st_gid))
+    return None
+
+
 # -- operations on a libvirt host ---------------------------------------------
 
 def prepare_domain(host, name, hugepages=None):
@@ -321,7 +422,8 @@ def _scopes(guest, live, config_):
 def attach_vhost_disk(host, name, socket_path, queues=None, max_queues=None,
                       queue_size=None, live=None, config=None, alias=None,
                       target_dev=None,
-                      reconnect_timeout=DEFAULT_RECONNECT_TIMEOUT):
+                      reconnect_timeout=DEFAULT_RECONNECT_TIMEOUT,
+                      timeout=DEFAULT_ATTACH_TIMEOUT):
     """Attach the vhost-user-blk device served at ``socket_path``.
 
     :param host: a :class:`~spdk_backend.virt.libvirt.host.Host`.
@@ -332,6 +434,7 @@ def attach_vhost_disk(host, name, socket_path, queues=None, max_queues=None,
         one).
     :param alias: libvirt alias (``ua-`` prefix); default from the socket.
     :param target_dev: ``vdX``; default the first free one.
+    :param timeout: seconds a live attach may take (None: no limit).
     :returns: :class:`DiskInfo`.  Attaching a socket that is already
         attached in every chosen place returns it unchanged.
     :raises SharedMemoryRequired: guest memory is not shared (the message
@@ -339,6 +442,7 @@ def attach_vhost_disk(host, name, socket_path, queues=None, max_queues=None,
     :raises NoFreeHotplugSlot: no free PCIe port for a live attach.
     :raises VhostSocketUnreachable: a live attach and the socket is missing
         or QEMU cannot open it.
+    :raises HotplugTimeout: QEMU did not finish the live attach in time.
     """
     socket_path = os.path.abspath(socket_path)
     guest = host.get_guest(name)
@@ -392,6 +496,16 @@ def attach_vhost_disk(host, name, socket_path, queues=None, max_queues=None,
         if not is_sock:
             raise exception.VhostSocketUnreachable(
                 name=name, path=socket_path, reason="not a unix socket")
+        # A QEMU that cannot connect fails the hot-plug at once only when
+        # libvirt leaves out the disk's reconnect timeout (libvirt 9.0); with
+        # it (libvirt 11.3) QEMU retries inside device_add for ever, and the
+        # domain is stuck.  So refuse what its permissions already forbid.
+        creds = qemu_credentials(live_dom)
+        denied = socket_access_denied(socket_path, creds) if creds else None
+        if denied:
+            raise exception.VhostSocketUnreachable(
+                name=name, path=socket_path,
+                reason="Permission denied: %s" % denied)
         free = free_hotplug_ports(live_dom)
         if free == 0:
             raise exception.NoFreeHotplugSlot(name=name)
@@ -402,7 +516,17 @@ def attach_vhost_disk(host, name, socket_path, queues=None, max_queues=None,
         alias=alias)
     LOG.info("attaching vhost-user disk %s (%s) to %s (live=%s config=%s)",
              target_dev, socket_path, name, live, config_)
-    guest.attach_device(disk, live=live, config=config_)
+    try:
+        guest.attach_device(disk, live=live, config=config_, timeout=timeout)
+    except exception.HotplugTimeout as exc:
+        if reconnect_timeout:
+            exc.message = (
+                "%s; QEMU retries connecting to %s every %ss inside the "
+                "hot-plug and finishes it once it can connect (make the "
+                "socket reachable for the user QEMU runs as), or stop the "
+                "domain" % (exc.message, socket_path, reconnect_timeout))
+        exc.args = (exc.message,)
+        raise
 
     live_dom = guest.get_config() if guest.is_active() else None
     cfg_dom = guest.get_config(inactive=True) if guest.is_persistent() \

@@ -48,3 +48,26 @@ def test_discover_hugepages_on_this_host():
     # The real sysfs: whatever it says, it parses into sane pools.
     for pool in host.discover_hugepages():
         assert pool.size_kib > 0 and 0 <= pool.free <= pool.total
+
+
+def test_split_and_format_version():
+    from spdk_backend.virt.libvirt import host
+    assert host.split_version(11003000) == (11, 3, 0)
+    assert host.split_version(7002000) == (7, 2, 0)
+    assert host.split_version(10000002) == (10, 0, 2)
+    assert host.split_version(0) is None
+    assert host.format_version((9, 0, 0)) == "9.0.0"
+    assert host.format_version(None) == "unknown"
+
+
+def test_versions_of_the_test_driver():
+    import libvirt
+
+    from spdk_backend.virt.libvirt import host
+    with host.Host("test:///default") as h:
+        v = h.versions()
+        assert v.hypervisor == "TEST"
+        assert v.libvirt == host.split_version(libvirt.getVersion())
+        assert v.client == v.libvirt
+        assert h.versions() is v
+        assert str(v).startswith("libvirt %d.%d.%d, TEST " % v.libvirt)

@@ -293,3 +293,123 @@ def test_find_vhost_disk():
 ])
 def test_alias_for_socket(path, alias):
     assert policy.alias_for_socket(path) == alias
+
+
+# -- whom QEMU runs as, and what its permissions allow ---------------------
+
+def _live_dom(label):
+    seclabel = ("<seclabel type='dynamic' model='dac' relabel='yes'>"
+                "<label>%s</label><imagelabel>%s</imagelabel></seclabel>"
+                % (label, label)) if label else ""
+    return config.Domain.from_xml(
+        "<domain type='qemu'><name>d</name>"
+        "<seclabel type='none' model='apparmor'/>%s</domain>" % seclabel)
+
+
+def test_qemu_credentials_from_numeric_dac_label():
+    creds = policy.qemu_credentials(_live_dom("+4242:+4343"))
+    assert (creds.uid, creds.gid) == (4242, 4343)
+    assert creds.groups == frozenset({4343})     # no passwd entry, no extra groups
+
+
+def test_qemu_credentials_from_names_with_the_users_groups():
+    import grp
+    import os
+    import pwd
+    root = pwd.getpwuid(0)
+    creds = policy.qemu_credentials(_live_dom("%s:%s" % (root.pw_name,
+                                                         grp.getgrgid(0).gr_name)))
+    assert (creds.uid, creds.gid) == (0, 0)
+    assert creds.groups == frozenset(os.getgrouplist(root.pw_name, root.pw_gid)) | {0}
+
+
+def test_qemu_credentials_include_the_users_primary_group():
+    """Debian's libvirt-qemu has kvm as its passwd group, and libvirt labels
+    QEMU libvirt-qemu:libvirt-qemu: QEMU still has kvm (libvirt's group list
+    starts from the passwd entry)."""
+    import pwd
+    try:
+        user = pwd.getpwnam("libvirt-qemu")
+    except KeyError:
+        pytest.skip("no libvirt-qemu user here")
+    creds = policy.qemu_credentials(_live_dom("+%d:+%d" % (user.pw_uid, user.pw_uid)))
+    assert user.pw_gid in creds.groups and user.pw_uid in creds.groups
+
+
+def test_qemu_credentials_unknown():
+    assert policy.qemu_credentials(_live_dom(None)) is None
+    assert policy.qemu_credentials(None) is None
+    assert policy.qemu_credentials(_live_dom("no-such-user-xyz:kvm")) is None
+    assert policy.qemu_credentials(_live_dom("+12x:+1")) is None
+
+
+def _creds(uid, gid, *groups):
+    return policy.QemuCredentials(uid=uid, gid=gid, groups=frozenset((gid,) + groups))
+
+
+@pytest.fixture
+def open_dir():
+    """A directory every user can search (pytest's tmp_path is 0700)."""
+    import shutil
+    import tempfile
+    d = pathlib.Path(tempfile.mkdtemp(prefix="sbtest-access-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(str(d))
+
+
+def test_socket_access_by_mode_bits(open_dir):
+    import os
+    import socket
+    tmp_path = open_dir
+    d = tmp_path / "vhost"
+    d.mkdir()
+    path = str(d / "c0")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    try:
+        os.chown(path, 0, 0)
+        os.chown(str(d), 0, 0)
+        os.chmod(str(tmp_path), 0o755)
+        other = _creds(4242, 4343)
+        in_group = _creds(4242, 4343, 0)
+        os.chmod(str(d), 0o755)
+        os.chmod(path, 0o600)
+        why = policy.socket_access_denied(path, other)
+        assert "no write permission on %s (mode 0600, owner 0:0)" % path in why
+        assert "uid 4242 gid 4343" in why
+        os.chmod(path, 0o660)
+        assert policy.socket_access_denied(path, other) is not None
+        assert policy.socket_access_denied(path, in_group) is None
+        os.chmod(path, 0o666)
+        assert policy.socket_access_denied(path, other) is None
+        os.chmod(str(d), 0o750)
+        why = policy.socket_access_denied(path, other)
+        assert "no search permission on %s (mode 0750" % d in why
+        assert policy.socket_access_denied(path, in_group) is None
+        # The owner class decides for the owner, even with "other" bits set.
+        os.chown(path, 4242, 0)
+        os.chmod(path, 0o066)
+        os.chmod(str(d), 0o755)
+        assert "write permission" in policy.socket_access_denied(path, other)
+    finally:
+        s.close()
+
+
+def test_socket_access_left_to_qemu_when_unknown(open_dir):
+    # A path that does not exist (QEMU reports that itself) is not judged.
+    assert policy.socket_access_denied(str(open_dir / "none"), _creds(4242, 4343)) is None
+
+
+def test_hotplug_reconnects_by_libvirt_version():
+    from spdk_backend.virt.libvirt.host import StackVersions
+
+    def v(lib):
+        return StackVersions(libvirt=lib, hypervisor="QEMU", hypervisor_version=(7, 2, 0),
+                             client=lib)
+    assert not policy.hotplug_reconnects(v((9, 0, 0)))
+    assert not policy.hotplug_reconnects(v((11, 2, 99)))
+    assert policy.hotplug_reconnects(v((11, 3, 0)))
+    assert policy.hotplug_reconnects(v((12, 0, 0)))
+    assert not policy.hotplug_reconnects(v(None))
+    assert not policy.hotplug_reconnects(None)
