@@ -21,9 +21,12 @@ uring bdev on the same file, each behind a vhost-blk controller.
 process group and must serve vhost-user-blk on ``{socket}``; ``{file}``
 (the prefilled file), ``{size}`` (bytes) and ``{size_mb}`` are substituted.
 Every target is started fresh for every run, and runs alternate
-A B C A B C ... so drift on a shared machine hits all of them.  Prints a
-markdown table: medians with min-max spread, and IOPS ratios against the
-first target.
+A B C A B C ... so drift on a shared machine hits all of them.  Prints the
+commit, the qemu-storage-daemon version (each QEMU/libvirt stack ships its
+own: scripts/install-deps.sh, ``SB_STACK``) and the load average, then a
+markdown table: medians with min-max spread, and each target's IOPS over
+the first target's in the same round (paired per round: median and
+min-max of those ratios).
 """
 
 import argparse
@@ -149,6 +152,26 @@ def serve_engine(kind, sock, file, size, spin_us):
         eng.stop()
 
 
+def provenance():
+    """The commit, qemu-storage-daemon's version and the load average."""
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit, dirty = "", ""
+    try:
+        qsd = subprocess.run(["qemu-storage-daemon", "--version"], capture_output=True,
+                             text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        qsd = "qemu-storage-daemon: not installed"
+    return "commit %s%s; %s; load average %s" % (
+        commit or "unknown", " (modified)" if dirty else "", qsd,
+        " ".join("%.2f" % x for x in os.getloadavg()))
+
+
 def fmt(vals, digits=0):
     med = statistics.median(vals)
     return "%.*f (%.*f-%.*f)" % (digits, med, digits, min(vals), digits,
@@ -233,23 +256,25 @@ def main(argv=None):
                              res["p99"]), file=sys.stderr)
 
     base = targets[0][0]
-    print("\n4 KiB randread, 1 queue, initiator on CPU %d, targets on CPU 0,"
+    print("\n%s" % provenance())
+    print("4 KiB randread, 1 queue, initiator on CPU %d, targets on CPU 0,"
           " %d rounds x %gs; median (min-max)\n"
           % (args.initiator_cpu, args.rounds, args.time))
     print("| target | QD | IOPS | p50 us | p99 us | IOPS spread %% | "
-          "IOPS vs %s |" % base)
+          "IOPS / %s, paired per round |" % base)
     print("|---|---|---|---|---|---|---|")
     for qd in args.qd:
-        base_med = statistics.median(s["iops"] for s in samples[(base, qd)])
+        base_iops = [x["iops"] for x in samples[(base, qd)]]
         for name, _ in targets:
             s = samples[(name, qd)]
             iops = [x["iops"] for x in s]
             med = statistics.median(iops)
             spread = 100.0 * (max(iops) - min(iops)) / med if med else 0
-            print("| %s | %d | %s | %s | %s | %.1f | %.2f |"
+            ratios = [a / b for a, b in zip(iops, base_iops) if b]
+            print("| %s | %d | %s | %s | %s | %.1f | %s |"
                   % (name, qd, fmt(iops), fmt([x["p50"] for x in s], 1),
                      fmt([x["p99"] for x in s], 1), spread,
-                     med / base_med if base_med else 0))
+                     fmt(ratios, 2) if ratios else "-"))
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"%s/qd%d" % k: v for k, v in samples.items()}, f,

@@ -99,10 +99,21 @@ want_stack() {
 if [ -n "$sources_changed" ] || want_stack; then
   apt_update
 fi
+stack_installed() { dpkg-query -W -f='${Package} ${Status}\n' 'qemu*' 'libvirt*' | awk '/ installed$/ {print $1}'; }
 if want_stack; then
   echo "== installing the $STACK virtualization stack: ${STACK_PACKAGES[*]}"
-  apt-get install -y -q --no-install-recommends --allow-downgrades \
-    "${stack_target[@]}" "${STACK_PACKAGES[@]}"
+  apt_opts=(-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef
+            -o Dpkg::Options::=--force-confold)
+  apt-get install "${apt_opts[@]}" --allow-downgrades "${stack_target[@]}" "${STACK_PACKAGES[@]}"
+  if [ "$STACK" = debian12 ]; then
+    # A downgrade loses files: a newer package that took files over from an
+    # older one (Replaces) takes them along when apt removes it (libvirt
+    # 11.3's libvirt-common and 9.0's libvirt0 with /usr/share/libvirt/cpu_map),
+    # and dpkg no longer lists them for anyone.  Unpack the stack again.
+    mapfile -t again < <(stack_installed)
+    echo "== reinstalling the stack's packages after the downgrade"
+    apt-get install "${apt_opts[@]}" --reinstall "${again[@]}"
+  fi
 fi
 echo "== stack: QEMU $(installed_version qemu-system-x86), libvirt $(installed_version libvirt-daemon-system)"
 

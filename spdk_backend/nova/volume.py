@@ -21,6 +21,8 @@ from spdk_backend import utils
 from spdk_backend.agent import client as agent_client
 from spdk_backend.conf import nova as nova_conf
 from spdk_backend.nova import config as sb_config
+from spdk_backend.virt.libvirt import config as sb_vconfig
+from spdk_backend.virt.libvirt import policy
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -122,6 +124,15 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
                     data["bdev_created"] = True
                 self._create_controller(client, ctrlr, bdev, data)
                 socket = self._controller(client, ctrlr)["socket"]
+                denied = self._qemu_cannot_connect(instance, socket)
+                if denied:
+                    self._delete_controller(client, ctrlr, force=True)
+                    raise nova_exception.VolumeAttachFailed(
+                        volume_id=volume_id,
+                        reason="QEMU of instance %s cannot connect to the vhost-user "
+                               "socket %s: Permission denied: %s; set [agent] "
+                               "vhost_socket_group/vhost_socket_mode so that QEMU's "
+                               "user may connect" % (instance.uuid, socket, denied))
             except exception.SpdkBackendException as exc:
                 LOG.error("attaching volume %s: %s", volume_id, exc, instance=instance)
                 raise nova_exception.VolumeAttachFailed(volume_id=volume_id,
@@ -130,6 +141,29 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
         data["vhost_socket"] = socket
         LOG.info("volume %s served by controller %s on %s", volume_id, ctrlr, socket,
                  instance=instance)
+
+    def _qemu_cannot_connect(self, instance, socket):
+        """Why the running instance's QEMU may not connect to ``socket``
+        (policy.socket_access_denied), or None.
+
+        libvirt 11.3 hot-plugs the disk with a reconnecting chardev, and QEMU
+        10 then retries an unreachable socket inside device_add for ever,
+        holding the domain's job: refuse here what the permissions forbid.
+        An instance that does not run yet (boot) gets its disk at start,
+        where QEMU fails at once.
+        """
+        if self.host is None:
+            return None         # no libvirt here (a driver for agent-side use)
+        try:
+            guest = self.host.get_guest(instance)
+            if not guest.is_active():
+                return None
+            dom = sb_vconfig.Domain.from_xml(guest.get_xml_desc())
+        except (nova_exception.InstanceNotFound, nova_exception.InternalError,
+                exception.InvalidInput):
+            return None
+        creds = policy.qemu_credentials(dom)
+        return policy.socket_access_denied(socket, creds) if creds else None
 
     @staticmethod
     def _get_bdev(client, name):

@@ -27,6 +27,15 @@ def test_vhost_bench_table(native_tools, tmp_path):
                      for t in ("qsd-null", "qsd-uring", "engine-null")]
     for r in rows:
         assert float(r[2].split()[0]) > 0          # IOPS median
-    # The first target is the baseline of the ratio column.
-    assert [r[6].strip() for r in rows[::3]] == ["1.00", "1.00"]
+    # The first target is the baseline of the paired ratio column.
+    assert [r[6].strip() for r in rows[::3]] == ["1.00 (1.00-1.00)"] * 2
+    for r in rows:
+        med, rng = r[6].split()
+        lo, hi = (float(x) for x in rng.strip("()").split("-"))
+        assert lo <= float(med) <= hi
+    # Which qemu-storage-daemon (each stack ships its own) and which commit.
+    (prov,) = [line for line in out.stdout.splitlines() if line.startswith("commit ")]
+    qsd = subprocess.run(["qemu-storage-daemon", "--version"], capture_output=True,
+                         text=True).stdout.splitlines()[0]
+    assert qsd in prov and "load average" in prov
     assert (tmp_path / "samples.json").stat().st_size > 0

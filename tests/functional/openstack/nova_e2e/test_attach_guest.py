@@ -24,6 +24,7 @@ warnings.simplefilter("ignore", DeprecationWarning)
 import libvirt  # noqa: E402
 from lxml import etree  # noqa: E402
 from nova import context  # noqa: E402
+from nova import exception as nova_exception  # noqa: E402
 from nova import objects  # noqa: E402
 from nova.tests.unit import fake_instance  # noqa: E402
 from nova.virt.libvirt import config as vconfig  # noqa: E402
@@ -151,6 +152,44 @@ def test_attach_io_extend_detach(env):
                         if x["ctrlr"] == info["data"]["vhost_ctrlr"]]
         cinder("delete", agent, voldir, volume_id)
         assert not (voldir / ("volume-%s" % volume_id)).exists()
+    finally:
+        fixture.cleanUp()
+
+
+def test_connect_refuses_a_socket_qemu_cannot_open(env):
+    """An agent whose sockets only root may open, and the instance's QEMU
+    runs as libvirt-qemu: connect_volume fails with VolumeAttachFailed at
+    once and deletes its controller, instead of handing Nova a disk whose
+    hot-plug QEMU 10 would retry for ever (docs/support.md)."""
+    _, domain, workdir = env
+    base = workdir / "closed-agent"
+    base.mkdir(mode=0o755)
+    base.chmod(0o755)
+    fixture = config_fixture.Config(nova.conf.CONF)
+    fixture.setUp()
+    voldir = workdir / "closed-volumes"
+    voldir.mkdir()
+    volume_id = str(uuid.uuid4())
+    try:
+        with AgentProcess(str(base), vhost_socket_mode="0600") as closed:
+            fixture.config(group="spdk_vhost", agent_socket=closed.rpc_socket)
+            info = cinder("create", closed, voldir, volume_id)
+            drv = sb_driver.LibvirtDriver(None, read_only=True)
+            vol_driver = drv._get_volume_driver(info)
+            flavor = objects.Flavor(name="m1.vhost", memory_mb=256, vcpus=1, root_gb=0,
+                                    ephemeral_gb=0, swap=0,
+                                    extra_specs={"hw:mem_page_size": "large"})
+            inst = fake_instance.fake_instance_obj(
+                context.get_admin_context(), flavor=flavor, uuid=domain.dom.UUIDString())
+            inst.system_metadata = {}
+            start = time.monotonic()
+            with pytest.raises(nova_exception.VolumeAttachFailed,
+                               match="Permission denied: QEMU runs as uid"):
+                vol_driver.connect_volume(info, inst)
+            assert time.monotonic() - start < 30
+            with closed.client() as c:
+                assert c.call("vhost_get_controllers") == []
+            cinder("delete", closed, voldir, volume_id)
     finally:
         fixture.cleanUp()
 
