@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import stat
+import tempfile
 
 from spdk_backend.agent import jsonrpc
 
@@ -42,16 +43,29 @@ class RpcServer:
         os.makedirs(directory, mode=0o755, exist_ok=True)
         _remove_stale_socket(self.path)
         gid = _resolve_group(self.group) if self.group else None
-        # Create the socket with no access, then open it up: nobody can
-        # connect in the window before chmod/chown.
-        old_umask = os.umask(0o777)
+        # Bind in a private directory, set owner and mode there, then rename
+        # into place: the socket appears at its path with its final access,
+        # so nobody connects (or stats it) in between, and no process-wide
+        # umask is touched while other threads create files.
+        private = tempfile.mkdtemp(prefix=".rpc-", dir=directory)
+        staged = os.path.join(private, "s")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+            sock.bind(staged)
+            if gid is not None:
+                os.chown(staged, -1, gid)
+            os.chmod(staged, self.mode)
+            os.rename(staged, self.path)
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         finally:
-            os.umask(old_umask)
-        if gid is not None:
-            os.chown(self.path, -1, gid)
-        os.chmod(self.path, self.mode)
+            try:
+                os.unlink(staged)
+            except FileNotFoundError:
+                pass
+            os.rmdir(private)
         LOG.info("serving JSON-RPC on %s (mode %04o%s)", self.path, self.mode,
                  ", group %s" % self.group if self.group else "")
 

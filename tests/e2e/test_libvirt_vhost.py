@@ -302,6 +302,43 @@ def test_live_attach_of_socket_qemu_cannot_open(host, running, targets):
             is None
 
 
+def test_live_attach_of_socket_nobody_serves_is_bounded(host, domains, workdir):
+    """A socket file whose server is gone (connect() is refused), with
+    permissions QEMU passes.  libvirt 9.0 + QEMU 7.2 fail the hot-plug at
+    once; libvirt 11.3 + QEMU 10 retry inside device_add without end, which
+    only the attach's own timeout bounds: HotplugTimeout within it, and the
+    domain can be destroyed afterwards (docs/support.md)."""
+    import socket
+    d = domains("stale", memory_backing="<source type='memfd'/>"
+                                        "<access mode='shared'/>")
+    d.start(wait_shell=False)
+    stale_dir = workdir / "stale"
+    stale_dir.mkdir(mode=0o755)
+    os.chmod(str(stale_dir), 0o755)
+    path = str(stale_dir / "gone.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    os.chmod(path, 0o666)
+    s.close()                   # the file stays, nobody listens
+    start = time.monotonic()
+    if policy.hotplug_reconnects(host.versions()):
+        with pytest.raises(exception.HotplugTimeout, match="within 5.0s") as err:
+            policy.attach_vhost_disk(host, d.name, path, live=True, config=False,
+                                     timeout=5.0)
+        assert "retries connecting to %s every 10s" % path in str(err.value)
+        assert time.monotonic() - start < 15
+        d.destroy()             # what frees the domain; libvirt's call then ends
+        assert not host.get_guest(d.name).is_active()
+    else:
+        with pytest.raises(exception.VhostSocketUnreachable,
+                           match="Connection refused"):
+            policy.attach_vhost_disk(host, d.name, path, live=True, config=False,
+                                     timeout=5.0)
+        assert time.monotonic() - start < 15
+        assert policy.find_vhost_disk(host.get_guest(d.name).get_config(),
+                                      socket_path=path) is None
+
+
 # -- guests that cannot take a vhost-user disk --------------------------------
 
 def test_attach_to_running_guest_without_shared_memory(host, domains,
