@@ -67,8 +67,11 @@ case "$STACK:$CODENAME" in
     stack_target=(-t bookworm-backports) ;;
   debian12:bookworm)
     # Priority over 1000 makes apt take bookworm's versions even where that
-    # is a downgrade from backports.
-    printf 'Package: qemu-* libvirt-* libvirt0\nPin: release n=bookworm\nPin-Priority: 1001\n' > "$PIN" ;;
+    # is a downgrade from backports; among the three suites at one priority
+    # apt takes the highest version (security and stable updates).
+    for suite in bookworm bookworm-updates bookworm-security; do
+      printf 'Package: qemu-* libvirt-* libvirt0\nPin: release n=%s\nPin-Priority: 1001\n\n' "$suite"
+    done > "$PIN" ;;
   debian12:*)
     echo "install-deps: SB_STACK=debian12 needs Debian 12 (this is ${CODENAME:-unknown})" >&2; exit 2 ;;
   *)
@@ -99,21 +102,23 @@ want_stack() {
 if [ -n "$sources_changed" ] || want_stack; then
   apt_update
 fi
-stack_installed() { dpkg-query -W -f='${Package} ${Status}\n' 'qemu*' 'libvirt*' | awk '/ installed$/ {print $1}'; }
+apt_opts=(-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef
+          -o Dpkg::Options::=--force-confold)
 if want_stack; then
   echo "== installing the $STACK virtualization stack: ${STACK_PACKAGES[*]}"
-  apt_opts=(-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef
-            -o Dpkg::Options::=--force-confold)
   apt-get install "${apt_opts[@]}" --allow-downgrades "${stack_target[@]}" "${STACK_PACKAGES[@]}"
-  if [ "$STACK" = debian12 ]; then
-    # A downgrade loses files: a newer package that took files over from an
-    # older one (Replaces) takes them along when apt removes it (libvirt
-    # 11.3's libvirt-common and 9.0's libvirt0 with /usr/share/libvirt/cpu_map),
-    # and dpkg no longer lists them for anyone.  Unpack the stack again.
-    mapfile -t again < <(stack_installed)
-    echo "== reinstalling the stack's packages after the downgrade"
-    apt-get install "${apt_opts[@]}" --reinstall "${again[@]}"
-  fi
+fi
+# A downgrade loses files: a newer package that took files over from an older
+# one (Replaces) takes them along when apt removes it (libvirt 11.3's
+# libvirt-common and 9.0's libvirt0 with /usr/share/libvirt/cpu_map), and dpkg
+# no longer lists them for anyone.  Unpack the stack's packages again, at the
+# versions installed, whenever libvirt's CPU map is missing.
+if [ ! -e /usr/share/libvirt/cpu_map/index.xml ]; then
+  mapfile -t again < <(dpkg-query -W -f='${Package}=${Version} ${Status}\n' 'qemu*' 'libvirt*' |
+                       awk '/ installed$/ {print $1}')
+  echo "== reinstalling the stack's packages (files lost in a downgrade)"
+  apt_update
+  apt-get install "${apt_opts[@]}" --allow-downgrades --reinstall "${again[@]}"
 fi
 echo "== stack: QEMU $(installed_version qemu-system-x86), libvirt $(installed_version libvirt-daemon-system)"
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Start the system services the tests and the demo need (no systemd needed).
-# A daemon still running a binary that has since been replaced (an upgrade,
+# A daemon still running files that have since been replaced (an upgrade,
 # or scripts/install-deps.sh switching the QEMU/libvirt stack) is restarted.
 set -euo pipefail
 
-# Whether the running $1 executes a file that is no longer installed.
+# Whether the running $1 executes or maps a file that is no longer installed
+# (its binary, or a library or driver module of the old version).
 stale() {
   local pid exe
   pid=$(pgrep -xo "$1") || return 1
   exe=$(readlink "/proc/$pid/exe") || return 1
-  [[ "$exe" == *" (deleted)" ]]
+  [[ "$exe" == *" (deleted)" ]] || grep -q '\.so[.0-9]* (deleted)$' "/proc/$pid/maps"
 }
 
 for daemon in libvirtd virtlogd; do

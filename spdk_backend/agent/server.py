@@ -43,22 +43,27 @@ class RpcServer:
         os.makedirs(directory, mode=0o755, exist_ok=True)
         _remove_stale_socket(self.path)
         gid = _resolve_group(self.group) if self.group else None
-        # Bind in a private directory, set owner and mode there, then rename
+        # Bind in a private directory, set owner and mode there, then link
         # into place: the socket appears at its path with its final access,
         # so nobody connects (or stats it) in between, and no process-wide
-        # umask is touched while other threads create files.
+        # umask is touched while other threads create files.  link() refuses
+        # to replace what appeared at the path meanwhile, as bind() would.
         private = tempfile.mkdtemp(prefix=".rpc-", dir=directory)
         staged = os.path.join(private, "s")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        linked = False
         try:
             sock.bind(staged)
             if gid is not None:
                 os.chown(staged, -1, gid)
             os.chmod(staged, self.mode)
-            os.rename(staged, self.path)
+            os.link(staged, self.path)
+            linked = True
             self._server = await asyncio.start_unix_server(self._serve, sock=sock)
         except BaseException:
             sock.close()
+            if linked:
+                os.unlink(self.path)
             raise
         finally:
             try:

@@ -84,29 +84,42 @@ def attach(client, host, domain, volume, queues=None, live=None, config=None,
                                         max_queues=ctrlr.get("max_queues") or None,
                                         live=live, config=config, timeout=timeout)
     except BaseException as exc:
-        _roll_back(client, host, domain, name, socket_path, created, exc)
+        _roll_back(client, host, domain, vol.name, name, socket_path, created, exc)
         raise
     out = {"domain": domain, "volume": vol.name, "ctrlr": name, "socket": socket_path,
            "created_ctrlr": created}
     out.update(info._asdict())
-    # Whether QEMU reconnects this disk when the agent restarts: always for
-    # a disk QEMU got at start, for a hot-plugged one only where libvirt
-    # passes the reconnect timeout on the hot-plug path.
     out["hotplugged"] = bool(info.live and not was_live)
-    out["reconnects"] = (not out["hotplugged"] or
-                         policy.hotplug_reconnects(host.versions()))
+    out["reconnects"] = _reconnects(host, out["hotplugged"], was_live)
     return out
 
 
-def _roll_back(client, host, domain, name, socket_path, created, exc):
+def _reconnects(host, hotplugged, was_live):
+    """Whether QEMU reconnects the disk when the agent restarts: True for a
+    disk QEMU gets when the domain starts, and for a hot-plugged one where
+    libvirt passes the reconnect timeout on the hot-plug path; None when it
+    cannot be told (a disk already live before this call, which may have been
+    hot-plugged, or libvirt's version unreadable)."""
+    try:
+        if policy.hotplug_reconnects(host.versions()):
+            return True
+    except exception.LibvirtError as exc:
+        LOG.warning("cannot tell whether the disk reconnects: %s", exc)
+        return None
+    if hotplugged:
+        return False
+    return None if was_live else True
+
+
+def _roll_back(client, host, domain, volume, name, socket_path, created, exc):
     """Delete the controller unless the domain uses it (an earlier attach did)."""
     if isinstance(exc, exception.HotplugTimeout):
         # QEMU is still connecting to it inside the hot-plug: without the
         # socket it would retry for ever instead of finishing the attach.
         LOG.warning("controller %s kept: QEMU of domain %s is still attaching it",
                     name, domain)
-        exc.message += ("; controller %s is kept for it (spdk-backend detach %s VOLUME "
-                        "removes both once the domain answers)" % (name, domain))
+        exc.message += ("; controller %s is kept for it ('spdk-backend detach %s %s' "
+                        "removes both once the domain answers)" % (name, domain, volume))
         exc.args = (exc.message,)
         return
     try:
@@ -180,8 +193,10 @@ def _attach(args):
     try:
         out = attach(args.client, host, args.domain, args.volume, queues=args.queues,
                      live=live, config=config, readonly=args.readonly,
-                     timeout=args.timeout)
-        host_stack = "libvirt %s" % libvirt_host.format_version(host.versions().libvirt)
+                     timeout=args.attach_timeout)
+        # reconnects False means the versions were read.
+        host_stack = ("libvirt %s" % libvirt_host.format_version(host.versions().libvirt)
+                      if out["reconnects"] is False else None)
     finally:
         host.close()
     if args.json:
@@ -191,7 +206,7 @@ def _attach(args):
         out["volume"], out["domain"], out["target_dev"], _where(out["live"], out["config"]),
         out["queues"], "" if out["queues"] == 1 else "s"))
     print("  controller %s, socket %s" % (out["ctrlr"], out["socket"]))
-    if not out["reconnects"]:
+    if out["reconnects"] is False:
         print("  note: %s does not give a hot-plugged disk its reconnect timeout: this "
               "disk stays disconnected if the agent restarts, until it is detached and "
               "attached again or the domain is restarted (docs/cli.md)" % host_stack)
@@ -232,6 +247,16 @@ def _positive_int(text):
     return value
 
 
+def _positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError("%r is not a number of seconds above 0" % text)
+    return value
+
+
 def _scope_options(parser, verb):
     parser.add_argument("--live", action="store_true",
                         help="%s the running domain only (with --config: both)" % verb)
@@ -251,8 +276,8 @@ def add_parser(subparsers):
     a.add_argument("--queues", type=_positive_int, metavar="N",
                    help="virtqueues (default: one per vCPU, at most the controller's)")
     a.add_argument("--readonly", action="store_true", help="a read-only disk")
-    a.add_argument("--timeout", type=float, default=policy.DEFAULT_ATTACH_TIMEOUT,
-                   metavar="SECONDS",
+    a.add_argument("--timeout", dest="attach_timeout", type=_positive_seconds,
+                   default=policy.DEFAULT_ATTACH_TIMEOUT, metavar="SECONDS",
                    help="how long libvirt and QEMU may take for a live attach "
                         "(default: %(default)s)")
     _scope_options(a, "attach to")

@@ -9,6 +9,7 @@ controller's socket; ``disconnect_volume`` deletes the controller.
 
 import hashlib
 
+import libvirt
 from oslo_log import log as logging
 
 import nova.conf
@@ -106,6 +107,7 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
                        % instance.uuid)
         bdev = data["bdev_name"]
         ctrlr = controller_name(instance, volume_id)
+        bdev_made = False
         with self._client() as client:
             try:
                 if self._get_bdev(client, bdev) is None:
@@ -121,12 +123,17 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
                         except exception.AgentAlreadyExists:
                             pass  # e.g. the cluster is registered already
                     client.call(spec["method"], **_local_params(spec))
-                    data["bdev_created"] = True
-                self._create_controller(client, ctrlr, bdev, data)
+                    data["bdev_created"] = bdev_made = True
+                ctrlr_made = self._create_controller(client, ctrlr, bdev, data)
                 socket = self._controller(client, ctrlr)["socket"]
                 denied = self._qemu_cannot_connect(instance, socket)
                 if denied:
-                    self._delete_controller(client, ctrlr, force=True)
+                    # Undo only what this call made (a retried attach may
+                    # find both in use).
+                    if ctrlr_made:
+                        self._delete_controller(client, ctrlr, force=True)
+                        if bdev_made:
+                            self._delete_bdev(client, data["bdev"])
                     raise nova_exception.VolumeAttachFailed(
                         volume_id=volume_id,
                         reason="QEMU of instance %s cannot connect to the vhost-user "
@@ -160,7 +167,8 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
                 return None
             dom = sb_vconfig.Domain.from_xml(guest.get_xml_desc())
         except (nova_exception.InstanceNotFound, nova_exception.InternalError,
-                exception.InvalidInput):
+                libvirt.libvirtError, exception.InvalidInput) as exc:
+            LOG.debug("no permission check for instance %s: %s", instance.uuid, exc)
             return None
         creds = policy.qemu_credentials(dom)
         return policy.socket_access_denied(socket, creds) if creds else None
@@ -182,12 +190,15 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
         return found
 
     def _create_controller(self, client, ctrlr, bdev, data):
+        """Create controller ``ctrlr`` for ``bdev``; True if this call made
+        it, False if it existed for the same bdev (a retried attach)."""
         params = {"ctrlr": ctrlr, "dev_name": bdev,
                   "readonly": data.get("access_mode") == "ro"}
         if data.get("num_queues"):
             params["max_queues"] = int(data["num_queues"])
         try:
             client.call("vhost_create_blk_controller", **params)
+            return True
         except exception.AgentAlreadyExists:
             # A retried attach: fine if it is the same bdev, an error if not.
             existing = self._controller(client, ctrlr)
@@ -196,6 +207,7 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
                 raise exception.AgentAlreadyExists(
                     code=-17, reason="controller %s already serves bdev %s, not %s"
                                      % (ctrlr, serves, bdev))
+            return False
 
     # -- config -------------------------------------------------------------------
 

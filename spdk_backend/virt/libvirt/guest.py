@@ -188,7 +188,7 @@ class Guest:
         def _attach():
             try:
                 self._domain.attachDeviceFlags(xml, flags)
-            except libvirt.libvirtError as exc:
+            except BaseException as exc:    # re-raised in the caller's thread
                 failure.append(exc)
             finally:
                 done.set()
@@ -202,7 +202,9 @@ class Guest:
                 reason="libvirt is still waiting for QEMU, and the domain "
                        "cannot be managed until QEMU answers")
         if failure:
-            raise map_libvirt_error(failure[0], self.name, "attach")
+            if isinstance(failure[0], libvirt.libvirtError):
+                raise map_libvirt_error(failure[0], self.name, "attach")
+            raise failure[0]
 
     def detach_device(self, conf, live=False, config=False, wait=True,
                       timeout=30.0):

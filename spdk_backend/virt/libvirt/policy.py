@@ -278,6 +278,13 @@ def hotplug_reconnects(versions):
                 versions.libvirt >= HOTPLUG_RECONNECT_LIBVIRT)
 
 
+def _hotplug_reconnects(host):
+    try:
+        return hotplug_reconnects(host.versions())
+    except exception.LibvirtError:
+        return False
+
+
 def _dac_id(text, lookup, field):
     """'+64055' -> 64055; a name through ``lookup`` (pwd/grp)."""
     if text.startswith("+"):
@@ -289,7 +296,7 @@ def _dac_id(text, lookup, field):
 
 def qemu_credentials(dom):
     """The :class:`QemuCredentials` of the running ``dom``, from the DAC
-    ``<seclabel>`` label of its live XML (``+64055:+108`` or
+    ``<seclabel>`` label of its live XML (``+64055:+64055`` on Debian, or
     ``libvirt-qemu:kvm``), or None when the XML does not say.
 
     libvirt gives QEMU the groups of the label's user, the primary group
@@ -519,7 +526,7 @@ def attach_vhost_disk(host, name, socket_path, queues=None, max_queues=None,
     try:
         guest.attach_device(disk, live=live, config=config_, timeout=timeout)
     except exception.HotplugTimeout as exc:
-        if reconnect_timeout:
+        if reconnect_timeout and _hotplug_reconnects(host):
             exc.message = (
                 "%s; QEMU retries connecting to %s every %ss inside the "
                 "hot-plug and finishes it once it can connect (make the "

@@ -41,7 +41,9 @@ def test_unreachable_agent(capsys, short_tmp):
     assert "is spdk-backend-agent running" in capsys.readouterr().err
 
 
-def test_status_tables_and_json(capsys, agent):
+def test_status_tables_and_json(capsys, agent, monkeypatch):
+    # libvirt's test driver: the stack section without a libvirtd.
+    monkeypatch.setenv("SPDK_BACKEND_LIBVIRT_URI", "test:///default")
     run(capsys, agent, "rpc", "bdev_malloc_create", "name=m0", "num_blocks=2048",
         "block_size=512")
     run(capsys, agent, "rpc", "vhost_create_blk_controller", "ctrlr=vhost.0", "dev_name=m0")
@@ -58,6 +60,39 @@ def test_status_tables_and_json(capsys, agent):
     (c,) = status["controllers"]
     assert c["ctrlr"] == "vhost.0" and c["connected"] is False
     assert c["iops"] > 0  # from completed_ios of two samples
+    import libvirt
+    from spdk_backend.virt.libvirt import host
+    stack = status["stack"]
+    assert stack["uri"] == "test:///default" and stack["error"] is None
+    assert stack["hypervisor"] == "TEST"
+    assert stack["libvirt"] == host.format_version(host.split_version(libvirt.getVersion()))
+    assert isinstance(stack["hotplug_reconnects"], bool)
+    rc, out, _ = run(capsys, agent, "status", "--interval", "0")
+    assert "Virtualization stack (test:///default)" in out
+    assert "libvirt %s" % stack["libvirt"] in out
+
+
+def test_status_without_libvirt(capsys, agent):
+    """An agent host without libvirt still gets its status, and why not."""
+    rc, out, _ = run(capsys, agent, "--json", "status", "--interval", "0",
+                     "--libvirt-uri", "qemu+unix:///system?socket=/nonexistent/sock")
+    assert rc == 0
+    stack = json.loads(out)["stack"]
+    assert stack["libvirt"] is None and "cannot connect" in stack["error"]
+
+
+def test_attach_timeout_is_its_own_option(capsys):
+    """attach --timeout bounds the live attach; the global --timeout (the
+    agent's RPC) is another option and keeps its value."""
+    args = cli.build_parser().parse_args(["--timeout", "5", "attach", "vm", "vol",
+                                          "--timeout", "90"])
+    assert args.timeout == 5.0 and args.attach_timeout == 90.0
+    args = cli.build_parser().parse_args(["--timeout", "5", "attach", "vm", "vol"])
+    assert args.timeout == 5.0 and args.attach_timeout == 60.0
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(["attach", "vm", "vol", "--timeout", bad])
+        assert "seconds above 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("words,params", [
