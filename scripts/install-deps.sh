@@ -10,8 +10,7 @@
 #   SB_STACK=debian12 Debian 12's own QEMU 7.2 and libvirt 9.0 (Debian 12
 #                     only); installed over the current stack by downgrading.
 # Switching stacks rebuilds libvirt-python in .venv against the libvirt it
-# now runs with; restart libvirtd afterwards (scripts/start-services.sh
-# --restart).
+# now runs with; scripts/start-services.sh then restarts libvirtd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

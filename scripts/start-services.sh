@@ -15,7 +15,7 @@ stale() {
 
 for daemon in libvirtd virtlogd; do
   if stale "$daemon"; then
-    echo "== restarting $daemon: its binary was replaced"
+    echo "== restarting $daemon: files it runs were replaced"
     pkill -x "$daemon" || true
     for _ in $(seq 1 100); do
       pgrep -x "$daemon" >/dev/null || break

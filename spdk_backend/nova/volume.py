@@ -151,7 +151,7 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
 
     def _qemu_cannot_connect(self, instance, socket):
         """Why the running instance's QEMU may not connect to ``socket``
-        (policy.socket_access_denied), or None.
+        (policy.qemu_access_denied), or None.
 
         libvirt 11.3 hot-plugs the disk with a reconnecting chardev, and QEMU
         10 then retries an unreachable socket inside device_add for ever,
@@ -170,8 +170,7 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
                 libvirt.libvirtError, exception.InvalidInput) as exc:
             LOG.debug("no permission check for instance %s: %s", instance.uuid, exc)
             return None
-        creds = policy.qemu_credentials(dom)
-        return policy.socket_access_denied(socket, creds) if creds else None
+        return policy.qemu_access_denied(dom, socket)
 
     @staticmethod
     def _get_bdev(client, name):

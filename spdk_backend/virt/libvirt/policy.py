@@ -364,6 +364,15 @@ def socket_access_denied(path, creds):
     return None
 
 
+def qemu_access_denied(dom, socket_path):
+    """Why QEMU of the running ``dom`` (its live config.Domain) may not
+    connect to ``socket_path`` (:func:`socket_access_denied` with
+    :func:`qemu_credentials`), or None, also when the XML does not say
+    whom QEMU runs as."""
+    creds = qemu_credentials(dom)
+    return socket_access_denied(socket_path, creds) if creds else None
+
+
 # -- operations on a libvirt host ---------------------------------------------
 
 def prepare_domain(host, name, hugepages=None):
@@ -507,8 +516,7 @@ def attach_vhost_disk(host, name, socket_path, queues=None, max_queues=None,
         # libvirt leaves out the disk's reconnect timeout (libvirt 9.0); with
         # it (libvirt 11.3) QEMU retries inside device_add for ever, and the
         # domain is stuck.  So refuse what its permissions already forbid.
-        creds = qemu_credentials(live_dom)
-        denied = socket_access_denied(socket_path, creds) if creds else None
+        denied = qemu_access_denied(live_dom, socket_path)
         if denied:
             raise exception.VhostSocketUnreachable(
                 name=name, path=socket_path,
@@ -532,7 +540,7 @@ def attach_vhost_disk(host, name, socket_path, queues=None, max_queues=None,
                 "hot-plug and finishes it once it can connect (make the "
                 "socket reachable for the user QEMU runs as), or stop the "
                 "domain" % (exc.message, socket_path, reconnect_timeout))
-        exc.args = (exc.message,)
+            exc.args = (exc.message,)
         raise
 
     live_dom = guest.get_config() if guest.is_active() else None
