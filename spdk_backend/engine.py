@@ -655,6 +655,7 @@ def _ctrlr_dict(info):
         "protocol_features": info.protocol_features,
         "reactor_core": info.reactor_core,
         "completed_ios": info.completed_ios,
+        "dirty_logging": bool(info.dirty_logging),
     }
 
 

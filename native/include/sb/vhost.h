@@ -69,6 +69,7 @@ struct sb_vhost_ctrlr_info {
 	uint32_t delay_base_us;
 	uint32_t iops_threshold;
 	uint64_t completed_ios;  /* requests completed since creation */
+	bool dirty_logging;      /* a live migration has the back-end marking dirty pages */
 };
 
 int sb_vhost_get_info(const char *name, struct sb_vhost_ctrlr_info *info);

@@ -84,6 +84,10 @@ sb_blk_req_parse(struct sb_vring_chain *chain, struct sb_blk_req_parsed *req)
 	last = &w[nw - 1];
 	req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
 	last->iov_len--;
+	if (chain->gpa != NULL) {
+		/* Dirty logging marks the status byte by its guest-physical address. */
+		req->status_gpa = chain->gpa[nr + nw - 1] + last->iov_len;
+	}
 	if (last->iov_len == 0) {
 		nw--;
 	}
@@ -109,7 +113,8 @@ sb_blk_features(const struct sb_blk_geometry *g)
 		     (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
 		     (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_BLK_F_FLUSH) |
 		     (1ull << VIRTIO_F_INDIRECT_DESC) | (1ull << VIRTIO_F_EVENT_IDX) |
-		     (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+		     (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
+		     (1ull << VHOST_F_LOG_ALL);
 
 	if (g->readonly) {
 		f |= 1ull << VIRTIO_BLK_F_RO;

@@ -28,20 +28,65 @@ sb_vhost_vq_flush_call(struct sb_vhost_vq *vq)
 }
 
 void
+sb_vhost_vq_log_used(struct sb_vhost_vq *vq, uint64_t off, uint64_t len)
+{
+	struct sb_vhost_log *log = __atomic_load_n(&vq->ctrlr->log_active, __ATOMIC_ACQUIRE);
+
+	if (log != NULL && vq->log_used) {
+		sb_vhost_log_write(log, vq->log_used_gpa + off, len);
+	}
+}
+
+void
+sb_vhost_vq_log_notify(struct sb_vhost_vq *vq)
+{
+	/* used->flags, and avail_event behind the ring (virtio 1.2 §2.7.8). */
+	sb_vhost_vq_log_used(vq, 0, 2);
+	if (vq->vr.event_idx) {
+		sb_vhost_vq_log_used(vq, 4 + 8ull * vq->vr.size, 2);
+	}
+}
+
+/* Every guest byte a finished request wrote: writable buffers, status, used entry and index. */
+static void
+_log_task(struct sb_vhost_task *t, struct sb_vhost_log *log, uint16_t slot)
+{
+	struct sb_vhost_vq *vq = t->vq;
+	uint32_t i;
+
+	for (i = t->chain.n_readable; i < t->chain.n_iov; i++) {
+		sb_vhost_log_write(log, t->gpa[i], t->iov[i].iov_len);
+	}
+	sb_vhost_log_write(log, t->req.status_gpa, 1);
+	if (vq->log_used) {
+		sb_vhost_log_write(log, vq->log_used_gpa + 4 + 8ull * slot, 8);
+		sb_vhost_log_write(log, vq->log_used_gpa + 2, 2);
+	}
+}
+
+void
 sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
 {
 	struct sb_vhost_vq *vq = t->vq;
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	struct sb_vhost_log *log;
+	uint16_t slot;
 
 	if (!vq->detached) {
 		*t->req.status = status;
 		if (status != VIRTIO_BLK_S_OK) {
 			t->used_len = 1;
 		}
+		slot = vq->vr.last_used_idx % vq->vr.size;
 		if (vq->iq != NULL) {
 			sb_inflight_push_used(vq->iq, &vq->vr, t->head, t->used_len);
 		} else {
 			sb_vring_push_used(&vq->vr, t->head, t->used_len);
+		}
+		/* Logging off costs this one load and branch. */
+		log = __atomic_load_n(&c->log_active, __ATOMIC_ACQUIRE);
+		if (log != NULL) {
+			_log_task(t, log, slot);
 		}
 		vq->win_count++;
 		if (!vq->started) {
@@ -269,6 +314,7 @@ sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head)
 		return false;
 	}
 	t->chain.iov = t->iov;
+	t->chain.gpa = t->gpa;
 	t->chain.max_iov = SB_VHOST_REQ_MAX_IOV;
 	rc = sb_vring_walk(&vq->vr, c->mem, head, &t->chain, &why);
 	if (rc != 0) {

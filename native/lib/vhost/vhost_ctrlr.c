@@ -359,6 +359,7 @@ _fill_info(struct sb_vhost_ctrlr *c, struct sb_vhost_ctrlr_info *info)
 	info->delay_base_us = c->delay_base_us;
 	info->iops_threshold = c->iops_threshold;
 	info->completed_ios = __atomic_load_n(&c->completed_ios, __ATOMIC_RELAXED);
+	info->dirty_logging = __atomic_load_n(&c->log_active, __ATOMIC_ACQUIRE) != NULL;
 }
 
 static void
@@ -507,6 +508,9 @@ _mem_fault(const struct sb_vhost_ctrlr *c)
 		    (hit = sb_vhost_sigbus_hit(c->mem->regions[i].mmap_addr)) != NULL) {
 			return hit;
 		}
+	}
+	if (c->log != NULL && (hit = sb_vhost_sigbus_hit(c->log->mmap_addr)) != NULL) {
+		return hit;
 	}
 	return c->inflight_base != NULL ? sb_vhost_sigbus_hit(c->inflight_base) : NULL;
 }

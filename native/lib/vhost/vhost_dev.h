@@ -35,6 +35,7 @@ struct sb_vhost_task {
 	TAILQ_ENTRY(sb_vhost_task) link;
 	struct sb_vring_chain chain;
 	struct iovec iov[SB_VHOST_REQ_MAX_IOV];
+	uint64_t gpa[SB_VHOST_REQ_MAX_IOV];  /* guest-physical address of each iov (dirty log) */
 };
 
 struct sb_vhost_vq {
@@ -67,6 +68,9 @@ struct sb_vhost_vq {
 	bool kick_registered;
 	bool notify_off;  /* kicks suppressed while the reactor polls (sb_vring_notify_off) */
 	int run_callfd;  /* the fd the reactor signals (swapped by message) */
+	/* Dirty logging of the used ring (SET_VRING_ADDR with VHOST_VRING_F_LOG). */
+	bool log_used;
+	uint64_t log_used_gpa;
 	/* Interrupt coalescing (sb_vhost_set_coalescing). */
 	bool coalesce;          /* the last window's IOPS reached the threshold */
 	bool call_pending;
@@ -118,6 +122,14 @@ struct sb_vhost_ctrlr {
 	bool features_set;
 	struct sb_vhost_mem *mem;   /* replaced only while no queue runs */
 	struct sb_vhost_vq vqs[SB_VHOST_MAX_QUEUES];
+	/*
+	 * Dirty log (SET_LOG_BASE): the control thread maps and replaces it;
+	 * log_active is what the reactor marks pages in: the log while
+	 * VHOST_F_LOG_ALL is negotiated, else NULL.  An old log is unmapped
+	 * only after the reactor ran a message past the switch.
+	 */
+	struct sb_vhost_log *log;
+	struct sb_vhost_log *log_active;
 	void *inflight_base;
 	uint64_t inflight_size;
 	uint16_t inflight_qsize;
@@ -153,6 +165,10 @@ void sb_vhost_resume(struct sb_vhost_ctrlr *c, uint32_t mask);
 void sb_vhost_vq_drained(struct sb_vhost_vq *vq);
 /** Swap the call fd of a running queue (reactor message). */
 int sb_vhost_vq_set_call(struct sb_vhost_vq *vq, int fd);
+/** Give a running queue new used-ring logging settings from vq->addr (reactor message). */
+int sb_vhost_vq_set_log(struct sb_vhost_vq *vq);
+/** Wait until the controller's reactor ran past this point (0, or -ETIMEDOUT). */
+int sb_vhost_reactor_barrier(struct sb_vhost_ctrlr *c);
 /** Open the bdev on the controller's reactor (claim unless readonly). */
 int sb_vhost_bdev_open(struct sb_vhost_ctrlr *c);
 /** Put the channel and close the descriptor (reactor; after in-flight I/O completed). */
@@ -198,6 +214,10 @@ void sb_vhost_vq_flush_call(struct sb_vhost_vq *vq);
 void sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status);
 /** Retry tasks waiting for a bdev_io. */
 void sb_vhost_blk_retry(struct sb_vhost_vq *vq);
+/** Mark [off, off + len) of the used ring dirty when logging is on (reactor). */
+void sb_vhost_vq_log_used(struct sb_vhost_vq *vq, uint64_t off, uint64_t len);
+/** Mark the used ring's flags and avail_event dirty (after notify on/off; reactor). */
+void sb_vhost_vq_log_notify(struct sb_vhost_vq *vq);
 
 /* vhost_msg.c (control thread) */
 /** Handle one message of the connection; a negative return cuts the session. */

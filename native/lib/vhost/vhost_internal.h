@@ -81,6 +81,8 @@ enum {
 
 #define VHOST_USER_F_PROTOCOL_FEATURES 30
 #define VHOST_F_LOG_ALL 26
+/* SET_VRING_ADDR flags: bit 0 says log_guest_addr is valid (log the used ring). */
+#define VHOST_VRING_F_LOG 0
 
 #define SB_VHOST_MAX_FDS 8
 #define SB_VHOST_MEM_TABLE_MAX 8      /* regions in one SET_MEM_TABLE */
@@ -135,6 +137,12 @@ struct vhost_user_config {
 };
 #define VHOST_USER_CONFIG_HDR_SIZE 12u
 
+/* SET_LOG_BASE payload (the log region arrives as the message's fd). */
+struct vhost_user_log {
+	uint64_t mmap_size;
+	uint64_t mmap_offset;
+};
+
 struct vhost_user_inflight {
 	uint64_t mmap_size;
 	uint64_t mmap_offset;
@@ -152,6 +160,7 @@ struct vhost_user_msg {
 		struct vhost_user_mem_reg memreg;
 		struct vhost_user_config cfg;
 		struct vhost_user_inflight inflight;
+		struct vhost_user_log log;
 		uint8_t raw[SB_VHOST_MAX_PAYLOAD];
 	} p;
 	int fds[SB_VHOST_MAX_FDS];
@@ -225,6 +234,44 @@ void *sb_vhost_uva_to_va(const struct sb_vhost_mem *mem, uint64_t uva, uint64_t 
  */
 int sb_vhost_gpa_to_iov(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t len,
 			struct iovec *iov, uint32_t *iovcnt, uint32_t max);
+/** The same, also recording each iovec's guest-physical address in gpas[] (may be NULL). */
+int sb_vhost_gpa_to_iov_gpa(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t len,
+			    struct iovec *iov, uint64_t *gpas, uint32_t *iovcnt, uint32_t max);
+
+/* ---- dirty page log for live migration (vhost_log.c) ---- */
+
+/*
+ * vhost-user.rst "Migration": while VHOST_F_LOG_ALL is negotiated, every
+ * byte the back-end writes into guest memory marks its guest-physical page
+ * in a bitmap the front-end shares: bit p % 8 of byte p / 8 for page p of
+ * SB_VHOST_LOG_PAGE bytes.  The front-end reads and clears it concurrently.
+ */
+#define SB_VHOST_LOG_PAGE 4096u
+/* Largest log mapped: 1 GiB of bitmap covers 32 TiB of guest memory. */
+#define SB_VHOST_LOG_MAX (1ull << 30)
+
+struct sb_vhost_log {
+	uint8_t *bits;          /* the bitmap (mapping + mmap_offset) */
+	uint64_t size;          /* bytes of bitmap */
+	void *mmap_addr;        /* what to munmap */
+	uint64_t mmap_size;
+	bool drop;              /* test hook: marks are not set (SB_VHOST_TEST_DROP_DIRTY_LOG) */
+	uint64_t outside;       /* pages outside the bitmap (a front-end that shrank guest memory's log) */
+};
+
+/** Bytes of bitmap a log must have to cover every region of mem (0 for no memory). */
+uint64_t sb_vhost_log_bytes_needed(const struct sb_vhost_mem *mem);
+/**
+ * Check and map a log region: fd must be a memfd holding
+ * [mmap_offset, mmap_offset + mmap_size), and the bitmap must cover mem.
+ * \return 0 (*out set), -EINVAL (*why set), -errno (mmap).
+ */
+int sb_vhost_log_map(int fd, uint64_t mmap_size, uint64_t mmap_offset,
+		     const struct sb_vhost_mem *mem, struct sb_vhost_log **out, const char **why);
+/** Unmap and free (NULL is fine). */
+void sb_vhost_log_unmap(struct sb_vhost_log *log);
+/** Mark the pages of [gpa, gpa + len) dirty (atomic OR; any thread). */
+void sb_vhost_log_write(struct sb_vhost_log *log, uint64_t gpa, uint64_t len);
 
 /* ---- front-end files truncated under our mappings (vhost_sigbus.c) ---- */
 
@@ -317,6 +364,7 @@ int sb_vring_pop(struct sb_vring *vr, uint16_t *head, const char **why);
 
 struct sb_vring_chain {
 	struct iovec *iov;
+	uint64_t *gpa;           /* when not NULL: guest-physical address of each iov[i] */
 	uint32_t max_iov;
 	uint32_t n_iov;
 	uint32_t n_readable;     /* iov[0..n_readable) device-readable, rest writable */
@@ -432,6 +480,7 @@ struct sb_blk_req_parsed {
 	uint32_t data_cnt;
 	uint64_t data_len;
 	uint8_t *status;
+	uint64_t status_gpa;      /* when the chain kept guest-physical addresses */
 };
 
 /**

@@ -223,8 +223,8 @@ sb_vhost_uva_to_va(const struct sb_vhost_mem *mem, uint64_t uva, uint64_t len)
 }
 
 int
-sb_vhost_gpa_to_iov(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t len,
-		    struct iovec *iov, uint32_t *iovcnt, uint32_t max)
+sb_vhost_gpa_to_iov_gpa(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t len,
+			struct iovec *iov, uint64_t *gpas, uint32_t *iovcnt, uint32_t max)
 {
 	uint64_t chunk;
 	void *va;
@@ -243,9 +243,19 @@ sb_vhost_gpa_to_iov(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t len,
 		}
 		iov[*iovcnt].iov_base = va;
 		iov[*iovcnt].iov_len = chunk;
+		if (gpas != NULL) {
+			gpas[*iovcnt] = gpa;
+		}
 		(*iovcnt)++;
 		gpa += chunk;
 		len -= chunk;
 	}
 	return 0;
+}
+
+int
+sb_vhost_gpa_to_iov(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t len,
+		    struct iovec *iov, uint32_t *iovcnt, uint32_t max)
+{
+	return sb_vhost_gpa_to_iov_gpa(mem, gpa, len, iov, NULL, iovcnt, max);
 }

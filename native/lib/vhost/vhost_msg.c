@@ -19,7 +19,7 @@
 #define SB_VHOST_PROTOCOL_FEATURES                                                           \
 	(uint64_t)((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |    \
 	 (1ull << VHOST_USER_PROTOCOL_F_SLAVE_REQ) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG) | \
-	 (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |                                    \
+	 (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) | (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD) | \
 	 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                      \
 	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
 
@@ -58,6 +58,48 @@ _h_get_features(struct _ctx *x)
 	return _reply_u64(x, sb_blk_features(&x->c->geo));
 }
 
+/* What the reactor logs into: the log while LOG_ALL is negotiated. */
+static void
+_log_publish(struct sb_vhost_ctrlr *c)
+{
+	struct sb_vhost_log *want = NULL;
+
+	if (c->features & (1ull << VHOST_F_LOG_ALL)) {
+		want = c->log;
+		if (want == NULL) {
+			SB_WARNLOG("vhost %s: VHOST_F_LOG_ALL without a log; pages are marked once "
+				   "SET_LOG_BASE arrives\n", c->name);
+		}
+	}
+	if (want != c->log_active) {
+		SB_NOTICELOG("vhost %s: dirty logging %s\n", c->name, want ? "on" : "off");
+	}
+	__atomic_store_n(&c->log_active, want, __ATOMIC_RELEASE);
+}
+
+/* Put log in place of the current one (NULL: none); the old one is unmapped once unused. */
+static void
+_log_replace(struct sb_vhost_ctrlr *c, struct sb_vhost_log *log)
+{
+	struct sb_vhost_log *old = c->log;
+
+	c->log = log;
+	_log_publish(c);
+	if (old == NULL) {
+		return;
+	}
+	if (sb_vhost_reactor_barrier(c) != 0) {
+		/* The reactor may still hold the old log: leak it rather than unmap it. */
+		SB_ERRLOG("vhost %s: reactor did not answer; old dirty log left mapped\n", c->name);
+		return;
+	}
+	if (old->outside > 0) {
+		SB_WARNLOG("vhost %s: %" PRIu64 " dirty pages fell outside the log\n", c->name,
+			   old->outside);
+	}
+	sb_vhost_log_unmap(old);
+}
+
 static int
 _h_set_features(struct _ctx *x)
 {
@@ -71,7 +113,43 @@ _h_set_features(struct _ctx *x)
 	}
 	x->c->features = f;
 	x->c->features_set = true;
+	_log_publish(x->c);
 	return 0;
+}
+
+static int
+_h_set_log_base(struct _ctx *x)
+{
+	struct sb_vhost_log *log = NULL;
+	const char *why = NULL;
+	int rc;
+
+	if (!(x->c->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD))) {
+		why = "LOG_SHMFD not negotiated";
+		rc = -EINVAL;
+	} else {
+		rc = sb_vhost_log_map(x->msg->fds[0], x->msg->p.log.mmap_size,
+				      x->msg->p.log.mmap_offset, x->c->mem, &log, &why);
+	}
+	sb_vhost_msg_close_fds(x->msg);
+	if (rc != 0) {
+		/*
+		 * The front-end takes any reply as "logging": a refused log must
+		 * cut the session, or it would migrate pages we never mark.
+		 */
+		SB_ERRLOG("vhost %s: SET_LOG_BASE refused (size 0x%" PRIx64 " offset 0x%" PRIx64
+			  "): %s\n", x->c->name, x->msg->p.log.mmap_size, x->msg->p.log.mmap_offset,
+			  why ? why : strerror(-rc));
+		return rc;
+	}
+	SB_INFOLOG("vhost %s: dirty log of %" PRIu64 " bytes mapped\n", x->c->name, log->size);
+	if (log->drop) {
+		SB_WARNLOG("vhost %s: SB_VHOST_TEST_DROP_DIRTY_LOG is set: dirty pages are NOT "
+			   "marked (test hook; migration will lose data)\n", x->c->name);
+	}
+	_log_replace(x->c, log);
+	/* vhost-user.rst: QEMU waits for a reply without payload. */
+	return _reply(x, NULL, 0, -1);
 }
 
 /* Build a new table, stop the rings, swap, restart (rings may now live elsewhere). */
@@ -201,12 +279,30 @@ static int
 _h_set_vring_addr(struct _ctx *x)
 {
 	struct sb_vhost_vq *vq = _vq(x, x->msg->p.addr.index);
+	const struct vhost_user_vring_addr *a = &x->msg->p.addr;
+	int rc;
 
-	if (vq->started) {
-		/* Only dirty logging changes addresses of a live ring; we do not offer it. */
-		return -EBUSY;
+	if (a->flags & ~(uint32_t)(1u << VHOST_VRING_F_LOG)) {
+		SB_ERRLOG("vhost %s: SET_VRING_ADDR with unknown flags 0x%x\n", x->c->name, a->flags);
+		return -EINVAL;
 	}
-	vq->addr = x->msg->p.addr;
+	if (vq->started && a->desc_user_addr == vq->addr.desc_user_addr &&
+	    a->avail_user_addr == vq->addr.avail_user_addr &&
+	    a->used_user_addr == vq->addr.used_user_addr) {
+		/* Logging switched on or off under a running ring (migration start or end). */
+		vq->addr = *a;
+		return sb_vhost_vq_set_log(vq);
+	}
+	if (vq->started) {
+		/* The ring moved: stop it (in-flight requests finish), then start it there. */
+		rc = sb_vhost_vq_stop(vq);
+		if (rc != 0) {
+			return rc;
+		}
+		vq->addr = *a;
+		return sb_vhost_vq_maybe_start(vq);
+	}
+	vq->addr = *a;
 	vq->addr_set = true;
 	return 0;
 }
@@ -514,6 +610,7 @@ sb_vhost_session_reset(struct sb_vhost_ctrlr *c)
 	_reset_queues(c);
 	sb_vhost_mem_free(c->mem);
 	c->mem = NULL;
+	_log_replace(c, NULL);
 	_inflight_unmap(c);
 	sb_vhost_ctl_set_slave(c, -1);
 	c->protocol_features = 0;
@@ -576,11 +673,14 @@ sb_vhost_handle_msg(struct sb_vhost_ctrlr *c, struct vhost_user_msg *msg)
 		rc = _h_set_mem_table(&x);
 		break;
 	case VHOST_USER_SET_LOG_BASE:
+		rc = _h_set_log_base(&x);
+		if (rc != 0) {
+			return rc;
+		}
+		break;
 	case VHOST_USER_SET_LOG_FD:
-		/* LOG_SHMFD is not offered: dirty logging (live migration) is unsupported. */
-		SB_ERRLOG("vhost %s: %s refused: dirty logging not supported\n", c->name,
-			  sb_vhost_req_name(req));
-		rc = -ENOTSUP;
+		/* An eventfd to signal log updates: the shared bitmap needs none. */
+		rc = 0;
 		break;
 	case VHOST_USER_SET_VRING_NUM:
 		rc = _h_set_vring_num(&x);

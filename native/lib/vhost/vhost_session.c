@@ -94,6 +94,7 @@ _vq_poll(struct sb_vhost_vq *vq)
 	if (!vq->notify_off) {
 		/* The reactor is awake: no kicks until it is about to sleep (_ctrlr_arm). */
 		sb_vring_notify_off(&vq->vr);
+		sb_vhost_vq_log_notify(vq);
 		vq->notify_off = true;
 	}
 	while (vq->resubmit_pos < vq->n_resubmit) {
@@ -171,6 +172,7 @@ _ctrlr_arm(void *ctx)
 		if (vq->notify_off) {
 			vq->notify_off = false;
 			pending |= sb_vring_notify_on(&vq->vr);
+			sb_vhost_vq_log_notify(vq);
 		}
 		pending |= vq->resubmit_pos < vq->n_resubmit || !TAILQ_EMPTY(&vq->retry);
 	}
@@ -233,6 +235,8 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 		/* Nothing will wake the reactor for this queue: poll it on a timer too. */
 		sb_poller_set_event_driven(c->poller, false);
 	}
+	vq->log_used = (vq->addr.flags & (1u << VHOST_VRING_F_LOG)) != 0;
+	vq->log_used_gpa = vq->addr.log_guest_addr;
 	vq->started = true;
 	vq->detached = false;
 	vq->coalesce = false;
@@ -356,6 +360,7 @@ _vq_stop_on_reactor(void *ctx, struct sb_completion *done)
 	if (vq->notify_off) {
 		/* Leave the ring as the driver expects it from a stopped device: kicks on. */
 		sb_vring_notify_on(&vq->vr);
+		sb_vhost_vq_log_notify(vq);
 		vq->notify_off = false;
 	}
 	if (vq->call_pending) {
@@ -488,6 +493,42 @@ sb_vhost_vq_set_call(struct sb_vhost_vq *vq, int fd)
 		free(sc);
 	}
 	return rc;
+}
+
+static void
+_vq_set_log_on_reactor(void *ctx, struct sb_completion *done)
+{
+	struct sb_vhost_vq *vq = ctx;
+
+	/* vq->addr was written by the control thread before this message was sent. */
+	vq->log_used = (vq->addr.flags & (1u << VHOST_VRING_F_LOG)) != 0;
+	vq->log_used_gpa = vq->addr.log_guest_addr;
+	sb_complete(done, 0);
+}
+
+int
+sb_vhost_vq_set_log(struct sb_vhost_vq *vq)
+{
+	if (!vq->started) {
+		/* Read at the next start. */
+		return 0;
+	}
+	return sb_call(vq->ctrlr->reactor, _vq_set_log_on_reactor, vq, SB_CALL_TIMEOUT_US);
+}
+
+static void
+_barrier_on_reactor(void *ctx, struct sb_completion *done)
+{
+	sb_complete(done, 0);
+}
+
+int
+sb_vhost_reactor_barrier(struct sb_vhost_ctrlr *c)
+{
+	if (c->reactor == NULL) {
+		return 0;
+	}
+	return sb_call(c->reactor, _barrier_on_reactor, NULL, SB_CALL_TIMEOUT_US);
 }
 
 /* ---- bdev ---- */

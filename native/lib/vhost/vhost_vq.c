@@ -96,7 +96,8 @@ _add_buffer(const struct sb_vhost_mem *mem, const struct vring_desc *d,
 	if (d->len == 0) {
 		return 0;
 	}
-	rc = sb_vhost_gpa_to_iov(mem, d->addr, d->len, chain->iov, &chain->n_iov, chain->max_iov);
+	rc = sb_vhost_gpa_to_iov_gpa(mem, d->addr, d->len, chain->iov, chain->gpa, &chain->n_iov,
+				     chain->max_iov);
 	if (rc == -EFAULT) {
 		*why = "descriptor buffer outside guest memory";
 		return -EINVAL;

@@ -253,9 +253,18 @@ sb_vhost_msg_check(const struct vhost_user_msg *msg, uint32_t max_queues, const 
 		want_fds = msg->p.mem.nregions;
 		break;
 	case VHOST_USER_SET_LOG_BASE:
+		want_size = sizeof(struct vhost_user_log);
+		want_fds = 1;
+		break;
 	case VHOST_USER_SET_LOG_FD:
-		/* Refused by the handler; any shape is fine, fds are closed. */
-		return 0;
+		/* u64 payload (unused); the fd may be absent. */
+		if (size != 0 && size != 8) {
+			*why = "bad payload size";
+			return -EINVAL;
+		}
+		want_size = size;
+		want_fds = nfds <= 1 ? nfds : 0;
+		break;
 	case VHOST_USER_SET_VRING_NUM:
 	case VHOST_USER_SET_VRING_BASE:
 	case VHOST_USER_GET_VRING_BASE:

@@ -95,6 +95,8 @@ GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_QUEUE_NUM = 15, 16, 17
 SET_VRING_ENABLE, SET_SLAVE_REQ_FD, GET_CONFIG, SET_CONFIG = 18, 21, 24, 25
 GET_INFLIGHT_FD, SET_INFLIGHT_FD, RESET_DEVICE = 31, 32, 34
 GET_MAX_MEM_SLOTS, ADD_MEM_REG, REM_MEM_REG = 36, 37, 38
+SET_LOG_BASE, SET_LOG_FD = 6, 7
+LOG_ALL, LOG_SHMFD = 1 << 26, 1 << 1
 FD_RAM, FD_EVENT, FD_SOCK, FD_SMALL = 0, 1, 2, 3
 UVA = 0x7f0000000000
 RAM_SIZE = 256 * 1024
@@ -116,17 +118,19 @@ def state(index, num):
     return struct.pack("<II", index, num)
 
 
-def vring_addr(index, base=UVA):
-    return struct.pack("<IIQQQQ", index, 0, base + DESC, base + USED, base + AVAIL, 0)
+def vring_addr(index, base=UVA, log=False):
+    return struct.pack("<IIQQQQ", index, 1 if log else 0, base + DESC, base + USED, base + AVAIL,
+                       USED if log else 0)
 
 
 def region(gpa, size, uva, off):
     return struct.pack("<QQQQ", gpa, size, uva, off)
 
 
-def session(mem="table", inflight=False, event_idx=False, stop=True):
+def session(mem="table", inflight=False, event_idx=False, stop=True, log=False):
     feats = FEATURES & ~((0 if event_idx else 1) << 29)
-    m = [msg(GET_FEATURES), msg(GET_PROTOCOL_FEATURES), msg(SET_PROTOCOL_FEATURES, u64(PROTO)),
+    proto = PROTO | (LOG_SHMFD if log else 0)
+    m = [msg(GET_FEATURES), msg(GET_PROTOCOL_FEATURES), msg(SET_PROTOCOL_FEATURES, u64(proto)),
          msg(GET_QUEUE_NUM), msg(GET_MAX_MEM_SLOTS), msg(SET_OWNER),
          msg(SET_SLAVE_REQ_FD, fds=[FD_SOCK], flags=0x1 | NEED_REPLY),
          msg(GET_CONFIG, struct.pack("<III", 0, 60, 0) + bytes(60)),
@@ -148,6 +152,18 @@ def session(mem="table", inflight=False, event_idx=False, stop=True):
           msg(SET_VRING_ADDR, vring_addr(0)), msg(SET_VRING_CALL, u64(0), fds=[FD_EVENT]),
           msg(SET_VRING_ERR, u64(0), fds=[FD_EVENT]),
           msg(SET_VRING_KICK, u64(0), fds=[FD_EVENT]), msg(SET_VRING_ENABLE, state(0, 1))]
+    if log:
+        # Migration starts: a log (8 bytes cover 256 KiB of RAM) in the 4 KiB memfd, the
+        # log eventfd, LOG_ALL, the live ring re-addressed with its used ring logged.
+        m += [msg(SET_LOG_BASE, u64(8) + u64(0), fds=[FD_SMALL], flags=0x1 | NEED_REPLY),
+              msg(SET_LOG_FD, u64(0), fds=[FD_EVENT]),
+              msg(SET_FEATURES, u64(feats | LOG_ALL)),
+              msg(SET_VRING_ADDR, vring_addr(0, log=True), flags=0x1 | NEED_REPLY),
+              msg(SET_VRING_KICK, u64(0), fds=[FD_EVENT]),
+              # A log too small, past its fd's end, on an eventfd: each cuts the session.
+              msg(SET_LOG_BASE, u64(4) + u64(0), fds=[FD_SMALL]),
+              msg(SET_LOG_BASE, u64(8) + u64(8192), fds=[FD_SMALL]),
+              msg(SET_LOG_BASE, u64(8) + u64(0), fds=[FD_EVENT])]
     if mem != "table":
         m.append(msg(REM_MEM_REG, u64(0) + region(RAM_SIZE // 2, RAM_SIZE // 2,
                                                    UVA + RAM_SIZE // 2, RAM_SIZE // 2)))
@@ -215,7 +231,10 @@ def main():
     write("vhost_msg", [vhost_msg_seed(REQUEST_SETS[0]),
                         vhost_msg_seed(REQUEST_SETS[1], event_idx=True),
                         vhost_msg_seed(REQUEST_SETS[2], mem="add", inflight=True),
-                        vhost_msg_seed(REQUEST_SETS[3], inflight=True, stop=False)])
+                        vhost_msg_seed(REQUEST_SETS[3], inflight=True, stop=False),
+                        vhost_msg_seed(REQUEST_SETS[0], log=True, stop=False),
+                        vhost_msg_seed(REQUEST_SETS[1], event_idx=True, inflight=True,
+                                       log=True)])
     write("jsonrpc", jsonrpc_seeds())
     return 0
 

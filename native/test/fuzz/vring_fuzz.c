@@ -41,6 +41,7 @@
 
 static uint8_t *g_buf0, *g_buf1;
 static struct sb_vhost_mem *g_mem;
+static uint64_t g_gpa[SB_VHOST_REQ_MAX_IOV];
 static struct iovec g_iov[SB_VHOST_REQ_MAX_IOV];
 
 struct _hdr {
@@ -164,6 +165,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memset(&chain, 0, sizeof(chain));
 			chain.iov = g_iov;
 			chain.max_iov = SB_VHOST_REQ_MAX_IOV;
+			chain.gpa = g_gpa;
 			rc = sb_vring_walk(&vr, g_mem, head, &chain, &why);
 			if (rc == -EINVAL) {
 				/* A guest violation: the device stops here. */
@@ -177,8 +179,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				_die("chain counts");
 			}
 			for (i = 0; i < chain.n_iov; i++) {
+				uint64_t glen = chain.iov[i].iov_len;
+
 				if (!_in_guest(chain.iov[i].iov_base, chain.iov[i].iov_len)) {
 					_die("iovec outside guest memory");
+				}
+				/* The dirty log marks g_gpa[i]: it must name the same bytes. */
+				if (sb_vhost_gpa_to_va(g_mem, g_gpa[i], &glen) !=
+					    chain.iov[i].iov_base ||
+				    glen != chain.iov[i].iov_len) {
+					_die("iovec guest-physical address does not match");
 				}
 			}
 			if (sb_blk_req_parse(&chain, &req) != 0) {

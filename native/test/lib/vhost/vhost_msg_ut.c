@@ -9,6 +9,7 @@
 #include "sb/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +89,8 @@ test_features(void)
 	f = g_rep.p.u64;
 	CHECK(f & (1ull << VHOST_USER_F_PROTOCOL_FEATURES));
 	CHECK(f & (1ull << VIRTIO_F_VERSION_1));
-	CHECK(!(f & (1ull << VHOST_F_LOG_ALL)));
+	/* Dirty logging for live migration. */
+	CHECK(f & (1ull << VHOST_F_LOG_ALL));
 	/* QEMU 7.2 sends bit 30 back in SET_FEATURES. */
 	g_req.p.u64 = f;
 	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1, 8), -1);
@@ -104,7 +106,7 @@ test_features(void)
 	CHECK(f & (1ull << VHOST_USER_PROTOCOL_F_CONFIG));
 	CHECK(f & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK));
 	CHECK(f & (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD));
-	CHECK(!(f & (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD)));
+	CHECK(f & (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD));
 	g_req.p.u64 = f;
 	CHECK_EQ(_do(VHOST_USER_SET_PROTOCOL_FEATURES, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
 	CHECK_EQ(g_rep.p.u64, 0);
@@ -177,9 +179,8 @@ test_refusals(void)
 	g_req.p.state.index = 2;
 	CHECK_EQ(_do(VHOST_USER_SET_VRING_NUM, 1, 8), -EINVAL);
 	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1, 4), -EINVAL);
-	/* Dirty logging is not offered. */
-	CHECK_EQ(_do(VHOST_USER_SET_LOG_BASE, 1 | VHOST_USER_NEED_REPLY_MASK, 0), 0);
-	CHECK_EQ(g_rep.p.u64 != 0, 1);
+	/* SET_LOG_BASE without its payload or fd is malformed. */
+	CHECK_EQ(_do(VHOST_USER_SET_LOG_BASE, 1 | VHOST_USER_NEED_REPLY_MASK, 0), -EINVAL);
 	/* A never-started ring reports the base it was given. */
 	g_req.p.state.index = 1;
 	g_req.p.state.num = 77;
@@ -270,6 +271,140 @@ test_mem_and_fds(void)
 	_teardown();
 }
 
+/* A memfd of size bytes, sealed against shrinking like QEMU's log. */
+static int
+_memfd(const char *name, off_t size)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	CHECK(fd >= 0);
+	CHECK_EQ(ftruncate(fd, size), 0);
+	return fd;
+}
+
+static int
+_set_log_base(int fd, uint64_t size, uint64_t offset)
+{
+	g_req.p.log.mmap_size = size;
+	g_req.p.log.mmap_offset = offset;
+	g_req.fds[0] = fd;
+	g_req.nfds = 1;
+	return _do(VHOST_USER_SET_LOG_BASE, 1 | VHOST_USER_NEED_REPLY_MASK, 16);
+}
+
+static void
+test_dirty_log(void)
+{
+	int ram = _memfd("ram", 0x20000), fd, efd;
+	uint64_t f;
+	uint8_t *bits;
+	char path[] = "/tmp/sb-log-ut-XXXXXX";
+
+	_setup();
+	/* Before LOG_SHMFD is negotiated: refused, and the session is cut (no reply). */
+	CHECK_EQ(_set_log_base(_memfd("log", 4096), 8, 0), -EINVAL);
+	CHECK_EQ(_do(VHOST_USER_GET_PROTOCOL_FEATURES, 1, 0), 0);
+	g_req.p.u64 = g_rep.p.u64;
+	g_req.nfds = 0;
+	CHECK_EQ(_do(VHOST_USER_SET_PROTOCOL_FEATURES, 1, 8), -1);
+	/* Before SET_MEM_TABLE the log cannot be sized against guest memory. */
+	CHECK_EQ(_set_log_base(_memfd("log", 4096), 8, 0), -EINVAL);
+	CHECK(g_c->log == NULL);
+
+	/* 0x20000 bytes of guest RAM at gpa 0x100000: (0x120000 / 4096) = 288 pages, 36 bytes. */
+	memset(&g_req.p.mem, 0, sizeof(g_req.p.mem));
+	g_req.p.mem.nregions = 1;
+	g_req.p.mem.regions[0] = (struct vhost_user_mem_region) { 0x100000, 0x20000,
+								  0x7f0000000000ull, 0 };
+	g_req.fds[0] = dup(ram);
+	g_req.nfds = 1;
+	CHECK_EQ(_do(VHOST_USER_SET_MEM_TABLE, 1 | VHOST_USER_NEED_REPLY_MASK, 8 + 32), 0);
+	CHECK_EQ(g_rep.p.u64, 0);
+	CHECK_EQ(sb_vhost_log_bytes_needed(g_c->mem), 36);
+
+	/* Too small for guest memory, zero, absurd. */
+	CHECK_EQ(_set_log_base(_memfd("log", 4096), 35, 0), -EINVAL);
+	CHECK_EQ(_set_log_base(_memfd("log", 4096), 0, 0), -EINVAL);
+	CHECK_EQ(_set_log_base(_memfd("log", 4096), 1ull << 40, 0), -EINVAL);
+	/* Offsets past the end of the fd, or a region running past it. */
+	CHECK_EQ(_set_log_base(_memfd("log", 4096), 36, 8192), -EINVAL);
+	CHECK_EQ(_set_log_base(_memfd("log", 4096), 36, 4090), -EINVAL);
+	CHECK_EQ(_set_log_base(_memfd("log", 4096), 36, UINT64_MAX - 8), -EINVAL);
+	/* Not a memfd: an eventfd, a file on disk. */
+	CHECK_EQ(_set_log_base(eventfd(0, EFD_CLOEXEC), 36, 0), -EINVAL);
+	fd = mkstemp(path);
+	CHECK(fd >= 0);
+	unlink(path);
+	CHECK_EQ(ftruncate(fd, 4096), 0);
+	CHECK_EQ(_set_log_base(fd, 36, 0), -EINVAL);
+	CHECK(g_c->log == NULL);
+
+	/* A good log at an unaligned offset: an empty reply (no u64), mapped, not yet active. */
+	fd = _memfd("log", 4096);
+	bits = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(bits != MAP_FAILED);
+	CHECK_EQ(_set_log_base(dup(fd), 36, 100), 0);
+	CHECK_EQ(g_rep.hdr.size, 0);
+	CHECK(g_c->log != NULL);
+	CHECK(g_c->log_active == NULL);
+
+	/* LOG_ALL switches it on; marks land at offset 100, one bit per 4 KiB. */
+	CHECK_EQ(_do(VHOST_USER_GET_FEATURES, 1, 0), 0);
+	f = g_rep.p.u64;
+	g_req.p.u64 = f;
+	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1, 8), -1);
+	CHECK(g_c->log_active == g_c->log);
+	sb_vhost_log_write(g_c->log_active, 0x101fff, 2); /* pages 257 and 258 */
+	sb_vhost_log_write(g_c->log_active, 0x100000, 1); /* page 256 */
+	sb_vhost_log_write(g_c->log_active, 0x11f000, 0); /* nothing */
+	CHECK_EQ(bits[100 + 32], 0x07);
+	CHECK_EQ(bits[100 + 35], 0);
+	CHECK_EQ(bits[99], 0);
+	/* Already-set bits stay set; the front-end clears them, we never do. */
+	bits[100 + 32] = 0x01;
+	sb_vhost_log_write(g_c->log_active, 0x102000, 4096);
+	CHECK_EQ(bits[100 + 32], 0x05);
+	/* Past the log (memory grew without a new log): counted, never written. */
+	sb_vhost_log_write(g_c->log_active, 0x200000, 8192);
+	CHECK_EQ(g_c->log_active->outside, 2);
+	CHECK_EQ(bits[100 + 36], 0);
+
+	/* SET_LOG_FD: an eventfd the shared bitmap does not need, taken and closed. */
+	efd = eventfd(0, EFD_CLOEXEC);
+	g_req.p.u64 = 0;
+	g_req.fds[0] = efd;
+	g_req.nfds = 1;
+	CHECK_EQ(_do(VHOST_USER_SET_LOG_FD, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
+	CHECK_EQ(g_rep.p.u64, 0);
+	CHECK(fcntl(efd, F_GETFD) < 0);
+
+	/* SET_VRING_ADDR: the log flag is known, other flags are not. */
+	memset(&g_req.p.addr, 0, sizeof(g_req.p.addr));
+	g_req.nfds = 0;
+	g_req.p.addr.index = 0;
+	g_req.p.addr.flags = 1u << VHOST_VRING_F_LOG;
+	g_req.p.addr.log_guest_addr = 0x100000;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_ADDR, 1 | VHOST_USER_NEED_REPLY_MASK, 40), 0);
+	CHECK_EQ(g_rep.p.u64, 0);
+	g_req.p.addr.flags = 2;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_ADDR, 1 | VHOST_USER_NEED_REPLY_MASK, 40), 0);
+	CHECK_EQ(g_rep.p.u64 != 0, 1);
+
+	/* A replacement log; LOG_ALL off stops logging but keeps the log. */
+	CHECK_EQ(_set_log_base(_memfd("log2", 64), 36, 0), 0);
+	g_req.p.u64 = f & ~(1ull << VHOST_F_LOG_ALL);
+	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1, 8), -1);
+	CHECK(g_c->log != NULL);
+	CHECK(g_c->log_active == NULL);
+	/* The reset unmaps it. */
+	sb_vhost_session_reset(g_c);
+	CHECK(g_c->log == NULL);
+	munmap(bits, 4096);
+	close(fd);
+	close(ram);
+	_teardown();
+}
+
 int
 main(void)
 {
@@ -278,5 +413,6 @@ main(void)
 	RUN_TEST(test_config);
 	RUN_TEST(test_refusals);
 	RUN_TEST(test_mem_and_fds);
+	RUN_TEST(test_dirty_log);
 	return UT_SUMMARY();
 }
