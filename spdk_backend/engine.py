@@ -251,14 +251,29 @@ class Engine:
         _check(lib.sb_bdev_null_resize(_b(name), _u(new_size_mb, "new_size")),
                "bdev_null_resize", name=name, new_size=new_size_mb)
 
-    def bdev_uring_create(self, name, filename, block_size=0, uuid=None):
+    def bdev_uring_create(self, name, filename, block_size=0, uuid=None, shared=False):
+        """Serve a file or block device; it stays flock(2)ed while served:
+        exclusively, or with a lock other ``shared`` servers share."""
         self._require_running("bdev_uring_create")
         opts = ffi.new("struct sb_uring_opts *")
         keep = [_b(name), _b(filename), _b(uuid)]
         opts.name, opts.filename, opts.uuid = keep
         opts.block_size = _u(block_size, "block_size", 32)
-        _check(lib.sb_bdev_uring_create(opts), "bdev_uring_create", name=name,
-               filename=filename)
+        opts.shared = bool(shared)
+        rc = lib.sb_bdev_uring_create(opts)
+        detail = {"name": name, "filename": filename}
+        if rc == -errno.EBUSY:
+            if shared:
+                detail["reason"] = ("%s is served by another bdev or agent that did not "
+                                    "create it with shared: that one holds the file alone"
+                                    % filename)
+            else:
+                detail["reason"] = ("%s is served already by another bdev or agent (on "
+                                    "this host, or on another one that sees the same "
+                                    "storage): a file may be served twice only when every "
+                                    "server creates it with shared (storage that both "
+                                    "hosts of a live migration see)" % filename)
+        _check(rc, "bdev_uring_create", **detail)
         return name
 
     def bdev_uring_delete(self, name):

@@ -1,6 +1,9 @@
 """bdev_uring_* and bdev_aio_*: file and block-device bdevs over io_uring.
 
-SPDK's aio methods are served by the uring backend so that configurations
+A file is flock(2)ed while served, exclusively unless created with
+``shared`` (then other ``shared`` servers may serve it too: two agents
+during a live migration, on storage both hosts see).  SPDK's aio methods
+are served by the uring backend so that configurations
 and scripts written for SPDK's aio bdev keep working; a bdev keeps the method
 it was created with in the saved configuration.
 """
@@ -56,10 +59,12 @@ def backing_path(ctx, method, filename):
 def _create(ctx, p, method):
     path = backing_path(ctx, method, p["filename"])
     ctx.engine.bdev_uring_create(p["name"], path, block_size=p["block_size"] or 0,
-                                 uuid=p["uuid"])
+                                 uuid=p["uuid"], shared=bool(p["shared"]))
     saved = {"filename": p["filename"]}
     if p["block_size"]:
         saved["block_size"] = p["block_size"]
+    if p["shared"]:
+        saved["shared"] = True
     return rpc_bdev.record_created(ctx, p["name"], method, saved)
 
 
@@ -68,6 +73,7 @@ def _create(ctx, p, method):
             Param("filename", NAME, required=True),
             Param("block_size", UINT32),
             rpc_bdev.UUID,
+            Param("shared", BOOL),
             mutates=True)
 def bdev_uring_create(ctx, p):
     return _create(ctx, p, "bdev_uring_create")
@@ -90,6 +96,7 @@ def bdev_uring_rescan(ctx, p):
             Param("filename", NAME, required=True),
             Param("block_size", UINT32),
             rpc_bdev.UUID,
+            Param("shared", BOOL),
             Param("readonly", BOOL, only=(False,),
                   why="read-only bdevs are not implemented; create the controller "
                       "with readonly instead"),

@@ -88,7 +88,7 @@ class FakeEngine:
             raise _err(errno.ENODEV, "bdev_null_resize", "bdev %s does not exist" % name)
         b["num_blocks"] = new_size_mb * 1048576 // b["block_size"]
 
-    def bdev_uring_create(self, name, filename, block_size=0, uuid=None):
+    def bdev_uring_create(self, name, filename, block_size=0, uuid=None, shared=False):
         import os
         if not os.path.exists(filename):
             raise _err(errno.ENOENT, "bdev_uring_create", "%s: no such file" % filename)

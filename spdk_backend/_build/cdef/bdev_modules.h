@@ -26,6 +26,7 @@ struct sb_uring_opts {
 	const char *filename;
 	uint32_t block_size;
 	const char *uuid;
+	bool shared;
 	...;
 };
 int sb_bdev_uring_create(const struct sb_uring_opts *opts);

@@ -19,8 +19,9 @@ def build_config(c, base_dir):
         f.truncate(8 << 20)
     c.call("bdev_malloc_create", name="m0", num_blocks=2048, block_size=512)
     c.call("bdev_null_create", name="n0", num_blocks=2048, block_size=4096)
-    c.call("bdev_uring_create", name="u0", filename=img)
-    c.call("bdev_aio_create", name="a0", filename=img, block_size=4096)
+    # Two bdevs on one file: only when both say shared.
+    c.call("bdev_uring_create", name="u0", filename=img, shared=True)
+    c.call("bdev_aio_create", name="a0", filename=img, block_size=4096, shared=True)
     c.call("bdev_set_qos_limit", name="u0", rw_ios_per_sec=20000)
     for i, bdev in enumerate(("m0", "n0", "u0", "a0")):
         c.call("vhost_create_blk_controller", ctrlr="vhost.%d" % i, dev_name=bdev,
@@ -31,7 +32,8 @@ def build_config(c, base_dir):
 
 def snapshot(c):
     bdevs = sorted((b["name"], b["uuid"], b["block_size"], b["num_blocks"],
-                    b["assigned_rate_limits"]["rw_ios_per_sec"])
+                    b["assigned_rate_limits"]["rw_ios_per_sec"],
+                    b["driver_specific"].get("uring", {}).get("shared"))
                    for b in c.call("bdev_get_bdevs"))
     ctrlrs = sorted((x["ctrlr"], x["socket"], x["backend_specific"]["block"]["bdev"],
                      x["backend_specific"]["block"]["readonly"], x["delay_base_us"],
@@ -117,6 +119,39 @@ def test_second_agent_refused_by_lock(base_dir, agent):
     assert not os.path.exists(other.rpc_socket)
     with agent.client() as c:
         assert c.call("spdk_get_version")
+
+
+def test_two_agents_serve_one_file_only_when_both_say_shared(base_dir, agent):
+    img = os.path.join(base_dir, "shared.img")
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    other_dir = os.path.join(base_dir, "host-b")
+    os.mkdir(other_dir)
+    other = agent_proc.AgentProcess(other_dir)
+    try:
+        other.start()
+        with agent.client() as a, other.client() as b:
+            a.call("bdev_uring_create", name="u0", filename=img)
+            with pytest.raises(exception.AgentError) as exc:
+                b.call("bdev_uring_create", name="u0", filename=img, shared=True)
+            assert "did not create it with shared" in str(exc.value)
+            a.call("bdev_uring_delete", name="u0")
+            a.call("bdev_uring_create", name="u0", filename=img, shared=True)
+            b.call("bdev_aio_create", name="u0", filename=img, shared=True)
+            # A third server without shared is refused, and says why.
+            with pytest.raises(exception.AgentError) as exc:
+                a.call("bdev_uring_create", name="u1", filename=img)
+            msg = str(exc.value)
+            assert "served already" in msg and "shared" in msg, msg
+            assert [x["name"] for x in a.call("bdev_get_bdevs")] == ["u0"]
+        # shared is part of the saved configuration.
+        assert other.stop() == 0
+        other.start()
+        with other.client() as b:
+            (bdev,) = b.call("bdev_get_bdevs", name="u0")
+            assert bdev["driver_specific"]["uring"]["shared"] is True
+    finally:
+        other.kill9()
 
 
 def test_socket_permissions(base_dir):

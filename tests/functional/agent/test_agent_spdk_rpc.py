@@ -21,8 +21,10 @@ def ok(agent, *args, stdin=None):
 
 def test_every_method_through_spdk_rpc(agent, base_dir):
     img = os.path.join(base_dir, "disk.img")
-    with open(img, "wb") as f:
-        f.truncate(4 << 20)
+    img2 = os.path.join(base_dir, "disk2.img")
+    for path in (img, img2):
+        with open(path, "wb") as f:
+            f.truncate(4 << 20)
     assert "bdev_malloc_create" in json.loads(ok(agent, "rpc_get_methods"))
     assert json.loads(ok(agent, "spdk_get_version"))["version"]
     assert json.loads(ok(agent, "framework_get_reactors"))["reactors"]
@@ -34,7 +36,7 @@ def test_every_method_through_spdk_rpc(agent, base_dir):
     ok(agent, "bdev_null_resize", "n0", "128")
     assert ok(agent, "bdev_uring_create", img, "u0", "512").strip() == "u0"
     ok(agent, "bdev_uring_rescan", "u0")
-    assert ok(agent, "bdev_aio_create", img, "a0", "4096").strip() == "a0"
+    assert ok(agent, "bdev_aio_create", img2, "a0", "4096").strip() == "a0"
     ok(agent, "bdev_aio_rescan", "a0")
     bdevs = json.loads(ok(agent, "bdev_get_bdevs"))
     assert {b["name"] for b in bdevs} == {"m0", "Malloc0", "n0", "u0", "a0"}
@@ -77,6 +79,10 @@ def test_save_config_load_config_round_trip(agent, base_dir):
     saved = ok(agent, "save_config")
     config = json.loads(saved)
     assert [s["subsystem"] for s in config["subsystems"]] == ["bdev", "vhost_blk"]
+    # and the state file of the agent is the same document
+    assert json.load(open(agent.state_file)) == json.loads(saved)
+    # The second agent serves the file next: it is locked while served.
+    ok(agent, "bdev_uring_delete", "u0")
 
     other_dir = os.path.join(base_dir, "second")
     os.mkdir(other_dir)
@@ -89,8 +95,6 @@ def test_save_config_load_config_round_trip(agent, base_dir):
     assert again == json.loads(saved)
     assert {b["name"]: b["assigned_rate_limits"]["rw_mbytes_per_sec"] for b in bdevs} == {
         "m0": 0, "u0": 100}
-    # and the state file of the agent is the same document
-    assert json.load(open(agent.state_file)) == json.loads(saved)
 
 
 def test_load_config_with_unknown_method_is_refused(agent):

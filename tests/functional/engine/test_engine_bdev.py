@@ -162,6 +162,49 @@ def test_uring_unmap_and_write_zeroes_reach_the_file(engine, tmp_path):
     assert content[64 * 1024:MiB] == pattern(4 * MiB, seed=5)[64 * 1024:MiB]
 
 
+def test_uring_file_is_locked_against_a_second_server(engine, tmp_path):
+    path = tmp_path / "disk.img"
+    with open(path, "wb") as f:
+        f.truncate(MiB)
+    engine.bdev_uring_create("u0", str(path))
+    with pytest.raises(exception.Busy) as exc:
+        engine.bdev_uring_create("u1", str(path))
+    assert "served already" in str(exc.value) and "shared" in str(exc.value)
+    # An exclusive holder keeps shared servers out too, and another
+    # process (another agent) the same way: flock(2) is per open file.
+    with pytest.raises(exception.Busy) as exc:
+        engine.bdev_uring_create("u1", str(path), shared=True)
+    assert "did not create it with shared" in str(exc.value)
+    other = subprocess.run(["flock", "-n", "-s", str(path), "true"])
+    assert other.returncode != 0
+    assert [b["name"] for b in engine.bdev_get_bdevs()] == ["u0"]
+    engine.bdev_uring_delete("u0")
+    # The lock goes with the bdev.
+    assert subprocess.run(["flock", "-n", str(path), "true"]).returncode == 0
+
+
+def test_uring_shared_file_may_be_served_twice(engine, tmp_path):
+    path = tmp_path / "disk.img"
+    with open(path, "wb") as f:
+        f.truncate(MiB)
+    engine.bdev_uring_create("u0", str(path), shared=True)
+    engine.bdev_uring_create("u1", str(path), shared=True)
+    (b,) = engine.bdev_get_bdevs("u0")
+    assert b["driver_specific"]["uring"]["shared"] is True
+    # Another process may share it, not take it alone.
+    assert subprocess.run(["flock", "-n", "-s", str(path), "true"]).returncode == 0
+    assert subprocess.run(["flock", "-n", str(path), "true"]).returncode != 0
+    with pytest.raises(exception.Busy):
+        engine.bdev_uring_create("u2", str(path))
+    data = pattern(4096, seed=9)
+    engine.bdev_io("u0", "write", 0, data=data)
+    engine.bdev_io("u0", "flush")
+    assert engine.bdev_io("u1", "read", 0, 4096) == data
+    engine.bdev_uring_delete("u0")
+    engine.bdev_uring_delete("u1")
+    assert subprocess.run(["flock", "-n", str(path), "true"]).returncode == 0
+
+
 def test_uring_missing_file(engine, tmp_path):
     with pytest.raises(exception.NotFound):
         engine.bdev_uring_create("u0", str(tmp_path / "missing.img"))

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -160,8 +161,9 @@ _uring_dump_info_json(void *ctx, char *buf, size_t len)
 	char esc[PATH_MAX + 64];
 
 	_json_escape(d->filename, esc, sizeof(esc));
-	snprintf(buf, len, "{\"uring\": {\"filename\": \"%s\", \"o_direct\": %s}}", esc,
-		 d->o_direct ? "true" : "false");
+	snprintf(buf, len,
+		 "{\"uring\": {\"filename\": \"%s\", \"o_direct\": %s, \"shared\": %s}}", esc,
+		 d->o_direct ? "true" : "false", d->shared ? "true" : "false");
 }
 
 static const struct sb_bdev_fn_table g_uring_fn_table = {
@@ -249,6 +251,16 @@ _uring_open(struct uring_disk *d, uint32_t want_bs)
 			  strerror(errno));
 		return rc;
 	}
+	/* flock, not fcntl locks: it belongs to this open file (closing any
+	 * other descriptor of the file keeps it), and it is independent of
+	 * the byte-range locks QEMU and qemu-img take. */
+	if (flock(d->fd, (d->shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		SB_ERRLOG("uring bdev %s: %s is locked by another server (%s): %s\n", d->name,
+			  d->filename, d->shared ? "a server that did not say shared" : "served already",
+			  strerror(errno));
+		return rc;
+	}
 	rc = _uring_get_size(d, &bytes, &lbs);
 	if (rc != 0) {
 		SB_ERRLOG("uring bdev %s: cannot size %s: %s\n", d->name, d->filename,
@@ -318,6 +330,7 @@ sb_bdev_uring_create(const struct sb_uring_opts *opts)
 	d->fd = -1;
 	snprintf(d->name, sizeof(d->name), "%s", opts->name);
 	snprintf(d->filename, sizeof(d->filename), "%s", opts->filename);
+	d->shared = opts->shared;
 	if (opts->uuid != NULL && opts->uuid[0] != '\0' &&
 	    sb_uuid_parse(opts->uuid, d->bdev.uuid) != 0) {
 		SB_ERRLOG("uring bdev %s: bad uuid '%s' (want 8-4-4-4-12 hex)\n", opts->name,

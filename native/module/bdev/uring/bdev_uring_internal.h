@@ -33,6 +33,7 @@ struct uring_disk {
 	int fd;
 	bool o_direct;
 	bool is_blockdev;
+	bool shared;        /* flock(LOCK_SH): other servers of the file allowed */
 	/* Buffer alignment O_DIRECT needs (1 without O_DIRECT). */
 	uint32_t mem_align;
 	/* fallocate modes found unsupported (set once by any reactor; only ever true). */
