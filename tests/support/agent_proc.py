@@ -44,12 +44,14 @@ class AgentProcess:
                 f.write("%s = %s\n" % (key, value))
         self.proc = None
 
-    def start(self, wait=True, timeout=30):
+    def start(self, wait=True, timeout=30, env=None):
+        """Start the daemon; env: extra environment variables (test hooks)."""
         log = open(self.log_file, "ab")
         try:
             self.proc = subprocess.Popen(agent_command() + ["--config-file", self.conf_file],
                                          stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL,
+                                         env=dict(os.environ, **env) if env else None)
         finally:
             log.close()
         if wait:

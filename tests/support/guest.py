@@ -30,7 +30,10 @@ API
     framed by unique start/end markers; ``check(cmd, timeout=30) -> output``
     raises :class:`GuestCommandError` on a non-zero status.  A timeout raises
     :class:`GuestTimeout` carrying the console tail, after sending Ctrl-C so
-    the shell takes the next command (``interrupt()`` does that alone).  ``console_text()`` is
+    the shell takes the next command (``interrupt()`` does that alone).
+    ``job_start(name, script)`` / ``job_wait(name, timeout) -> log`` run a
+    script in the background (a plain ``&`` job that ends while the shell
+    is idle makes BusyBox's ash exit, and init with it).  ``console_text()`` is
     everything read so far.
 
 ``VhostDisk(socket, num_queues=1, queue_size=128, reconnect=1, serial=None)``
@@ -45,6 +48,8 @@ hugepage_path=None, smp=1, extra_args=(), boot_timeout=90, no_reboot=False)``
     (bounded by ``boot_timeout``; on failure the console and QEMU's log are
     in the exception).  ``.shell`` is the :class:`SerialShell`, ``.qmp`` a
     :class:`Qmp` (``execute(cmd, **args)``), ``.boot_seconds`` the boot time,
+    ``incoming=URI`` starts it paused on ``-incoming URI`` (a migration
+    destination: ``start()`` does not wait for a boot).
     ``reset()`` a QMP ``system_reset`` that waits for the shell again (a guest
     panic reboots too, unless ``no_reboot=True``: then QEMU exits).
     ``stop(keep_logs=False)`` sends QMP ``quit``, SIGKILLs QEMU after a
@@ -455,6 +460,27 @@ class SerialShell:
             raise GuestCommandError(cmd, status, out)
         return out
 
+    # The guest's ash (BusyBox 1.35, interactive on the serial console)
+    # exits when a background job ends while it waits for a command line,
+    # and as PID 1 that panics the guest.  So a job started here runs its
+    # script, prints JOB-DONE, then holds until job_wait() releases it and
+    # reaps it with a foreground `wait`.
+
+    def job_start(self, name, script):
+        """Run shell `script` in the background; output in /tmp/<name>.log."""
+        self.check("rm -f /tmp/{n}.log /tmp/{n}.release; ({s}; echo JOB-DONE $?; "
+                   "while [ ! -e /tmp/{n}.release ]; do sleep 0.1; done) "
+                   "</dev/null >/tmp/{n}.log 2>&1 & echo $! > /tmp/{n}.pid"
+                   .format(n=name, s=script))
+
+    def job_wait(self, name, timeout=60):
+        """Wait for job `name` to finish its script; its log."""
+        self.check("(i=0; until grep -q JOB-DONE /tmp/{n}.log; do i=$((i+1)); "
+                   "[ $i -gt {t} ] && exit 1; sleep 0.1; done) && "
+                   "touch /tmp/{n}.release && wait $(cat /tmp/{n}.pid)"
+                   .format(n=name, t=int(timeout * 10)), timeout=timeout + 15)
+        return self.check("cat /tmp/%s.log" % name)
+
 
 class Qmp:
     """Synchronous QMP client (events are kept in .events)."""
@@ -511,7 +537,7 @@ class QemuGuest:
                  mem_backend="memfd", hugepage_path=None, smp=1,
                  extra_args=(), boot_timeout=90, no_reboot=False,
                  cmdline="console=ttyS0 quiet panic=-1",
-                 qemu="qemu-system-x86_64"):
+                 qemu="qemu-system-x86_64", incoming=None):
         if mem_backend not in ("memfd", "hugepages"):
             raise ValueError("mem_backend must be 'memfd' or 'hugepages'")
         if mem_backend == "hugepages" and not hugepage_path:
@@ -529,6 +555,7 @@ class QemuGuest:
         self.no_reboot = no_reboot
         self.cmdline = cmdline
         self.qemu = qemu
+        self.incoming = incoming
         self.proc = None
         self.shell = None
         self.qmp = None
@@ -570,6 +597,8 @@ class QemuGuest:
             if d.serial:
                 dev += ",serial=%s" % d.serial
             args += ["-chardev", chardev, "-device", dev]
+        if self.incoming:
+            args += ["-incoming", self.incoming]
         return args + self.extra_args
 
     def alive(self):
@@ -593,8 +622,12 @@ class QemuGuest:
                                      connect_timeout=self.boot_timeout,
                                      alive=self.alive)
             self.qmp = Qmp(self.qmp_sock, alive=self.alive)
-            self.shell.wait_ready(
-                max(1, self.boot_timeout - (time.monotonic() - t0)))
+            if self.incoming:
+                # A migration destination: its shell arrives with the RAM.
+                self.shell.ready = True
+            else:
+                self.shell.wait_ready(
+                    max(1, self.boot_timeout - (time.monotonic() - t0)))
         except Exception as exc:
             console = self.shell.tail() if self.shell else ""
             self.stop(keep_logs=True)
