@@ -9,6 +9,7 @@ physical address, one split ring, and lets the test write any descriptor.
 
     fe = Frontend(sock_path, gpa=0x0, size=1 << 20)
     fe.connect()          # negotiation, memory table, ring 0 started
+    fe.connect(log=True)  # the same with dirty logging on (a migration)
     status = fe.request(VIRTIO_BLK_T_IN, sector=0, data_gpa=..., length=512)
     fe.close()
 
@@ -29,6 +30,12 @@ GET_FEATURES, SET_FEATURES, SET_OWNER, SET_MEM_TABLE = 1, 2, 3, 5
 SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE, GET_VRING_BASE = 8, 9, 10, 11
 SET_VRING_KICK, SET_VRING_CALL = 12, 13
 GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, SET_VRING_ENABLE = 15, 16, 18
+SET_LOG_BASE = 6
+
+F_LOG_ALL = 1 << 26
+PROTOCOL_F_LOG_SHMFD = 1 << 1
+VRING_F_LOG = 1
+LOG_PAGE = 4096
 
 F_PROTOCOL_FEATURES = 1 << 30
 F_VERSION_1 = 1 << 32
@@ -63,6 +70,8 @@ class Frontend:
         self.uva = UVA_BASE + gpa
         self.timeout = timeout
         self.sock = None
+        self.log = None
+        self.logfd = None
         self.memfd = os.memfd_create("sb-fe-ram", os.MFD_CLOEXEC)
         os.ftruncate(self.memfd, size)
         self.ram = mmap.mmap(self.memfd, size)
@@ -118,23 +127,57 @@ class Frontend:
         self.sock.connect(self.path)
         return self.sock
 
-    def connect(self):
+    def connect(self, log=False):
+        """Negotiate, send the memory table, start ring 0.  With ``log``,
+        dirty logging as QEMU turns it on for a migration: VHOST_F_LOG_ALL,
+        a log memfd (SET_LOG_BASE) and VHOST_VRING_F_LOG on the ring."""
         self.open_socket()
         feats = self._get_u64(GET_FEATURES)
-        self._send(SET_FEATURES, struct.pack("<Q", feats & (F_VERSION_1 | F_PROTOCOL_FEATURES)))
+        want = F_VERSION_1 | F_PROTOCOL_FEATURES | (F_LOG_ALL if log else 0)
+        self._send(SET_FEATURES, struct.pack("<Q", feats & want))
         self._get_u64(GET_PROTOCOL_FEATURES)
-        self._send(SET_PROTOCOL_FEATURES, struct.pack("<Q", PROTOCOL_F_REPLY_ACK))
+        self._send(SET_PROTOCOL_FEATURES, struct.pack(
+            "<Q", PROTOCOL_F_REPLY_ACK | (PROTOCOL_F_LOG_SHMFD if log else 0)))
         self._send(SET_OWNER)
         region = struct.pack("<QQQQ", self.gpa, self.size, self.uva, 0)
         self._call(SET_MEM_TABLE, struct.pack("<II", 1, 0) + region, fds=[self.memfd])
+        if log:
+            # One bit per 4 KiB page of guest-physical address, from 0.
+            size = -(-(self.gpa + self.size) // (LOG_PAGE * 8))
+            size = -(-size // 4096) * 4096
+            self.logfd = os.memfd_create("sb-fe-log", os.MFD_CLOEXEC)
+            os.ftruncate(self.logfd, size)
+            self.log = mmap.mmap(self.logfd, size)
+            self._send(SET_LOG_BASE, struct.pack("<QQ", size, 0), fds=[self.logfd])
+            if self._reply(SET_LOG_BASE) != b"":
+                raise ProtocolError("SET_LOG_BASE reply carries a payload")
         self._call(SET_VRING_NUM, struct.pack("<II", 0, QSIZE))
         self._call(SET_VRING_BASE, struct.pack("<II", 0, 0))
-        self._call(SET_VRING_ADDR, struct.pack("<IIQQQQ", 0, 0, self.uva + DESC,
-                                               self.uva + USED, self.uva + AVAIL, 0))
+        self._call(SET_VRING_ADDR, struct.pack("<IIQQQQ", 0, VRING_F_LOG if log else 0,
+                                               self.uva + DESC, self.uva + USED,
+                                               self.uva + AVAIL, self.gpa + USED))
         self._call(SET_VRING_CALL, struct.pack("<Q", 0), fds=[self.call])
         self._call(SET_VRING_KICK, struct.pack("<Q", 0), fds=[self.kick])
         self._call(SET_VRING_ENABLE, struct.pack("<II", 0, 1))
         return self
+
+    def dirty_pages(self, clear=True):
+        """Guest-physical page numbers marked in the log (then cleared,
+        as QEMU does when it syncs the log)."""
+        pages = set()
+        for i, byte in enumerate(bytes(self.log)):
+            for bit in range(8):
+                if byte & (1 << bit):
+                    pages.add(i * 8 + bit)
+        if clear:
+            self.log[:] = bytes(len(self.log))
+        return pages
+
+    def stop(self, q=0):
+        """GET_VRING_BASE: the device stops the ring; its next avail index."""
+        self._send(GET_VRING_BASE, struct.pack("<II", q, 0))
+        _, base = struct.unpack("<II", self._reply(GET_VRING_BASE))
+        return base
 
     def alive(self):
         """Whether the device still answers on this connection."""
@@ -154,6 +197,9 @@ class Frontend:
         # The ctypes views pin the mapping: drop them first.
         self._avail_idx = self._used_idx = None
         self.ram.close()
+        if self.log is not None:
+            self.log.close()
+            os.close(self.logfd)
         for fd in (self.memfd, self.kick, self.call):
             os.close(fd)
 

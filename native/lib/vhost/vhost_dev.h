@@ -60,6 +60,7 @@ struct sb_vhost_vq {
 	uint32_t inflight;
 	TAILQ_HEAD(, sb_vhost_task) retry;
 	struct sb_completion *drain_done;
+	bool stop_flushed;  /* the migration flush of this stop was sent */
 	struct sb_inflight_queue *iq;
 	uint64_t iq_counter;
 	uint16_t *resubmit;

@@ -345,6 +345,72 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 
 /* ---- stop ---- */
 
+/*
+ * The last queue stopping while the dirty log is on is the switch-over of
+ * a live migration: the destination's back-end reads the volume next, so
+ * whatever this one acknowledged must be on it first (QEMU's own block
+ * layer flushes its disks there too).  A flush of the bdev ends the stop.
+ */
+static bool
+_vq_stop_wants_flush(struct sb_vhost_vq *vq)
+{
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+
+	return !vq->stop_flushed && c->started_queues == 0 && c->log_active != NULL &&
+	       !c->removed && c->desc != NULL && c->ch != NULL;
+}
+
+static void
+_vq_stop_done(struct sb_vhost_vq *vq)
+{
+	struct sb_completion *done = vq->drain_done;
+
+	vq->drain_done = NULL;
+	vq->ctrlr->draining_queues--;
+	_vq_poller_maybe_stop(vq->ctrlr);
+	sb_complete(done, 0);
+}
+
+static void
+_vq_stop_flushed(struct sb_bdev_io *io, int status, void *cb_arg)
+{
+	struct sb_vhost_vq *vq = cb_arg;
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+
+	sb_bdev_free_io(io);
+	if (status != 0) {
+		SB_ERRLOG("vhost %s: flush at the migration switch-over failed: %d\n", c->name,
+			  status);
+	}
+	c->outstanding--;
+	if (vq->drain_done != NULL) {
+		_vq_stop_done(vq);
+	}
+	if (c->removed && c->outstanding == 0) {
+		sb_vhost_bdev_release(c);
+	}
+}
+
+/* Start the switch-over flush; false when there is none to wait for. */
+static bool
+_vq_stop_flush(struct sb_vhost_vq *vq)
+{
+	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	int rc;
+
+	if (!_vq_stop_wants_flush(vq)) {
+		return false;
+	}
+	vq->stop_flushed = true;
+	rc = sb_bdev_flush(c->desc, c->ch, _vq_stop_flushed, vq);
+	if (rc != 0) {
+		SB_ERRLOG("vhost %s: cannot flush at the migration switch-over: %d\n", c->name, rc);
+		return false;
+	}
+	c->outstanding++;
+	return true;
+}
+
 static void
 _vq_stop_on_reactor(void *ctx, struct sb_completion *done)
 {
@@ -370,25 +436,22 @@ _vq_stop_on_reactor(void *ctx, struct sb_completion *done)
 		sb_reactor_remove_wake_fd(vq->kickfd);
 		vq->kick_registered = false;
 	}
-	if (vq->inflight == 0) {
-		_vq_poller_maybe_stop(c);
-		sb_complete(done, 0);
-		return;
-	}
-	/* Finished by the last completion (sb_vhost_task_done). */
+	/* Finished by the last completion (sb_vhost_task_done) or the flush. */
+	vq->stop_flushed = false;
 	c->draining_queues++;
 	vq->drain_done = done;
+	if (vq->inflight == 0) {
+		sb_vhost_vq_drained(vq);
+	}
 }
 
 void
 sb_vhost_vq_drained(struct sb_vhost_vq *vq)
 {
-	struct sb_completion *done = vq->drain_done;
-
-	vq->drain_done = NULL;
-	vq->ctrlr->draining_queues--;
-	_vq_poller_maybe_stop(vq->ctrlr);
-	sb_complete(done, 0);
+	if (_vq_stop_flush(vq)) {
+		return; /* _vq_stop_flushed finishes the stop */
+	}
+	_vq_stop_done(vq);
 }
 
 static void

@@ -303,6 +303,20 @@ _uring_open(struct uring_disk *d, uint32_t want_bs)
 
 /* ---- control path ---- */
 
+static bool
+_uring_name_taken(const char *name)
+{
+	struct sb_bdev_info *info = malloc(sizeof(*info));
+	bool taken;
+
+	if (info == NULL) {
+		return false; /* registration still refuses a duplicate */
+	}
+	taken = sb_bdev_ctl_get_info(name, info) == 0;
+	free(info);
+	return taken;
+}
+
 int
 sb_bdev_uring_create(const struct sb_uring_opts *opts)
 {
@@ -322,6 +336,11 @@ sb_bdev_uring_create(const struct sb_uring_opts *opts)
 	if (opts->block_size != 0 &&
 	    (rc = sb_bdev_check_geometry(opts->name, opts->block_size, 1)) != 0) {
 		return rc;
+	}
+	/* A taken name first: opening the file would find it locked by that bdev. */
+	if (_uring_name_taken(opts->name)) {
+		SB_ERRLOG("uring bdev %s: a bdev of that name exists\n", opts->name);
+		return -EEXIST;
 	}
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {

@@ -78,6 +78,16 @@ test_round_trip(void)
 	o.filename = path;
 	CHECK_EQ(sb_bdev_uring_create(&o), 0);
 	CHECK_EQ(sb_bdev_uring_create(&o), -EEXIST);
+	{
+		/* The file is locked while u0 serves it: alone, shared or not. */
+		struct sb_uring_opts o2 = o;
+
+		o2.name = "u1";
+		CHECK_EQ(sb_bdev_uring_create(&o2), -EBUSY);
+		o2.shared = true;
+		CHECK_EQ(sb_bdev_uring_create(&o2), -EBUSY);
+		CHECK(sb_bdev_ctl_get_info("u1", &info) != 0);
+	}
 	CHECK_EQ(sb_bdev_ctl_get_info("u0", &info), 0);
 	CHECK(strcmp(info.module, "uring") == 0);
 	CHECK_EQ(info.block_size, 4096);
