@@ -35,6 +35,7 @@ import time
 
 import pytest
 
+from tests.support import ceph
 from tests.support import guest as guest_support
 from tests.support import hugepages
 from tests.support import migration
@@ -91,6 +92,51 @@ def _volume(workdir, name, mb=DISK_MB):
         for _ in range(mb):
             f.write(os.urandom(MB))
     return path
+
+
+class RbdVolume:
+    """An RBD image of the test cluster, filled with random data; both
+    hosts open it (the real shared storage of a migration)."""
+
+    def __init__(self, cluster, workdir, name, mb=DISK_MB):
+        self.cluster, self.name = cluster, name
+        self.spec = "%s/%s" % (ceph.POOL, name)
+        self.export = os.path.join(workdir, name + ".export")
+        seed = _volume(workdir, name + "-seed", mb)
+        cluster.rbd("import", "--no-progress", seed, self.spec)
+        os.unlink(seed)
+
+    def serve(self, host, ctrlr, max_queues=None):
+        # No librbd cache: what the guest reads comes from the OSD.
+        config = dict(self.cluster.client_config(), rbd_cache="false")
+        return host.serve_rbd(ctrlr, ceph.POOL, self.name, config, max_queues=max_queues)
+
+    def contents(self):
+        """A file holding the image's bytes now (rbd export)."""
+        if os.path.exists(self.export):
+            os.unlink(self.export)
+        self.cluster.rbd("export", "--no-progress", self.spec, self.export)
+        return self.export
+
+    def lockers(self):
+        """Who holds the image's exclusive lock (rbd lock ls)."""
+        out = json.loads(self.cluster.rbd("lock", "ls", "--format", "json", self.spec) or "[]")
+        if isinstance(out, dict):       # older rbd: {lock id: {locker, address}}
+            out = [dict(v, id=k) for k, v in out.items()]
+        return sorted((x["locker"], x["address"]) for x in out)
+
+    def remove(self):
+        self.cluster.rbd("rm", "--no-progress", self.spec)
+
+
+def _serve(host, ctrlr, vol, max_queues=None):
+    if isinstance(vol, str):
+        return host.serve_file(ctrlr, vol, max_queues=max_queues)
+    return vol.serve(host, ctrlr, max_queues=max_queues)
+
+
+def _contents(vol):
+    return vol if isinstance(vol, str) else vol.contents()
 
 
 def _md5(path, offset=0, length=None):
@@ -197,15 +243,17 @@ def _disks(sockets, queues=None):
 
 def _migrate_and_check(image, workdir, a, b, ctrlrs, queues=None, name="file",
                        mem_backend="memfd", hugepage_path=None, mem_mb=GUEST_MB,
-                       expect_lost=False):
+                       expect_lost=False, booted=None, done=None):
     """Boot on A, migrate to B under guest I/O, check what the guest sees.
 
-    ctrlrs: {ctrlr: backing file}; the first is the disk the workload and
-    the page-cache check use (vda).  Returns (query-migrate, stall).
+    ctrlrs: {ctrlr: backing file or RbdVolume}; the first is the disk the
+    workload and the page-cache check use (vda).  booted(shell) runs on A
+    before the migration, done(shell, src) on B after the checks.  Returns
+    (query-migrate, stall, whether the page cache matched).
     """
     names = list(ctrlrs)
-    src_socks = [a.serve_file(c, ctrlrs[c], max_queues=(queues or {}).get(c)) for c in names]
-    dst_socks = [b.serve_file(c, ctrlrs[c], max_queues=(queues or {}).get(c)) for c in names]
+    src_socks = [_serve(a, c, ctrlrs[c], (queues or {}).get(c)) for c in names]
+    dst_socks = [_serve(b, c, ctrlrs[c], (queues or {}).get(c)) for c in names]
     qs = [(queues or {}).get(c, 1) for c in names]
     uri = "unix:%s/mig-%s.sock" % (workdir, name)
     kw = dict(mem_mb=mem_mb, mem_backend=mem_backend, hugepage_path=hugepage_path,
@@ -216,6 +264,8 @@ def _migrate_and_check(image, workdir, a, b, ctrlrs, queues=None, name="file",
         shell = src.shell
         assert guest_support.guest_disks(shell) >= {"vd" + chr(ord("a") + i)
                                                     for i in range(len(names))}
+        if booted is not None:
+            booted(shell)
         dst = migration.incoming_guest(image, workdir, _disks(dst_socks, qs), uri, **kw)
         saw_logging = []
 
@@ -259,12 +309,13 @@ def _migrate_and_check(image, workdir, a, b, ctrlrs, queues=None, name="file",
 
         got, reads = _page_cache_md5(shell)
         assert reads == 0, "the page-cache read needed %d disk reads" % reads
-        want = _md5(ctrlrs[names[0]])
+        contents = _contents(ctrlrs[names[0]])
+        want = _md5(contents)
         if expect_lost:
             return info, stall, got == want
         assert got == want, "guest page cache differs from the volume after migration"
         for mib, md5 in _written(shell).items():
-            assert _md5(ctrlrs[names[0]], mib * MB, MB) == md5, mib
+            assert _md5(contents, mib * MB, MB) == md5, mib
         # The disks work on B: direct I/O on each, seen in the files.
         for i, c in enumerate(names):
             disk = "vd" + chr(ord("a") + i)
@@ -272,8 +323,10 @@ def _migrate_and_check(image, workdir, a, b, ctrlrs, queues=None, name="file",
             md5 = shell.check("md5sum < /tmp/z").split()[0]
             shell.check("dd if=/tmp/z of=/dev/%s bs=4k seek=1000 oflag=direct conv=fsync "
                         "2>/dev/null" % disk, timeout=60)
-            assert _md5(ctrlrs[c], 1000 * 4096, 16 * 4096) == md5, c
+            assert _md5(_contents(ctrlrs[c]), 1000 * 4096, 16 * 4096) == md5, c
         _no_guest_errors(shell)
+        if done is not None:
+            done(shell, src)
         assert b.controller(names[0])["completed_ios"] > 0
         _report(name, info, stall, {"disks": len(names), "queues": qs, "mem": mem_backend})
         return info, stall, True
@@ -303,6 +356,40 @@ def test_migrate_hugepage_memory(image, workdir, hosts):
         _migrate_and_check(image, workdir, a, b, {"h0": _volume(workdir, "h0")},
                            name="file-hugepages", mem_backend="hugepages",
                            hugepage_path=path, mem_mb=mem_mb)
+
+
+def test_migrate_rbd_the_exclusive_lock_moves_to_b(image, workdir, hosts, cluster):
+    """Both agents open the image; A's librbd holds its exclusive lock
+    while the guest writes there; B's first write after the switch-over
+    takes it over (librbd's cooperative hand-over), with no I/O error on
+    either side, and keeps it once A lets the image go."""
+    a, b = hosts
+    vol = RbdVolume(cluster, workdir, "mig-rbd")
+    seen = {}
+
+    def booted(shell):
+        shell.check("dd if=/dev/urandom of=/dev/vda bs=4k count=1 seek=7000 oflag=direct "
+                    "2>/dev/null")
+        seen["before"] = vol.lockers()
+
+    def done(shell, src):
+        seen["after"] = vol.lockers()
+        src.stop()          # the source QEMU quits, then A lets the volume go
+        a.remove("r0")
+        seen["after-a-closed"] = vol.lockers()
+
+    try:
+        _migrate_and_check(image, workdir, a, b, {"r0": vol}, name="rbd",
+                           booted=booted, done=done)
+        print("RBD-LOCKS %s" % json.dumps(seen))
+        assert len(seen["before"]) == 1, seen
+        assert len(seen["after"]) == 1 and seen["after"] != seen["before"], seen
+        assert seen["after-a-closed"] == seen["after"], seen
+        for host in (a, b):
+            log = host.agent.log()
+            assert not re.search(r"rbd bdev r0-bdev: .*failed", log), log[-3000:]
+    finally:
+        vol.remove()
 
 
 def test_without_dirty_log_the_guest_sees_stale_pages(image, workdir):

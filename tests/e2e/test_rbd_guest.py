@@ -22,15 +22,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 MiB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    reason = ceph.available()
-    if reason:
-        pytest.fail(reason)
-    with ceph.CephCluster() as c:
-        yield c
-
-
 def guest_blocks(vm):
     return int(vm.shell.check("cat /sys/block/vda/size").strip())
 

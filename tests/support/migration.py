@@ -1,7 +1,10 @@
 """Live migration between two "hosts" on one machine, for e2e tests.
 
 * ``Host(base_dir)``: a real ``spdk-backend-agent`` with its own state
-  dir, RPC socket and vhost socket dir, i.e. one hypervisor host.
+  dir, RPC socket and vhost socket dir, i.e. one hypervisor host;
+  ``serve_file(ctrlr, path, shared=True)`` / ``serve_rbd(ctrlr, pool,
+  image, config)`` put a volume behind a controller, ``remove(ctrlr)``
+  takes both away.
 * ``migrate(src, uri)``: QMP ``migrate`` from a running QemuGuest to a
   QemuGuest started with ``incoming=uri``, throttled so that the guest's
   I/O happens while its RAM is copied; returns QEMU's final
@@ -31,6 +34,7 @@ class Host:
         os.makedirs(str(base_dir), exist_ok=True)
         self.agent = agent_proc.AgentProcess(str(base_dir), **options)
         self.env = env
+        self._bdev_delete = {}      # ctrlr -> the method that deletes its bdev
 
     def start(self):
         self.agent.start(env=self.env)
@@ -50,6 +54,14 @@ class Host:
         """A uring bdev on path behind vhost-blk controller ctrlr; its socket path."""
         self.call("bdev_uring_create", name=ctrlr + "-bdev", filename=str(path),
                   shared=shared)
+        self._bdev_delete[ctrlr] = "bdev_uring_delete"
+        return self.add_controller(ctrlr, ctrlr + "-bdev", max_queues)
+
+    def serve_rbd(self, ctrlr, pool, image, config, max_queues=None):
+        """An rbd bdev on pool/image (config: bdev_rbd_create's) behind ctrlr."""
+        self.call("bdev_rbd_create", name=ctrlr + "-bdev", pool_name=pool, rbd_name=image,
+                  block_size=512, config=config)
+        self._bdev_delete[ctrlr] = "bdev_rbd_delete"
         return self.add_controller(ctrlr, ctrlr + "-bdev", max_queues)
 
     def add_controller(self, ctrlr, bdev, max_queues=None):
@@ -59,9 +71,10 @@ class Host:
         self.call("vhost_create_blk_controller", **params)
         return self.socket(ctrlr)
 
-    def remove(self, ctrlr, bdev_method="bdev_uring_delete"):
+    def remove(self, ctrlr):
+        """Delete ctrlr and the bdev serve_* made for it."""
         self.call("vhost_delete_controller", ctrlr=ctrlr)
-        self.call(bdev_method, name=ctrlr + "-bdev")
+        self.call(self._bdev_delete.pop(ctrlr, "bdev_uring_delete"), name=ctrlr + "-bdev")
 
     def socket(self, ctrlr):
         return "%s/%s" % (self.agent.vhost_socket_dir, ctrlr)
