@@ -146,6 +146,7 @@ class SpdkVhostDriver(driver.VolumeDriver):
                 volume_dir=cfg.spdk_vhost_volume_dir,
                 block_size=cfg.spdk_vhost_block_size,
                 reflink=cfg.spdk_vhost_reflink,
+                shared=cfg.spdk_vhost_volume_dir_shared,
                 # rbd backend; the other backends ignore them.
                 pool=cfg.spdk_vhost_rbd_pool,
                 ceph_conf=cfg.spdk_vhost_rbd_ceph_conf or None,

@@ -213,6 +213,14 @@ def _attach(args):
 
 
 def _detach(args):
+    if args.after_migration:
+        if args.live or args.config:
+            raise exception.InvalidInput(
+                reason="--after-migration does not touch libvirt: no --live or --config")
+        from spdk_backend.cmd import migrate
+        return migrate.run_detach(args)
+    if args.keep_volume:
+        raise exception.InvalidInput(reason="--keep-volume goes with --after-migration")
     live, config = _scopes(args)
     host = _common.open_host(args)
     try:
@@ -294,5 +302,7 @@ def add_parser(subparsers):
                    help="how long the guest may take to release the disk "
                         "(default: %(default)s)")
     _scope_options(d, "detach from")
+    from spdk_backend.cmd import migrate
+    migrate.add_detach_options(d)
     _common.add_common_options(d, libvirt=True)
     d.set_defaults(func=_detach)

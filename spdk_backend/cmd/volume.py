@@ -23,17 +23,20 @@ def _volume_dict(vol, users=()):
             "path": vol.path, "controllers": list(users)}
 
 
-def _backend(client, name, volume_dir=None, block_size=512):
+def _backend(client, name, volume_dir=None, block_size=512, shared=False):
     kwargs = {"block_size": block_size}
     if name == "file":
         kwargs["volume_dir"] = volume_dir
+        kwargs["shared"] = shared
     return manager.load_backend(name, client, **kwargs)
 
 
 def _backend_of(client, vol):
     """The backend that manages an existing volume, rooted where it lives."""
     if vol.backend == "file":
-        return _backend(client, "file", os.path.dirname(vol.path), vol.bdev["block_size"])
+        shared = vol.bdev.get("driver_specific", {}).get("uring", {}).get("shared", False)
+        return _backend(client, "file", os.path.dirname(vol.path), vol.bdev["block_size"],
+                        shared=shared)
     return _backend(client, vol.backend, block_size=vol.bdev["block_size"])
 
 
@@ -49,7 +52,10 @@ def _create(args):
     if args.size % args.block_size:
         raise exception.InvalidInput(reason="the size is not a multiple of the %d-byte "
                                             "block size" % args.block_size)
-    backend = _backend(client, args.backend, args.volume_dir, args.block_size)
+    if args.shared and args.backend != "file":
+        raise exception.InvalidInput(reason="--shared is for file volumes")
+    backend = _backend(client, args.backend, args.volume_dir, args.block_size,
+                       shared=args.shared)
     if args.backend == "file":
         os.makedirs(args.volume_dir, mode=0o750, exist_ok=True)
         backend.check()
@@ -151,6 +157,10 @@ def add_parser(subparsers):
                         % _common.ENV_VOLUME_DIR)
     c.add_argument("--block-size", type=int, choices=(512, 4096), default=512,
                    help="logical block size the guest sees (default: %(default)s)")
+    c.add_argument("--shared", action="store_true",
+                   help="the file is on storage other hosts see: serve it with a shared "
+                        "lock, so that a guest using it can live-migrate (the "
+                        "destination's agent serves it too)")
     _common.add_common_options(c)
     c.set_defaults(func=_create)
 

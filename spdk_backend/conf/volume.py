@@ -79,6 +79,20 @@ Related options:
 
 * ``spdk_vhost_volume_dir``
 """),
+    cfg.BoolOpt(
+        "spdk_vhost_volume_dir_shared",
+        default=False,
+        help="""
+The volume directory is on storage that other compute hosts see too (NFS,
+a cluster file system), so a guest with a file volume may live-migrate: the
+agent then serves a volume's file with a shared lock, which the agent on
+the destination host takes too.  When false (the default) the file is
+locked for this agent alone and a second server is refused.
+
+Related options:
+
+* ``spdk_vhost_volume_dir``
+"""),
     cfg.StrOpt(
         "spdk_vhost_rbd_pool",
         default="rbd",

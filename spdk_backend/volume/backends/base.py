@@ -94,6 +94,11 @@ class VolumeBackend(abc.ABC):
 
     # -- serving ------------------------------------------------------------------
 
+    def supports_live_migration(self):
+        """Whether another host's agent can serve these volumes too (the
+        destination of a live migration): storage both hosts see."""
+        return False
+
     @abc.abstractmethod
     def bdev_spec(self, name):
         """``{"method": ..., "params": {...}}``: the agent call that creates the bdev.

@@ -147,8 +147,13 @@ class FileBackend(base.VolumeBackend):
 
     name = "file"
 
-    def __init__(self, client, volume_dir=None, block_size=512, reflink=True, **kwargs):
+    def __init__(self, client, volume_dir=None, block_size=512, reflink=True, shared=False,
+                 **kwargs):
         super().__init__(client, block_size=block_size)
+        # The directory is on storage other hosts see (NFS...): the bdev
+        # takes a shared lock, so the agent of a live migration's
+        # destination may serve the file too.
+        self.shared = bool(shared)
         if not volume_dir:
             raise exception.ConfigurationError(
                 reason="the file volume backend needs a volume directory")
@@ -273,9 +278,13 @@ class FileBackend(base.VolumeBackend):
                                           errno=errno.EEXIST)
 
     def bdev_spec(self, name):
-        return {"method": "bdev_uring_create",
-                "params": {"name": name, "filename": self.path(name),
-                           "block_size": self.block_size}}
+        params = {"name": name, "filename": self.path(name), "block_size": self.block_size}
+        if self.shared:
+            params["shared"] = True
+        return {"method": "bdev_uring_create", "params": params}
+
+    def supports_live_migration(self):
+        return self.shared
 
     def export(self, name):
         if not self.exists(name):

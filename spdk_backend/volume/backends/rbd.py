@@ -391,6 +391,9 @@ class RbdBackend(base.VolumeBackend):
         return {"rbd": {"pool": self.pool, "image": name, "user_id": self.user_id,
                         "cluster_name": self.cluster_name}}
 
+    def supports_live_migration(self):
+        return True     # every host's librbd opens the image; its lock moves
+
     def bdev_spec(self, name):
         params = {"name": name, "pool_name": self.pool, "rbd_name": name,
                   "block_size": self.block_size}

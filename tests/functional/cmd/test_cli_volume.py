@@ -94,6 +94,33 @@ def test_file_volume_survives_agent_restart(cmd, agent):
     assert [(v["name"], v["size"]) for v in json.loads(out)] == [("keep", 1 << 20)]
 
 
+def test_shared_file_volume_may_be_served_by_a_second_agent(cmd, agent, base_dir):
+    """--shared: the file is on storage other hosts see; a second agent
+    (the destination of a live migration) serves it too.  Without it the
+    second agent is refused, and told why."""
+    assert cmd("volume", "create", "own", "--size", "16M")[0] == 0
+    assert cmd("volume", "create", "mig", "--size", "16M", "--shared")[0] == 0
+    rc, out, err = cmd("--json", "volume", "list")
+    assert rc == 0, err
+    other_dir = os.path.join(base_dir, "host-b")
+    os.mkdir(other_dir)
+    with agent_proc.AgentProcess(other_dir) as other, other.client() as b:
+        b.call("bdev_uring_create", name="mig", filename=os.path.join(cmd.volume_dir, "mig"),
+               shared=True)
+        with pytest.raises(Exception) as exc:
+            b.call("bdev_uring_create", name="own",
+                   filename=os.path.join(cmd.volume_dir, "own"), shared=True)
+        assert "did not create it with shared" in str(exc.value)
+    # A resize re-exports nothing: the shared lock stays.
+    assert cmd("volume", "resize", "mig", "--size", "32M")[0] == 0
+    with agent.client() as a:
+        (bdev,) = a.call("bdev_get_bdevs", name="mig")
+        assert bdev["driver_specific"]["uring"]["shared"] is True
+    rc, _, err = cmd("volume", "create", "m2", "--size", "16M", "--backend", "malloc",
+                     "--shared")
+    assert rc == 1 and "--shared is for file volumes" in err
+
+
 def test_malloc_volume(cmd):
     rc, out, err = cmd("volume", "create", "m1", "--size", "4M", "--backend", "malloc",
                        "--json")

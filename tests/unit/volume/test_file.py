@@ -171,3 +171,12 @@ def test_sparse_copy_real_errors_propagate(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         file_backend.sparse_copy(str(src), str(tmp_path / "dst"))
     assert not (tmp_path / "dst").exists()
+
+
+def test_shared_volume_dir_makes_volumes_migratable(tmp_path):
+    own = file_backend.FileBackend(None, volume_dir=str(tmp_path))
+    assert not own.supports_live_migration()
+    assert "shared" not in own.bdev_spec("v")["params"]
+    shared = file_backend.FileBackend(None, volume_dir=str(tmp_path), shared=True)
+    assert shared.supports_live_migration()
+    assert shared.bdev_spec("v")["params"]["shared"] is True
