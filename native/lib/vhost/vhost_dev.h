@@ -35,7 +35,8 @@ struct sb_vhost_task {
 	TAILQ_ENTRY(sb_vhost_task) link;
 	struct sb_vring_chain chain;
 	struct iovec iov[SB_VHOST_REQ_MAX_IOV];
-	uint64_t gpa[SB_VHOST_REQ_MAX_IOV];  /* guest-physical address of each iov (dirty log) */
+	/* While the dirty log is on: the guest-physical address of each iov. */
+	uint64_t gpa[SB_VHOST_REQ_MAX_IOV];
 };
 
 struct sb_vhost_vq {

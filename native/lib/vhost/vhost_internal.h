@@ -225,6 +225,8 @@ void sb_vhost_mem_forget(struct sb_vhost_mem *mem);
  * many bytes are contiguous from there (<= wanted).  NULL if gpa unmapped.
  */
 void *sb_vhost_gpa_to_va(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t *len);
+/** The guest-physical address of our address va; 0 or -EFAULT (not guest memory). */
+int sb_vhost_va_to_gpa(const struct sb_vhost_mem *mem, const void *va, uint64_t *gpa);
 /** Front-end virtual address -> host; the whole [uva, uva+len) must lie in one region. */
 void *sb_vhost_uva_to_va(const struct sb_vhost_mem *mem, uint64_t uva, uint64_t len);
 /**

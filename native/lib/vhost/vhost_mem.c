@@ -204,6 +204,24 @@ sb_vhost_gpa_to_va(const struct sb_vhost_mem *mem, uint64_t gpa, uint64_t *len)
 	return r->host + off;
 }
 
+int
+sb_vhost_va_to_gpa(const struct sb_vhost_mem *mem, const void *va, uint64_t *gpa)
+{
+	uintptr_t p = (uintptr_t)va;
+	uint32_t i;
+
+	for (i = 0; mem != NULL && i < mem->nregions; i++) {
+		const struct sb_vhost_mem_region *r = &mem->regions[i];
+		uintptr_t base = (uintptr_t)r->host;
+
+		if (p >= base && p - base < r->size) {
+			*gpa = r->gpa + (p - base);
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
 void *
 sb_vhost_uva_to_va(const struct sb_vhost_mem *mem, uint64_t uva, uint64_t len)
 {
