@@ -183,6 +183,48 @@ def test_uring_file_is_locked_against_a_second_server(engine, tmp_path):
     assert subprocess.run(["flock", "-n", str(path), "true"]).returncode == 0
 
 
+def test_uring_waits_for_a_server_that_is_going_away(engine, tmp_path):
+    """A killed agent holds its file's lock until the kernel has finished its
+    in-flight I/O (io_uring tears a dead process's rings down after it is
+    gone): a restart waits for that, a live second server is refused."""
+    path = tmp_path / "disk.img"
+    with open(path, "wb") as f:
+        f.truncate(MiB)
+    # Another process holds the lock and lets go 0.5 s later.
+    holder = subprocess.Popen(["flock", "-n", str(path), "sleep", "0.5"])
+    try:
+        deadline = time.monotonic() + 5
+        while subprocess.run(["flock", "-n", "-s", str(path), "true"]).returncode == 0:
+            assert time.monotonic() < deadline, "flock(1) never took the lock"
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        engine.bdev_uring_create("u0", str(path))
+        waited = time.monotonic() - t0
+    finally:
+        holder.wait(10)
+    assert holder.returncode == 0
+    assert waited > 0.1, waited
+    engine.bdev_uring_delete("u0")
+    # One that stays is refused once the bound (2 s) has passed, and the
+    # error still says why.
+    holder = subprocess.Popen(["flock", "-n", str(path), "sleep", "30"])
+    try:
+        deadline = time.monotonic() + 5
+        while subprocess.run(["flock", "-n", "-s", str(path), "true"]).returncode == 0:
+            assert time.monotonic() < deadline, "flock(1) never took the lock"
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        with pytest.raises(exception.Busy) as exc:
+            engine.bdev_uring_create("u0", str(path))
+        waited = time.monotonic() - t0
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert "served already" in str(exc.value)
+    assert 1.5 < waited < 10, waited
+    assert engine.bdev_get_bdevs() == []
+
+
 def test_uring_shared_file_may_be_served_twice(engine, tmp_path):
     path = tmp_path / "disk.img"
     with open(path, "wb") as f:

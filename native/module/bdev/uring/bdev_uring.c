@@ -26,6 +26,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct sb_bdev_module g_uring_module;
@@ -230,6 +231,59 @@ _uring_get_size(struct uring_disk *d, uint64_t *bytes, uint32_t *lbs)
 	return 0;
 }
 
+/*
+ * flock, not fcntl locks: it belongs to this open file (closing any other
+ * descriptor of the file keeps it), and it is independent of the byte-range
+ * locks QEMU and qemu-img take.
+ *
+ * A lock held by someone else is waited for, up to SB_URING_LOCK_WAIT_MS: a
+ * server that was just killed keeps its lock until the kernel has finished
+ * the I/O it had in flight, since io_uring tears a dead process's rings down
+ * after the process is gone (and waits there for requests already in the
+ * block layer).  A restarted agent thus waits for the dead one's writes to
+ * land instead of racing them; a live second server is refused after the
+ * bound.
+ */
+static int
+_uring_lock(struct uring_disk *d)
+{
+	const struct timespec step = {.tv_sec = 0, .tv_nsec = SB_URING_LOCK_STEP_MS * 1000000L};
+	int op = (d->shared ? LOCK_SH : LOCK_EX) | LOCK_NB;
+	unsigned int waited_ms = 0;
+
+	while (flock(d->fd, op) != 0) {
+		if (errno == EINTR) {
+			continue;
+		}
+		if (errno != EWOULDBLOCK) {
+			int rc = -errno;
+
+			SB_ERRLOG("uring bdev %s: cannot lock %s: %s\n", d->name, d->filename,
+				  strerror(errno));
+			return rc;
+		}
+		if (waited_ms >= SB_URING_LOCK_WAIT_MS) {
+			SB_ERRLOG("uring bdev %s: %s is locked by another server (%s) for %u ms: %s\n",
+				  d->name, d->filename,
+				  d->shared ? "a server that did not say shared" : "served already",
+				  waited_ms, strerror(EWOULDBLOCK));
+			return -EBUSY;
+		}
+		if (waited_ms == 0) {
+			SB_NOTICELOG("uring bdev %s: %s is locked; waiting up to %u ms for a server "
+				     "that is going away\n", d->name, d->filename,
+				     SB_URING_LOCK_WAIT_MS);
+		}
+		nanosleep(&step, NULL);
+		waited_ms += SB_URING_LOCK_STEP_MS;
+	}
+	if (waited_ms != 0) {
+		SB_NOTICELOG("uring bdev %s: %s locked after %u ms\n", d->name, d->filename,
+			     waited_ms);
+	}
+	return 0;
+}
+
 static int
 _uring_open(struct uring_disk *d, uint32_t want_bs)
 {
@@ -251,14 +305,8 @@ _uring_open(struct uring_disk *d, uint32_t want_bs)
 			  strerror(errno));
 		return rc;
 	}
-	/* flock, not fcntl locks: it belongs to this open file (closing any
-	 * other descriptor of the file keeps it), and it is independent of
-	 * the byte-range locks QEMU and qemu-img take. */
-	if (flock(d->fd, (d->shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
-		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		SB_ERRLOG("uring bdev %s: %s is locked by another server (%s): %s\n", d->name,
-			  d->filename, d->shared ? "a server that did not say shared" : "served already",
-			  strerror(errno));
+	rc = _uring_lock(d);
+	if (rc != 0) {
 		return rc;
 	}
 	rc = _uring_get_size(d, &bytes, &lbs);

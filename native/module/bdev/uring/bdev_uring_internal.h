@@ -25,6 +25,9 @@
 #define SB_URING_BOUNCE_POOL 16
 /* iovecs a partially done readv/writev can be resumed with. */
 #define SB_URING_RESUME_IOVS 16
+/* How long a file locked by another server is waited for (_uring_lock). */
+#define SB_URING_LOCK_WAIT_MS 2000
+#define SB_URING_LOCK_STEP_MS 10
 
 struct uring_disk {
 	struct sb_bdev bdev;
