@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Live-migration downtime: a vhost-user-blk disk against QEMU's own disk.
 
-    python bench/migration_bench.py [--rounds 5] [--bandwidth-mib 32]
+    python bench/migration_bench.py [--rounds 5] [--bandwidth-mib 64]
         [--downtime-limit-ms 300] [--disk-mb 32] [--guest-mb 256]
 
 Per round, alternating, the same TCG guest (tests/support/guest.py) with a
 disk on the same prefilled file migrates over a unix socket to a second
-QEMU on this machine, while the guest writes 1 MiB O_DIRECT chunks and
-reads its whole disk through the page cache in a loop:
+QEMU on this machine, while the guest writes a 1 MiB O_DIRECT chunk and
+reads its whole disk through the page cache once a second (more and the
+migration would not converge at this bandwidth):
 
 * ``vhost``: the file served by two spdk-backend agents (A for the source,
   B for the destination; ``shared``), a vhost-user-blk-pci disk;
@@ -49,7 +50,7 @@ def _workload(shell, disk, mb):
         "dd if=/dev/urandom of=/tmp/w bs=64k count=16 2>/dev/null; "
         "dd if=/tmp/w of=/dev/%s bs=64k seek=$((m*16)) oflag=direct 2>/dev/null; "
         "echo 3 > /proc/sys/vm/drop_caches; "
-        "dd if=/dev/%s of=/dev/null bs=64k 2>/dev/null; i=$((i+1)); done"
+        "dd if=/dev/%s of=/dev/null bs=64k 2>/dev/null; i=$((i+1)); sleep 1; done"
         % (mb, disk, disk))
 
 
@@ -141,7 +142,7 @@ def provenance():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--bandwidth-mib", type=int, default=32)
+    ap.add_argument("--bandwidth-mib", type=int, default=64)
     ap.add_argument("--downtime-limit-ms", type=int, default=300)
     ap.add_argument("--disk-mb", type=int, default=32)
     ap.add_argument("--guest-mb", type=int, default=256)
