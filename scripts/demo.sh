@@ -2,9 +2,10 @@
 # The main job, on a fresh Debian 12 host as root, from a clone of this repo:
 # install everything, start libvirtd and the agent, define a small test VM,
 # create a volume, attach it live, and show what the guest sees and does
-# with it (scripts/demo.py); then remove it all again.
+# with it (scripts/demo.py); then remove it all again.  --migrate also
+# migrates the guest live to a second libvirtd and agent on this machine.
 #
-#   scripts/demo.sh [--keep] [--no-install] [--dir DIR]
+#   scripts/demo.sh [--keep | --migrate] [--no-install] [--dir DIR]
 #   scripts/demo.sh --cleanup          # remove what a --keep run left
 set -euo pipefail
 cd "$(dirname "$0")/.."
