@@ -8,7 +8,9 @@ Per round, alternating, the same TCG guest (tests/support/guest.py) with a
 disk on the same prefilled file migrates over a unix socket to a second
 QEMU on this machine, while the guest writes a 1 MiB O_DIRECT chunk and
 reads its whole disk through the page cache once a second (more and the
-migration would not converge at this bandwidth):
+migration would not converge at this bandwidth), and a ticker reads 4 KiB
+O_DIRECT blocks back to back (completions keep coming, so that the longest
+gap between them is the stall the migration caused):
 
 * ``vhost``: the file served by two spdk-backend agents (A for the source,
   B for the destination; ``shared``), a vhost-user-blk-pci disk;
@@ -52,11 +54,16 @@ def _workload(shell, disk, mb):
         "echo 3 > /proc/sys/vm/drop_caches; "
         "dd if=/dev/%s of=/dev/null bs=64k 2>/dev/null; i=$((i+1)); sleep 1; done"
         % (mb, disk, disk))
+    shell.job_start(
+        "tick",
+        "while [ ! -e /tmp/stop ]; do "
+        "dd if=/dev/%s of=/dev/null bs=4k count=256 iflag=direct 2>/dev/null; done" % disk)
 
 
 def _stop_workload(shell):
     shell.check("touch /tmp/stop")
     shell.job_wait("wl", 120)
+    shell.job_wait("tick", 120)
 
 
 def _qemu_disk(path):
