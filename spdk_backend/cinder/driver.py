@@ -288,6 +288,10 @@ class SpdkVhostDriver(driver.VolumeDriver):
             "access_mode": "ro" if readonly else "rw",
             "discard": False,
             "host": self.host,
+            # Whether another host's agent may serve the volume too, as the
+            # destination of a live migration does (Nova refuses to migrate
+            # an instance with a volume that cannot).
+            "supports_live_migration": backend.supports_live_migration(),
         }
         data.update(extras)
         return {"driver_volume_type": DRIVER_VOLUME_TYPE, "data": data}

@@ -59,19 +59,6 @@ def _serve_file(client, volume, path):
     return True
 
 
-def find_disk_element(root, ctrlr):
-    """The ``<disk type='vhostuser'>`` element of domain XML ``root`` whose
-    socket is controller ``ctrlr``'s (its file name), or None."""
-    for disk in root.findall("devices/disk"):
-        if disk.get("type") != "vhostuser":
-            continue
-        source = disk.find("source")
-        path = source.get("path") if source is not None else None
-        if path and os.path.basename(os.path.normpath(path)) == ctrlr:
-            return disk
-    return None
-
-
 def rewrite_xml(xml, domain, volume, socket_path):
     """``xml`` (a domain's XML, from ``virsh dumpxml --migratable``) with
     VOLUME's disk on ``socket_path``; returns (new_xml, old_path, disk).
@@ -84,7 +71,7 @@ def rewrite_xml(xml, domain, volume, socket_path):
         raise exception.InvalidInput(
             reason="the XML is of domain %r, not %s" % (name, domain))
     ctrlr = _common.ctrlr_name(domain, volume)
-    disk = find_disk_element(root, ctrlr)
+    disk = config.find_vhost_disk_element(root, ctrlr)
     if disk is None:
         raise exception.InvalidInput(
             reason="domain %s's XML has no vhost-user disk of volume %s (a socket "

@@ -5,11 +5,17 @@ a driver subclass the operator names in nova.conf::
 
     [DEFAULT]
     compute_driver = spdk_backend.nova.driver.LibvirtDriver
+
+Live migration is Nova's, with two additions for these volumes (see
+:mod:`spdk_backend.nova.migration`): the source refuses a volume the
+destination's agent cannot serve, and the migrated XML names the
+destination's vhost-user sockets.
 """
 
 from nova import exception as nova_exception
 from nova.virt.libvirt import driver as libvirt_driver
 
+from spdk_backend.nova import migration as sb_migration
 from spdk_backend.nova import volume as sb_volume
 
 
@@ -47,3 +53,25 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
                 volume_id=connection_info["data"].get("volume_id"),
                 reason="the agent reported no size")
         return new_size
+
+    # -- live migration ---------------------------------------------------------------
+
+    def check_can_live_migrate_source(self, context, instance, dest_check_data,
+                                      block_device_info=None):
+        # Before Nova's own checks: a volume that cannot migrate is the
+        # clearest reason to give.
+        sb_migration.check_volumes(instance, block_device_info)
+        return super().check_can_live_migrate_source(
+            context, instance, dest_check_data, block_device_info=block_device_info)
+
+    def _live_migration_operation(self, context, instance, dest, block_migration,
+                                  migrate_data, guest, device_names):
+        # Nova updates a volume's disk in the migrated XML by its <serial>,
+        # which a vhostuser disk cannot have: the destination's sockets
+        # (from its pre_live_migration) go in here.
+        sockets = sb_migration.destination_sockets(migrate_data)
+        if sockets:
+            guest = sb_migration.DestinationSocketsGuest(guest, sockets)
+        return super()._live_migration_operation(
+            context, instance, dest, block_migration, migrate_data, guest,
+            device_names)

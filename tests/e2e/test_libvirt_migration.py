@@ -40,7 +40,7 @@ from lxml import etree
 
 from spdk_backend.agent import client as agent_client
 from spdk_backend.cmd import _common
-from spdk_backend.cmd import migrate as migrate_cmd
+from spdk_backend.virt.libvirt import config as sb_vconfig
 from tests.support import agent_proc
 from tests.support import guest as guest_support
 from tests.support import libvirt_domain as lvd
@@ -287,7 +287,7 @@ def test_live_migration_with_guest_io(agents, host_b, conn_b, domains, workdir):
     assert "controller %s, socket %s" % (ctrlr, b_socket) in out
     assert os.path.join(a.vhost_socket_dir, ctrlr) in out        # rewritten from A's
     assert ctrlr in {c["ctrlr"] for c in call(b, "vhost_get_controllers")}
-    disk_el = migrate_cmd.find_disk_element(etree.fromstring(dst_xml.read_bytes()), ctrlr)
+    disk_el = sb_vconfig.find_vhost_disk_element(etree.fromstring(dst_xml.read_bytes()), ctrlr)
     assert disk_el.find("source").get("path") == b_socket
     # Again: a no-op that reports the same socket.
     rc, out, _ = sb(b, host_b.uri, "--json", "prepare-incoming", d.name, vol,

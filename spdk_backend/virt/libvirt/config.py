@@ -15,6 +15,7 @@ else in the document is the original tree.
 """
 
 import copy
+import os
 
 from lxml import etree
 
@@ -372,6 +373,19 @@ class VhostUserDisk(GuestDisk):
     @property
     def queue_size(self):
         return self.driver_queue_size
+
+
+def find_vhost_disk_element(root, ctrlr):
+    """The ``<disk type='vhostuser'>`` element of domain XML ``root`` whose
+    socket is controller ``ctrlr``'s (its file name), or None."""
+    for disk in root.findall("devices/disk"):
+        if disk.get("type") != "vhostuser":
+            continue
+        source = disk.find("source")
+        path = source.get("path") if source is not None else None
+        if path and os.path.basename(os.path.normpath(path)) == ctrlr:
+            return disk
+    return None
 
 
 def disk_from_dom(xmldoc):

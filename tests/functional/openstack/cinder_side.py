@@ -1,9 +1,12 @@
 """The Cinder side of an attach, run in its own process (cinder and nova
-cannot share one): ``python cinder_side.py ACTION SOCKET VOLDIR VOLUME_ID [SIZE_GB]``.
+cannot share one): ``python cinder_side.py ACTION SOCKET VOLDIR VOLUME_ID [SIZE_GB]
+[shared]``.
 
 ACTION is ``create`` (create, export, initialize_connection; prints the
-connection info as JSON), ``extend`` (to SIZE_GB) or ``delete`` (remove the
-export and the volume).
+connection info as JSON), ``connect`` (initialize_connection for another
+host, e.g. a live migration's destination; prints it), ``extend`` (to
+SIZE_GB) or ``delete`` (remove the export and the volume).  ``shared``:
+the backend has ``spdk_vhost_volume_dir_shared = true``.
 """
 
 import json
@@ -24,12 +27,16 @@ from oslo_config import cfg  # noqa: E402
 from spdk_backend.cinder import driver  # noqa: E402
 
 
-def main(action, socket, voldir, volume_id, size_gb="1"):
+def main(action, socket, voldir, volume_id, size_gb="1", shared=""):
     objects.register_all()
     config = configuration.Configuration(cinder_driver.volume_opts, config_group="spdk-e2e")
     drv = driver.SpdkVhostDriver(configuration=config, host="e2e@spdk-e2e")
     cfg.CONF.set_override("spdk_vhost_agent_socket", socket, group="spdk-e2e")
     cfg.CONF.set_override("spdk_vhost_volume_dir", voldir, group="spdk-e2e")
+    if shared == "shared":
+        cfg.CONF.set_override("spdk_vhost_volume_dir_shared", True, group="spdk-e2e")
+    elif shared:
+        raise SystemExit("unknown option %r (shared or nothing)" % shared)
     drv.do_setup(None)
     drv.check_for_setup_error()
     ctx = context.get_admin_context()
@@ -38,6 +45,8 @@ def main(action, socket, voldir, volume_id, size_gb="1"):
         drv.create_volume(vol)
         drv.create_export(ctx, vol, {"host": "e2e"})
         print(json.dumps(drv.initialize_connection(vol, {"host": "e2e"})))
+    elif action == "connect":
+        print(json.dumps(drv.initialize_connection(vol, {"host": "e2e-dest"})))
     elif action == "extend":
         drv.extend_volume(vol, int(size_gb))
     elif action == "delete":

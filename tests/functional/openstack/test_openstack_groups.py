@@ -16,7 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 GROUPS = {
     "cinder": ["tests/unit/cinder", "tests/functional/openstack/cinder_rbd"],
     "nova": ["tests/unit/nova", "tests/functional/openstack/nova_e2e",
-             "tests/functional/openstack/nova_rbd"],
+             "tests/functional/openstack/nova_rbd",
+             "tests/functional/openstack/nova_migration"],
 }
 
 

@@ -22,6 +22,7 @@ from cinder.volume import driver as cinder_driver  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 from oslo_config import fixture as config_fixture  # noqa: E402
 
+from spdk_backend import exception  # noqa: E402
 from spdk_backend.cinder import driver  # noqa: E402
 from tests.support.openstack_agent import running_agent  # noqa: E402
 
@@ -201,6 +202,49 @@ def test_readonly_volume_connects_ro(drv, ctx):
     assert drv.initialize_connection(vol, {})["data"]["access_mode"] == "ro"
     drv.remove_export(ctx, vol)
     drv.delete_volume(vol)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_destination_connection_while_the_source_is_attached(conf, agent, ctx, tmp_path,
+                                                             shared):
+    """A live migration: Nova asks for the destination host's connection
+    while the source host's controller still serves the volume.  The answer
+    is the source's (the same bdev call), and says whether the destination's
+    agent (a second, real agent) may serve the volume too: with
+    spdk_vhost_volume_dir_shared it does, without it the file is locked."""
+    d = _make_driver(conf, spdk_vhost_agent_socket=agent.rpc_socket,
+                     spdk_vhost_volume_dir=str(tmp_path),
+                     spdk_vhost_volume_dir_shared=shared)
+    d.do_setup(None)
+    vol = _volume(ctx, size=1)
+    name = "volume-%s" % vol.id
+    d.create_volume(vol)
+    d.create_export(ctx, vol, {"host": "compute1"})
+    source = d.initialize_connection(vol, {"host": "compute1"})
+    with agent.client() as c, running_agent() as dest_agent, dest_agent.client() as dc:
+        c.call("vhost_create_blk_controller", ctrlr="source", dev_name=name)
+        try:
+            dest = d.initialize_connection(vol, {"host": "compute2"})
+            assert dest == source
+            data = dest["data"]
+            assert data["supports_live_migration"] is shared
+            assert data["bdev"]["params"].get("shared", False) is shared
+            # The source keeps being served.
+            assert c.call("vhost_get_controllers", name="source")[0]["ctrlr"] == "source"
+            # The destination host's agent, from the connection info alone.
+            spec = data["bdev"]
+            if shared:
+                dc.call(spec["method"], **spec["params"])
+                assert dc.call("bdev_get_bdevs", name=name)[0]["name"] == name
+                dc.call("bdev_uring_delete", name=name)
+            else:
+                with pytest.raises(exception.AgentBusy, match="is served already"):
+                    dc.call(spec["method"], **spec["params"])
+        finally:
+            c.call("vhost_delete_controller", ctrlr="source")
+    d.remove_export(ctx, vol)
+    d.delete_volume(vol)
+    d.client.close()
 
 
 def test_delete_of_attached_volume_is_busy(drv, ctx, agent):
