@@ -3,8 +3,9 @@ cannot share one): ``python cinder_rbd_side.py ACTION JSON_OPTIONS VOLUME_ID``.
 
 JSON_OPTIONS are the backend section's options (``spdk_vhost_agent_socket``,
 ``spdk_vhost_rbd_pool``, ...).  ACTION is ``create`` (create, export,
-initialize_connection; prints the connection info as JSON) or ``delete``
-(remove the export and the volume).
+initialize_connection; prints the connection info as JSON), ``connect``
+(initialize_connection for another host, e.g. a live migration's
+destination; prints it) or ``delete`` (remove the export and the volume).
 """
 
 import json
@@ -43,6 +44,8 @@ def main(action, options, volume_id):
             drv.create_volume(vol)
             drv.create_export(ctx, vol, {"host": "e2e"})
             print(json.dumps(drv.initialize_connection(vol, {"host": "e2e"})))
+        elif action == "connect":
+            print(json.dumps(drv.initialize_connection(vol, {"host": "e2e-dest"})))
         elif action == "delete":
             drv.remove_export(ctx, vol)
             drv.delete_volume(vol)

@@ -8,7 +8,8 @@ libvirt_pair.py) with agent B.  Each host has its own Nova LibvirtDriver
 (spdk_backend.nova.driver) on its own libvirtd; the two share this process'
 oslo.config, so ``[spdk_vhost] agent_socket`` is switched to the host whose
 driver is called.  The volume's file is in a directory both "hosts" see,
-with ``spdk_vhost_volume_dir_shared = true``.
+with ``spdk_vhost_volume_dir_shared = true``; an rbd volume is an image of
+a single-node Ceph cluster on 127.0.0.1 that both agents open.
 
 Nova's ComputeManager cannot run here (no database, no message bus), so the
 driver methods are called in the order it calls them
@@ -68,6 +69,7 @@ from oslo_serialization import jsonutils  # noqa: E402
 
 from spdk_backend.nova import driver as sb_driver  # noqa: E402
 from spdk_backend.nova import volume as sb_volume  # noqa: E402
+from tests.support import ceph  # noqa: E402
 from tests.support import guest as guest_support  # noqa: E402
 from tests.support import libvirt_domain as lvd  # noqa: E402
 from tests.support import libvirt_pair  # noqa: E402
@@ -76,6 +78,7 @@ from tests.support.agent_proc import AgentProcess  # noqa: E402
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 objects.register_all()
 CINDER_SIDE = pathlib.Path(__file__).resolve().parents[1] / "cinder_side.py"
+CINDER_RBD_SIDE = pathlib.Path(__file__).resolve().parents[1] / "cinder_rbd_side.py"
 ACCESS = {"vhost_socket_group": "kvm", "vhost_socket_mode": "0660"}
 MIGRATE_TIMEOUT = 240
 # What Nova writes for [libvirt] file_backed_memory (and keeps across a
@@ -90,6 +93,75 @@ def cinder(action, agent, voldir, volume_id):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-5000:]
     return json.loads(proc.stdout) if action in ("create", "connect") else None
+
+
+class FileVolumes:
+    """Cinder's file volumes in the directory both hosts see."""
+
+    kind = "file"
+
+    def __init__(self, hosts):
+        self.hosts = hosts
+
+    def create(self, volume_id):
+        return cinder("create", self.hosts.agent_a, self.hosts.voldir, volume_id)
+
+    def connect(self, volume_id):
+        """Cinder's connection for the destination, while A is attached."""
+        return cinder("connect", self.hosts.agent_a, self.hosts.voldir, volume_id)
+
+    def read(self, info, offset, length):
+        with open(self.hosts.voldir / info["data"]["bdev_name"], "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def delete(self, volume_id):
+        subprocess.run([sys.executable, str(CINDER_SIDE), "delete",
+                        self.hosts.agent_a.rpc_socket, str(self.hosts.voldir), volume_id,
+                        "1", "shared"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=300)
+
+
+class RbdVolumes:
+    """Cinder's rbd volumes: images of one Ceph cluster both agents reach."""
+
+    kind = "rbd"
+
+    def __init__(self, hosts, cluster):
+        self.hosts = hosts
+        self.cluster = cluster
+
+    def _cinder(self, action, volume_id):
+        opts = {"spdk_vhost_agent_socket": self.hosts.agent_a.rpc_socket,
+                "spdk_vhost_rbd_pool": self.cluster.pool,
+                "spdk_vhost_rbd_ceph_conf": self.cluster.conf,
+                "spdk_vhost_rbd_keyring": self.cluster.keyring}
+        proc = subprocess.run([sys.executable, str(CINDER_RBD_SIDE), action,
+                               json.dumps(opts), volume_id], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=300)
+        assert proc.returncode == 0, proc.stderr.decode()[-5000:]
+        return json.loads(proc.stdout) if action in ("create", "connect") else None
+
+    def create(self, volume_id):
+        return self._cinder("create", volume_id)
+
+    def connect(self, volume_id):
+        return self._cinder("connect", volume_id)
+
+    def read(self, info, offset, length):
+        path = self.hosts.workdir / "rbd-export"
+        self.cluster.rbd("export", "--no-progress", "%s/%s" % (
+            self.cluster.pool, info["data"]["rbd"]["image"]), str(path))
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(length)
+        finally:
+            path.unlink()
+
+    def delete(self, volume_id):
+        with contextlib.suppress(AssertionError, subprocess.SubprocessError):
+            self._cinder("delete", volume_id)
 
 
 class Hosts:
@@ -162,6 +234,24 @@ class Hosts:
 def hosts():
     with contextlib.ExitStack() as stack:
         yield Hosts(stack)
+
+
+@pytest.fixture(scope="module")
+def ceph_cluster():
+    reason = ceph.available()
+    if reason:
+        pytest.fail(reason)  # CI installs Ceph: a missing one is a broken setup
+    with ceph.CephCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["file", "rbd"])
+def volumes(request, hosts):
+    """The volume kinds that migrate: a shared file, an rbd image (its
+    cluster is started only for the rbd case)."""
+    if request.param == "rbd":
+        return RbdVolumes(hosts, request.getfixturevalue("ceph_cluster"))
+    return FileVolumes(hosts)
 
 
 def _instance(ctx, uuid_=None):
@@ -253,11 +343,11 @@ def migrate(hosts, inst, md, guest):
     return time.monotonic() - start
 
 
-def test_live_migration_through_the_nova_driver(hosts):
+def test_live_migration_through_the_nova_driver(hosts, volumes):
     ctx = hosts.ctx
     volume_id = str(uuid.uuid4())
-    bdev = "volume-%s" % volume_id
-    info_a = cinder("create", hosts.agent_a, hosts.voldir, volume_id)
+    info_a = volumes.create(volume_id)
+    bdev = info_a["data"]["bdev_name"]
     assert info_a["data"]["supports_live_migration"] is True
     d = lvd.TestDomain(hosts.conn_a, hosts.workdir, tag="novamig", vcpus=1,
                        memory_backing=FILE_BACKED)
@@ -292,7 +382,7 @@ def test_live_migration_through_the_nova_driver(hosts):
 
         # 3. B: Cinder answers for the destination while A is attached, and
         # Nova's pre_live_migration connects the volume there.
-        info_b = cinder("connect", hosts.agent_a, hosts.voldir, volume_id)
+        info_b = volumes.connect(volume_id)
         info_b["serial"] = volume_id        # Nova's refresh_connection_info
         assert info_b["data"]["bdev"] == info_a["data"]["bdev"]
         hosts.on(hosts.agent_b)
@@ -310,7 +400,7 @@ def test_live_migration_through_the_nova_driver(hosts):
         d.close_shell()
         guest = _ConsoleGuest(d.dom, console_b)
         seconds = migrate(hosts, inst, md, guest)
-        print("NOVA-MIGRATION seconds=%.1f" % seconds)
+        print("NOVA-MIGRATION %s seconds=%.1f" % (volumes.kind, seconds))
         dom_b = hosts.conn_b.lookupByUUIDString(inst.uuid)
         assert dom_b.isActive() and dom_b.isPersistent()
         with pytest.raises(libvirt.libvirtError):
@@ -341,9 +431,7 @@ def test_live_migration_through_the_nova_driver(hosts):
                 "md5sum /tmp/z" % dev, timeout=120).split()[0]
         finally:
             shell.close()
-        with open(hosts.voldir / bdev, "rb") as f:
-            f.seek(3000 * 4096)
-            assert hashlib.md5(f.read(16 * 4096)).hexdigest() == new
+        assert hashlib.md5(volumes.read(info_a, 3000 * 4096, 16 * 4096)).hexdigest() == new
 
         # Done on B: the instance goes, then its volume connection there.
         dom_b.destroy()
@@ -363,7 +451,7 @@ def test_live_migration_through_the_nova_driver(hosts):
         d.cleanup()
         with contextlib.suppress(OSError):
             console_b.unlink()
-        _forget(hosts, volume_id)
+        _forget(hosts, volumes, volume_id)
 
 
 def test_destination_is_cleaned_after_a_failed_migration(hosts):
@@ -408,7 +496,7 @@ def test_destination_is_cleaned_after_a_failed_migration(hosts):
         hosts.on(hosts.agent_a)
         hosts.drv_a._get_volume_driver(info_a).disconnect_volume(info_a, inst)
     finally:
-        _forget(hosts, volume_id)
+        _forget(hosts, FileVolumes(hosts), volume_id)
 
 
 def test_source_refuses_a_volume_on_local_storage(hosts):
@@ -456,7 +544,7 @@ def _destroy(dom):
         dom.undefine()
 
 
-def _forget(hosts, volume_id):
+def _forget(hosts, volumes, volume_id):
     """Whatever a failed test left on either agent, then the volume."""
     for agent in (hosts.agent_a, hosts.agent_b):
         with agent.client() as c:
@@ -465,8 +553,7 @@ def _forget(hosts, volume_id):
                     with contextlib.suppress(Exception):
                         c.call("vhost_delete_controller", ctrlr=x["ctrlr"], force=True)
             if agent is hosts.agent_b:
-                with contextlib.suppress(Exception):
-                    c.call("bdev_uring_delete", name="volume-%s" % volume_id)
-    subprocess.run([sys.executable, str(CINDER_SIDE), "delete", hosts.agent_a.rpc_socket,
-                    str(hosts.voldir), volume_id, "1", "shared"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+                for method in ("bdev_uring_delete", "bdev_rbd_delete"):
+                    with contextlib.suppress(Exception):
+                        c.call(method, name="volume-%s" % volume_id)
+    volumes.delete(volume_id)
