@@ -20,6 +20,9 @@ page cache with buffered reads (pages written by the back-end, which only
 its dirty log reports to QEMU).  Afterwards the domain runs on B, a direct
 read matches what the guest wrote, the page cache read again without disk
 I/O (/sys/block/vdX/stat) matches too, and so do the backing file's bytes.
+(That page cache was refilled on B by the loop's last round: that the
+dirty log carries the back-end's pages across is shown, and shown able to
+fail, by tests/e2e/test_migration_qemu.py.)
 prepare-incoming refuses what cannot migrate (no file on this host, a
 malloc volume).  A destination without the controller is tested with QEMU
 alone (tests/e2e/test_migration_qemu.py): through libvirt 9.0's migrate3

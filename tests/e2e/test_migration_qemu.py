@@ -49,6 +49,7 @@ GUEST_MB = 256
 # write that QEMU tracks, just before the back-end fills the page.  Off, so
 # that the page cache's pages are written by the back-end alone.
 GUEST_CMDLINE = "console=ttyS0 quiet panic=-1 init_on_alloc=0"
+MIGRATE_BANDWIDTH = 32 << 20
 # What a guest kernel prints when I/O on a disk failed or stalled.
 DMESG_ERRORS = (r"I/O error|blk_update_request|Buffer I/O|critical (medium|target)"
                 r"|virtio_blk.*(error|timeout|reset)|hung_task|blocked for more")
@@ -285,15 +286,22 @@ def _migrate_and_check(image, workdir, a, b, ctrlrs, queues=None, name="file",
                     # round fills the page cache now, by back-end writes
                     # only: from here on only our dirty log sends those
                     # pages to B again.  Then let the migration converge.
+                    # A trickle of bandwidth meanwhile: with the back-end's
+                    # pages not marked (the drop-log test) so little is
+                    # dirty that even a 1 ms limit could let QEMU switch
+                    # over under the running last round (seen: its shell
+                    # then never answered on A).
                     last_round.append(info["ram"]["transferred"])
+                    src.qmp.execute("migrate-set-parameters", **{"max-bandwidth": 4096})
                     _finish_workload(shell)
-                    src.qmp.execute("migrate-set-parameters", **{"downtime-limit": 300})
+                    src.qmp.execute("migrate-set-parameters", **{
+                        "downtime-limit": 300, "max-bandwidth": MIGRATE_BANDWIDTH})
 
             t0 = time.monotonic()
             # A downtime limit of 1 ms keeps QEMU iterating until the last
             # round is done.
-            info = migration.migrate(src, uri, downtime_limit_ms=1,
-                                     on_active=_after_first_pass)
+            info = migration.migrate(src, uri, max_bandwidth=MIGRATE_BANDWIDTH,
+                                     downtime_limit_ms=1, on_active=_after_first_pass)
             t1 = time.monotonic()
             assert info["status"] == "completed", info
             assert last_round, "the migration converged before its first pass ended: %s" % info

@@ -81,3 +81,16 @@ def test_without_logging_nothing_is_marked_and_the_stop_does_not_flush(target):
         before = _flushes(eng)
         assert fe.stop() == 1
         assert _flushes(eng) == before
+
+
+def test_reset_owner_turns_logging_off(target):
+    """RESET_OWNER forgets the negotiated features, VHOST_F_LOG_ALL with
+    them: nothing is marked any more and the next stop does not flush."""
+    eng, sock = target
+    reset_owner = 4     # VHOST_USER_RESET_OWNER
+    with Frontend(sock, gpa=GPA, size=MB) as fe:
+        fe.connect(log=True)
+        assert eng.vhost_get_controllers("c0")[0]["dirty_logging"]
+        fe._call(reset_owner)
+        assert not eng.vhost_get_controllers("c0")[0]["dirty_logging"]
+        assert fe.alive()

@@ -73,6 +73,7 @@ class SecondLibvirtd:
         self.log_file = self.root / "libvirtd.log"
         self.out_file = self.root / "libvirtd.out"
         self.proc = None
+        self.ns = None          # the mount namespace, once unshare made it
 
     # -- setup ---------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class SecondLibvirtd:
             out.close()
         deadline = time.monotonic() + timeout
         while True:
+            self._note_namespace()
             if self.proc.poll() is not None:
                 raise PairError("second libvirtd exited with %s:\n%s"
                                 % (self.proc.returncode, self.log()))
@@ -164,13 +166,23 @@ class SecondLibvirtd:
         except OSError:
             return ""
 
-    def namespace_pids(self):
-        """Processes in the daemon's mount namespace (libvirtd, virtlogd, QEMU)."""
-        if self.proc is None:
-            return []
+    def _note_namespace(self):
+        """Remember the daemon's mount namespace once unshare has made it
+        (so that its processes can be found after libvirtd has died)."""
+        if self.ns is not None or self.proc is None:
+            return
         try:
             ns = os.readlink("/proc/%d/ns/mnt" % self.proc.pid)
         except OSError:
+            return
+        if ns != os.readlink("/proc/self/ns/mnt"):
+            self.ns = ns
+
+    def namespace_pids(self):
+        """Processes in the daemon's mount namespace (libvirtd, virtlogd, QEMU)."""
+        self._note_namespace()
+        ns = self.ns
+        if ns is None:
             return []
         pids = []
         for entry in os.listdir("/proc"):

@@ -342,9 +342,10 @@ sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head)
 	}
 	t->chain.iov = t->iov;
 	/*
-	 * Guest-physical addresses are kept while the dirty log is on (this
-	 * reactor switches it): keeping them always cost 1-3 % of IOPS with
-	 * logging off (bench/RESULTS.md).
+	 * Guest-physical addresses are kept only while the dirty log is on
+	 * (the control thread publishes log_active): with logging off a
+	 * request costs what it did before live migration existed
+	 * (bench/RESULTS.md, "Live migration").
 	 */
 	t->chain.gpa = __atomic_load_n(&c->log_active, __ATOMIC_RELAXED) != NULL
 			       ? t->gpa : NULL;

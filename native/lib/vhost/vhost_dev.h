@@ -153,6 +153,10 @@ struct sb_vhost_ctrlr {
 };
 
 #define SB_VHOST_STOP_TIMEOUT_US (5ULL * 1000 * 1000)
+/* The same while the dirty log is on: the last stop flushes the bdev (a
+ * migration's switch-over, which waits for it as QEMU waits for its own
+ * disks' flush). */
+#define SB_VHOST_SWITCHOVER_TIMEOUT_US (60ULL * 1000 * 1000)
 
 /* vhost_session.c (reactor side, called from the control thread) */
 /** Start vq if everything it needs is configured. \return 0 (started or not ready) or -errno. */

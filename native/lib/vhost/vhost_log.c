@@ -61,7 +61,9 @@ sb_vhost_log_map(int fd, uint64_t mmap_size, uint64_t mmap_offset,
 	/*
 	 * QEMU allocates the log with memfd_create and seals it; a file a
 	 * front-end could swap or grow behind us (a pipe, a device, a file
-	 * on disk) is refused.  F_GET_SEALS only works on a memfd.
+	 * on disk) is refused.  F_GET_SEALS answers only on shmem files
+	 * (memfd; tmpfs and hugetlbfs files too, which the SIGBUS guard
+	 * covers like a memfd).
 	 */
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || fcntl(fd, F_GET_SEALS) < 0) {
 		*why = "log fd is not a memfd";

@@ -602,6 +602,7 @@ _reset_queues(struct sb_vhost_ctrlr *c)
 	}
 	c->features = 0;
 	c->features_set = false;
+	_log_publish(c); /* no VHOST_F_LOG_ALL any more: logging is off */
 }
 
 void

@@ -350,6 +350,8 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
  * a live migration: the destination's back-end reads the volume next, so
  * whatever this one acknowledged must be on it first (QEMU's own block
  * layer flushes its disks there too).  A flush of the bdev ends the stop.
+ * A read-only controller wrote nothing, and a bdev without FLUSH has no
+ * cache to write back: neither is flushed.
  */
 static bool
 _vq_stop_wants_flush(struct sb_vhost_vq *vq)
@@ -357,7 +359,8 @@ _vq_stop_wants_flush(struct sb_vhost_vq *vq)
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
 
 	return !vq->stop_flushed && c->started_queues == 0 && c->log_active != NULL &&
-	       !c->removed && c->desc != NULL && c->ch != NULL;
+	       !c->removed && !c->readonly && c->geo.flush && c->desc != NULL &&
+	       c->ch != NULL;
 }
 
 static void
@@ -379,8 +382,9 @@ _vq_stop_flushed(struct sb_bdev_io *io, int status, void *cb_arg)
 
 	sb_bdev_free_io(io);
 	if (status != 0) {
-		SB_ERRLOG("vhost %s: flush at the migration switch-over failed: %d\n", c->name,
-			  status);
+		SB_ERRLOG("vhost %s: flush at the migration switch-over failed (%d): writes this "
+			  "host acknowledged may not be on the volume the destination reads\n",
+			  c->name, status);
 	}
 	c->outstanding--;
 	if (vq->drain_done != NULL) {
@@ -404,7 +408,9 @@ _vq_stop_flush(struct sb_vhost_vq *vq)
 	vq->stop_flushed = true;
 	rc = sb_bdev_flush(c->desc, c->ch, _vq_stop_flushed, vq);
 	if (rc != 0) {
-		SB_ERRLOG("vhost %s: cannot flush at the migration switch-over: %d\n", c->name, rc);
+		SB_ERRLOG("vhost %s: cannot flush at the migration switch-over (%d): writes this "
+			  "host acknowledged may not be on the volume the destination reads\n",
+			  c->name, rc);
 		return false;
 	}
 	c->outstanding++;
@@ -468,15 +474,19 @@ int
 sb_vhost_vq_stop(struct sb_vhost_vq *vq)
 {
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	bool logging;
 	int rc;
 
 	if (!vq->started) {
 		return 0;
 	}
-	rc = sb_call(c->reactor, _vq_stop_on_reactor, vq, SB_VHOST_STOP_TIMEOUT_US);
+	/* While the dirty log is on the stop may end in the switch-over flush. */
+	logging = __atomic_load_n(&c->log_active, __ATOMIC_ACQUIRE) != NULL;
+	rc = sb_call(c->reactor, _vq_stop_on_reactor, vq,
+		     logging ? SB_VHOST_SWITCHOVER_TIMEOUT_US : SB_VHOST_STOP_TIMEOUT_US);
 	if (rc == -ETIMEDOUT) {
-		SB_ERRLOG("vhost %s: queue %u: in-flight requests did not finish in time\n",
-			  c->name, vq->index);
+		SB_ERRLOG("vhost %s: queue %u: in-flight requests%s did not finish in time\n",
+			  c->name, vq->index, logging ? " or the switch-over flush" : "");
 		sb_call(c->reactor, _vq_detach_on_reactor, vq, SB_CALL_TIMEOUT_US);
 		/*
 		 * Requests still hold pointers into guest memory and the task

@@ -232,9 +232,10 @@ _uring_get_size(struct uring_disk *d, uint64_t *bytes, uint32_t *lbs)
 }
 
 /*
- * flock, not fcntl locks: it belongs to this open file (closing any other
- * descriptor of the file keeps it), and it is independent of the byte-range
- * locks QEMU and qemu-img take.
+ * flock, not fcntl locks: on local file systems it belongs to this open
+ * file (closing any other descriptor of the file keeps it), and it is
+ * independent of the byte-range locks QEMU and qemu-img take.  (NFS emulates
+ * flock with whole-file POSIX locks, which belong to the process.)
  *
  * A lock held by someone else is waited for, up to SB_URING_LOCK_WAIT_MS: a
  * server that was just killed keeps its lock until the kernel has finished
