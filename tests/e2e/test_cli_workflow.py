@@ -50,16 +50,8 @@ def agent(workdir):
 
 @pytest.fixture(scope="module")
 def domains(conn, workdir, image):
-    made = []
-
-    def make(tag, **kw):
-        d = lvd.TestDomain(conn, workdir, tag=tag, image=image, **kw)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.cleanup()
+    with lvd.domain_factory(conn, workdir, image) as make:
+        yield make
 
 
 def _has_group(name):

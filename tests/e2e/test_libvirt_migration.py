@@ -109,16 +109,10 @@ def conn_b(host_b):
 
 @pytest.fixture(scope="module")
 def domains(conn, conn_b, workdir, image):
-    made = []
-
-    def make(tag, **kw):
-        d = lvd.TestDomain(conn, workdir, tag=tag, image=image, **kw)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.cleanup()
+    with lvd.domain_factory(conn, workdir, image) as make:
+        yield make
+    # A domain that migrated lives on B.
+    for d in make.made:
         try:
             dom = conn_b.lookupByName(d.name)
         except libvirt.libvirtError:

@@ -43,16 +43,8 @@ def workdir():
 @pytest.fixture(scope="module")
 def domains(conn, workdir, image):
     """Factory of test domains; all are destroyed and undefined."""
-    made = []
-
-    def make(tag, **kw):
-        d = lvd.TestDomain(conn, workdir, tag=tag, image=image, **kw)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.cleanup()
+    with lvd.domain_factory(conn, workdir, image) as make:
+        yield make
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ fails within seconds instead of hanging (``OP_TIMEOUT``).
         cluster.stop_osd(); cluster.start_osd()
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +39,19 @@ def available():
         return "Ceph binaries missing: %s (scripts/install-deps.sh installs them)" % (
             ", ".join(missing))
     return None
+
+
+@contextlib.contextmanager
+def running_cluster(**kw):
+    """A CephCluster(**kw) for tests; a machine without Ceph fails the test
+    (CI installs it: a missing one is a broken setup)."""
+    import pytest
+
+    reason = available()
+    if reason:
+        pytest.fail(reason)
+    with CephCluster(**kw) as cluster:
+        yield cluster
 
 
 def _free_ports(count):

@@ -28,6 +28,7 @@ serving the file through a uring bdev and a vhost-blk controller
 can traverse (pytest's tmp_path is 0700 under /tmp/pytest-of-root).
 """
 
+import contextlib
 import os
 import shutil
 import stat
@@ -125,6 +126,25 @@ def make_workdir(prefix="sbtest-lv-"):
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     os.chmod(path, 0o755)
     return path
+
+
+@contextlib.contextmanager
+def domain_factory(conn, workdir, image):
+    """``make(tag, **kw)`` makes a TestDomain on ``conn``; ``make.made``
+    lists them, and each is destroyed and undefined on exit."""
+    made = []
+
+    def make(tag, **kw):
+        d = TestDomain(conn, workdir, tag=tag, image=image, **kw)
+        made.append(d)
+        return d
+
+    make.made = made
+    try:
+        yield make
+    finally:
+        for d in made:
+            d.cleanup()
 
 
 def unique_name(tag):

@@ -183,6 +183,20 @@ def test_uring_file_is_locked_against_a_second_server(engine, tmp_path):
     assert subprocess.run(["flock", "-n", str(path), "true"]).returncode == 0
 
 
+def _hold_lock(path, seconds):
+    """flock(1) in another process holds ``path`` for ``seconds``; returns
+    once it has the lock."""
+    holder = subprocess.Popen(["flock", "-n", str(path), "sleep", str(seconds)])
+    deadline = time.monotonic() + 5
+    while subprocess.run(["flock", "-n", "-s", str(path), "true"]).returncode == 0:
+        if time.monotonic() > deadline:
+            holder.kill()
+            holder.wait(10)
+            raise AssertionError("flock(1) never took the lock")
+        time.sleep(0.01)
+    return holder
+
+
 def test_uring_waits_for_a_server_that_is_going_away(engine, tmp_path):
     """A killed agent holds its file's lock until the kernel has finished its
     in-flight I/O (io_uring tears a dead process's rings down after it is
@@ -191,12 +205,8 @@ def test_uring_waits_for_a_server_that_is_going_away(engine, tmp_path):
     with open(path, "wb") as f:
         f.truncate(MiB)
     # Another process holds the lock and lets go 0.5 s later.
-    holder = subprocess.Popen(["flock", "-n", str(path), "sleep", "0.5"])
+    holder = _hold_lock(path, 0.5)
     try:
-        deadline = time.monotonic() + 5
-        while subprocess.run(["flock", "-n", "-s", str(path), "true"]).returncode == 0:
-            assert time.monotonic() < deadline, "flock(1) never took the lock"
-            time.sleep(0.01)
         t0 = time.monotonic()
         engine.bdev_uring_create("u0", str(path))
         waited = time.monotonic() - t0
@@ -207,12 +217,8 @@ def test_uring_waits_for_a_server_that_is_going_away(engine, tmp_path):
     engine.bdev_uring_delete("u0")
     # One that stays is refused once the bound (2 s) has passed, and the
     # error still says why.
-    holder = subprocess.Popen(["flock", "-n", str(path), "sleep", "30"])
+    holder = _hold_lock(path, 30)
     try:
-        deadline = time.monotonic() + 5
-        while subprocess.run(["flock", "-n", "-s", str(path), "true"]).returncode == 0:
-            assert time.monotonic() < deadline, "flock(1) never took the lock"
-            time.sleep(0.01)
         t0 = time.monotonic()
         with pytest.raises(exception.Busy) as exc:
             engine.bdev_uring_create("u0", str(path))
