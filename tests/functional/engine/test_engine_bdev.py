@@ -179,14 +179,16 @@ def test_uring_file_is_locked_against_a_second_server(engine, tmp_path):
     assert other.returncode != 0
     assert [b["name"] for b in engine.bdev_get_bdevs()] == ["u0"]
     engine.bdev_uring_delete("u0")
-    # The lock goes with the bdev.
-    assert subprocess.run(["flock", "-n", str(path), "true"]).returncode == 0
+    # The lock goes with the bdev (its file is closed once the reactors
+    # have let go of it, just after the call returns).
+    assert subprocess.run(["flock", "-w", "5", str(path), "true"]).returncode == 0
 
 
 def _hold_lock(path, seconds):
     """flock(1) in another process holds ``path`` for ``seconds``; returns
-    once it has the lock."""
-    holder = subprocess.Popen(["flock", "-n", str(path), "sleep", str(seconds)])
+    once it has the lock.  It waits for the lock: a bdev just deleted may
+    hold it a little longer (its ring lets go of the file after the call)."""
+    holder = subprocess.Popen(["flock", "-w", "5", str(path), "sleep", str(seconds)])
     deadline = time.monotonic() + 5
     while subprocess.run(["flock", "-n", "-s", str(path), "true"]).returncode == 0:
         if time.monotonic() > deadline:
@@ -250,7 +252,7 @@ def test_uring_shared_file_may_be_served_twice(engine, tmp_path):
     assert engine.bdev_io("u1", "read", 0, 4096) == data
     engine.bdev_uring_delete("u0")
     engine.bdev_uring_delete("u1")
-    assert subprocess.run(["flock", "-n", str(path), "true"]).returncode == 0
+    assert subprocess.run(["flock", "-w", "5", str(path), "true"]).returncode == 0
 
 
 def test_uring_missing_file(engine, tmp_path):
