@@ -569,6 +569,44 @@ class Engine:
                 return [_ctrlr_dict(arr[i]) for i in range(count[0])]
             cap = count[0] + 16
 
+    # ---- restart without a disconnect (sb/vhost.h) ----
+
+    def vhost_handoff_export(self):
+        """Stop every controller's rings and let go of their sockets and
+        sessions for the next process: a list of records (dicts; "why" says
+        why a session stays behind, None when it goes)."""
+        self._require_running("vhost_handoff_export")
+        cap = 64
+        while True:
+            arr = ffi.new("struct sb_vhost_handoff[]", cap)
+            count = ffi.new("uint32_t *")
+            rc = lib.sb_vhost_handoff_export(arr, cap, count)
+            if rc == -errno.ENOSPC:
+                cap = count[0] + 16
+                continue
+            _check(rc, "vhost handoff", reason="a live migration is logging dirty pages; "
+                   "upgrade after it ends" if rc == -errno.EBUSY else None)
+            return [_handoff_dict(arr[i]) for i in range(count[0])]
+
+    def vhost_handoff_stage(self, records):
+        """Take the records of a previous process (before re-creating its controllers)."""
+        self._require_running("vhost_handoff_stage")
+        arr = ffi.new("struct sb_vhost_handoff[]", max(len(records), 1))
+        for i, rec in enumerate(records):
+            try:
+                _handoff_fill(arr[i], rec)
+            except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+                raise exception.InvalidInput(reason="handoff record %d: %r" % (i, exc)) from exc
+        _check(lib.sb_vhost_handoff_stage(arr, len(records)), "vhost handoff stage")
+
+    def vhost_handoff_finish(self):
+        """Close what no re-created controller claimed; their names."""
+        self._require_running("vhost_handoff_finish")
+        buf = ffi.new("char[]", 8192)
+        count = ffi.new("uint32_t *")
+        _check(lib.sb_vhost_handoff_finish(buf, len(buf), count), "vhost handoff finish")
+        return [n for n in _s(buf).split(",") if n] if count[0] else []
+
     # ---- logs ----
 
     @staticmethod
@@ -671,7 +709,48 @@ def _ctrlr_dict(info):
         "reactor_core": info.reactor_core,
         "completed_ios": info.completed_ios,
         "dirty_logging": bool(info.dirty_logging),
+        "adopted": bool(info.adopted),
     }
+
+
+# A handoff record as a dict: the struct's fields by name (sb/vhost.h).
+_HANDOFF_SCALARS = ("listen_fd", "conn_fd", "slave_fd", "features", "protocol_features",
+                    "features_set", "inflight_fd", "inflight_size", "inflight_offset",
+                    "inflight_qsize", "inflight_nq")
+_HANDOFF_REGION = ("gpa", "size", "uva", "mmap_offset", "fd")
+_HANDOFF_VQ = ("num", "base", "addr_flags", "desc_addr", "avail_addr", "used_addr",
+               "log_addr", "kickfd", "callfd", "addr_set", "kick_set", "enabled", "running")
+
+
+def _handoff_dict(h):
+    d = {"name": _s(h.name), "socket": _s(h.socket),
+         "why": _s(h.why) if h.why != ffi.NULL else None}
+    for key in _HANDOFF_SCALARS:
+        d[key] = getattr(h, key)
+    d["regions"] = [{k: getattr(h.regions[i], k) for k in _HANDOFF_REGION}
+                    for i in range(h.nregions)]
+    d["vqs"] = [{k: getattr(h.vqs[i], k) for k in _HANDOFF_VQ} for i in range(h.nvqs)]
+    return d
+
+
+def _handoff_fill(h, d):
+    """Fill struct h from dict d; KeyError/TypeError/ValueError/OverflowError on a bad one."""
+    name, sock = d["name"].encode(), d["socket"].encode()
+    if len(name) >= len(h.name) or len(sock) >= len(h.socket):
+        raise ValueError("name or socket too long")
+    h.name, h.socket = name, sock
+    for key in _HANDOFF_SCALARS:
+        setattr(h, key, d[key])
+    regions, vqs = d["regions"], d["vqs"]
+    if len(regions) > len(h.regions) or len(vqs) > len(h.vqs):
+        raise ValueError("too many regions or queues")
+    h.nregions, h.nvqs = len(regions), len(vqs)
+    for i, r in enumerate(regions):
+        for key in _HANDOFF_REGION:
+            setattr(h.regions[i], key, r[key])
+    for i, v in enumerate(vqs):
+        for key in _HANDOFF_VQ:
+            setattr(h.vqs[i], key, v[key])
 
 
 class BdevWatch:

@@ -43,6 +43,8 @@ class Context:
         self.allowed_block_devices = tuple(allowed_block_devices or ())
         self.version = version
         self.started_at = time.time()
+        # Set by the agent: asks it to re-execute itself (framework_upgrade).
+        self.request_upgrade = None
 
 
 def error_from_exception(exc):

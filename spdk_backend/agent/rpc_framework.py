@@ -76,3 +76,20 @@ def framework_start_init(ctx, p):
 @rpc.method("framework_wait_init", inline=True)
 def framework_wait_init(ctx, p):
     return True
+
+
+@rpc.method("framework_upgrade")
+def framework_upgrade(ctx, p):
+    """Re-execute the agent (the program on disk now) without disconnecting
+    any guest: every vhost-user session is handed to the new process
+    (agent/handoff.py).  The reply comes first; the agent then restarts
+    under the same pid.  Refused while a live migration logs dirty pages."""
+    if ctx.request_upgrade is None:
+        raise jsonrpc.RpcError(jsonrpc.INTERNAL_ERROR, "this process cannot re-execute itself")
+    busy = [c["ctrlr"] for c in ctx.engine.vhost_get_controllers() if c.get("dirty_logging")]
+    if busy:
+        raise jsonrpc.RpcError(-16, "a live migration is logging dirty pages on %s; upgrade "
+                                    "after it ends" % ", ".join(busy))
+    sessions = [c["ctrlr"] for c in ctx.engine.vhost_get_controllers() if c["connected"]]
+    ctx.request_upgrade()
+    return {"pid": os.getpid(), "sessions": len(sessions)}

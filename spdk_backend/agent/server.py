@@ -26,9 +26,13 @@ WRITE_HIGH_WATER = 256 * 1024
 
 class RpcServer:
     def __init__(self, dispatcher, path, mode=0o660, group=None, send_timeout=30.0,
-                 max_request=jsonrpc.MAX_REQUEST_BYTES):
+                 max_request=jsonrpc.MAX_REQUEST_BYTES, listen_fd=None):
         self.dispatcher = dispatcher
         self.path = path
+        # A listening socket handed over by the previous agent process
+        # (agent/handoff.py): served as it is, already at its path.
+        self.listen_fd = listen_fd
+        self._detached = False
         self.mode = mode
         self.group = group
         self.send_timeout = send_timeout
@@ -39,6 +43,17 @@ class RpcServer:
     # ---- lifecycle ----
 
     async def start(self):
+        if self.listen_fd is not None:
+            sock = socket.socket(fileno=self.listen_fd)
+            self.listen_fd = None
+            try:
+                sock.setblocking(False)
+                self._server = await asyncio.start_unix_server(self._serve, sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+            LOG.info("serving JSON-RPC on %s (handed over)", self.path)
+            return
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o755, exist_ok=True)
         _remove_stale_socket(self.path)
@@ -74,6 +89,14 @@ class RpcServer:
         LOG.info("serving JSON-RPC on %s (mode %04o%s)", self.path, self.mode,
                  ", group %s" % self.group if self.group else "")
 
+    def detach(self):
+        """A copy of the listening socket for the next process; close()
+        then leaves the socket's file in place.  Connections waiting to be
+        accepted stay queued on it."""
+        fd = os.dup(self._server.sockets[0].fileno())
+        self._detached = True
+        return fd
+
     async def close(self):
         if self._server is not None:
             self._server.close()
@@ -87,6 +110,8 @@ class RpcServer:
             except asyncio.TimeoutError:
                 pass
             self._server = None
+        if self._detached:
+            return
         try:
             os.unlink(self.path)
         except FileNotFoundError:

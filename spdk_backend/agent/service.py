@@ -15,6 +15,7 @@ import signal
 from spdk_backend import __version__
 from spdk_backend import exception
 from spdk_backend.agent import dispatcher as agent_dispatcher
+from spdk_backend.agent import handoff as agent_handoff
 from spdk_backend.agent import jsonrpc
 from spdk_backend.agent import methods  # noqa: F401  (registers the methods)
 from spdk_backend.agent import server as agent_server
@@ -23,6 +24,8 @@ from spdk_backend.agent import state as agent_state
 LOG = logging.getLogger(__name__)
 
 LOCK_FILE = "agent.lock"
+# framework_upgrade answers before the agent re-executes.
+UPGRADE_GRACE_S = 0.2
 
 
 class AgentLockedError(exception.ConfigurationError):
@@ -36,6 +39,22 @@ class StateLock:
     def __init__(self, state_dir):
         self.path = os.path.join(state_dir, LOCK_FILE)
         self.fd = None
+
+    def adopt(self, fd):
+        """Hold the lock a previous process of this agent handed over (same
+        open file, so the same flock); False when fd is not that lock."""
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        if not same:
+            return False
+        os.set_inheritable(fd, False)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, b"%d\n" % os.getpid(), 0)
+        self.fd = fd
+        return True
 
     def acquire(self):
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -94,6 +113,9 @@ class Agent:
         self.server = None
         self._stop = None
         self._loop = None
+        self._upgrade = False
+        self._rpc_fd = None         # the RPC listening socket, between two processes
+        self.handoff = None         # what the previous process handed over
 
     def _make_engine(self):
         if self._engine_factory is not None:
@@ -107,10 +129,47 @@ class Agent:
                              vhost_socket_mode=getattr(self.opts, "vhost_socket_mode", None),
                              vhost_socket_group=getattr(self.opts, "vhost_socket_group", None))
 
+    def _take_handoff(self):
+        """What the previous process of this agent handed over, if it did."""
+        try:
+            self.handoff = agent_handoff.take()
+        except agent_handoff.HandoffError as exc:
+            LOG.error("%s", exc)
+            self.handoff = None
+        if self.handoff is None:
+            return
+        LOG.info("taking over from process %s (agent %s): %d controller(s), %d session(s)",
+                 self.handoff.pid, self.handoff.agent_version,
+                 len(self.handoff.controllers), len(self.handoff.sessions))
+        if self.handoff.lock_fd is not None and not self.lock.adopt(self.handoff.lock_fd):
+            LOG.warning("the handed-over lock is not %s; taking it anew", self.lock.path)
+            agent_handoff.close_fds([self.handoff.lock_fd])
+        self._rpc_fd = self.handoff.rpc_fd
+
+    def _stage_handoff(self):
+        """Give the sessions to the engine before the controllers are re-created."""
+        records = self.handoff.controllers
+        try:
+            self.engine.vhost_handoff_stage(records)
+        except exception.SpdkBackendException as exc:
+            LOG.error("handed-over sessions refused (their guests reconnect where QEMU "
+                      "was told to): %s", exc)
+            agent_handoff.close_fds(fd for rec in records
+                                    for fd in agent_handoff.record_fds(rec))
+            return False
+        return True
+
     def prepare(self):
         """Lock, load the state file and start the engine (no socket yet)."""
         os.makedirs(self.opts.state_dir, mode=0o750, exist_ok=True)
-        self.lock.acquire()
+        self._take_handoff()
+        if self.lock.fd is None:
+            try:
+                self.lock.acquire()
+            except BaseException:
+                if self.handoff is not None:
+                    agent_handoff.close_fds(self.handoff.fds)
+                raise
         try:
             config = agent_state.load_file(self.state.path)
             os.makedirs(self.opts.vhost_socket_dir, mode=0o750, exist_ok=True)
@@ -124,13 +183,24 @@ class Agent:
                                                self.opts, "allowed_backing_dirs", None),
                                            allowed_block_devices=getattr(
                                                self.opts, "allowed_block_devices", ()))
+            ctx.request_upgrade = self.request_upgrade
             self.executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="rpc-engine")
             self.dispatcher = agent_dispatcher.Dispatcher(ctx, self.executor)
+            staged = self.handoff is not None and self._stage_handoff()
             if config is not None:
                 restored, failed = replay(self.dispatcher, config)
                 LOG.info("restored %d call(s) from %s (%d failed)", restored,
                          self.state.path, failed)
+            if staged:
+                lost = self.engine.vhost_handoff_finish()
+                if lost:
+                    LOG.error("handed-over controller(s) not in the configuration, their "
+                              "front-ends disconnected: %s", ", ".join(lost))
+                adopted = [c["ctrlr"] for c in self.engine.vhost_get_controllers()
+                           if c.get("adopted")]
+                LOG.info("took over %d session(s) without a disconnect: %s", len(adopted),
+                         ", ".join(adopted) or "none")
             self.state.save()
         except BaseException:
             self.shutdown()
@@ -144,25 +214,48 @@ class Agent:
         signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
         for sig in signals:
             loop.add_signal_handler(sig, self._stop.set)
+        if handle_signals:
+            loop.add_signal_handler(signal.SIGHUP, self.request_upgrade)
         self.server = agent_server.RpcServer(
             self.dispatcher, self.opts.rpc_socket, mode=self.opts.rpc_socket_mode,
-            group=self.opts.rpc_socket_group, send_timeout=self.opts.rpc_send_timeout)
+            group=self.opts.rpc_socket_group, send_timeout=self.opts.rpc_send_timeout,
+            listen_fd=self._rpc_fd)
+        self._rpc_fd = None
         try:
             await self.server.start()
             LOG.info("spdk-backend-agent %s ready (pid %d)", __version__, os.getpid())
             await self._stop.wait()
-            LOG.info("shutting down")
+            if self._upgrade:
+                LOG.info("re-executing: handing every session to the new process")
+                self._rpc_fd = self.server.detach()
+            else:
+                LOG.info("shutting down")
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
+            if handle_signals:
+                loop.remove_signal_handler(signal.SIGHUP)
             await self.server.close()
+
+    def request_upgrade(self):
+        """Re-execute the agent without disconnecting a guest (SIGHUP,
+        framework_upgrade); callable from any thread.  The grace lets the
+        RPC that asked get its reply."""
+        if self._loop is None:
+            return
+
+        def go():
+            self._upgrade = True
+            self._stop.set()
+
+        self._loop.call_soon_threadsafe(self._loop.call_later, UPGRADE_GRACE_S, go)
 
     def request_stop(self):
         """Stop serving; callable from any thread."""
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
-    def shutdown(self):
+    def shutdown(self, keep_lock=False):
         """Stop the engine and release the lock; the state file is kept."""
         if self.executor is not None:
             self.executor.shutdown(wait=True)
@@ -172,11 +265,50 @@ class Agent:
                 self.engine.stop()
             finally:
                 self.engine = None
-        self.lock.release()
+        if not keep_lock:
+            self.lock.release()
+
+    def hand_over(self):
+        """Export every session, stop the engine and exec the agent's command
+        line again.  Returns only when that could not be done: serving goes on
+        (in this process, with what it handed over if the exec failed)."""
+        try:
+            records = self.engine.vhost_handoff_export()
+        except exception.SpdkBackendException as exc:
+            LOG.error("upgrade refused: %s", exc)
+            return
+        for rec in records:
+            if rec["why"]:
+                LOG.warning("controller %s: its session is not handed over (%s): its "
+                            "front-end reconnects where it was told to", rec["name"],
+                            rec["why"])
+        mfd = agent_handoff.write(records, rpc_fd=self._rpc_fd, lock_fd=self.lock.fd)
+        self._rpc_fd = None
+        self.shutdown(keep_lock=True)
+        os.set_inheritable(self.lock.fd, True)
+        try:
+            agent_handoff.exec_self(mfd)
+        except OSError as exc:
+            LOG.error("cannot re-execute %s: %s; going on in this process",
+                      " ".join(agent_handoff.command_line()[1]), exc)
+        # Take the handoff back, as the new process would have.
+        os.environ[agent_handoff.ENV] = str(mfd)
+        self.prepare()
 
     def run(self):
         self.prepare()
-        try:
-            asyncio.run(self.serve())
-        finally:
-            self.shutdown()
+        while True:
+            try:
+                asyncio.run(self.serve())
+            except BaseException:
+                self.shutdown()
+                raise
+            if not self._upgrade:
+                self.shutdown()
+                return
+            self._upgrade = False
+            try:
+                self.hand_over()
+            except BaseException:
+                self.shutdown()
+                raise

@@ -316,6 +316,17 @@ def test_live_migration_with_guest_io(agents, host_b, conn_b, domains, workdir):
     shell = guest_support.SerialShell(str(console_b), connect_timeout=30,
                                       alive=lambda: bool(dom_b.isActive()))
     try:
+        # Ask until the shell answers (it re-sends the probe every 10 s):
+        # one command line sent right after the switch-over was seen lost
+        # on QEMU 7.2.
+        try:
+            shell.wait_ready(timeout=90, probe_after=0)
+        except guest_support.GuestTimeout:
+            raise AssertionError(
+                "the guest on B does not answer on its console (state %s)\n"
+                "QEMU on B:\n%s\nagent B:\n%s\nagent A:\n%s"
+                % (dom_b.state(), host_b.qemu_log(d.name)[-3000:], b.log()[-3000:],
+                   a.log()[-3000:]))
         assert rounds(shell) >= rounds_before
         stop_io_loop(shell)
         assert completed_ios(b, ctrlr) > 0             # the loop went on, on B
@@ -353,9 +364,10 @@ def test_live_migration_with_guest_io(agents, host_b, conn_b, domains, workdir):
         assert b_socket in out
     finally:
         shell.close()
-
-    # Done on B: the domain goes, then its controller and bdev there.
-    dom_b.destroy()
+        # Done on B (or failed): the domain goes, then its controller and
+        # bdev there, so that no later test finds them.
+        if dom_b.isActive():
+            dom_b.destroy()
     sb(b, host_b.uri, "detach", d.name, vol, "--after-migration")
     assert call(b, "vhost_get_controllers") == []
     assert call(b, "bdev_get_bdevs") == []

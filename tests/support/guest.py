@@ -403,10 +403,11 @@ class SerialShell:
                                    % (timeout, what, self.tail()))
             self._read(min(left, 1.0))
 
-    def wait_ready(self, timeout=90):
-        """Wait for the init's ready marker (or answer to a probe)."""
+    def wait_ready(self, timeout=90, probe_after=10):
+        """Wait for the init's ready marker (or the answer to a probe, sent
+        after ``probe_after`` seconds and every 10 s then)."""
         deadline = time.monotonic() + timeout
-        probe_at = time.monotonic() + 10
+        probe_at = time.monotonic() + probe_after
         rx = re.compile(READY_MARKER)
         while not rx.search(self._buf):
             if "SBGUEST-MODFAIL" in self._buf:

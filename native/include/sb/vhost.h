@@ -70,11 +70,101 @@ struct sb_vhost_ctrlr_info {
 	uint32_t iops_threshold;
 	uint64_t completed_ios;  /* requests completed since creation */
 	bool dirty_logging;      /* a live migration has the back-end marking dirty pages */
+	bool adopted;            /* the session came from a previous agent process (handoff) */
 };
 
 int sb_vhost_get_info(const char *name, struct sb_vhost_ctrlr_info *info);
 /** \return 0; *count is the total even when it exceeds max. */
 int sb_vhost_list(struct sb_vhost_ctrlr_info *out, uint32_t max, uint32_t *count);
+
+/*
+ * Restart without a disconnect (vhost_handoff.c).
+ *
+ * An agent that re-executes itself hands every controller's listening
+ * socket and connected front-end to the next process: the session (the
+ * negotiated features, the guest memory table, each ring's addresses,
+ * index and eventfds, the inflight region) is exported here with the fds
+ * it needs, the fds survive the exec (their close-on-exec flag is
+ * cleared), and the next process stages the records before it re-creates
+ * its controllers: a controller created under a staged name adopts its
+ * listening socket and session and resumes its rings where the old
+ * process stopped them.  The front-end never sees a disconnect.
+ */
+#define SB_VHOST_HANDOFF_MAX_REGIONS 32
+
+struct sb_vhost_handoff_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t uva;
+	uint64_t mmap_offset;
+	int fd;
+};
+
+struct sb_vhost_handoff_vq {
+	uint16_t num;
+	uint16_t base;         /* next avail index to take */
+	uint32_t addr_flags;
+	uint64_t desc_addr;    /* front-end virtual addresses (SET_VRING_ADDR) */
+	uint64_t avail_addr;
+	uint64_t used_addr;
+	uint64_t log_addr;
+	int kickfd;            /* -1: none (polled only) */
+	int callfd;
+	bool addr_set;
+	bool kick_set;
+	bool enabled;
+	bool running;          /* was being polled: resumes at adoption */
+};
+
+struct sb_vhost_handoff {
+	char name[SB_VHOST_NAME_MAX];
+	char socket[108];
+	int listen_fd;
+	int conn_fd;           /* -1: no session handed over */
+	int slave_fd;
+	uint64_t features;
+	uint64_t protocol_features;
+	bool features_set;
+	uint32_t nregions;
+	struct sb_vhost_handoff_region regions[SB_VHOST_HANDOFF_MAX_REGIONS];
+	int inflight_fd;       /* -1: none */
+	uint64_t inflight_size;
+	uint64_t inflight_offset;
+	uint16_t inflight_qsize;
+	uint16_t inflight_nq;
+	uint16_t nvqs;
+	struct sb_vhost_handoff_vq vqs[SB_VHOST_MAX_QUEUES];
+	const char *why;       /* export: why the session was not handed over (NULL: it was) */
+};
+
+/**
+ * Stop every controller's rings (in-flight requests finish), record each
+ * controller in out[] and let go of its fds without closing them (their
+ * close-on-exec flag cleared).  The controllers stay, inert: deleting them
+ * afterwards (sb_engine_stop) neither closes those fds nor removes the
+ * sockets' files.  A session that cannot be handed over (a ring did not
+ * stop in time, the device is broken) stays and is closed by that delete;
+ * its record says why.
+ * \return 0; -EBUSY while a live migration logs dirty pages (nothing
+ * changed); -ENOSPC when more than max controllers exist (nothing changed;
+ * *count says how many).
+ */
+int sb_vhost_handoff_export(struct sb_vhost_handoff *out, uint32_t max, uint32_t *count);
+
+/**
+ * Give the records of a previous process to this one, before its
+ * controllers are created (every fd in them now belongs to the engine).
+ * \return 0, -EINVAL (a bad record: nothing staged, the fds stay the
+ * caller's), -ENOMEM.
+ */
+int sb_vhost_handoff_stage(const struct sb_vhost_handoff *in, uint32_t count);
+
+/**
+ * Close the fds of every staged record that no controller claimed (their
+ * front-ends see a disconnect).  names gets them, comma-separated.
+ * \return 0; *count unclaimed records.
+ */
+int sb_vhost_handoff_finish(char *names, uint32_t len, uint32_t *count);
 
 #ifdef __cplusplus
 }

@@ -20,8 +20,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* Control thread only. */
-static LIST_HEAD(, sb_vhost_ctrlr) g_ctrlrs = LIST_HEAD_INITIALIZER(g_ctrlrs);
+/* Control thread only (vhost_handoff.c walks it too). */
+struct sb_vhost_ctrlr_list g_sb_vhost_ctrlrs = LIST_HEAD_INITIALIZER(g_sb_vhost_ctrlrs);
 
 /* Set from any thread, read at create time. */
 static pthread_mutex_t g_dir_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -32,7 +32,7 @@ _find(const char *name)
 {
 	struct sb_vhost_ctrlr *c;
 
-	LIST_FOREACH(c, &g_ctrlrs, link) {
+	LIST_FOREACH(c, &g_sb_vhost_ctrlrs, link) {
 		if (strcmp(c->name, name) == 0) {
 			return c;
 		}
@@ -72,7 +72,7 @@ _ctrlrs_on(const struct sb_reactor *r)
 	const struct sb_vhost_ctrlr *c;
 	uint32_t n = 0;
 
-	LIST_FOREACH(c, &g_ctrlrs, link) {
+	LIST_FOREACH(c, &g_sb_vhost_ctrlrs, link) {
 		n += c->reactor == r;
 	}
 	return n;
@@ -160,6 +160,7 @@ _do_create(void *arg)
 	struct _create_args *a = arg;
 	const struct sb_vhost_blk_opts *o = a->opts;
 	struct sb_vhost_ctrlr *c = NULL;
+	struct sb_vhost_handoff *handoff;
 	char dir[PATH_MAX];
 	uint16_t q;
 	int rc, len;
@@ -203,7 +204,7 @@ _do_create(void *arg)
 	}
 	c->readonly = o->readonly;
 	c->max_queues = o->max_queues ? o->max_queues : SB_VHOST_MAX_QUEUES;
-	c->listen_fd = c->conn_fd = c->slave_fd = -1;
+	c->listen_fd = c->conn_fd = c->slave_fd = c->inflight_fd = -1;
 	for (q = 0; q < SB_VHOST_MAX_QUEUES; q++) {
 		c->vqs[q].ctrlr = c;
 		c->vqs[q].index = q;
@@ -223,14 +224,25 @@ _do_create(void *arg)
 		SB_ERRLOG("vhost %s: cannot open bdev %s: %s\n", o->name, o->bdev_name, strerror(-rc));
 		goto out;
 	}
-	rc = _listen(c);
+	/* A previous agent process may have handed this controller over. */
+	handoff = sb_vhost_handoff_claim(c->name);
+	rc = handoff != NULL ? sb_vhost_handoff_listen(c, handoff) : -ENOENT;
+	if (rc != 0) {
+		rc = _listen(c);
+	}
 	if (rc != 0) {
 		sb_vhost_bdev_close(c);
+		if (handoff != NULL) {
+			sb_vhost_handoff_adopt(NULL, handoff); /* closes its fds */
+		}
 		goto out;
 	}
-	LIST_INSERT_HEAD(&g_ctrlrs, c, link);
+	LIST_INSERT_HEAD(&g_sb_vhost_ctrlrs, c, link);
 	SB_NOTICELOG("vhost %s: controller for bdev %s listening on %s (reactor core %u)\n",
 		     c->name, c->bdev_name, c->socket_path, sb_reactor_core(c->reactor));
+	if (handoff != NULL) {
+		sb_vhost_handoff_adopt(c, handoff);
+	}
 	c = NULL;
 out:
 	free(c);
@@ -255,9 +267,14 @@ _destroy(struct sb_vhost_ctrlr *c)
 {
 	sb_vhost_ctl_disconnect(c, "controller deleted");
 	sb_vhost_session_reset(c);
-	sb_vhost_ctl_unwatch(c->listen_fd);
-	close(c->listen_fd);
-	unlink(c->socket_path);
+	if (c->listen_fd >= 0) {
+		sb_vhost_ctl_unwatch(c->listen_fd);
+		close(c->listen_fd);
+	}
+	/* A handed-off socket stays: the next process listens on it. */
+	if (!c->handed_off) {
+		unlink(c->socket_path);
+	}
 	sb_vhost_bdev_close(c);
 	LIST_REMOVE(c, link);
 	SB_NOTICELOG("vhost %s: controller deleted\n", c->name);
@@ -360,6 +377,7 @@ _fill_info(struct sb_vhost_ctrlr *c, struct sb_vhost_ctrlr_info *info)
 	info->iops_threshold = c->iops_threshold;
 	info->completed_ios = __atomic_load_n(&c->completed_ios, __ATOMIC_RELAXED);
 	info->dirty_logging = __atomic_load_n(&c->log_active, __ATOMIC_ACQUIRE) != NULL;
+	info->adopted = c->adopted && c->conn_fd >= 0;
 }
 
 static void
@@ -396,14 +414,14 @@ _do_list(void *arg)
 	struct sb_vhost_ctrlr *c;
 	uint32_t n = 0, total = 0;
 
-	LIST_FOREACH(c, &g_ctrlrs, link) {
+	LIST_FOREACH(c, &g_sb_vhost_ctrlrs, link) {
 		total++;
 	}
 	/* The table is built by head insertion: list oldest first. */
 	for (uint32_t want = total; want > 0; want--) {
 		uint32_t i = 0;
 
-		LIST_FOREACH(c, &g_ctrlrs, link) {
+		LIST_FOREACH(c, &g_sb_vhost_ctrlrs, link) {
 			if (++i == want) {
 				break;
 			}
@@ -523,7 +541,7 @@ sb_vhost_ctrlrs_check_pending(void)
 	struct sb_vhost_ctrlr *c;
 	void *hit;
 
-	LIST_FOREACH(c, &g_ctrlrs, link) {
+	LIST_FOREACH(c, &g_sb_vhost_ctrlrs, link) {
 		if (__atomic_exchange_n(&c->pending_config_change, 0, __ATOMIC_ACQ_REL)) {
 			sb_vhost_send_config_change(c);
 		}
@@ -540,7 +558,7 @@ sb_vhost_ctrlrs_check_pending(void)
 void
 sb_vhost_ctrlrs_delete_all(void *arg)
 {
-	while (!LIST_EMPTY(&g_ctrlrs)) {
-		_destroy(LIST_FIRST(&g_ctrlrs));
+	while (!LIST_EMPTY(&g_sb_vhost_ctrlrs)) {
+		_destroy(LIST_FIRST(&g_sb_vhost_ctrlrs));
 	}
 }

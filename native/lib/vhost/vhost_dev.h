@@ -133,7 +133,9 @@ struct sb_vhost_ctrlr {
 	struct sb_vhost_log *log;
 	struct sb_vhost_log *log_active;
 	void *inflight_base;
+	int inflight_fd;            /* ours (a copy), for a handoff */
 	uint64_t inflight_size;
+	uint64_t inflight_offset;
 	uint16_t inflight_qsize;
 	uint16_t inflight_nq;
 
@@ -146,11 +148,24 @@ struct sb_vhost_ctrlr {
 	int pending_config_change;
 
 	bool broken;
+	bool handed_off;  /* its fds went to the next process: deleting it closes nothing of them */
+	bool adopted;     /* its session came from the previous process */
 	uint32_t delay_base_us;
 	uint32_t iops_threshold;
 	uint64_t completed_ios;
 	LIST_ENTRY(sb_vhost_ctrlr) link;
 };
+
+/* The protocol features we offer (GET_PROTOCOL_FEATURES). */
+#define SB_VHOST_PROTOCOL_FEATURES                                                           \
+	(uint64_t)((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |    \
+	 (1ull << VHOST_USER_PROTOCOL_F_SLAVE_REQ) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG) | \
+	 (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) | (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD) | \
+	 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                      \
+	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
+
+/* Largest inflight region we map: 16 queues of 1024 entries is ~260 KiB. */
+#define SB_VHOST_INFLIGHT_MAX (1ull << 24)
 
 #define SB_VHOST_STOP_TIMEOUT_US (5ULL * 1000 * 1000)
 /* The same while the dirty log is on: the last stop flushes the bdev (a
@@ -206,6 +221,9 @@ bool sb_vhost_ctl_reap_closed(struct sb_vhost_ctrlr *c);
 void sb_vhost_ctl_set_slave(struct sb_vhost_ctrlr *c, int fd);
 
 /* vhost_ctrlr.c (control thread) */
+LIST_HEAD(sb_vhost_ctrlr_list, sb_vhost_ctrlr);
+/** Every controller, newest first. */
+extern struct sb_vhost_ctrlr_list g_sb_vhost_ctrlrs;
 /** Act on flags the reactors raised (config change after a resize). */
 void sb_vhost_ctrlrs_check_pending(void);
 /** Delete every controller (forced). */
@@ -232,5 +250,24 @@ int sb_vhost_handle_msg(struct sb_vhost_ctrlr *c, struct vhost_user_msg *msg);
 void sb_vhost_session_reset(struct sb_vhost_ctrlr *c);
 /** Send CONFIG_CHANGE_MSG on the slave channel. */
 void sb_vhost_send_config_change(struct sb_vhost_ctrlr *c);
+/**
+ * Check and map an inflight region (SET_INFLIGHT_FD, or a handoff); the
+ * controller keeps a copy of fd.  \return 0, -EINVAL, -errno.
+ */
+int sb_vhost_inflight_map(struct sb_vhost_ctrlr *c, int fd, uint64_t size, uint64_t offset,
+			  uint16_t num_queues, uint16_t queue_size);
+/** Unmap the inflight region and close our fd of it. */
+void sb_vhost_inflight_unmap(struct sb_vhost_ctrlr *c);
+
+/* vhost_handoff.c (control thread) */
+/**
+ * The staged record of a controller being created (NULL: none); the
+ * caller owns it (and its fds) and frees it with sb_vhost_handoff_release.
+ */
+struct sb_vhost_handoff *sb_vhost_handoff_claim(const char *name);
+/** Adopt the listening socket of a claimed record: 0 (c->listen_fd set), -ENOENT (use a new one). */
+int sb_vhost_handoff_listen(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h);
+/** Take over the session of a claimed record and resume its rings (fds taken or closed). */
+void sb_vhost_handoff_adopt(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h);
 
 #endif /* SB_VHOST_DEV_H */

@@ -195,6 +195,7 @@ struct sb_vhost_mem_region {
 	uint8_t *host;         /* our address of gpa */
 	void *mmap_addr;       /* what to munmap */
 	uint64_t mmap_size;
+	int fd;                /* our copy of the front-end's fd (with mmap_addr), for a handoff */
 };
 
 struct sb_vhost_mem {

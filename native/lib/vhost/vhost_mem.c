@@ -8,6 +8,7 @@
 #include "vhost/vhost_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,6 +28,10 @@ _region_unmap(struct sb_vhost_mem_region *r)
 		sb_vhost_sigbus_unwatch(r->mmap_addr);
 		munmap(r->mmap_addr, r->mmap_size);
 		r->mmap_addr = NULL;
+		if (r->fd >= 0) {
+			close(r->fd);
+		}
+		r->fd = -1;
 	}
 }
 
@@ -134,6 +139,14 @@ sb_vhost_mem_add(struct sb_vhost_mem *mem, const struct vhost_user_mem_region *r
 		if (addr == MAP_FAILED) {
 			return -errno;
 		}
+		/* Kept so that a restart can hand the region to the next process. */
+		nr->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (nr->fd < 0) {
+			int rc = -errno;
+
+			munmap(addr, map_size);
+			return rc;
+		}
 		/* st_blksize: the huge page size on hugetlbfs. */
 		sb_vhost_sigbus_watch(addr, map_size, (size_t)st.st_blksize);
 		nr->mmap_addr = addr;
@@ -143,6 +156,7 @@ sb_vhost_mem_add(struct sb_vhost_mem *mem, const struct vhost_user_mem_region *r
 		if (host == NULL) {
 			return -EINVAL;
 		}
+		nr->fd = -1;
 		nr->host = host;
 	}
 	mem->nregions++;

@@ -9,6 +9,7 @@
 #include "sb/thread.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,15 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SB_VHOST_PROTOCOL_FEATURES                                                           \
-	(uint64_t)((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |    \
-	 (1ull << VHOST_USER_PROTOCOL_F_SLAVE_REQ) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG) | \
-	 (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) | (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD) | \
-	 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                      \
-	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
 
-/* Largest inflight region we map: 16 queues of 1024 entries is ~260 KiB. */
-#define SB_VHOST_INFLIGHT_MAX (1ull << 24)
 
 struct _ctx {
 	struct sb_vhost_ctrlr *c;
@@ -254,6 +247,9 @@ _h_rem_mem_reg(struct _ctx *x)
 	if (gone.mmap_addr != NULL && x->c->mem == mem) {
 		sb_vhost_sigbus_unwatch(gone.mmap_addr);
 		munmap(gone.mmap_addr, gone.mmap_size);
+		if (gone.fd >= 0) {
+			close(gone.fd);
+		}
 	}
 	return 0;
 }
@@ -514,8 +510,8 @@ _h_get_inflight_fd(struct _ctx *x)
 	return rc;
 }
 
-static void
-_inflight_unmap(struct sb_vhost_ctrlr *c)
+void
+sb_vhost_inflight_unmap(struct sb_vhost_ctrlr *c)
 {
 	if (c->inflight_base != NULL) {
 		sb_vhost_sigbus_unwatch(c->inflight_base);
@@ -523,6 +519,55 @@ _inflight_unmap(struct sb_vhost_ctrlr *c)
 		c->inflight_base = NULL;
 		c->inflight_size = 0;
 	}
+	if (c->inflight_fd >= 0) {
+		close(c->inflight_fd);
+		c->inflight_fd = -1;
+	}
+}
+
+int
+sb_vhost_inflight_map(struct sb_vhost_ctrlr *c, int fd, uint64_t size, uint64_t offset,
+		      uint16_t num_queues, uint16_t queue_size)
+{
+	struct stat st;
+	void *base;
+	int rc, keep;
+
+	if (num_queues == 0 || num_queues > c->max_queues || queue_size == 0 ||
+	    queue_size > SB_VHOST_MAX_QUEUE_SIZE || size > SB_VHOST_INFLIGHT_MAX ||
+	    size < sb_inflight_queue_bytes(queue_size) * num_queues || (offset & 4095) != 0 ||
+	    offset > SB_VHOST_INFLIGHT_MAX) {
+		SB_ERRLOG("vhost %s: inflight region with inconsistent sizes refused\n", c->name);
+		return -EINVAL;
+	}
+	/* Touching a shared mapping beyond the end of its file raises SIGBUS. */
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < offset + size) {
+		SB_ERRLOG("vhost %s: inflight region: the file does not cover it\n", c->name);
+		return -EINVAL;
+	}
+	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
+	if (base == MAP_FAILED) {
+		rc = -errno;
+		SB_ERRLOG("vhost %s: inflight mmap: %s\n", c->name, strerror(-rc));
+		return rc;
+	}
+	/* Kept so that a restart can hand the region to the next process. */
+	keep = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (keep < 0) {
+		rc = -errno;
+		munmap(base, size);
+		return rc;
+	}
+	sb_vhost_inflight_unmap(c);
+	sb_vhost_sigbus_watch(base, size, (size_t)st.st_blksize);
+	c->inflight_base = base;
+	c->inflight_fd = keep;
+	c->inflight_size = size;
+	c->inflight_offset = offset;
+	c->inflight_qsize = queue_size;
+	c->inflight_nq = num_queues;
+	return 0;
 }
 
 static int
@@ -530,9 +575,6 @@ _h_set_inflight_fd(struct _ctx *x)
 {
 	struct vhost_user_inflight *in = &x->msg->p.inflight;
 	struct sb_vhost_ctrlr *c = x->c;
-	int fd = x->msg->fds[0];
-	struct stat st;
-	void *base;
 	uint16_t q;
 	int rc = 0;
 
@@ -542,34 +584,8 @@ _h_set_inflight_fd(struct _ctx *x)
 			goto out;
 		}
 	}
-	if (in->num_queues == 0 || in->num_queues > c->max_queues || in->queue_size == 0 ||
-	    in->queue_size > SB_VHOST_MAX_QUEUE_SIZE || in->mmap_size > SB_VHOST_INFLIGHT_MAX ||
-	    in->mmap_size < sb_inflight_queue_bytes(in->queue_size) * in->num_queues ||
-	    (in->mmap_offset & 4095) != 0 || in->mmap_offset > SB_VHOST_INFLIGHT_MAX) {
-		SB_ERRLOG("vhost %s: SET_INFLIGHT_FD with inconsistent sizes refused\n", c->name);
-		rc = -EINVAL;
-		goto out;
-	}
-	/* Touching a shared mapping beyond the end of its file raises SIGBUS. */
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size < in->mmap_offset + in->mmap_size) {
-		SB_ERRLOG("vhost %s: SET_INFLIGHT_FD: the file does not cover the region\n", c->name);
-		rc = -EINVAL;
-		goto out;
-	}
-	base = mmap(NULL, in->mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-		    (off_t)in->mmap_offset);
-	if (base == MAP_FAILED) {
-		rc = -errno;
-		SB_ERRLOG("vhost %s: inflight mmap: %s\n", c->name, strerror(-rc));
-		goto out;
-	}
-	_inflight_unmap(c);
-	sb_vhost_sigbus_watch(base, in->mmap_size, (size_t)st.st_blksize);
-	c->inflight_base = base;
-	c->inflight_size = in->mmap_size;
-	c->inflight_qsize = in->queue_size;
-	c->inflight_nq = in->num_queues;
+	rc = sb_vhost_inflight_map(c, x->msg->fds[0], in->mmap_size, in->mmap_offset,
+				   in->num_queues, in->queue_size);
 out:
 	sb_vhost_msg_close_fds(x->msg);
 	return rc;
@@ -612,7 +628,7 @@ sb_vhost_session_reset(struct sb_vhost_ctrlr *c)
 	sb_vhost_mem_free(c->mem);
 	c->mem = NULL;
 	_log_replace(c, NULL);
-	_inflight_unmap(c);
+	sb_vhost_inflight_unmap(c);
 	sb_vhost_ctl_set_slave(c, -1);
 	c->protocol_features = 0;
 }

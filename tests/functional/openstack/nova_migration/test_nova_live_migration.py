@@ -418,6 +418,9 @@ def test_live_migration_through_the_nova_driver(hosts, volumes):
         shell = guest_support.SerialShell(str(console_b), connect_timeout=30,
                                           alive=lambda: bool(dom_b.isActive()))
         try:
+            # Probe until the shell answers: a first command line sent right
+            # after the switch-over was once lost on QEMU 7.2.
+            shell.wait_ready(timeout=90, probe_after=0)
             out = shell.check("dd if=/dev/%s bs=4096 skip=100 count=64 iflag=direct "
                               "2>/dev/null | md5sum" % dev, timeout=120)
             assert out.split()[0] == written
