@@ -45,6 +45,8 @@ class Context:
         self.started_at = time.time()
         # Set by the agent: asks it to re-execute itself (framework_upgrade).
         self.request_upgrade = None
+        # What this process took over from the previous one (framework_get_process).
+        self.takeover = None
 
 
 def error_from_exception(exc):

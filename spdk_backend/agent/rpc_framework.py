@@ -92,4 +92,13 @@ def framework_upgrade(ctx, p):
                                     "after it ends" % ", ".join(busy))
     sessions = [c["ctrlr"] for c in ctx.engine.vhost_get_controllers() if c["connected"]]
     ctx.request_upgrade()
-    return {"pid": os.getpid(), "sessions": len(sessions)}
+    return {"pid": os.getpid(), "started_at": ctx.started_at, "sessions": sessions}
+
+
+@rpc.method("framework_get_process", inline=True)
+def framework_get_process(ctx, p):
+    """This agent process: pid, version, when it started (each re-execution
+    starts anew) and what it took over from the previous one (null after a
+    plain start)."""
+    return {"pid": os.getpid(), "version": ctx.version, "started_at": ctx.started_at,
+            "takeover": ctx.takeover}

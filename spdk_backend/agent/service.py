@@ -201,6 +201,10 @@ class Agent:
                            if c.get("adopted")]
                 LOG.info("took over %d session(s) without a disconnect: %s", len(adopted),
                          ", ".join(adopted) or "none")
+                ctx.takeover = {"from_pid": self.handoff.pid,
+                                "from_version": self.handoff.agent_version,
+                                "handed": self.handoff.sessions, "adopted": adopted,
+                                "lost": lost}
             self.state.save()
         except BaseException:
             self.shutdown()
