@@ -207,9 +207,11 @@ def _attach(args):
         out["queues"], "" if out["queues"] == 1 else "s"))
     print("  controller %s, socket %s" % (out["ctrlr"], out["socket"]))
     if out["reconnects"] is False:
-        print("  note: %s does not give a hot-plugged disk its reconnect timeout: this "
-              "disk stays disconnected if the agent restarts, until it is detached and "
-              "attached again or the domain is restarted (docs/cli.md)" % host_stack)
+        print("  note: %s does not give a hot-plugged disk its reconnect timeout: if the "
+              "agent crashes or is stopped, this disk stays disconnected until it is "
+              "detached and attached again or the domain is restarted; upgrade the agent "
+              "with 'spdk-backend upgrade', which keeps it connected (docs/cli.md)"
+              % host_stack)
 
 
 def _detach(args):

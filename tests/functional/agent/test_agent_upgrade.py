@@ -1,0 +1,398 @@
+"""The agent re-executes itself without disconnecting its front-ends.
+
+A real agent (tests/support/agent_proc.py) and the C initiator playing
+QEMU's part (randrw with --verify: it exits non-zero on any I/O error,
+verify mismatch or disconnect).  ``framework_upgrade`` and SIGHUP hand
+every session, the controllers' listening sockets and the RPC socket to
+the new process (agent/handoff.py, native/lib/vhost/vhost_handoff.c); a
+handed-over controller that the new process does not re-create loses its
+front-end and is reported; a live migration refuses the upgrade; an exec
+that fails leaves the agent serving in the same process.
+
+Kept light (short runs, qd 8, small ranges): the machine has 2 cores and
+may run other tests meanwhile.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+from spdk_backend.agent import client as agent_client
+from spdk_backend.agent import handoff as agent_handoff
+from spdk_backend.agent import service
+from tests.support import agent_proc
+from tests.support import fake_engine
+
+pytestmark = pytest.mark.timeout(180)
+
+MB = 1 << 20
+IMAGE_BYTES = 64 * MB
+# --verify writes its range first and reads it all back at the end: 8 MiB.
+WORKLOAD = ["--rw", "randrw", "--verify", "--qd", "8", "--interrupt", "--json",
+            "--size-limit", "8M", "--io-timeout", "20", "--timeout-ms", "20000"]
+
+
+@pytest.fixture(scope="module")
+def initiator(native_tools):
+    return native_tools / "vhost_initiator"
+
+
+class Initiator:
+    """vhost_initiator running in the background; always reaped."""
+
+    def __init__(self, binary, sock, *args):
+        self.cmd = [str(binary), "--socket", str(sock)] + [str(a) for a in args]
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.out = self.err = None
+
+    def wait(self, timeout=60):
+        try:
+            self.out, self.err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("initiator still running after %ss: %s" % (timeout, self.cmd))
+        return self.proc.returncode
+
+    def result(self):
+        start = (self.out or "").find("{")
+        return json.loads(self.out[start:]) if start >= 0 else None
+
+    def describe(self):
+        return "rc=%s\nstdout:\n%s\nstderr:\n%s" % (self.proc.returncode, self.out, self.err)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.out, self.err = self.proc.communicate(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.kill()
+
+
+def make_controller(c, base_dir, name, max_queues=2):
+    img = os.path.join(base_dir, name + ".img")
+    with open(img, "wb") as f:
+        f.truncate(IMAGE_BYTES)
+    c.call("bdev_uring_create", name="u-" + name, filename=img)
+    c.call("vhost_create_blk_controller", ctrlr=name, dev_name="u-" + name,
+           max_queues=max_queues)
+    return c.call("vhost_get_controllers", name=name)[0]["socket"]
+
+
+def call(agent, method, timeout=30, **params):
+    with agent_client.AgentClient(agent.rpc_socket, timeout=timeout, connect_timeout=10) as c:
+        return c.call(method, **params)
+
+
+def controller(agent, name):
+    (info,) = call(agent, "vhost_get_controllers", name=name)
+    return info
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(0.02)
+
+
+def wait_io(agent, name, timeout=30):
+    """Until the front-end of `name` is connected and the verify run's
+    initial fill is over (reads are being done: the randrw phase)."""
+    def reading():
+        stats = call(agent, "bdev_get_iostat", name="u-" + name)["bdevs"][0]
+        return controller(agent, name)["connected"] and stats["num_read_ops"] > 0
+    wait_for(reading, timeout, "I/O on %s" % name)
+
+
+def wait_new_process(agent, started_at, timeout=60):
+    """framework_get_process of the process that replaced the one started at `started_at`."""
+    def new():
+        try:
+            proc = call(agent, "framework_get_process", timeout=5)
+        except Exception:
+            return None
+        return proc if proc["started_at"] != started_at else None
+    return wait_for(new, timeout, "the new agent process")
+
+
+def test_framework_upgrade_keeps_a_two_queue_front_end(agent, base_dir, initiator):
+    with agent.client() as c:
+        sock = make_controller(c, base_dir, "vhost.0")
+        before = c.call("framework_get_process")
+    assert before["takeover"] is None
+    with Initiator(initiator, sock, *WORKLOAD, "--queues", "2", "--time", "6") as ini:
+        wait_io(agent, "vhost.0")
+        asked = call(agent, "framework_upgrade")
+        assert asked["pid"] == before["pid"] == agent.proc.pid
+        assert asked["started_at"] == before["started_at"]
+        assert asked["sessions"] == ["vhost.0"]
+        after = wait_new_process(agent, before["started_at"])
+        # "adopted" holds while the adopted session lasts.
+        info = controller(agent, "vhost.0")
+        assert info["connected"] and info["adopted"] is True, info
+        assert ini.wait(60) == 0, ini.describe() + agent.log()
+    res = ini.result()
+    assert res is not None, ini.describe()
+    print(res)
+    assert after["pid"] == agent.proc.pid and agent.proc.poll() is None
+    assert after["takeover"]["from_pid"] == before["pid"]
+    assert after["takeover"]["handed"] == ["vhost.0"]
+    assert after["takeover"]["adopted"] == ["vhost.0"]
+    assert after["takeover"]["lost"] == []
+    log = agent.log()
+    assert "vhost vhost.0: session taken over from the previous process (2 rings resumed)" \
+        in log, log
+    assert "took over 1 session(s) without a disconnect: vhost.0" in log
+    # The initiator read and wrote on both sides of the upgrade.
+    assert "error" not in json.dumps(res).lower() or res.get("errors", 0) == 0, res
+
+
+def test_sighup_and_connects_during_the_upgrade_window(agent, base_dir, initiator):
+    with agent.client() as c:
+        busy = make_controller(c, base_dir, "busy", max_queues=1)
+        idle = make_controller(c, base_dir, "idle", max_queues=1)
+        before = c.call("framework_get_process")
+    ready_lines = agent.log().count("ready (pid")
+    with Initiator(initiator, busy, *WORKLOAD, "--time", "5") as running:
+        wait_io(agent, "busy")
+        assert not controller(agent, "idle")["connected"]
+        os.kill(agent.proc.pid, signal.SIGHUP)
+        # The old process is going away: connect to the idle controller now.
+        wait_for(lambda: "re-executing: handing every session" in agent.log(), 10,
+                 "the agent to re-execute")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(5)
+            probe.connect(idle)         # refused (or ENOENT) if the listener were closed
+        finally:
+            probe.close()
+        with Initiator(initiator, idle, *WORKLOAD, "--time", "1") as late:
+            in_window = agent.log().count("ready (pid") == ready_lines
+            after = wait_new_process(agent, before["started_at"])
+            assert late.wait(60) == 0, late.describe() + agent.log()
+        assert in_window, "the new process was ready before the connect: not in the window"
+        assert running.wait(60) == 0, running.describe() + agent.log()
+    assert after["pid"] == before["pid"] == agent.proc.pid
+    assert after["takeover"]["adopted"] == ["busy"]
+    assert after["takeover"]["lost"] == []
+    assert controller(agent, "busy")["adopted"] is True
+    # A new front-end on the controller that had none at the upgrade.
+    res = subprocess.run([str(initiator), "--socket", idle] + WORKLOAD + ["--time", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "session taken over from the previous process (1 rings resumed)" in agent.log()
+
+
+def test_rpc_socket_is_handed_over(agent):
+    before = call(agent, "framework_get_process")
+    inode = os.stat(agent.rpc_socket).st_ino
+    # The reply comes first; the connect below lands in the old process's
+    # grace or in the handed-over listening socket's backlog.
+    asked = call(agent, "framework_upgrade")
+    assert asked["started_at"] == before["started_at"]
+    with agent_client.AgentClient(agent.rpc_socket, timeout=60, connect_timeout=1) as c:
+        time.sleep(service.UPGRADE_GRACE_S + 0.1)   # the old process has let go by now
+        proc = c.call("framework_get_process")
+    assert proc["started_at"] != before["started_at"]
+    assert proc["pid"] == before["pid"]
+    assert proc["takeover"] == {"from_pid": before["pid"], "from_version": before["version"],
+                                "handed": [], "adopted": [], "lost": []}
+    # The same socket, never re-bound.
+    assert os.stat(agent.rpc_socket).st_ino == inode
+
+
+def test_controller_not_recreated_is_disconnected_and_reported(agent, base_dir, initiator):
+    with agent.client() as c:
+        kept = make_controller(c, base_dir, "kept", max_queues=1)
+        gone = make_controller(c, base_dir, "gone", max_queues=1)
+        before = c.call("framework_get_process")
+    with open(agent.state_file) as f:
+        config = json.load(f)
+    for sub in config["subsystems"]:
+        if sub["subsystem"] == "vhost_blk":
+            calls = sub["config"]
+            sub["config"] = [x for x in calls if (x.get("params") or {}).get("ctrlr") != "gone"]
+            assert len(sub["config"]) == len(calls) - 1
+    with open(agent.state_file, "w") as f:
+        json.dump(config, f)
+    with Initiator(initiator, kept, *WORKLOAD, "--time", "4") as ok, \
+            Initiator(initiator, gone, *WORKLOAD, "--time", "30", "--io-timeout", "60") as lost:
+        wait_io(agent, "kept")
+        wait_io(agent, "gone")
+        upgrade = subprocess.run(
+            [sys.executable, "-m", "spdk_backend.cmd.cli", "--rpc-socket", agent.rpc_socket,
+             "upgrade"], capture_output=True, text=True, timeout=90)
+        # Disconnected: it ends long before its 30 s, with an error.
+        assert lost.wait(20) != 0, lost.describe()
+        assert ok.wait(60) == 0, ok.describe() + agent.log()
+    assert upgrade.returncode == 1, upgrade.stdout + upgrade.stderr
+    assert "gone: not taken over" in upgrade.stdout, upgrade.stdout
+    assert "1 of 2 session(s) taken over" in upgrade.stdout, upgrade.stdout
+    proc = call(agent, "framework_get_process")
+    assert proc["started_at"] != before["started_at"]
+    assert proc["takeover"]["lost"] == ["gone"]
+    assert proc["takeover"]["adopted"] == ["kept"]
+    assert sorted(proc["takeover"]["handed"]) == ["gone", "kept"]
+    log = agent.log()
+    assert "vhost gone: handed over, but no such controller was created" in log, log
+    assert "front-ends disconnected: gone" in log
+    assert [x["ctrlr"] for x in call(agent, "vhost_get_controllers")] == ["kept"]
+    # Its socket file went with it: nothing listens there any more.
+    assert not os.path.exists(gone) or _refused(gone)
+
+
+def _refused(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return True
+    finally:
+        s.close()
+    return False
+
+
+def test_unreadable_handoff_is_refused_and_the_agent_starts(base_dir):
+    """A handoff of another version: its fds are closed, the agent starts as usual."""
+    agent = agent_proc.AgentProcess(base_dir)
+    r, w = os.pipe()
+    doc = {"format": agent_handoff.FORMAT, "version": 99, "agent_version": "9.9",
+           "pid": 1, "rpc_fd": None, "lock_fd": None, "fds": [r, w], "controllers": []}
+    mfd = os.memfd_create("handoff-test")
+    os.write(mfd, json.dumps(doc).encode())
+    log = open(agent.log_file, "ab")
+    try:
+        agent.proc = subprocess.Popen(
+            agent_proc.agent_command() + ["--config-file", agent.conf_file],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, **{agent_handoff.ENV: str(mfd)}), pass_fds=(r, w, mfd))
+    finally:
+        log.close()
+        os.close(mfd)
+        os.close(r)
+    try:
+        agent.wait_ready()
+        # The agent closed its copy of the pipe's read end: a write breaks it.
+        os.set_blocking(w, False)
+        with pytest.raises(BrokenPipeError):
+            os.write(w, b"x")
+        proc = call(agent, "framework_get_process")
+        assert proc["takeover"] is None
+        text = agent.log()
+        assert "version 99 of agent 9.9" in text, text
+        # and it works: it serves and upgrades as ever.
+        call(agent, "bdev_malloc_create", name="m0", num_blocks=64, block_size=512)
+    finally:
+        os.close(w)
+        agent.stop()
+        agent.kill9()
+
+
+def test_upgrade_refused_while_dirty_pages_are_logged(agent, base_dir):
+    from tests.support.vhost_frontend import Frontend
+    with agent.client() as c:
+        sock = make_controller(c, base_dir, "mig", max_queues=1)
+        before = c.call("framework_get_process")
+    with Frontend(sock, gpa=64 * MB, size=MB) as fe:
+        fe.connect(log=True)
+        assert controller(agent, "mig")["dirty_logging"]
+        with agent.client() as c:
+            with pytest.raises(Exception) as err:
+                c.call("framework_upgrade")
+        assert getattr(err.value, "code", None) == -16, err.value
+        assert "live migration" in str(err.value)
+        time.sleep(service.UPGRADE_GRACE_S + 0.3)
+        proc = call(agent, "framework_get_process")
+        assert proc["started_at"] == before["started_at"]
+        assert controller(agent, "mig")["connected"]
+    # Once the migration is over, it upgrades.
+    wait_for(lambda: not controller(agent, "mig")["connected"], 10, "the disconnect")
+    call(agent, "framework_upgrade")
+    assert wait_new_process(agent, before["started_at"])["pid"] == before["pid"]
+
+
+class _ThreadedAgent:
+    """service.Agent with the real engine, in this process: Agent.run's loop
+    without signal handlers (serving in a thread)."""
+
+    def __init__(self, opts):
+        self.agent = service.Agent(opts)
+        self.error = None
+        self.thread = None
+        self.handovers = 0
+
+    def _run(self):
+        try:
+            while True:
+                asyncio.run(self.agent.serve(handle_signals=False))
+                if not self.agent._upgrade:
+                    return
+                self.agent._upgrade = False
+                self.agent.hand_over()
+                self.handovers += 1
+        except BaseException as exc:
+            self.error = exc
+
+    def start(self):
+        self.agent.prepare()
+        self.thread = threading.Thread(target=self._run, name="agent", daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.agent._stop is not None, 10, "the agent to serve")
+
+    def stop(self):
+        if self.thread is not None:
+            wait_for(lambda: self.agent._stop is not None or not self.thread.is_alive(), 30,
+                     "the agent to serve")
+            self.agent.request_stop()
+            self.thread.join(30)
+        self.agent.shutdown()
+
+
+def test_exec_failure_goes_on_in_the_same_process(base_dir, initiator, monkeypatch):
+    def no_exec(mfd):
+        raise OSError(8, "Exec format error")
+    monkeypatch.setattr(agent_handoff, "exec_self", no_exec)
+    monkeypatch.delenv(agent_handoff.ENV, raising=False)
+    opts = fake_engine.agent_opts(base_dir, allowed_backing_dirs=[tempfile.gettempdir()],
+                                  allowed_block_devices=())
+    running = _ThreadedAgent(opts)
+    try:
+        running.start()
+        with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
+            sock = make_controller(c, base_dir, "inproc", max_queues=1)
+            before = c.call("framework_get_process")
+        fake = type("A", (), {"rpc_socket": opts.rpc_socket})
+        with Initiator(initiator, sock, *WORKLOAD, "--time", "5") as ini:
+            wait_io(fake, "inproc")
+            with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
+                c.call("framework_upgrade")
+            after = wait_new_process(fake, before["started_at"])
+            assert ini.wait(60) == 0, ini.describe()
+        assert running.error is None, running.error
+        assert running.handovers == 1
+        assert after["pid"] == before["pid"] == os.getpid()
+        assert after["takeover"]["adopted"] == ["inproc"]
+        assert after["takeover"]["lost"] == []
+        assert controller(fake, "inproc")["adopted"] is True
+        assert agent_handoff.ENV not in os.environ
+    finally:
+        running.stop()
