@@ -607,6 +607,25 @@ class Engine:
         _check(lib.sb_vhost_handoff_finish(buf, len(buf), count), "vhost handoff finish")
         return [n for n in _s(buf).split(",") if n] if count[0] else []
 
+    def vhost_fdstore_enable(self, notify_socket):
+        """Keep every session's fds and state in the service manager's fd
+        store (sd_notify FDSTORE=1 to ``notify_socket``)."""
+        self._require_running("vhost_fdstore_enable")
+        _check(lib.sb_vhost_fdstore_enable(_b(notify_socket)), "fd store",
+               notify_socket=notify_socket)
+
+    def vhost_fdstore_restore(self, fds):
+        """Stage the sessions of the stored fds a restart got back
+        (``[(fd, name)]``; every fd is taken); how many sessions."""
+        self._require_running("vhost_fdstore_restore")
+        arr = ffi.new("int[]", [fd for fd, _ in fds] or [0])
+        keep = [ffi.new("char[]", name.encode()) for _, name in fds]
+        names = ffi.new("const char *[]", keep or [ffi.NULL])
+        sessions = ffi.new("uint32_t *")
+        _check(lib.sb_vhost_fdstore_restore(arr, names, len(fds), sessions),
+               "fd store restore")
+        return sessions[0]
+
     # ---- logs ----
 
     @staticmethod

@@ -18,6 +18,7 @@ from spdk_backend.agent import dispatcher as agent_dispatcher
 from spdk_backend.agent import handoff as agent_handoff
 from spdk_backend.agent import jsonrpc
 from spdk_backend.agent import methods  # noqa: F401  (registers the methods)
+from spdk_backend.agent import sdnotify
 from spdk_backend.agent import server as agent_server
 from spdk_backend.agent import state as agent_state
 
@@ -159,6 +160,29 @@ class Agent:
             return False
         return True
 
+    def _stage_sessions(self):
+        """Give the engine the sessions a previous process left, before the
+        controllers are re-created: handed over by exec (an upgrade), or
+        kept in the service manager's fd store (a crash).  Also starts
+        storing this process's sessions.  (staged, source, session names)."""
+        passed = sdnotify.listen_fds()
+        store = sdnotify.notify_socket() if getattr(self.opts, "fd_store", False) else None
+        if store is not None:
+            self.engine.vhost_fdstore_enable(store)
+            LOG.info("keeping every session in the service manager's fd store (%s)", store)
+        if self.handoff is not None:
+            agent_handoff.close_fds(fd for fd, _ in passed)
+            return self._stage_handoff(), "exec", self.handoff.sessions
+        ours = [(fd, name) for fd, name in passed if name.startswith("sb/")]
+        agent_handoff.close_fds(fd for fd, name in passed if not name.startswith("sb/"))
+        if not ours:
+            return False, None, []
+        handed = sorted({name.split("/")[1] for _, name in ours if "/conn/" in name})
+        sessions = self.engine.vhost_fdstore_restore(ours)
+        LOG.info("the fd store gave back %d fd(s): %d session(s) to take over (%s)",
+                 len(ours), sessions, ", ".join(handed) or "none")
+        return True, "fd store", handed
+
     def prepare(self):
         """Lock, load the state file and start the engine (no socket yet)."""
         os.makedirs(self.opts.state_dir, mode=0o750, exist_ok=True)
@@ -187,7 +211,7 @@ class Agent:
             self.executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="rpc-engine")
             self.dispatcher = agent_dispatcher.Dispatcher(ctx, self.executor)
-            staged = self.handoff is not None and self._stage_handoff()
+            staged, source, handed = self._stage_sessions()
             if config is not None:
                 restored, failed = replay(self.dispatcher, config)
                 LOG.info("restored %d call(s) from %s (%d failed)", restored,
@@ -201,10 +225,11 @@ class Agent:
                            if c.get("adopted")]
                 LOG.info("took over %d session(s) without a disconnect: %s", len(adopted),
                          ", ".join(adopted) or "none")
-                ctx.takeover = {"from_pid": self.handoff.pid,
-                                "from_version": self.handoff.agent_version,
-                                "handed": self.handoff.sessions, "adopted": adopted,
-                                "lost": lost}
+                ctx.takeover = {"source": source,
+                                "from_pid": self.handoff.pid if self.handoff else None,
+                                "from_version": (self.handoff.agent_version
+                                                 if self.handoff else None),
+                                "handed": handed, "adopted": adopted, "lost": lost}
             self.state.save()
         except BaseException:
             self.shutdown()
@@ -228,9 +253,10 @@ class Agent:
         try:
             await self.server.start()
             LOG.info("spdk-backend-agent %s ready (pid %d)", __version__, os.getpid())
+            sdnotify.ready("serving %s" % self.opts.rpc_socket)
             await self._stop.wait()
             if self._upgrade:
-                LOG.info("re-executing: handing every session to the new process")
+                LOG.info("upgrade asked: handing every session over")
                 self._rpc_fd = self.server.detach()
             else:
                 LOG.info("shutting down")
@@ -286,7 +312,10 @@ class Agent:
                 LOG.warning("controller %s: its session is not handed over (%s): its "
                             "front-end reconnects where it was told to", rec["name"],
                             rec["why"])
+        LOG.info("re-executing: %d session(s) handed to the new process",
+                 sum(1 for rec in records if rec["conn_fd"] >= 0))
         mfd = agent_handoff.write(records, rpc_fd=self._rpc_fd, lock_fd=self.lock.fd)
+        sdnotify.reloading("re-executing; sessions handed over")
         self._rpc_fd = None
         self.shutdown(keep_lock=True)
         os.set_inheritable(self.lock.fd, True)

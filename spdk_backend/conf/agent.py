@@ -276,6 +276,22 @@ systemd).
         help="""
 Log at DEBUG level (every RPC request and reply).
 """),
+    cfg.BoolOpt(
+        "fd_store",
+        default=True,
+        help="""
+Keep every guest's vhost-user session (its fds and state) in the service
+manager's file-descriptor store, so that an agent restarted after a crash
+takes the sessions over and no guest sees a disconnect.
+
+Used when the agent runs under systemd with ``Type=notify`` and
+``FileDescriptorStoreMax=`` (``NOTIFY_SOCKET`` is set), as the shipped unit
+does; without a store a restarted agent relies on QEMU reconnecting.
+
+Related options:
+
+* ``state_dir`` (the configuration replayed at every start)
+"""),
 ]
 
 

@@ -166,6 +166,24 @@ int sb_vhost_handoff_stage(const struct sb_vhost_handoff *in, uint32_t count);
  */
 int sb_vhost_handoff_finish(char *names, uint32_t len, uint32_t *count);
 
+/*
+ * Crash survival (vhost_fdstore.c): keep every controller's fds and session
+ * state in the service manager's file-descriptor store (systemd:
+ * FileDescriptorStoreMax=, sd_notify FDSTORE=1), so that a restart after a
+ * crash gets them back (LISTEN_FDS) and takes the sessions over.
+ */
+/** Store from now on, through the sd_notify socket at notify_socket ("/path" or "@abstract"). */
+int sb_vhost_fdstore_enable(const char *notify_socket);
+/**
+ * Stage the sessions of the fds a previous process stored: names[i] is
+ * fds[i]'s FDNAME.  Every fd is taken (staged or closed).  Call before the
+ * controllers are created, then sb_vhost_handoff_finish.
+ * \return 0 (*sessions: sessions staged), -EBUSY (records staged already),
+ * -ENOMEM.
+ */
+int sb_vhost_fdstore_restore(const int *fds, const char *const *names, uint32_t n,
+			     uint32_t *sessions);
+
 #ifdef __cplusplus
 }
 #endif

@@ -157,6 +157,7 @@ sb_vhost_ctl_disconnect(struct sb_vhost_ctrlr *c, const char *why)
 	sb_vhost_session_reset(c);
 	close(c->conn_fd);
 	c->conn_fd = -1;
+	sb_vhost_fdstore_sync(c, false);
 }
 
 bool
@@ -187,7 +188,8 @@ _accept(struct sb_vhost_ctrlr *c)
 		}
 		return;
 	}
-	if (c->conn_fd >= 0) {
+	/* The front-end we have may be gone already (its hang-up not seen yet). */
+	if (c->conn_fd >= 0 && !sb_vhost_ctl_reap_closed(c)) {
 		SB_WARNLOG("vhost %s: second front-end refused (one is connected)\n", c->name);
 		close(fd);
 		return;
@@ -206,12 +208,14 @@ _accept(struct sb_vhost_ctrlr *c)
 	}
 	c->broken = false;
 	SB_NOTICELOG("vhost %s: front-end connected\n", c->name);
+	sb_vhost_fdstore_sync(c, true);
 }
 
 static void
 _conn_readable(struct sb_vhost_ctrlr *c)
 {
 	struct vhost_user_msg *msg;
+	uint32_t nfds;
 	int rc;
 
 	msg = malloc(sizeof(*msg));
@@ -229,10 +233,14 @@ _conn_readable(struct sb_vhost_ctrlr *c)
 		sb_vhost_ctl_disconnect(c, rc == -ECONNRESET ? "closed" : "protocol error");
 		goto out;
 	}
+	nfds = msg->nfds;
 	rc = sb_vhost_handle_msg(c, msg);
 	if (rc != 0) {
 		c->broken = c->broken || rc == -EINVAL;
 		sb_vhost_ctl_disconnect(c, rc == -EINVAL ? "invalid message" : "reply failed");
+	} else {
+		/* A message with fds may have replaced one under the same number. */
+		sb_vhost_fdstore_sync(c, nfds > 0);
 	}
 out:
 	free(msg);
@@ -256,6 +264,7 @@ _slave_readable(struct sb_vhost_ctrlr *c)
 		}
 	} else if (rc != -EAGAIN) {
 		sb_vhost_ctl_set_slave(c, -1);
+		sb_vhost_fdstore_sync(c, false);
 	}
 	free(msg);
 }

@@ -243,6 +243,7 @@ _do_create(void *arg)
 	if (handoff != NULL) {
 		sb_vhost_handoff_adopt(c, handoff);
 	}
+	sb_vhost_fdstore_sync(c, true);
 	c = NULL;
 out:
 	free(c);
@@ -267,6 +268,7 @@ _destroy(struct sb_vhost_ctrlr *c)
 {
 	sb_vhost_ctl_disconnect(c, "controller deleted");
 	sb_vhost_session_reset(c);
+	sb_vhost_fdstore_forget(c);
 	if (c->listen_fd >= 0) {
 		sb_vhost_ctl_unwatch(c->listen_fd);
 		close(c->listen_fd);

@@ -150,6 +150,7 @@ struct sb_vhost_ctrlr {
 	bool broken;
 	bool handed_off;  /* its fds went to the next process: deleting it closes nothing of them */
 	bool adopted;     /* its session came from the previous process */
+	struct sb_vhost_fdstore_slots *fdstore; /* what the fd store holds (vhost_fdstore.c) */
 	uint32_t delay_base_us;
 	uint32_t iops_threshold;
 	uint64_t completed_ios;
@@ -269,5 +270,22 @@ struct sb_vhost_handoff *sb_vhost_handoff_claim(const char *name);
 int sb_vhost_handoff_listen(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h);
 /** Take over the session of a claimed record and resume its rings (fds taken or closed). */
 void sb_vhost_handoff_adopt(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h);
+/** Record c's session in h (fds are c's own; running: the rings to resume). */
+void sb_vhost_handoff_fill(const struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h,
+			   uint32_t running);
+/** sb_vhost_handoff_stage on the control thread. */
+int sb_vhost_handoff_stage_locked(const struct sb_vhost_handoff *in, uint32_t count);
+
+/* vhost_fdstore.c (control thread) */
+/**
+ * Bring the fd store up to date with c (no-op unless enabled): store the
+ * fds c uses now (all of them again when fds_changed: a new fd may reuse
+ * an old number), rewrite c's state, remove what it replaced.
+ */
+void sb_vhost_fdstore_sync(struct sb_vhost_ctrlr *c, bool fds_changed);
+/** Remove everything of c from the store (c is deleted or handed over by exec). */
+void sb_vhost_fdstore_forget(struct sb_vhost_ctrlr *c);
+/** Remove what a restart got back and no controller stored anew. */
+void sb_vhost_fdstore_restored_done(void);
 
 #endif /* SB_VHOST_DEV_H */

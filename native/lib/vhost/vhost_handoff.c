@@ -114,7 +114,7 @@ _stop_session(struct sb_vhost_ctrlr *c, uint32_t *running)
 
 	*running = 0;
 	if (c->conn_fd < 0) {
-		return "no front-end is connected";
+		return NULL; /* nothing but the listening socket to hand over */
 	}
 	if (c->broken) {
 		return "the device is broken (the front-end must reset it)";
@@ -138,40 +138,27 @@ _stop_session(struct sb_vhost_ctrlr *c, uint32_t *running)
 	return NULL;
 }
 
-static void
-_export_one(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h)
+void
+sb_vhost_handoff_fill(const struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h,
+		      uint32_t running)
 {
-	uint32_t running, i;
+	uint32_t i;
 	uint16_t q;
 
 	_record_init(h, c);
-	/* The listening socket goes in any case: no connection is refused meanwhile. */
-	if (c->listen_fd >= 0) {
-		sb_vhost_ctl_unwatch(c->listen_fd);
-		h->listen_fd = c->listen_fd;
-		c->listen_fd = -1;
-	}
-	c->handed_off = true;
-	h->why = _stop_session(c, &running);
-	if (h->why != NULL) {
-		/* Deleting the controller closes the session: the front-end reconnects. */
-		SB_NOTICELOG("vhost %s: session not handed over: %s\n", c->name, h->why);
-		_set_cloexec(h->listen_fd, false);
-		return;
-	}
+	h->listen_fd = c->listen_fd;
 	h->conn_fd = c->conn_fd;
 	h->slave_fd = c->slave_fd;
 	h->features = c->features;
 	h->protocol_features = c->protocol_features;
 	h->features_set = c->features_set;
 	for (i = 0; c->mem != NULL && i < c->mem->nregions; i++) {
-		struct sb_vhost_mem_region *r = &c->mem->regions[i];
+		const struct sb_vhost_mem_region *r = &c->mem->regions[i];
 
 		h->regions[i] = (struct sb_vhost_handoff_region){
 			.gpa = r->gpa, .size = r->size, .uva = r->uva,
 			.mmap_offset = r->mmap_offset, .fd = r->fd,
 		};
-		r->fd = -1; /* handed over: unmapping below does not close it */
 	}
 	h->nregions = i;
 	if (c->inflight_base != NULL) {
@@ -180,11 +167,10 @@ _export_one(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h)
 		h->inflight_offset = c->inflight_offset;
 		h->inflight_qsize = c->inflight_qsize;
 		h->inflight_nq = c->inflight_nq;
-		c->inflight_fd = -1;
 	}
 	h->nvqs = c->max_queues;
 	for (q = 0; q < c->max_queues; q++) {
-		struct sb_vhost_vq *vq = &c->vqs[q];
+		const struct sb_vhost_vq *vq = &c->vqs[q];
 
 		h->vqs[q] = (struct sb_vhost_handoff_vq){
 			.num = vq->num, .base = vq->base, .addr_flags = vq->addr.flags,
@@ -194,19 +180,59 @@ _export_one(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h)
 			.kick_set = vq->kick_set, .enabled = vq->enabled,
 			.running = (running & (1u << q)) != 0,
 		};
-		vq->kickfd = vq->callfd = vq->run_callfd = -1;
 	}
+}
+
+static void
+_export_one(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h)
+{
+	uint32_t running, i;
+	uint16_t q;
+	int listen_fd = c->listen_fd;
+	const char *why;
+
+	/* The fd store keeps nothing of a controller handed over by exec. */
+	sb_vhost_fdstore_forget(c);
+	/* The listening socket goes in any case: no connection is refused meanwhile. */
+	if (listen_fd >= 0) {
+		sb_vhost_ctl_unwatch(listen_fd);
+		c->listen_fd = -1;
+	}
+	c->handed_off = true;
+	why = _stop_session(c, &running);
+	if (why != NULL) {
+		/* Deleting the controller closes the session: the front-end reconnects. */
+		SB_NOTICELOG("vhost %s: session not handed over: %s\n", c->name, why);
+		_record_init(h, c);
+		h->why = why;
+		h->listen_fd = listen_fd;
+		_set_cloexec(listen_fd, false);
+		return;
+	}
+	sb_vhost_handoff_fill(c, h, running);
+	h->listen_fd = listen_fd;
 	/* Let go of everything handed over: the controller is inert now. */
-	sb_vhost_ctl_unwatch(c->conn_fd);
-	c->conn_fd = -1;
+	for (i = 0; c->mem != NULL && i < c->mem->nregions; i++) {
+		c->mem->regions[i].fd = -1; /* unmapping below does not close it */
+	}
+	c->inflight_fd = -1;
+	for (q = 0; q < c->max_queues; q++) {
+		c->vqs[q].kickfd = c->vqs[q].callfd = c->vqs[q].run_callfd = -1;
+	}
+	if (c->conn_fd >= 0) {
+		sb_vhost_ctl_unwatch(c->conn_fd);
+		c->conn_fd = -1;
+	}
 	if (c->slave_fd >= 0) {
 		sb_vhost_ctl_unwatch(c->slave_fd);
 		c->slave_fd = -1;
 	}
 	sb_vhost_session_reset(c); /* unmaps; closes none of the fds above */
 	_each_fd(h, _set_cloexec, false);
-	SB_NOTICELOG("vhost %s: session handed over (%u rings were running)\n", c->name,
-		     (unsigned)__builtin_popcount(running));
+	if (h->conn_fd >= 0) {
+		SB_NOTICELOG("vhost %s: session handed over (%u rings were running)\n", c->name,
+			     (unsigned)__builtin_popcount(running));
+	}
 }
 
 struct _export_args {
@@ -292,40 +318,44 @@ struct _stage_args {
 	int rc;
 };
 
-static void
-_do_stage(void *arg)
+int
+sb_vhost_handoff_stage_locked(const struct sb_vhost_handoff *in, uint32_t count)
 {
-	struct _stage_args *a = arg;
 	uint32_t i;
 
 	if (g_staged.count > 0) {
-		a->rc = -EBUSY;
-		return;
+		return -EBUSY;
 	}
-	for (i = 0; i < a->count; i++) {
-		if (!_record_valid(&a->in[i])) {
-			a->rc = -EINVAL;
-			return;
+	for (i = 0; i < count; i++) {
+		if (!_record_valid(&in[i])) {
+			return -EINVAL;
 		}
 	}
-	g_staged.recs = calloc(a->count ? a->count : 1, sizeof(*g_staged.recs));
-	g_staged.claimed = calloc(a->count ? a->count : 1, sizeof(*g_staged.claimed));
+	g_staged.recs = calloc(count ? count : 1, sizeof(*g_staged.recs));
+	g_staged.claimed = calloc(count ? count : 1, sizeof(*g_staged.claimed));
 	if (g_staged.recs == NULL || g_staged.claimed == NULL) {
 		free(g_staged.recs);
 		free(g_staged.claimed);
 		g_staged.recs = NULL;
 		g_staged.claimed = NULL;
-		a->rc = -ENOMEM;
-		return;
+		return -ENOMEM;
 	}
-	memcpy(g_staged.recs, a->in, a->count * sizeof(*a->in));
-	for (i = 0; i < a->count; i++) {
+	memcpy(g_staged.recs, in, count * sizeof(*in));
+	for (i = 0; i < count; i++) {
 		g_staged.recs[i].why = NULL;
 		/* Ours now: not inherited by anything this process runs. */
 		_each_fd(&g_staged.recs[i], _set_cloexec, true);
 	}
-	g_staged.count = a->count;
-	a->rc = 0;
+	g_staged.count = count;
+	return 0;
+}
+
+static void
+_do_stage(void *arg)
+{
+	struct _stage_args *a = arg;
+
+	a->rc = sb_vhost_handoff_stage_locked(a->in, a->count);
 }
 
 int
@@ -376,7 +406,7 @@ sb_vhost_handoff_listen(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h)
 	}
 	/* It must still be the listening socket bound at this controller's path. */
 	memset(&sa, 0, sizeof(sa));
-	if (strcmp(h->socket, c->socket_path) != 0 ||
+	if ((h->socket[0] != '\0' && strcmp(h->socket, c->socket_path) != 0) ||
 	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0 || sa.sun_family != AF_UNIX ||
 	    strncmp(sa.sun_path, c->socket_path, sizeof(sa.sun_path)) != 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) != 0 || !listening) {
@@ -564,6 +594,8 @@ _do_finish(void *arg)
 	g_staged.recs = NULL;
 	g_staged.claimed = NULL;
 	g_staged.count = 0;
+	/* Names the fd store gave back for controllers that are not there. */
+	sb_vhost_fdstore_restored_done();
 }
 
 int

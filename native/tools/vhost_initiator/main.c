@@ -43,6 +43,7 @@ _usage(FILE *f)
 		"  --mem-mb N         guest memory size (default 64)\n"
 		"  --ack-all          NEED_REPLY on every set message (QEMU: mem table only)\n"
 		"  --no-reply-ack     do not negotiate REPLY_ACK\n"
+		"  --inflight         negotiate INFLIGHT_SHMFD and give the target an inflight region\n"
 		"  --io-timeout S     fail when nothing completes for S seconds (default 10)\n"
 		"  --timeout-ms N     protocol reply timeout (default 5000)\n"
 		"  --hostile CASE     run a hostile case, 'all', or 'list'\n"
@@ -92,7 +93,7 @@ int
 main(int argc, char **argv)
 {
 	enum { O_RW = 256, O_MIX, O_BS, O_QD, O_QUEUES, O_QSIZE, O_TIME, O_IOS, O_LIMIT,
-	       O_VERIFY, O_SEED, O_CPU, O_INTR, O_MEM, O_ACKALL, O_NOACK, O_IOTO, O_TMO,
+	       O_VERIFY, O_SEED, O_CPU, O_INTR, O_MEM, O_ACKALL, O_NOACK, O_INFLIGHT, O_IOTO, O_TMO,
 	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD, O_EVIDX, O_INDIRECT };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
@@ -115,6 +116,7 @@ main(int argc, char **argv)
 		{ "mem-mb", required_argument, NULL, O_MEM },
 		{ "ack-all", no_argument, NULL, O_ACKALL },
 		{ "no-reply-ack", no_argument, NULL, O_NOACK },
+		{ "inflight", no_argument, NULL, O_INFLIGHT },
 		{ "io-timeout", required_argument, NULL, O_IOTO },
 		{ "timeout-ms", required_argument, NULL, O_TMO },
 		{ "hostile", required_argument, NULL, O_HOSTILE },
@@ -170,6 +172,7 @@ main(int argc, char **argv)
 		case O_MEM: o.mem_size = strtoull(optarg, NULL, 0) << 20; break;
 		case O_ACKALL: o.ack_all = true; break;
 		case O_NOACK: o.no_reply_ack = true; break;
+		case O_INFLIGHT: o.inflight = true; break;
 		case O_IOTO: w.io_timeout_s = atoi(optarg); break;
 		case O_TMO: o.timeout_ms = atoi(optarg); break;
 		case O_HOSTILE: hostile = optarg; break;

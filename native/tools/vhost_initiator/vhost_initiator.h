@@ -36,6 +36,8 @@ enum {
 	VU_SET_VRING_ENABLE = 18,
 	VU_GET_CONFIG = 24,
 	VU_SET_CONFIG = 25,
+	VU_GET_INFLIGHT_FD = 31,
+	VU_SET_INFLIGHT_FD = 32,
 };
 
 #define VU_FLAG_VERSION 0x1u
@@ -50,6 +52,7 @@ enum {
 #define VU_PROTO_MQ 0
 #define VU_PROTO_REPLY_ACK 3
 #define VU_PROTO_CONFIG 9
+#define VU_PROTO_INFLIGHT_SHMFD 12
 
 #define VI_F_PROTOCOL_FEATURES 30
 #define VIRTIO_F_INDIRECT_DESC 28
@@ -203,6 +206,9 @@ struct vi_dev {
 	bool interrupts;         /* ask the target for calls */
 	bool indirect;           /* negotiate VIRTIO_F_INDIRECT_DESC */
 	bool event_idx;          /* negotiate VIRTIO_F_EVENT_IDX */
+	bool inflight;           /* INFLIGHT_SHMFD: the target tracks requests in a region we keep */
+	int inflight_fd;         /* that region (-1: none) */
+	uint8_t inflight_msg[24]; /* GET_INFLIGHT_FD's reply, given back by SET_INFLIGHT_FD */
 };
 
 struct vi_dev_opts {
@@ -215,6 +221,7 @@ struct vi_dev_opts {
 	bool no_reply_ack;
 	bool indirect;
 	bool event_idx;
+	bool inflight;
 	int timeout_ms;
 	int verbose;
 };

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -241,6 +243,48 @@ vu_recv_reply(struct vu_conn *c, uint32_t req, void *payload, uint32_t max)
 	return (int)hdr.size;
 }
 
+/* GET_INFLIGHT_FD: a reply that carries the region's fd (vhost-user.rst). */
+static int
+_get_inflight(struct vu_conn *c, uint8_t *msg, uint32_t len, int *fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct vu_hdr hdr;
+	struct iovec iov = { .iov_base = &hdr, .iov_len = sizeof(hdr) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	struct cmsghdr *cm;
+	ssize_t n;
+	int rc;
+
+	rc = vu_send(c, VU_GET_INFLIGHT_FD, 0, msg, len, NULL, 0);
+	if (rc != 0) {
+		return rc;
+	}
+	if (poll(&pfd, 1, c->timeout_ms) != 1) {
+		_set_error(c, "GET_INFLIGHT_FD: no reply within %d ms", c->timeout_ms);
+		return -ETIMEDOUT;
+	}
+	n = recvmsg(c->fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+	if (n != (ssize_t)sizeof(hdr) || hdr.request != VU_GET_INFLIGHT_FD ||
+	    hdr.flags != (VU_FLAG_VERSION | VU_FLAG_REPLY) || hdr.size != len) {
+		_set_error(c, "GET_INFLIGHT_FD: bad reply");
+		return -EPROTO;
+	}
+	*fd = -1;
+	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			memcpy(fd, CMSG_DATA(cm), sizeof(int));
+		}
+	}
+	rc = _recv_all(c, msg, len);
+	if (rc == 0 && *fd < 0) {
+		_set_error(c, "GET_INFLIGHT_FD: no fd in the reply");
+		rc = -EPROTO;
+	}
+	return rc;
+}
+
 int
 vu_get_u64(struct vu_conn *c, uint32_t req, uint64_t *val)
 {
@@ -381,6 +425,7 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 
 	memset(d, 0, sizeof(*d));
 	d->mem.fd = -1;
+	d->inflight_fd = -1;
 	for (i = 0; i < VI_MAX_QUEUES; i++) {
 		d->vqs[i].kick_fd = d->vqs[i].call_fd = -1;
 	}
@@ -429,7 +474,13 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 		return rc;
 	}
 	want_pf = pf & ((1ull << VU_PROTO_MQ) | (1ull << VU_PROTO_CONFIG) |
-			(o->no_reply_ack ? 0 : (1ull << VU_PROTO_REPLY_ACK)));
+			(o->no_reply_ack ? 0 : (1ull << VU_PROTO_REPLY_ACK)) |
+			(o->inflight ? (1ull << VU_PROTO_INFLIGHT_SHMFD) : 0));
+	if (o->inflight && !(want_pf & (1ull << VU_PROTO_INFLIGHT_SHMFD))) {
+		_set_error(c, "target does not offer VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD");
+		return -ENOTSUP;
+	}
+	d->inflight = o->inflight;
 	if (!(want_pf & (1ull << VU_PROTO_CONFIG))) {
 		_set_error(c, "target does not offer VHOST_USER_PROTOCOL_F_CONFIG");
 		return -ENOTSUP;
@@ -518,7 +569,29 @@ vi_dev_start_rings(struct vi_dev *d)
 	uint64_t barrier;
 	int rc, i;
 
-	/* Order as QEMU 7.2 vhost_dev_start: calls, features, memory, rings. */
+	/* vhost_user_blk_start: the inflight region (asked for once, kept), then
+	 * vhost_dev_start's order: calls, features, memory, rings. */
+	if (d->inflight) {
+		if (d->inflight_fd < 0) {
+			struct {
+				uint64_t mmap_size, mmap_offset;
+				uint16_t num_queues, queue_size;
+				uint32_t pad;
+			} in = { .num_queues = d->num_queues, .queue_size = d->queue_size };
+
+			memcpy(d->inflight_msg, &in, sizeof(d->inflight_msg));
+			rc = _get_inflight(c, d->inflight_msg, sizeof(d->inflight_msg),
+					   &d->inflight_fd);
+			if (rc != 0) {
+				return rc;
+			}
+		}
+		rc = _set_msg(c, VU_SET_INFLIGHT_FD, d->inflight_msg, sizeof(d->inflight_msg),
+			      &d->inflight_fd, 1);
+		if (rc != 0) {
+			return rc;
+		}
+	}
 	for (i = 0; i < d->num_queues; i++) {
 		rc = vu_set_u64(c, VU_SET_VRING_CALL, (uint64_t)i, false, &d->vqs[i].call_fd, 1);
 		if (rc != 0) {
@@ -615,6 +688,10 @@ vi_dev_close(struct vi_dev *d, bool graceful)
 		}
 	}
 	vu_close(c);
+	if (d->inflight_fd >= 0) {
+		close(d->inflight_fd);
+		d->inflight_fd = -1;
+	}
 	for (i = 0; i < VI_MAX_QUEUES; i++) {
 		vq_fini(&d->vqs[i]);
 	}
