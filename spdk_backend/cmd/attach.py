@@ -208,9 +208,9 @@ def _attach(args):
     print("  controller %s, socket %s" % (out["ctrlr"], out["socket"]))
     if out["reconnects"] is False:
         print("  note: %s does not give a hot-plugged disk its reconnect timeout: if the "
-              "agent crashes or is stopped, this disk stays disconnected until it is "
-              "detached and attached again or the domain is restarted; upgrade the agent "
-              "with 'spdk-backend upgrade', which keeps it connected (docs/cli.md)"
+              "agent is stopped, or crashes outside systemd (no fd store), this disk stays "
+              "disconnected until it is detached and attached again or the domain is "
+              "restarted; 'spdk-backend upgrade' keeps it connected (docs/agent.md)"
               % host_stack)
 
 

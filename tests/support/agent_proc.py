@@ -44,14 +44,20 @@ class AgentProcess:
                 f.write("%s = %s\n" % (key, value))
         self.proc = None
 
-    def start(self, wait=True, timeout=30, env=None):
-        """Start the daemon; env: extra environment variables (test hooks)."""
+    def start(self, wait=True, timeout=30, env=None, service_manager=None):
+        """Start the daemon; env: extra environment variables (test hooks).
+        With ``service_manager`` (tests/support/fdstore.py) it starts the
+        daemon as systemd would, passing its fd store."""
         log = open(self.log_file, "ab")
+        argv = agent_command() + ["--config-file", self.conf_file]
         try:
-            self.proc = subprocess.Popen(agent_command() + ["--config-file", self.conf_file],
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL,
-                                         env=dict(os.environ, **env) if env else None)
+            if service_manager is not None:
+                self.proc = service_manager.start(
+                    argv, env=dict(os.environ, **env) if env else None, stdout=log)
+            else:
+                self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL,
+                                             env=dict(os.environ, **env) if env else None)
         finally:
             log.close()
         if wait:
