@@ -7,14 +7,14 @@ from spdk_backend.agent import rpc
 from spdk_backend.agent.rpc import BOOL, NAME, STRING, UINT16, UINT32, Param
 
 # The controller name is the socket's file name in vhost_socket_dir.
-_CTRLR_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+_CTRLR_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _SUN_PATH_MAX = 107
 
 
 def _ctrlr_name(value):
     if not _CTRLR_RE.match(value):
         return ("%r is not a valid controller name: it names a socket file, so use "
-                "letters, digits, '_', '.', ':' or '-', not starting with '.' or '-'"
+                "letters, digits, '_', '.' or '-', not starting with '.' or '-'"
                 % value)
     return None
 

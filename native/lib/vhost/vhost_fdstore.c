@@ -168,9 +168,18 @@ _notify(const char *text, int fd)
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
-	if (sendmsg(g_store.sock, &mh, MSG_NOSIGNAL) < 0) {
+	/*
+	 * Never block the control thread on a busy service manager: wait for
+	 * room in its queue a little (every guest's protocol waits on this
+	 * thread), then give up on this datagram.
+	 */
+	for (int tries = 0; sendmsg(g_store.sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0; tries++) {
 		int rc = -errno;
 
+		if (rc == -EAGAIN && tries < 20) {
+			usleep(5000); /* an unconnected datagram socket cannot be polled for room */
+			continue;
+		}
 		if (!g_store.warned) {
 			SB_ERRLOG("fd store: cannot notify the service manager: %s; a crash will "
 				  "disconnect guests (they reconnect where QEMU was told to)\n",

@@ -49,7 +49,7 @@ def test_format_size(size, text):
     assert _common.format_size(size) == text
 
 
-_VALID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")   # the agent's ctrlr rule
+_VALID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")   # the agent's ctrlr rule
 
 
 def test_ctrlr_name_is_deterministic_valid_and_unique():

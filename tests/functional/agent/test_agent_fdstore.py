@@ -1,0 +1,489 @@
+"""The agent survives a crash (SIGKILL) through the service manager's fd store.
+
+A real agent (tests/support/agent_proc.py) with the real engine, started
+by ``tests/support/fdstore.py``'s ServiceManager: systemd is not PID 1 on
+the test machines, so that class plays systemd's part at the socket level
+(the notify socket with SO_PASSCRED checks, FDSTORE=1/FDSTOREREMOVE=1
+keyed by FDNAME, restarts passing the store as LISTEN_FDS/LISTEN_FDNAMES/
+LISTEN_PID).  The C initiator plays QEMU's part (randrw with --verify: it
+exits non-zero on any I/O error, verify mismatch or stall); --inflight
+gives the target an inflight region as QEMU does, which a crash restore
+needs (vhost_fdstore.c).
+
+Kept light (qd 8, 8 MiB ranges, one reactor): the machine has 2 cores and
+may run other tests meanwhile.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from spdk_backend.agent import client as agent_client
+from tests.support import agent_proc
+from tests.support import fdstore
+
+MB = 1 << 20
+IMAGE_BYTES = 64 * MB
+
+# --verify writes its 8 MiB range first, runs randrw checking every read,
+# then reads the range back.
+KEPT_WORKLOAD = ["--rw", "randrw", "--verify", "--qd", "8", "--interrupt", "--json",
+                 "--size-limit", "8M", "--io-timeout", "20", "--timeout-ms", "20000",
+                 "--inflight"]
+# A front-end whose session does not survive: it only notices through its
+# I/O timeout (the initiator does not watch its socket during a run).
+LOST_WORKLOAD = ["--rw", "randrw", "--verify", "--qd", "8", "--interrupt", "--json",
+                 "--size-limit", "8M", "--io-timeout", "3", "--timeout-ms", "20000",
+                 "--time", "30"]
+# A short run on a fresh connection: the controller serves.
+CHECK_WORKLOAD = ["--rw", "randrw", "--verify", "--qd", "8", "--interrupt", "--json",
+                  "--size-limit", "8M", "--time", "1"]
+
+STATE_READ_WHY = {
+    "garbage": "the stored state is not one this agent reads",
+    "torn": "the stored state is torn",
+}
+
+
+@pytest.fixture(scope="module")
+def initiator(native_tools):
+    return native_tools / "vhost_initiator"
+
+
+class Initiator:
+    """vhost_initiator running in the background; always reaped."""
+
+    def __init__(self, binary, sock, *args):
+        self.cmd = [str(binary), "--socket", str(sock)] + [str(a) for a in args]
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.out = self.err = None
+
+    def wait(self, timeout=60):
+        try:
+            self.out, self.err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("initiator still running after %ss: %s" % (timeout, self.cmd))
+        return self.proc.returncode
+
+    def result(self):
+        start = (self.out or "").find("{")
+        return json.loads(self.out[start:]) if start >= 0 else None
+
+    def describe(self):
+        return "rc=%s\nstdout:\n%s\nstderr:\n%s" % (self.proc.returncode, self.out, self.err)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.out, self.err = self.proc.communicate(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.kill()
+
+
+class Service:
+    """An agent run by the stand-in service manager, as systemd runs the
+    shipped unit (Type=notify, FileDescriptorStoreMax=, Restart=on-failure).
+    ``close()`` stops the agent (SIGTERM, then SIGKILL) and closes the
+    manager with every fd it still stores."""
+
+    def __init__(self, base_dir, **options):
+        self.agent = agent_proc.AgentProcess(base_dir, **options)
+        self.sm = fdstore.ServiceManager()
+        self.starts = 0
+
+    def start(self):
+        # As AgentProcess.start does, but through the manager (the
+        # AgentProcess is used for its config file, paths, log and client).
+        with open(self.agent.log_file, "ab") as log:
+            self.agent.proc = self.sm.start(
+                agent_proc.agent_command() + ["--config-file", self.agent.conf_file],
+                stdout=log)
+        self.agent.wait_ready()
+        self.starts += 1
+        self.sm.wait_for("READY", count=self.starts)
+        return self
+
+    def crash(self):
+        """SIGKILL: nothing of the agent runs after it (no cleanup)."""
+        proc = self.sm.proc
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert proc.returncode == -signal.SIGKILL
+
+    def restart(self):
+        self.crash()
+        return self.start()
+
+    def call(self, method, timeout=30, **params):
+        with agent_client.AgentClient(self.agent.rpc_socket, timeout=timeout,
+                                      connect_timeout=10) as c:
+            return c.call(method, **params)
+
+    def names(self, ctrlr=None):
+        names = self.sm.names()
+        if ctrlr is not None:
+            names = [n for n in names if n.startswith("sb/%s/" % ctrlr)]
+        return sorted(names)
+
+    def stored_fd(self, name_prefix):
+        """The fd the manager keeps under the newest name starting with name_prefix."""
+        with self.sm._lock:
+            found = [(int(n.rsplit("/", 1)[1]), fd) for n, fd in self.sm.store
+                     if n.startswith(name_prefix)]
+        assert found, "nothing stored as %s*: %s" % (name_prefix, self.sm.names())
+        return max(found)[1]
+
+    def log(self):
+        return self.agent.log()
+
+    def close(self):
+        try:
+            self.agent.stop()
+        finally:
+            self.agent.kill9()
+            self.sm.close()
+
+
+@pytest.fixture
+def service_factory(base_dir):
+    made = []
+
+    def factory(**options):
+        svc = Service(base_dir, **options)
+        made.append(svc)
+        return svc.start()
+
+    yield factory
+    for svc in made:
+        svc.close()
+
+
+def make_controller(svc, base_dir, name, max_queues=2):
+    img = os.path.join(base_dir, name + ".img")
+    with open(img, "wb") as f:
+        f.truncate(IMAGE_BYTES)
+    svc.call("bdev_uring_create", name="u-" + name, filename=img)
+    svc.call("vhost_create_blk_controller", ctrlr=name, dev_name="u-" + name,
+             max_queues=max_queues)
+    return svc.call("vhost_get_controllers", name=name)[0]["socket"]
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(0.02)
+
+
+def controller(svc, name):
+    (info,) = svc.call("vhost_get_controllers", name=name)
+    return info
+
+
+def io_ops(svc, name):
+    stats = svc.call("bdev_get_iostat", name="u-" + name)["bdevs"][0]
+    return stats["num_read_ops"], stats["num_write_ops"]
+
+
+def wait_io(svc, name, timeout=30):
+    """Until the front-end of `name` is connected and its verify run's
+    initial fill is over (reads are being done: the randrw phase)."""
+    wait_for(lambda: controller(svc, name)["connected"] and io_ops(svc, name)[0] > 0,
+             timeout, "I/O on %s" % name)
+
+
+def slots(names):
+    """{(ctrlr, slot): [gen, ...]} of stored names."""
+    out = {}
+    for n in names:
+        _sb, ctrlr, slot, gen = n.split("/")
+        out.setdefault((ctrlr, slot), []).append(int(gen))
+    return out
+
+
+def wait_settled(svc, ctrlr, timeout=10):
+    """The store's names of ctrlr once each slot has one generation left
+    (the datagrams are handled by the manager's thread, a little later)."""
+    def settled():
+        names = svc.names(ctrlr)
+        return names if names and all(len(g) == 1 for g in slots(names).values()) else None
+    return wait_for(settled, timeout, "one generation per slot of %s" % ctrlr)
+
+
+def wait_names(svc, ctrlr, expected_slots, timeout=20):
+    def exact():
+        names = svc.names(ctrlr)
+        return names if sorted(s for _, s in slots(names)) == sorted(expected_slots) \
+            and len(names) == len(expected_slots) else None
+    try:
+        return wait_for(exact, timeout, "the store to hold %s of %s" % (expected_slots, ctrlr))
+    except AssertionError as exc:
+        raise AssertionError("%s; it holds %s" % (exc, svc.names())) from None
+
+
+def agent_fd_targets(svc):
+    pid = svc.sm.proc.pid
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def check_result(ini):
+    res = ini.result()
+    assert res is not None, ini.describe()
+    assert res["errors"] == 0 and res["verify_mismatches"] == 0 and not res["fatal"], res
+    assert res["main"]["verified"] > 0 and res["readback"]["verified"] == res["blocks"], res
+    return res
+
+
+@pytest.mark.timeout(150)
+def test_ten_crashes_under_a_two_queue_verify_run(service_factory, base_dir, initiator):
+    """Ten SIGKILLs of the agent while a 2-queue --inflight randrw --verify
+    front-end runs: every restart takes the session over from the fd store
+    (no disconnect), resubmits what was in flight on both queues, and the
+    store does not grow with the number of crashes.
+
+    The fd store is tests/support/fdstore.py's ServiceManager: a faithful
+    socket-level stand-in for systemd's notify socket and fd store
+    (sd_notify(3) datagrams, SCM_RIGHTS, SO_PASSCRED, LISTEN_FDS), because
+    systemd is not PID 1 here.
+    """
+    svc = service_factory()
+    sock = make_controller(svc, base_dir, "v0")
+    assert wait_names(svc, "v0", ["listen", "state"])
+    assert svc.call("framework_get_process")["takeover"] is None
+    kills = 10
+    spacing = 1.2
+    after_first = after_last = None
+    takeovers = []
+    with Initiator(initiator, sock, *KEPT_WORKLOAD, "--queues", "2", "--time", "17") as ini:
+        wait_io(svc, "v0")
+        stored = wait_settled(svc, "v0")
+        assert {s for _, s in slots(stored)} >= {"listen", "state", "conn", "inflight",
+                                                 "kick0", "kick1", "call0", "call1"}, stored
+        for i in range(kills):
+            started = time.monotonic()
+            assert ini.proc.poll() is None, \
+                "the workload ended before crash %d\n%s" % (i + 1, svc.log())
+            svc.restart()
+            took = svc.call("framework_get_process")["takeover"]
+            takeovers.append(took)
+            assert took is not None and took["source"] == "fd store", took
+            assert took["handed"] == ["v0"] and took["adopted"] == ["v0"], took
+            assert took["lost"] == [], took
+            info = controller(svc, "v0")
+            assert info["connected"] and info["adopted"] is True, info
+            # The session goes on in the new process.
+            wait_for(lambda: sum(io_ops(svc, "v0")) > 0, 15,
+                     "I/O in the process started after crash %d" % (i + 1))
+            names = wait_settled(svc, "v0")
+            if i == 0:
+                after_first = names
+            after_last = names
+            time.sleep(max(0.0, spacing - (time.monotonic() - started)))
+        assert ini.wait(90) == 0, ini.describe() + svc.log()
+    check_result(ini)
+    assert svc.sm.rejected == 0
+    assert svc.sm.overflow == 0
+    # The store does not grow with the number of crashes: one generation of
+    # each slot (listen, state, conn, inflight, mem, kick0/1, call0/1, maybe slave).
+    assert len(after_last) <= len(after_first), (after_first, after_last)
+    assert 9 <= len(after_last) <= 10, after_last
+    assert max(g for gens in slots(after_last).values() for g in gens) > \
+        max(g for gens in slots(after_first).values() for g in gens)
+    log = svc.log()
+    assert log.count("vhost v0: session restored from the fd store") == kills, log
+    assert log.count("took over 1 session(s) without a disconnect: v0") == kills, log
+    assert re.search(r"vhost v0: queue 0 resubmits [1-9]\d* inflight requests", log), log
+    assert re.search(r"vhost v0: queue 1 resubmits [1-9]\d* inflight requests", log), log
+    assert "session not restored" not in log, log
+    # Once the front-end is gone, the store keeps the controller only.
+    wait_names(svc, "v0", ["listen", "state"])
+
+
+@pytest.mark.timeout(120)
+def test_front_end_without_inflight_region_is_not_restored(service_factory, base_dir,
+                                                           initiator):
+    """A front-end that did not negotiate INFLIGHT_SHMFD: after a SIGKILL
+    its session is not restored (what was in flight could not be
+    resubmitted), it notices through its I/O timeout; the controller keeps
+    its listening socket and a new front-end is served.
+
+    The fd store is tests/support/fdstore.py's ServiceManager: a faithful
+    socket-level stand-in for systemd's notify socket and fd store, because
+    systemd is not PID 1 here.
+    """
+    svc = service_factory()
+    sock = make_controller(svc, base_dir, "nf", max_queues=1)
+    inode = os.stat(sock).st_ino
+    with Initiator(initiator, sock, *LOST_WORKLOAD) as lost:
+        wait_io(svc, "nf")
+        stored = wait_settled(svc, "nf")
+        assert any("/conn/" in n for n in stored), stored
+        assert not any("/inflight/" in n for n in stored), stored
+        svc.restart()
+        took = svc.call("framework_get_process")["takeover"]
+        assert took is not None and took["source"] == "fd store", took
+        assert took["handed"] == ["nf"] and took["adopted"] == [], took
+        assert not controller(svc, "nf")["connected"]
+        assert lost.wait(30) != 0, lost.describe()
+    assert "target stopped completing requests" in lost.describe(), lost.describe()
+    log = svc.log()
+    assert "vhost nf: session not restored from the fd store" in log, log
+    assert "no inflight region" in log, log
+    assert "took over 0 session(s) without a disconnect" in log, log
+    # The same listening socket (from the store), never re-bound.
+    assert os.stat(sock).st_ino == inode
+    with Initiator(initiator, sock, *CHECK_WORKLOAD) as again:
+        assert again.wait(60) == 0, again.describe() + svc.log()
+    check_result(again)
+    wait_names(svc, "nf", ["listen", "state"])
+    assert svc.sm.rejected == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("damage", sorted(STATE_READ_WHY))
+def test_unreadable_stored_state_is_not_restored(service_factory, base_dir, initiator,
+                                                 damage):
+    """The stored session state (the "state" memfd) is damaged in the store
+    before a SIGKILL: garbage over its header, or one byte flipped (its
+    checksum no longer matches).  The session is not restored, the agent
+    starts and serves, and nothing of the old session is kept: once the
+    front-end is gone the store holds the controller's listen + state only
+    and the agent no fd of the old guest memory.
+
+    The fd store is tests/support/fdstore.py's ServiceManager: a faithful
+    socket-level stand-in for systemd's notify socket and fd store, because
+    systemd is not PID 1 here.
+    """
+    svc = service_factory()
+    sock = make_controller(svc, base_dir, "cx", max_queues=1)
+    with Initiator(initiator, sock, *LOST_WORKLOAD, "--inflight") as lost:
+        wait_io(svc, "cx")
+        stored = wait_settled(svc, "cx")
+        assert any("/conn/" in n for n in stored) and any("/inflight/" in n for n in stored), \
+            stored
+        state_fd = svc.stored_fd("sb/cx/state/")
+        size = os.fstat(state_fd).st_size
+        assert size > 64
+        if damage == "garbage":
+            os.pwrite(state_fd, b"\xa5" * 64, 0)
+        else:
+            (byte,) = os.pread(state_fd, 1, size // 2)
+            os.pwrite(state_fd, bytes([byte ^ 0x40]), size // 2)
+        svc.restart()
+        took = svc.call("framework_get_process")["takeover"]
+        assert took is not None and took["source"] == "fd store", took
+        assert took["adopted"] == [], took
+        assert lost.wait(30) != 0, lost.describe()
+    log = svc.log()
+    assert "vhost cx: session not restored from the fd store: %s" % STATE_READ_WHY[damage] \
+        in log, log
+    assert "took over 0 session(s) without a disconnect" in log, log
+    with Initiator(initiator, sock, *CHECK_WORKLOAD, "--inflight") as again:
+        assert again.wait(60) == 0, again.describe() + svc.log()
+    check_result(again)
+    names = wait_names(svc, "cx", ["listen", "state"])
+    assert names == svc.names(), svc.names()
+    # The old session's guest memory is closed in the agent.
+    wait_for(lambda: not [t for t in agent_fd_targets(svc) if "vi-guest-ram" in t], 10,
+             "the agent to close the old guest memory")
+    assert svc.sm.rejected == 0
+    # And the next crash is survived again, from the state the new process wrote.
+    with Initiator(initiator, sock, *KEPT_WORKLOAD, "--time", "3") as kept:
+        wait_io(svc, "cx")
+        wait_settled(svc, "cx")
+        svc.restart()
+        took = svc.call("framework_get_process")["takeover"]
+        assert took["adopted"] == ["cx"], took
+        assert kept.wait(60) == 0, kept.describe() + svc.log()
+    check_result(kept)
+
+
+@pytest.mark.timeout(90)
+def test_fd_store_off_sends_only_ready_and_a_crash_disconnects(service_factory, base_dir,
+                                                               initiator):
+    """With ``fd_store = false`` the agent sends the manager nothing but
+    READY=1 (no FDSTORE=1 datagram, so nothing is stored) and a SIGKILL
+    disconnects the front-end: no takeover.
+
+    The fd store is tests/support/fdstore.py's ServiceManager: a faithful
+    socket-level stand-in for systemd's notify socket and fd store, because
+    systemd is not PID 1 here.
+    """
+    svc = service_factory(fd_store="false")
+    sock = make_controller(svc, base_dir, "off", max_queues=1)
+    with Initiator(initiator, sock, *LOST_WORKLOAD, "--inflight") as lost:
+        wait_io(svc, "off")
+        assert svc.names() == []
+        svc.restart()
+        assert svc.call("framework_get_process")["takeover"] is None
+        assert lost.wait(30) != 0, lost.describe()
+    with Initiator(initiator, sock, *CHECK_WORKLOAD, "--inflight") as again:
+        assert again.wait(60) == 0, again.describe() + svc.log()
+    messages = list(svc.sm.messages)
+    assert len(messages) == 2, messages
+    assert all(m.get("READY") == "1" and set(m) <= {"READY", "STATUS"} for m in messages), \
+        messages
+    assert svc.sm.count("FDSTORE") == 0 and svc.sm.count("FDSTOREREMOVE") == 0
+    assert svc.names() == []
+    assert svc.sm.rejected == 0
+    log = svc.log()
+    assert "keeping every session in the service manager's fd store" not in log, log
+    assert "session restored" not in log and "took over" not in log, log
+
+
+@pytest.mark.timeout(90)
+def test_deleted_controller_leaves_the_store(service_factory, base_dir):
+    """vhost_delete_controller (no front-end) removes every name of that
+    controller from the fd store and only those; a clean stop (SIGTERM)
+    leaves the store empty, and the next start re-creates the remaining
+    controller from the state file (no takeover) and stores it anew.
+
+    The fd store is tests/support/fdstore.py's ServiceManager: a faithful
+    socket-level stand-in for systemd's notify socket and fd store, because
+    systemd is not PID 1 here.
+    """
+    svc = service_factory()
+    for name in ("d0", "d1"):
+        svc.call("bdev_malloc_create", name="m-" + name, num_blocks=2048, block_size=512)
+        svc.call("vhost_create_blk_controller", ctrlr=name, dev_name="m-" + name,
+                 max_queues=1)
+    wait_names(svc, "d0", ["listen", "state"])
+    kept = wait_names(svc, "d1", ["listen", "state"])
+    removes = svc.sm.count("FDSTOREREMOVE")
+    assert svc.call("vhost_delete_controller", ctrlr="d0") is True
+    wait_for(lambda: svc.names("d0") == [], 10, "the names of d0 to go")
+    assert svc.names() == kept
+    assert svc.sm.count("FDSTOREREMOVE") - removes == 2
+    # A clean stop destroys the controllers, which takes them out of the
+    # store (what the product does today); then a start from what is left.
+    assert svc.agent.stop() == 0
+    wait_for(lambda: svc.names() == [], 10, "a clean stop to empty the store")
+    svc.start()
+    assert [c["ctrlr"] for c in svc.call("vhost_get_controllers")] == ["d1"]
+    took = svc.call("framework_get_process")["takeover"]
+    assert took is None or took["adopted"] == [], took
+    wait_names(svc, "d1", ["listen", "state"])
+    assert svc.names("d0") == []
+    assert svc.sm.rejected == 0
