@@ -41,6 +41,7 @@ from spdk_backend.agent import client as agent_client
 from spdk_backend.cmd import _common
 from tests.support import agent_proc
 from tests.support import fdstore
+from tests.support import hugepages
 from tests.support import libvirt_domain as lvd
 from tests.support.guest import guest_disks, new_guest_disk
 
@@ -158,10 +159,10 @@ def file_md5(path, chunks):
         return hashlib.md5(f.read(chunks * MB)).hexdigest()
 
 
-def guest_with_two_disks(agent, domains, tag, queues):
+def guest_with_two_disks(agent, domains, tag, queues, memory_backing=MEMFD):
     """A started guest with disk vda (in the definition, ``queues`` queues)
     and a hot-plugged one; (domain, shell, [(dev, vol, ctrlr)])."""
-    d = domains(tag, memory_backing=MEMFD)
+    d = domains(tag, memory_backing=memory_backing)
     vols = ["%sa-%s" % (tag[:2], d.name[-8:]), "%sb-%s" % (tag[:2], d.name[-8:])]
     for vol in vols:
         sb(agent, "volume", "create", vol, "--size", "16M")
@@ -214,6 +215,12 @@ def remove(agent, d, disks):
 def report(kind, pauses):
     print("%s pause per event (s): %s; median %.3f, worst %.3f" % (
         kind, " ".join("%.3f" % p for p in pauses), statistics.median(pauses), max(pauses)))
+
+
+def crash(agent, manager):
+    """SIGKILL the agent and start it as systemd would (its fd store passed)."""
+    agent.kill9()
+    agent.start(service_manager=manager)
 
 
 def upgrade(agent, how):
@@ -279,8 +286,7 @@ def test_crashes_keep_guest_disks_connected(agent, manager, domains):
     for i in range(KILLS):
         time.sleep(0.2 + (i % 5) * 0.15)    # kills land at varied points of the writes
         t0 = time.monotonic()
-        agent.kill9()
-        agent.start(service_manager=manager)
+        crash(agent, manager)
         info = controllers(agent)
         for ctrlr in ctrlrs:
             assert info[ctrlr]["connected"] and info[ctrlr]["adopted"], info[ctrlr]
@@ -300,3 +306,33 @@ def test_crashes_keep_guest_disks_connected(agent, manager, domains):
         assert "vhost %s: queue %d resubmits" % (ctrlr_a, q) in log, "\n".join(
             line for line in log.splitlines() if "resubmits" in line or "started (" in line)
     assert manager.rejected == 0
+
+
+def test_hugepage_guest_survives_crashes_and_upgrades(agent, manager, domains):
+    """The same with the guest's RAM in huge pages (hugetlbfs files, which
+    the agent maps again from the fds it gets back): three crashes and two
+    upgrades."""
+    with hugepages.reserve(256 // 2 + 16):
+        d, shell, disks = guest_with_two_disks(
+            agent, domains, "huge", queues=1,
+            memory_backing="<hugepages/><access mode='shared'/>")
+        try:
+            ctrlrs = [c for _, _, c in disks]
+            writers = [Writer("h%d" % i, dev, 0, 4) for i, (dev, _, _) in enumerate(disks)]
+            for w in writers:
+                w.start(shell)
+            log_start = len(agent.log())
+            for event in ("crash", "upgrade", "crash", "upgrade", "crash"):
+                if event == "crash":
+                    crash(agent, manager)
+                else:
+                    upgrade(agent, "sighup")
+                info = controllers(agent)
+                assert all(info[c]["adopted"] for c in ctrlrs), info
+                wait_completions(agent, ctrlrs, {})
+            verify(agent, shell, disks, writers)
+            log = agent.log()[log_start:]
+            assert log.count("took over 2 session(s) without a disconnect") == 5
+            assert "front-end disconnected" not in log
+        finally:
+            remove(agent, d, disks)
