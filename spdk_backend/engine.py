@@ -616,15 +616,17 @@ class Engine:
 
     def vhost_fdstore_restore(self, fds):
         """Stage the sessions of the stored fds a restart got back
-        (``[(fd, name)]``; every fd is taken); how many sessions."""
+        (``[(fd, name)]``; every fd is taken); the controllers whose
+        session was restored."""
         self._require_running("vhost_fdstore_restore")
         arr = ffi.new("int[]", [fd for fd, _ in fds] or [0])
         keep = [ffi.new("char[]", name.encode()) for _, name in fds]
         names = ffi.new("const char *[]", keep or [ffi.NULL])
+        buf = ffi.new("char[]", 65536)
         sessions = ffi.new("uint32_t *")
-        _check(lib.sb_vhost_fdstore_restore(arr, names, len(fds), sessions),
+        _check(lib.sb_vhost_fdstore_restore(arr, names, len(fds), buf, len(buf), sessions),
                "fd store restore")
-        return sessions[0]
+        return [n for n in _s(buf).split(",") if n]
 
     # ---- logs ----
 

@@ -1,6 +1,7 @@
 """``spdk-backend-agent``: parse options, set up logging, run the agent."""
 
 import logging
+import signal
 import sys
 
 from oslo_config import cfg
@@ -25,6 +26,10 @@ def setup_logging(opts):
 
 
 def main(argv=None):
+    # SIGHUP means "upgrade" once the agent serves (service.Agent.serve);
+    # until then, and while it hands over (an exec keeps SIG_IGN), a second
+    # one must not kill it: its default action would end every session.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     conf = sb_conf.CONF
     argv = sys.argv[1:] if argv is None else argv
     try:

@@ -175,12 +175,21 @@ class Agent:
             return self._stage_handoff(), "exec", self.handoff.sessions
         ours = [(fd, name) for fd, name in passed if name.startswith("sb/")]
         agent_handoff.close_fds(fd for fd, name in passed if not name.startswith("sb/"))
+        if ours and store is None:
+            # Stored by a process that kept sessions there; this one does not
+            # (fd_store = false): empty the store rather than let it pin
+            # guest memory and hand stale sessions back after a later crash.
+            LOG.warning("fd_store is off: dropping %d fd(s) a previous process stored; "
+                        "its guests reconnect where QEMU was told to", len(ours))
+            for _, name in ours:
+                sdnotify.notify("FDSTOREREMOVE=1\nFDNAME=%s" % name)
+            agent_handoff.close_fds(fd for fd, _ in ours)
+            ours = []
         if not ours:
             return False, None, []
-        handed = sorted({name.split("/")[1] for _, name in ours if "/conn/" in name})
-        sessions = self.engine.vhost_fdstore_restore(ours)
+        handed = sorted(self.engine.vhost_fdstore_restore(ours))
         LOG.info("the fd store gave back %d fd(s): %d session(s) to take over (%s)",
-                 len(ours), sessions, ", ".join(handed) or "none")
+                 len(ours), len(handed), ", ".join(handed) or "none")
         return True, "fd store", handed
 
     def prepare(self):
@@ -265,6 +274,8 @@ class Agent:
                 loop.remove_signal_handler(sig)
             if handle_signals:
                 loop.remove_signal_handler(signal.SIGHUP)
+                # Not the default action (terminate) while it hands over.
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
             await self.server.close()
 
     def request_upgrade(self):

@@ -10,7 +10,11 @@ sd_listen_fds(3)):
   only messages whose sender (SO_PASSCRED) is the main process;
 * ``READY=1``, ``RELOADING=1`` and ``STATUS=`` are recorded;
 * ``FDSTORE=1`` with ``FDNAME=`` keeps the attached fds under that name
-  (up to ``max_fds``, more are closed and counted); ``FDSTOREREMOVE=1``
+  (up to ``max_fds``, more are closed and counted); as systemd
+  (``service_add_fd_store``), an fd whose open file is already stored is
+  dropped ("Suppressing duplicate fd", counted in ``duplicates``), and a
+  name systemd would refuse (over 255 bytes, not printable ASCII, or with
+  ':') is counted in ``bad_names`` and its fds dropped; ``FDSTOREREMOVE=1``
   closes every fd of that name;
 * ``start()`` runs the command with the stored fds from fd 3 on,
   ``$LISTEN_FDS``, ``$LISTEN_FDNAMES`` and ``$LISTEN_PID`` (the started
@@ -19,6 +23,7 @@ sd_listen_fds(3)):
 """
 
 import array
+import ctypes
 import os
 import socket
 import struct
@@ -42,6 +47,26 @@ os.execvp(sys.argv[2], sys.argv[2:])
 """
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_SYS_KCMP = 312          # x86_64
+_KCMP_FILE = 0
+
+
+def _same_file(a, b):
+    """Whether two of our fds are the same open file (kcmp(2), as systemd's same_fd)."""
+    pid = os.getpid()
+    rc = _libc.syscall(_SYS_KCMP, pid, pid, _KCMP_FILE, a, b)
+    if rc < 0:
+        raise OSError(ctypes.get_errno(), "kcmp")
+    return rc == 0
+
+
+def _fdname_valid(name):
+    """systemd's fdname_is_valid(): 1-255 printable ASCII bytes, no ':'."""
+    return (0 < len(name) <= 255 and ":" not in name
+            and all(0x20 <= ord(ch) < 0x7f for ch in name))
+
+
 class ServiceManager:
     def __init__(self, max_fds=4096):
         self.dir = tempfile.mkdtemp(prefix="sbfdstore-")
@@ -51,6 +76,8 @@ class ServiceManager:
         self.messages = []       # accepted, as dicts
         self.rejected = 0        # datagrams from another process
         self.overflow = 0        # fds refused for max_fds
+        self.duplicates = 0      # fds of an open file already stored
+        self.bad_names = 0       # FDNAMEs systemd refuses
         self.proc = None
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -105,10 +132,18 @@ class ServiceManager:
                 self.store = keep
             if msg.get("FDSTORE") == "1":
                 name = msg.get("FDNAME", "stored")
+                if not _fdname_valid(name):
+                    self.bad_names += 1
+                    for fd in fds:
+                        os.close(fd)
+                    return
                 for fd in fds:
                     if len(self.store) >= self.max_fds:
                         os.close(fd)
                         self.overflow += 1
+                    elif any(_same_file(fd, held) for _, held in self.store):
+                        os.close(fd)
+                        self.duplicates += 1
                     else:
                         self.store.append((name, fd))
                 fds = []

@@ -178,11 +178,11 @@ int sb_vhost_fdstore_enable(const char *notify_socket);
  * Stage the sessions of the fds a previous process stored: names[i] is
  * fds[i]'s FDNAME.  Every fd is taken (staged or closed).  Call before the
  * controllers are created, then sb_vhost_handoff_finish.
- * \return 0 (*sessions: sessions staged), -EBUSY (records staged already),
- * -ENOMEM.
+ * \return 0 (*sessions: sessions staged; restored: their controllers,
+ * comma-separated), -EBUSY (records staged already), -ENOMEM.
  */
 int sb_vhost_fdstore_restore(const int *fds, const char *const *names, uint32_t n,
-			     uint32_t *sessions);
+			     char *restored, uint32_t len, uint32_t *sessions);
 
 #ifdef __cplusplus
 }

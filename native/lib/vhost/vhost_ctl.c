@@ -157,7 +157,7 @@ sb_vhost_ctl_disconnect(struct sb_vhost_ctrlr *c, const char *why)
 	sb_vhost_session_reset(c);
 	close(c->conn_fd);
 	c->conn_fd = -1;
-	sb_vhost_fdstore_sync(c, false);
+	sb_vhost_fdstore_sync(c);
 }
 
 bool
@@ -208,14 +208,13 @@ _accept(struct sb_vhost_ctrlr *c)
 	}
 	c->broken = false;
 	SB_NOTICELOG("vhost %s: front-end connected\n", c->name);
-	sb_vhost_fdstore_sync(c, true);
+	sb_vhost_fdstore_sync(c);
 }
 
 static void
 _conn_readable(struct sb_vhost_ctrlr *c)
 {
 	struct vhost_user_msg *msg;
-	uint32_t nfds;
 	int rc;
 
 	msg = malloc(sizeof(*msg));
@@ -233,14 +232,10 @@ _conn_readable(struct sb_vhost_ctrlr *c)
 		sb_vhost_ctl_disconnect(c, rc == -ECONNRESET ? "closed" : "protocol error");
 		goto out;
 	}
-	nfds = msg->nfds;
 	rc = sb_vhost_handle_msg(c, msg);
 	if (rc != 0) {
 		c->broken = c->broken || rc == -EINVAL;
 		sb_vhost_ctl_disconnect(c, rc == -EINVAL ? "invalid message" : "reply failed");
-	} else {
-		/* A message with fds may have replaced one under the same number. */
-		sb_vhost_fdstore_sync(c, nfds > 0);
 	}
 out:
 	free(msg);
@@ -264,7 +259,7 @@ _slave_readable(struct sb_vhost_ctrlr *c)
 		}
 	} else if (rc != -EAGAIN) {
 		sb_vhost_ctl_set_slave(c, -1);
-		sb_vhost_fdstore_sync(c, false);
+		sb_vhost_fdstore_sync(c);
 	}
 	free(msg);
 }

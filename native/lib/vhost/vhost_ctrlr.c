@@ -243,7 +243,7 @@ _do_create(void *arg)
 	if (handoff != NULL) {
 		sb_vhost_handoff_adopt(c, handoff);
 	}
-	sb_vhost_fdstore_sync(c, true);
+	sb_vhost_fdstore_sync(c);
 	c = NULL;
 out:
 	free(c);

@@ -279,10 +279,10 @@ int sb_vhost_handoff_stage_locked(const struct sb_vhost_handoff *in, uint32_t co
 /* vhost_fdstore.c (control thread) */
 /**
  * Bring the fd store up to date with c (no-op unless enabled): store the
- * fds c uses now (all of them again when fds_changed: a new fd may reuse
- * an old number), rewrite c's state, remove what it replaced.
+ * files c uses now that are not stored yet, rewrite c's state, remove the
+ * entries nothing names any more.
  */
-void sb_vhost_fdstore_sync(struct sb_vhost_ctrlr *c, bool fds_changed);
+void sb_vhost_fdstore_sync(struct sb_vhost_ctrlr *c);
 /** Remove everything of c from the store (c is deleted or handed over by exec). */
 void sb_vhost_fdstore_forget(struct sb_vhost_ctrlr *c);
 /** Remove what a restart got back and no controller stored anew. */

@@ -6,14 +6,19 @@
  * a crash gets them back (LISTEN_FDS) and takes each session over as after
  * a planned hand-over (vhost_handoff.c): QEMU never sees a disconnect.
  *
- * Each stored fd is named "sb/<controller>/<slot>/<generation>"; the
- * slot's state memfd ("state") holds a checksummed blob: the session record
- * and the generation of every slot it refers to.  A change pushes the new
- * fds under a new generation, rewrites the blob, then removes the old
- * generation, so a crash at any point leaves the blob and the fds it names
- * in the store.  The ring indexes are not in the blob: the inflight region
- * (which QEMU keeps) says which requests were in flight, and they are
- * resubmitted (vhost_inflight.c); a session without one is not restored.
+ * What is stored: each distinct open file a controller uses, once, named
+ * "sb/<controller>/fd/<generation>" (systemd keeps one entry per open file
+ * and drops a second FDSTORE of the same one, so nothing is ever stored
+ * twice: kcmp(2) tells whether a slot's fd is a file already stored), and
+ * a state memfd "sb/<controller>/state/<generation>" holding a checksummed
+ * blob: the session record and, for every slot (connection, memory
+ * regions, eventfds, inflight region...), the generation of the entry
+ * that holds its file.  A change stores the new files, rewrites the blob,
+ * then removes the entries no slot names any more, so a crash at any point
+ * leaves the blob and the files it names in the store.  The ring indexes
+ * are not in the blob: the inflight region (which QEMU keeps) says which
+ * requests were in flight, and they are resubmitted (vhost_inflight.c); a
+ * session without one is not restored.
  *
  * Control thread only, like everything it reads.
  */
@@ -28,6 +33,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -45,27 +51,39 @@
 #define FDSTORE_VERSION 1u
 #define NAME_MAX_LEN 256
 
+struct item {
+	uint32_t gen;
+	int fd;        /* our own copy of the stored file (kcmp compares against it) */
+};
+
+#define MAX_ITEMS (2 * NSLOTS)
+
 struct sb_vhost_fdstore_slots {
-	int fd[NSLOTS];        /* our fd stored in the slot (-1: none) */
-	uint32_t gen[NSLOTS];  /* its generation (0: nothing stored) */
+	struct item items[MAX_ITEMS];
+	uint32_t nitems;
 	int state_fd;
+	uint32_t state_gen;          /* 0: not stored yet */
+	uint32_t old_state[8];       /* state entries a restart got back, removed after ours */
+	uint32_t nold_state;
 };
 
 struct fdstore_blob {
 	char magic[8];
 	uint32_t version;
 	uint32_t size;
-	uint32_t gen[NSLOTS];
+	uint32_t gen[NSLOTS];        /* entry holding each slot's file (0: none) */
 	uint32_t running;
 	uint32_t padding;
 	struct sb_vhost_handoff rec;
 	uint64_t checksum;     /* FNV-1a of every byte before it */
 };
 
-/* Names a restart got back, removed once their controller stored anew. */
+/* What a restart got back, until its controller is created (or finish). */
 struct restored {
 	char ctrlr[SB_VHOST_NAME_MAX];
-	char name[NAME_MAX_LEN];
+	uint32_t gen;
+	bool state;
+	int fd;                 /* -1 once claimed */
 };
 
 static struct {
@@ -80,70 +98,10 @@ static struct {
 	uint32_t nrestored;
 } g_store = { .sock = -1, .next_gen = 1 };
 
-static const char *
-_slot_name(int slot, char *buf, size_t len)
-{
-	if (slot == SLOT_LISTEN) {
-		return "listen";
-	} else if (slot == SLOT_CONN) {
-		return "conn";
-	} else if (slot == SLOT_SLAVE) {
-		return "slave";
-	} else if (slot == SLOT_INFLIGHT) {
-		return "inflight";
-	} else if (slot == SLOT_STATE) {
-		return "state";
-	} else if (slot < SLOT_KICK0) {
-		snprintf(buf, len, "mem%d", slot - SLOT_MEM0);
-	} else if (slot < SLOT_CALL0) {
-		snprintf(buf, len, "kick%d", slot - SLOT_KICK0);
-	} else {
-		snprintf(buf, len, "call%d", slot - SLOT_CALL0);
-	}
-	return buf;
-}
-
-static int
-_slot_parse(const char *s)
-{
-	static const char *fixed[] = { "listen", "conn", "slave", "inflight" };
-	char *end;
-	long i;
-	int k;
-
-	for (k = 0; k < 4; k++) {
-		if (strcmp(s, fixed[k]) == 0) {
-			return k;
-		}
-	}
-	if (strcmp(s, "state") == 0) {
-		return SLOT_STATE;
-	}
-	if (strncmp(s, "mem", 3) == 0 || strncmp(s, "kick", 4) == 0 ||
-	    strncmp(s, "call", 4) == 0) {
-		const char *num = s + (s[0] == 'm' ? 3 : 4);
-
-		i = strtol(num, &end, 10);
-		if (*num == '\0' || *end != '\0' || i < 0) {
-			return -1;
-		}
-		if (s[0] == 'm') {
-			return i < SB_VHOST_MAX_MEM_SLOTS ? SLOT_MEM0 + (int)i : -1;
-		}
-		if (i >= SB_VHOST_MAX_QUEUES) {
-			return -1;
-		}
-		return (s[0] == 'k' ? SLOT_KICK0 : SLOT_CALL0) + (int)i;
-	}
-	return -1;
-}
-
 static void
-_name(char *buf, const char *ctrlr, int slot, uint32_t gen)
+_name(char *buf, const char *ctrlr, bool state, uint32_t gen)
 {
-	char tmp[16];
-
-	snprintf(buf, NAME_MAX_LEN, "sb/%s/%s/%u", ctrlr, _slot_name(slot, tmp, sizeof(tmp)), gen);
+	snprintf(buf, NAME_MAX_LEN, "sb/%s/%s/%u", ctrlr, state ? "state" : "fd", gen);
 }
 
 /* One sd_notify datagram, with fd when >= 0.  \return 0 or -errno. */
@@ -192,23 +150,34 @@ _notify(const char *text, int fd)
 }
 
 static int
-_store(const char *ctrlr, int slot, uint32_t gen, int fd)
+_store(const char *ctrlr, bool state, uint32_t gen, int fd)
 {
 	char name[NAME_MAX_LEN], text[NAME_MAX_LEN + 64];
 
-	_name(name, ctrlr, slot, gen);
-	/* FDPOLL=0: systemd must not drop a slot's fd because it polls as hung up. */
+	_name(name, ctrlr, state, gen);
+	/* FDPOLL=0: systemd must not drop an entry because it polls as hung up. */
 	snprintf(text, sizeof(text), "FDSTORE=1\nFDPOLL=0\nFDNAME=%s", name);
 	return _notify(text, fd);
 }
 
 static void
-_remove_name(const char *name)
+_remove(const char *ctrlr, bool state, uint32_t gen)
 {
-	char text[NAME_MAX_LEN + 32];
+	char name[NAME_MAX_LEN], text[NAME_MAX_LEN + 32];
 
+	_name(name, ctrlr, state, gen);
 	snprintf(text, sizeof(text), "FDSTOREREMOVE=1\nFDNAME=%s", name);
 	_notify(text, -1);
+}
+
+/* Whether fds a and b are the same open file: 1 yes, 0 no, -1 unknown. */
+static int
+_same_file(int a, int b)
+{
+	pid_t pid = getpid();
+	long rc = syscall(SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b);
+
+	return rc == 0 ? 1 : rc > 0 ? 0 : -1;
 }
 
 static uint64_t
@@ -252,29 +221,75 @@ _current(const struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h, int cur[NSL
 	return running;
 }
 
+/* Move what a restart got back for c into c's table (the first sync). */
 static void
-_remove_restored(const char *ctrlr)
+_claim_restored(struct sb_vhost_ctrlr *c, struct sb_vhost_fdstore_slots *s)
 {
 	uint32_t i;
 
 	for (i = 0; i < g_store.nrestored; i++) {
-		if (ctrlr == NULL || strcmp(g_store.restored[i].ctrlr, ctrlr) == 0) {
-			_remove_name(g_store.restored[i].name);
-			g_store.restored[i].ctrlr[0] = '\0';
-			g_store.restored[i].name[0] = '\0';
+		struct restored *r = &g_store.restored[i];
+
+		if (r->fd < 0 || strcmp(r->ctrlr, c->name) != 0) {
+			continue;
 		}
+		if (r->state) {
+			if (s->nold_state < 8) {
+				s->old_state[s->nold_state++] = r->gen;
+			}
+			close(r->fd);
+		} else if (s->nitems < MAX_ITEMS) {
+			s->items[s->nitems++] = (struct item){ .gen = r->gen, .fd = r->fd };
+		} else {
+			_remove(c->name, false, r->gen);
+			close(r->fd);
+		}
+		r->fd = -1;
 	}
 }
 
+/* The generation of the stored entry holding fd's file, storing it if none does (0: failed). */
+static uint32_t
+_item_for(struct sb_vhost_ctrlr *c, struct sb_vhost_fdstore_slots *s, int fd)
+{
+	uint32_t i, gen;
+	int same, copy;
+
+	for (i = 0; i < s->nitems; i++) {
+		same = _same_file(fd, s->items[i].fd);
+		if (same < 0) {
+			SB_ERRLOG("fd store: kcmp(2) is not available (%s): fds cannot be stored "
+				  "without duplicates; crash survival is off\n", strerror(errno));
+			g_store.on = false;
+			return 0;
+		}
+		if (same) {
+			return s->items[i].gen;
+		}
+	}
+	if (s->nitems >= MAX_ITEMS) {
+		return 0;
+	}
+	copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (copy < 0) {
+		return 0;
+	}
+	gen = g_store.next_gen++;
+	if (_store(c->name, false, gen, copy) != 0) {
+		close(copy);
+		return 0;
+	}
+	s->items[s->nitems++] = (struct item){ .gen = gen, .fd = copy };
+	return gen;
+}
+
 void
-sb_vhost_fdstore_sync(struct sb_vhost_ctrlr *c, bool fds_changed)
+sb_vhost_fdstore_sync(struct sb_vhost_ctrlr *c)
 {
 	struct sb_vhost_fdstore_slots *s = c->fdstore;
-	uint32_t newgen[NSLOTS], oldgen[NSLOTS];
 	struct fdstore_blob *blob;
-	char name[NAME_MAX_LEN];
 	int cur[NSLOTS], slot;
-	bool fresh = false;
+	uint32_t i, j;
 
 	if (!g_store.on || c->handed_off) {
 		return;
@@ -284,9 +299,6 @@ sb_vhost_fdstore_sync(struct sb_vhost_ctrlr *c, bool fds_changed)
 		if (s == NULL) {
 			return;
 		}
-		for (slot = 0; slot < NSLOTS; slot++) {
-			s->fd[slot] = -1;
-		}
 		s->state_fd = memfd_create("sb-vhost-state", MFD_CLOEXEC);
 		if (s->state_fd < 0) {
 			SB_ERRLOG("vhost %s: fd store: no state memfd: %s\n", c->name, strerror(errno));
@@ -294,71 +306,82 @@ sb_vhost_fdstore_sync(struct sb_vhost_ctrlr *c, bool fds_changed)
 			return;
 		}
 		c->fdstore = s;
-		fresh = true;
+		_claim_restored(c, s);
 	}
 	blob = calloc(1, sizeof(*blob));
 	if (blob == NULL) {
 		return;
 	}
 	blob->running = _current(c, &blob->rec, cur);
-	cur[SLOT_STATE] = s->state_fd;
-	for (slot = 0; slot < NSLOTS; slot++) {
-		bool change = cur[slot] != s->fd[slot] ||
-			      (fds_changed && cur[slot] >= 0 && slot != SLOT_LISTEN &&
-			       slot != SLOT_STATE);
+	for (slot = 0; slot < NSLOTS && g_store.on; slot++) {
+		blob->gen[slot] = cur[slot] >= 0 ? _item_for(c, s, cur[slot]) : 0;
+	}
+	if (!g_store.on) {
+		free(blob);
+		return;
+	}
+	if (s->state_gen == 0) {
+		uint32_t gen = g_store.next_gen++;
 
-		oldgen[slot] = 0;
-		newgen[slot] = s->gen[slot];
-		if (!change) {
-			continue;
-		}
-		oldgen[slot] = s->gen[slot];
-		newgen[slot] = 0;
-		if (cur[slot] >= 0 && _store(c->name, slot, g_store.next_gen, cur[slot]) == 0) {
-			newgen[slot] = g_store.next_gen;
+		if (_store(c->name, true, gen, s->state_fd) == 0) {
+			s->state_gen = gen;
 		}
 	}
 	memcpy(blob->magic, FDSTORE_MAGIC, sizeof(blob->magic));
 	blob->version = FDSTORE_VERSION;
 	blob->size = sizeof(*blob);
-	memcpy(blob->gen, newgen, sizeof(newgen));
 	blob->rec.why = NULL;
 	blob->checksum = _fnv1a(blob, offsetof(struct fdstore_blob, checksum));
 	if (pwrite(s->state_fd, blob, sizeof(*blob), 0) != (ssize_t)sizeof(*blob)) {
 		SB_ERRLOG("vhost %s: fd store: state not written: %s\n", c->name, strerror(errno));
 	}
-	free(blob);
-	/* Only now that the state names the new generation may the old one go. */
-	for (slot = 0; slot < NSLOTS; slot++) {
-		if (oldgen[slot] != 0) {
-			_name(name, c->name, slot, oldgen[slot]);
-			_remove_name(name);
+	/* Only now that the state names what it needs may the rest go. */
+	for (i = 0; i < s->nitems;) {
+		bool used = false;
+
+		for (slot = 0; slot < NSLOTS && !used; slot++) {
+			used = blob->gen[slot] == s->items[i].gen;
 		}
-		s->fd[slot] = cur[slot];
-		s->gen[slot] = newgen[slot];
+		if (used) {
+			i++;
+			continue;
+		}
+		_remove(c->name, false, s->items[i].gen);
+		close(s->items[i].fd);
+		for (j = i; j + 1 < s->nitems; j++) {
+			s->items[j] = s->items[j + 1];
+		}
+		s->nitems--;
 	}
-	g_store.next_gen++;
-	if (fresh) {
-		/* What a restart got back for this controller is stored anew. */
-		_remove_restored(c->name);
+	if (s->state_gen != 0) {
+		for (i = 0; i < s->nold_state; i++) {
+			_remove(c->name, true, s->old_state[i]);
+		}
+		s->nold_state = 0;
 	}
+	free(blob);
 }
 
 void
 sb_vhost_fdstore_forget(struct sb_vhost_ctrlr *c)
 {
 	struct sb_vhost_fdstore_slots *s = c->fdstore;
-	char name[NAME_MAX_LEN];
-	int slot;
+	uint32_t i;
 
 	if (s == NULL) {
 		return;
 	}
-	for (slot = 0; slot < NSLOTS; slot++) {
-		if (s->gen[slot] != 0 && g_store.on) {
-			_name(name, c->name, slot, s->gen[slot]);
-			_remove_name(name);
+	for (i = 0; i < s->nitems; i++) {
+		if (g_store.on) {
+			_remove(c->name, false, s->items[i].gen);
 		}
+		close(s->items[i].fd);
+	}
+	if (g_store.on && s->state_gen != 0) {
+		_remove(c->name, true, s->state_gen);
+	}
+	for (i = 0; g_store.on && i < s->nold_state; i++) {
+		_remove(c->name, true, s->old_state[i]);
 	}
 	close(s->state_fd);
 	free(s);
@@ -402,7 +425,7 @@ _do_enable(void *arg)
 	g_store.on = true;
 	g_store.warned = false;
 	LIST_FOREACH(c, &g_sb_vhost_ctrlrs, link) {
-		sb_vhost_fdstore_sync(c, true);
+		sb_vhost_fdstore_sync(c);
 	}
 	a->rc = 0;
 }
@@ -424,16 +447,15 @@ sb_vhost_fdstore_enable(const char *notify_socket)
 
 struct _in_fd {
 	char ctrlr[SB_VHOST_NAME_MAX];
-	int slot;
+	bool state;
 	uint32_t gen;
 	int fd;
-	bool used;
 };
 
 static bool
 _parse_name(const char *name, struct _in_fd *out)
 {
-	char buf[NAME_MAX_LEN], *gen_s, *slot_s, *end;
+	char buf[NAME_MAX_LEN], *gen_s, *kind, *end;
 	unsigned long gen;
 
 	if (strncmp(name, "sb/", 3) != 0 || strlen(name) >= sizeof(buf)) {
@@ -445,66 +467,67 @@ _parse_name(const char *name, struct _in_fd *out)
 		return false;
 	}
 	*gen_s++ = '\0';
-	slot_s = strrchr(buf, '/');
-	if (slot_s == NULL) {
+	kind = strrchr(buf, '/');
+	if (kind == NULL) {
 		return false;
 	}
-	*slot_s++ = '\0';
+	*kind++ = '\0';
 	gen = strtoul(gen_s, &end, 10);
-	if (*gen_s == '\0' || *end != '\0' || gen == 0 || gen > UINT32_MAX ||
-	    buf[0] == '\0' || strlen(buf) >= sizeof(out->ctrlr)) {
+	if (*gen_s == '\0' || *end != '\0' || gen == 0 || gen >= UINT32_MAX ||
+	    buf[0] == '\0' || strlen(buf) >= sizeof(out->ctrlr) ||
+	    (strcmp(kind, "fd") != 0 && strcmp(kind, "state") != 0)) {
 		return false;
 	}
-	out->slot = _slot_parse(slot_s);
+	out->state = strcmp(kind, "state") == 0;
 	out->gen = (uint32_t)gen;
 	snprintf(out->ctrlr, sizeof(out->ctrlr), "%s", buf);
-	return out->slot >= 0;
+	return true;
 }
 
-static struct _in_fd *
-_find_in(struct _in_fd *in, uint32_t n, const char *ctrlr, int slot, uint32_t gen)
+/* The restored entry of ctrlr with generation gen (state: the newest state entry). */
+static struct restored *
+_find_restored(const char *ctrlr, bool state, uint32_t gen)
 {
-	struct _in_fd *best = NULL;
+	struct restored *best = NULL;
 	uint32_t i;
 
-	for (i = 0; i < n; i++) {
-		if (in[i].fd < 0 || in[i].slot != slot || strcmp(in[i].ctrlr, ctrlr) != 0) {
+	for (i = 0; i < g_store.nrestored; i++) {
+		struct restored *r = &g_store.restored[i];
+
+		if (r->fd < 0 || r->state != state || strcmp(r->ctrlr, ctrlr) != 0) {
 			continue;
 		}
-		if (gen != 0 ? in[i].gen == gen : (best == NULL || in[i].gen > best->gen)) {
-			best = &in[i];
+		if (state ? (best == NULL || r->gen > best->gen) : r->gen == gen) {
+			best = r;
 		}
 	}
 	return best;
 }
 
-/* Take the fd of slot from in[] for a field of the record (-1 if the blob has none). */
+/* A copy of the file of slot for a field of the record; false when it was not stored. */
 static bool
-_take(struct _in_fd *in, uint32_t n, const char *ctrlr, const struct fdstore_blob *b,
-      int slot, int *field)
+_take(const char *ctrlr, const struct fdstore_blob *b, int slot, int *field)
 {
-	struct _in_fd *f;
+	struct restored *r;
 
 	if (*field < 0) {
 		return true;
 	}
-	f = b->gen[slot] != 0 ? _find_in(in, n, ctrlr, slot, b->gen[slot]) : NULL;
 	*field = -1;
-	if (f == NULL) {
+	r = b->gen[slot] != 0 ? _find_restored(ctrlr, false, b->gen[slot]) : NULL;
+	if (r == NULL) {
 		return false;
 	}
-	f->used = true;
-	*field = f->fd;
-	return true;
+	/* The entry stays ours too: the controller's first sync finds it stored. */
+	*field = fcntl(r->fd, F_DUPFD_CLOEXEC, 3);
+	return *field >= 0;
 }
 
 /* Build the record of one controller; false when its session cannot be restored (*why). */
 static bool
-_restore_one(struct _in_fd *in, uint32_t n, const char *ctrlr, struct sb_vhost_handoff *h,
-	     const char **why)
+_restore_one(const char *ctrlr, struct sb_vhost_handoff *h, const char **why)
 {
-	struct _in_fd *st = _find_in(in, n, ctrlr, SLOT_STATE, 0);
-	struct _in_fd *lst = _find_in(in, n, ctrlr, SLOT_LISTEN, 0);
+	struct restored *st = _find_restored(ctrlr, true, 0);
 	struct fdstore_blob *b;
 	bool ok = true;
 	uint32_t i;
@@ -530,43 +553,52 @@ _restore_one(struct _in_fd *in, uint32_t n, const char *ctrlr, struct sb_vhost_h
 	} else if (strcmp(b->rec.name, ctrlr) != 0 || b->rec.nregions > SB_VHOST_MAX_MEM_SLOTS ||
 		   b->rec.nvqs > SB_VHOST_MAX_QUEUES) {
 		*why = "the stored state is inconsistent";
-	} else if (b->rec.conn_fd < 0) {
-		*why = "no front-end was connected";
-	} else if (b->rec.inflight_fd < 0) {
-		*why = "the session has no inflight region: requests in flight could not be "
-		       "resubmitted";
-	}
-	if (lst != NULL) {
-		lst->used = true;
-		h->listen_fd = lst->fd;
-	}
-	if (st != NULL) {
-		st->used = true;
-		close(st->fd);
-		st->fd = -1;
 	}
 	if (*why != NULL) {
 		free(b);
 		return false;
 	}
-	*h = b->rec;
-	h->why = NULL;
-	h->listen_fd = lst != NULL ? lst->fd : -1;
+	/* The listening socket comes back even when the session does not. */
+	h->listen_fd = b->rec.listen_fd;
+	_take(ctrlr, b, SLOT_LISTEN, &h->listen_fd);
 	snprintf(h->socket, sizeof(h->socket), "%s", b->rec.socket);
-	ok &= _take(in, n, ctrlr, b, SLOT_CONN, &h->conn_fd);
-	ok &= _take(in, n, ctrlr, b, SLOT_SLAVE, &h->slave_fd);
-	ok &= _take(in, n, ctrlr, b, SLOT_INFLIGHT, &h->inflight_fd);
+	if (b->rec.conn_fd < 0) {
+		*why = "no front-end was connected";
+	} else if (b->rec.inflight_fd < 0) {
+		*why = "the session has no inflight region: requests in flight could not be "
+		       "resubmitted";
+	}
+	if (*why != NULL) {
+		free(b);
+		return false;
+	}
+	{
+		int listen_fd = h->listen_fd;
+
+		*h = b->rec;
+		h->why = NULL;
+		h->listen_fd = listen_fd;
+	}
+	ok &= _take(ctrlr, b, SLOT_CONN, &h->conn_fd);
+	ok &= _take(ctrlr, b, SLOT_SLAVE, &h->slave_fd);
+	ok &= _take(ctrlr, b, SLOT_INFLIGHT, &h->inflight_fd);
 	for (i = 0; i < h->nregions; i++) {
-		ok &= _take(in, n, ctrlr, b, SLOT_MEM0 + (int)i, &h->regions[i].fd);
+		ok &= _take(ctrlr, b, SLOT_MEM0 + (int)i, &h->regions[i].fd);
 	}
 	for (i = 0; i < h->nvqs; i++) {
-		ok &= _take(in, n, ctrlr, b, SLOT_KICK0 + (int)i, &h->vqs[i].kickfd);
-		ok &= _take(in, n, ctrlr, b, SLOT_CALL0 + (int)i, &h->vqs[i].callfd);
+		ok &= _take(ctrlr, b, SLOT_KICK0 + (int)i, &h->vqs[i].kickfd);
+		ok &= _take(ctrlr, b, SLOT_CALL0 + (int)i, &h->vqs[i].callfd);
 		h->vqs[i].running = (b->running & (1u << i)) != 0;
+	}
+	for (i = h->nregions; i < SB_VHOST_HANDOFF_MAX_REGIONS; i++) {
+		h->regions[i].fd = -1;
+	}
+	for (i = h->nvqs; i < SB_VHOST_MAX_QUEUES; i++) {
+		h->vqs[i].kickfd = h->vqs[i].callfd = -1;
 	}
 	free(b);
 	if (!ok) {
-		*why = "an fd the session used was not stored";
+		*why = "a file the session used was not stored";
 	}
 	return ok;
 }
@@ -578,7 +610,6 @@ _drop_session(struct sb_vhost_handoff *h)
 	int listen_fd = h->listen_fd;
 	uint32_t i;
 
-	h->listen_fd = -1;
 	if (h->conn_fd >= 0) {
 		close(h->conn_fd);
 	}
@@ -588,12 +619,12 @@ _drop_session(struct sb_vhost_handoff *h)
 	if (h->inflight_fd >= 0) {
 		close(h->inflight_fd);
 	}
-	for (i = 0; i < h->nregions; i++) {
+	for (i = 0; i < h->nregions && i < SB_VHOST_HANDOFF_MAX_REGIONS; i++) {
 		if (h->regions[i].fd >= 0) {
 			close(h->regions[i].fd);
 		}
 	}
-	for (i = 0; i < h->nvqs; i++) {
+	for (i = 0; i < h->nvqs && i < SB_VHOST_MAX_QUEUES; i++) {
 		if (h->vqs[i].kickfd >= 0) {
 			close(h->vqs[i].kickfd);
 		}
@@ -613,6 +644,9 @@ struct _restore_args {
 	const int *fds;
 	const char *const *names;
 	uint32_t n;
+	char *restored;
+	uint32_t len;
+	size_t used;
 	uint32_t sessions;
 	int rc;
 };
@@ -622,67 +656,65 @@ _do_restore(void *arg)
 {
 	struct _restore_args *a = arg;
 	struct sb_vhost_handoff *recs = NULL;
-	struct _in_fd *in;
+	struct _in_fd in;
 	uint32_t i, j, nrec = 0;
 	const char *why;
 
-	in = calloc(a->n ? a->n : 1, sizeof(*in));
+	sb_vhost_fdstore_restored_done();
 	recs = calloc(a->n ? a->n : 1, sizeof(*recs));
-	free(g_store.restored);
 	g_store.restored = calloc(a->n ? a->n : 1, sizeof(*g_store.restored));
-	g_store.nrestored = 0;
-	if (in == NULL || recs == NULL || g_store.restored == NULL) {
+	if (recs == NULL || g_store.restored == NULL) {
 		for (i = 0; i < a->n; i++) {
 			close(a->fds[i]);
 		}
+		free(g_store.restored);
+		g_store.restored = NULL;
 		a->rc = -ENOMEM;
 		goto out;
 	}
 	for (i = 0; i < a->n; i++) {
-		in[i].fd = a->fds[i];
-		if (a->names[i] == NULL || !_parse_name(a->names[i], &in[i])) {
-			SB_WARNLOG("fd store: fd named %s is not ours; closed\n",
+		if (a->names[i] == NULL || !_parse_name(a->names[i], &in)) {
+			SB_WARNLOG("fd store: an fd named %s is not ours; closed\n",
 				   a->names[i] ? a->names[i] : "(none)");
-			close(in[i].fd);
-			in[i].fd = -1;
+			close(a->fds[i]);
 			continue;
 		}
-		if (in[i].gen >= g_store.next_gen) {
-			g_store.next_gen = in[i].gen + 1;
+		if (in.gen >= g_store.next_gen) {
+			g_store.next_gen = in.gen + 1;
 		}
-		/* Each name goes from the store once its controller stored anew. */
-		snprintf(g_store.restored[g_store.nrestored].ctrlr, SB_VHOST_NAME_MAX, "%s",
-			 in[i].ctrlr);
-		snprintf(g_store.restored[g_store.nrestored].name, NAME_MAX_LEN, "%s", a->names[i]);
-		g_store.nrestored++;
+		g_store.restored[g_store.nrestored++] = (struct restored){
+			.gen = in.gen, .state = in.state, .fd = a->fds[i],
+		};
+		snprintf(g_store.restored[g_store.nrestored - 1].ctrlr, SB_VHOST_NAME_MAX, "%s",
+			 in.ctrlr);
+		fcntl(a->fds[i], F_SETFD, FD_CLOEXEC);
 	}
-	for (i = 0; i < a->n; i++) {
+	for (i = 0; i < g_store.nrestored; i++) {
+		const char *ctrlr = g_store.restored[i].ctrlr;
 		bool seen = false;
 
-		if (in[i].fd < 0) {
-			continue;
-		}
 		for (j = 0; j < nrec && !seen; j++) {
-			seen = strcmp(recs[j].name, in[i].ctrlr) == 0;
+			seen = strcmp(recs[j].name, ctrlr) == 0;
 		}
 		if (seen) {
 			continue;
 		}
-		if (_restore_one(in, a->n, in[i].ctrlr, &recs[nrec], &why)) {
+		if (_restore_one(ctrlr, &recs[nrec], &why)) {
+			if (a->restored != NULL && a->used + 1 < a->len) {
+				int w = snprintf(a->restored + a->used, a->len - a->used, "%s%s",
+						 a->sessions ? "," : "", ctrlr);
+
+				a->used = w > 0 && a->used + (size_t)w < a->len ? a->used + (size_t)w
+										  : a->len - 1;
+			}
 			a->sessions++;
-			SB_NOTICELOG("vhost %s: session restored from the fd store\n", in[i].ctrlr);
+			SB_NOTICELOG("vhost %s: session restored from the fd store\n", ctrlr);
 		} else {
 			SB_WARNLOG("vhost %s: session not restored from the fd store: %s (its "
-				   "front-end reconnects where it was told to)\n", in[i].ctrlr, why);
+				   "front-end reconnects where it was told to)\n", ctrlr, why);
 			_drop_session(&recs[nrec]);
 		}
 		nrec++;
-	}
-	/* Older generations and anything unused. */
-	for (i = 0; i < a->n; i++) {
-		if (in[i].fd >= 0 && !in[i].used) {
-			close(in[i].fd);
-		}
 	}
 	a->rc = sb_vhost_handoff_stage_locked(recs, nrec);
 	if (a->rc != 0) {
@@ -695,19 +727,22 @@ _do_restore(void *arg)
 		a->sessions = 0;
 	}
 out:
-	free(in);
 	free(recs);
 }
 
 int
 sb_vhost_fdstore_restore(const int *fds, const char *const *names, uint32_t n,
-			 uint32_t *sessions)
+			 char *restored, uint32_t len, uint32_t *sessions)
 {
-	struct _restore_args a = { .fds = fds, .names = names, .n = n };
+	struct _restore_args a = { .fds = fds, .names = names, .n = n, .restored = restored,
+				   .len = len };
 	int rc;
 
 	if ((fds == NULL || names == NULL) && n > 0) {
 		return -EINVAL;
+	}
+	if (restored != NULL && len > 0) {
+		restored[0] = '\0';
 	}
 	rc = sb_vhost_ctl_run(_do_restore, &a);
 	if (sessions != NULL) {
@@ -719,8 +754,20 @@ sb_vhost_fdstore_restore(const int *fds, const char *const *names, uint32_t n,
 void
 sb_vhost_fdstore_restored_done(void)
 {
-	if (g_store.on) {
-		_remove_restored(NULL);
+	uint32_t i;
+
+	/* What no controller claimed: out of the store, and closed. */
+	for (i = 0; i < g_store.nrestored; i++) {
+		struct restored *r = &g_store.restored[i];
+
+		if (r->fd < 0) {
+			continue;
+		}
+		if (g_store.on) {
+			_remove(r->ctrlr, r->state, r->gen);
+		}
+		close(r->fd);
+		r->fd = -1;
 	}
 	free(g_store.restored);
 	g_store.restored = NULL;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -547,7 +548,21 @@ sb_vhost_handoff_adopt(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h)
 	for (q = 0; q < c->max_queues; q++) {
 		if (q < h->nvqs && h->vqs[q].running) {
 			running |= 1u << q;
-			sb_vhost_vq_maybe_start(&c->vqs[q]);
+			if (sb_vhost_vq_maybe_start(&c->vqs[q]) != 0 || !c->vqs[q].started) {
+				/* A ring QEMU believes runs would hang: let it reconnect instead. */
+				SB_ERRLOG("vhost %s: queue %u could not be resumed\n", c->name, q);
+				sb_vhost_ctl_disconnect(c, "a ring could not be resumed");
+				goto out;
+			}
+			/*
+			 * Completions the previous process published but had not
+			 * signalled yet (it died, or it stopped the ring with a call
+			 * pending a coalescing delay): one call covers them; a spurious
+			 * one costs the driver a look at its used ring.
+			 */
+			if (c->vqs[q].callfd >= 0) {
+				eventfd_write(c->vqs[q].callfd, 1);
+			}
 		}
 	}
 	SB_NOTICELOG("vhost %s: session taken over from the previous process (%u rings "

@@ -762,6 +762,10 @@ sb_vhost_handle_msg(struct sb_vhost_ctrlr *c, struct vhost_user_msg *msg)
 		break;
 	}
 	sb_vhost_msg_close_fds(msg);
+	/* What the front-end set up is in the fd store before it hears back. */
+	if (rc == 0) {
+		sb_vhost_fdstore_sync(c);
+	}
 	if (x.replied) {
 		/*
 		 * Messages with their own reply ignore NEED_REPLY (vhost-user.rst

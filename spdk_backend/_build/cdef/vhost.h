@@ -85,4 +85,4 @@ int sb_vhost_handoff_export(struct sb_vhost_handoff *out, uint32_t max, uint32_t
 int sb_vhost_handoff_stage(const struct sb_vhost_handoff *in, uint32_t count);
 int sb_vhost_handoff_finish(char *names, uint32_t len, uint32_t *count);
 int sb_vhost_fdstore_enable(const char *notify_socket);
-int sb_vhost_fdstore_restore(const int *fds, const char *const *names, uint32_t n, uint32_t *sessions);
+int sb_vhost_fdstore_restore(const int *fds, const char *const *names, uint32_t n, char *restored, uint32_t len, uint32_t *sessions);
