@@ -289,6 +289,8 @@ def test_crashes_keep_guest_disks_connected(agent, manager, domains):
         crash(agent, manager)
         info = controllers(agent)
         for ctrlr in ctrlrs:
+            if not (info[ctrlr]["connected"] and info[ctrlr]["adopted"]):
+                open("/tmp/sbrst-fail.log", "w").write(agent.log())
             assert info[ctrlr]["connected"] and info[ctrlr]["adopted"], info[ctrlr]
         with agent.client() as c:
             took = c.call("framework_get_process")["takeover"]

@@ -6,11 +6,12 @@
  * a crash gets them back (LISTEN_FDS) and takes each session over as after
  * a planned hand-over (vhost_handoff.c): QEMU never sees a disconnect.
  *
- * What is stored: each distinct open file a controller uses, once, named
- * "sb/<controller>/fd/<generation>" (systemd keeps one entry per open file
- * and drops a second FDSTORE of the same one, so nothing is ever stored
- * twice: kcmp(2) tells whether a slot's fd is a file already stored), and
- * a state memfd "sb/<controller>/state/<generation>" holding a checksummed
+ * What is stored: each distinct open file the controllers use, once, named
+ * "sb/fd/<generation>" (systemd keeps one entry per open file and drops a
+ * second FDSTORE of the same one, and QEMU gives the same guest memory
+ * file to every disk of a guest, so nothing is ever stored twice: kcmp(2)
+ * tells whether an fd is a file already stored), and per controller a
+ * state memfd "sb/<controller>/state/<generation>" holding a checksummed
  * blob: the session record and, for every slot (connection, memory
  * regions, eventfds, inflight region...), the generation of the entry
  * that holds its file.  A change stores the new files, rewrites the blob,
@@ -56,11 +57,8 @@ struct item {
 	int fd;        /* our own copy of the stored file (kcmp compares against it) */
 };
 
-#define MAX_ITEMS (2 * NSLOTS)
-
 struct sb_vhost_fdstore_slots {
-	struct item items[MAX_ITEMS];
-	uint32_t nitems;
+	uint32_t gen[NSLOTS];        /* the entry of each slot's file, as in the state */
 	int state_fd;
 	uint32_t state_gen;          /* 0: not stored yet */
 	uint32_t old_state[8];       /* state entries a restart got back, removed after ours */
@@ -78,11 +76,10 @@ struct fdstore_blob {
 	uint64_t checksum;     /* FNV-1a of every byte before it */
 };
 
-/* What a restart got back, until its controller is created (or finish). */
+/* A state entry a restart got back, until its controller is created (or finish). */
 struct restored {
 	char ctrlr[SB_VHOST_NAME_MAX];
 	uint32_t gen;
-	bool state;
 	int fd;                 /* -1 once claimed */
 };
 
@@ -94,6 +91,10 @@ static struct {
 	bool warned;
 	/* One counter for every name: above whatever a restart got back. */
 	uint32_t next_gen;
+	/* Every file in the store (all controllers), restored ones included. */
+	struct item *items;
+	uint32_t nitems;
+	uint32_t cap;
 	struct restored *restored;
 	uint32_t nrestored;
 } g_store = { .sock = -1, .next_gen = 1 };
@@ -101,7 +102,11 @@ static struct {
 static void
 _name(char *buf, const char *ctrlr, bool state, uint32_t gen)
 {
-	snprintf(buf, NAME_MAX_LEN, "sb/%s/%s/%u", ctrlr, state ? "state" : "fd", gen);
+	if (state) {
+		snprintf(buf, NAME_MAX_LEN, "sb/%s/state/%u", ctrlr, gen);
+	} else {
+		snprintf(buf, NAME_MAX_LEN, "sb/fd/%u", gen);
+	}
 }
 
 /* One sd_notify datagram, with fd when >= 0.  \return 0 or -errno. */
@@ -221,7 +226,7 @@ _current(const struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h, int cur[NSL
 	return running;
 }
 
-/* Move what a restart got back for c into c's table (the first sync). */
+/* The state entries a restart got back for c: removed once c stored its own. */
 static void
 _claim_restored(struct sb_vhost_ctrlr *c, struct sb_vhost_fdstore_slots *s)
 {
@@ -233,30 +238,42 @@ _claim_restored(struct sb_vhost_ctrlr *c, struct sb_vhost_fdstore_slots *s)
 		if (r->fd < 0 || strcmp(r->ctrlr, c->name) != 0) {
 			continue;
 		}
-		if (r->state) {
-			if (s->nold_state < 8) {
-				s->old_state[s->nold_state++] = r->gen;
-			}
-			close(r->fd);
-		} else if (s->nitems < MAX_ITEMS) {
-			s->items[s->nitems++] = (struct item){ .gen = r->gen, .fd = r->fd };
+		if (s->nold_state < 8) {
+			s->old_state[s->nold_state++] = r->gen;
 		} else {
-			_remove(c->name, false, r->gen);
-			close(r->fd);
+			_remove(c->name, true, r->gen);
 		}
+		close(r->fd);
 		r->fd = -1;
 	}
 }
 
+static int
+_item_add(uint32_t gen, int fd)
+{
+	if (g_store.nitems == g_store.cap) {
+		uint32_t cap = g_store.cap ? 2 * g_store.cap : 64;
+		struct item *v = realloc(g_store.items, cap * sizeof(*v));
+
+		if (v == NULL) {
+			return -ENOMEM;
+		}
+		g_store.items = v;
+		g_store.cap = cap;
+	}
+	g_store.items[g_store.nitems++] = (struct item){ .gen = gen, .fd = fd };
+	return 0;
+}
+
 /* The generation of the stored entry holding fd's file, storing it if none does (0: failed). */
 static uint32_t
-_item_for(struct sb_vhost_ctrlr *c, struct sb_vhost_fdstore_slots *s, int fd)
+_item_for(int fd)
 {
 	uint32_t i, gen;
 	int same, copy;
 
-	for (i = 0; i < s->nitems; i++) {
-		same = _same_file(fd, s->items[i].fd);
+	for (i = 0; i < g_store.nitems; i++) {
+		same = _same_file(fd, g_store.items[i].fd);
 		if (same < 0) {
 			SB_ERRLOG("fd store: kcmp(2) is not available (%s): fds cannot be stored "
 				  "without duplicates; crash survival is off\n", strerror(errno));
@@ -264,32 +281,66 @@ _item_for(struct sb_vhost_ctrlr *c, struct sb_vhost_fdstore_slots *s, int fd)
 			return 0;
 		}
 		if (same) {
-			return s->items[i].gen;
+			return g_store.items[i].gen;
 		}
-	}
-	if (s->nitems >= MAX_ITEMS) {
-		return 0;
 	}
 	copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	if (copy < 0) {
 		return 0;
 	}
 	gen = g_store.next_gen++;
-	if (_store(c->name, false, gen, copy) != 0) {
+	if (_store(NULL, false, gen, copy) != 0 || _item_add(gen, copy) != 0) {
 		close(copy);
 		return 0;
 	}
-	s->items[s->nitems++] = (struct item){ .gen = gen, .fd = copy };
 	return gen;
+}
+
+/* Whether any controller's state names entry gen. */
+static bool
+_referenced(uint32_t gen)
+{
+	struct sb_vhost_ctrlr *c;
+	int slot;
+
+	LIST_FOREACH(c, &g_sb_vhost_ctrlrs, link) {
+		for (slot = 0; c->fdstore != NULL && slot < NSLOTS; slot++) {
+			if (c->fdstore->gen[slot] == gen) {
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* Remove the entry gen from the store unless a controller still names it. */
+static void
+_release(uint32_t gen)
+{
+	uint32_t i;
+
+	if (gen == 0 || _referenced(gen)) {
+		return;
+	}
+	for (i = 0; i < g_store.nitems; i++) {
+		if (g_store.items[i].gen == gen) {
+			if (g_store.on) {
+				_remove(NULL, false, gen);
+			}
+			close(g_store.items[i].fd);
+			g_store.items[i] = g_store.items[--g_store.nitems];
+			return;
+		}
+	}
 }
 
 void
 sb_vhost_fdstore_sync(struct sb_vhost_ctrlr *c)
 {
 	struct sb_vhost_fdstore_slots *s = c->fdstore;
+	uint32_t old[NSLOTS], i;
 	struct fdstore_blob *blob;
 	int cur[NSLOTS], slot;
-	uint32_t i, j;
 
 	if (!g_store.on || c->handed_off) {
 		return;
@@ -314,7 +365,7 @@ sb_vhost_fdstore_sync(struct sb_vhost_ctrlr *c)
 	}
 	blob->running = _current(c, &blob->rec, cur);
 	for (slot = 0; slot < NSLOTS && g_store.on; slot++) {
-		blob->gen[slot] = cur[slot] >= 0 ? _item_for(c, s, cur[slot]) : 0;
+		blob->gen[slot] = cur[slot] >= 0 ? _item_for(cur[slot]) : 0;
 	}
 	if (!g_store.on) {
 		free(blob);
@@ -336,22 +387,10 @@ sb_vhost_fdstore_sync(struct sb_vhost_ctrlr *c)
 		SB_ERRLOG("vhost %s: fd store: state not written: %s\n", c->name, strerror(errno));
 	}
 	/* Only now that the state names what it needs may the rest go. */
-	for (i = 0; i < s->nitems;) {
-		bool used = false;
-
-		for (slot = 0; slot < NSLOTS && !used; slot++) {
-			used = blob->gen[slot] == s->items[i].gen;
-		}
-		if (used) {
-			i++;
-			continue;
-		}
-		_remove(c->name, false, s->items[i].gen);
-		close(s->items[i].fd);
-		for (j = i; j + 1 < s->nitems; j++) {
-			s->items[j] = s->items[j + 1];
-		}
-		s->nitems--;
+	memcpy(old, s->gen, sizeof(old));
+	memcpy(s->gen, blob->gen, sizeof(s->gen));
+	for (slot = 0; slot < NSLOTS; slot++) {
+		_release(old[slot]);
 	}
 	if (s->state_gen != 0) {
 		for (i = 0; i < s->nold_state; i++) {
@@ -366,16 +405,16 @@ void
 sb_vhost_fdstore_forget(struct sb_vhost_ctrlr *c)
 {
 	struct sb_vhost_fdstore_slots *s = c->fdstore;
-	uint32_t i;
+	uint32_t old[NSLOTS], i;
+	int slot;
 
 	if (s == NULL) {
 		return;
 	}
-	for (i = 0; i < s->nitems; i++) {
-		if (g_store.on) {
-			_remove(c->name, false, s->items[i].gen);
-		}
-		close(s->items[i].fd);
+	memcpy(old, s->gen, sizeof(old));
+	memset(s->gen, 0, sizeof(s->gen));
+	for (slot = 0; slot < NSLOTS; slot++) {
+		_release(old[slot]);
 	}
 	if (g_store.on && s->state_gen != 0) {
 		_remove(c->name, true, s->state_gen);
@@ -449,9 +488,9 @@ struct _in_fd {
 	char ctrlr[SB_VHOST_NAME_MAX];
 	bool state;
 	uint32_t gen;
-	int fd;
 };
 
+/* "sb/fd/<gen>" (a file) or "sb/<controller>/state/<gen>" (a state memfd). */
 static bool
 _parse_name(const char *name, struct _in_fd *out)
 {
@@ -467,26 +506,32 @@ _parse_name(const char *name, struct _in_fd *out)
 		return false;
 	}
 	*gen_s++ = '\0';
-	kind = strrchr(buf, '/');
-	if (kind == NULL) {
-		return false;
-	}
-	*kind++ = '\0';
 	gen = strtoul(gen_s, &end, 10);
-	if (*gen_s == '\0' || *end != '\0' || gen == 0 || gen >= UINT32_MAX ||
-	    buf[0] == '\0' || strlen(buf) >= sizeof(out->ctrlr) ||
-	    (strcmp(kind, "fd") != 0 && strcmp(kind, "state") != 0)) {
+	if (*gen_s == '\0' || *end != '\0' || gen == 0 || gen >= UINT32_MAX) {
 		return false;
 	}
-	out->state = strcmp(kind, "state") == 0;
 	out->gen = (uint32_t)gen;
+	out->ctrlr[0] = '\0';
+	if (strcmp(buf, "fd") == 0) {
+		out->state = false;
+		return true;
+	}
+	kind = strrchr(buf, '/');
+	if (kind == NULL || strcmp(kind + 1, "state") != 0) {
+		return false;
+	}
+	*kind = '\0';
+	if (buf[0] == '\0' || strlen(buf) >= sizeof(out->ctrlr)) {
+		return false;
+	}
+	out->state = true;
 	snprintf(out->ctrlr, sizeof(out->ctrlr), "%s", buf);
 	return true;
 }
 
-/* The restored entry of ctrlr with generation gen (state: the newest state entry). */
+/* The newest state entry a restart got back for ctrlr. */
 static struct restored *
-_find_restored(const char *ctrlr, bool state, uint32_t gen)
+_find_state(const char *ctrlr)
 {
 	struct restored *best = NULL;
 	uint32_t i;
@@ -494,10 +539,7 @@ _find_restored(const char *ctrlr, bool state, uint32_t gen)
 	for (i = 0; i < g_store.nrestored; i++) {
 		struct restored *r = &g_store.restored[i];
 
-		if (r->fd < 0 || r->state != state || strcmp(r->ctrlr, ctrlr) != 0) {
-			continue;
-		}
-		if (state ? (best == NULL || r->gen > best->gen) : r->gen == gen) {
+		if (r->fd >= 0 && strcmp(r->ctrlr, ctrlr) == 0 && (best == NULL || r->gen > best->gen)) {
 			best = r;
 		}
 	}
@@ -506,28 +548,29 @@ _find_restored(const char *ctrlr, bool state, uint32_t gen)
 
 /* A copy of the file of slot for a field of the record; false when it was not stored. */
 static bool
-_take(const char *ctrlr, const struct fdstore_blob *b, int slot, int *field)
+_take(const struct fdstore_blob *b, int slot, int *field)
 {
-	struct restored *r;
+	uint32_t i;
 
 	if (*field < 0) {
 		return true;
 	}
 	*field = -1;
-	r = b->gen[slot] != 0 ? _find_restored(ctrlr, false, b->gen[slot]) : NULL;
-	if (r == NULL) {
-		return false;
+	for (i = 0; b->gen[slot] != 0 && i < g_store.nitems; i++) {
+		if (g_store.items[i].gen == b->gen[slot]) {
+			/* The entry stays in the store: the controller's first sync finds it. */
+			*field = fcntl(g_store.items[i].fd, F_DUPFD_CLOEXEC, 3);
+			return *field >= 0;
+		}
 	}
-	/* The entry stays ours too: the controller's first sync finds it stored. */
-	*field = fcntl(r->fd, F_DUPFD_CLOEXEC, 3);
-	return *field >= 0;
+	return false;
 }
 
 /* Build the record of one controller; false when its session cannot be restored (*why). */
 static bool
 _restore_one(const char *ctrlr, struct sb_vhost_handoff *h, const char **why)
 {
-	struct restored *st = _find_restored(ctrlr, true, 0);
+	struct restored *st = _find_state(ctrlr);
 	struct fdstore_blob *b;
 	bool ok = true;
 	uint32_t i;
@@ -560,7 +603,7 @@ _restore_one(const char *ctrlr, struct sb_vhost_handoff *h, const char **why)
 	}
 	/* The listening socket comes back even when the session does not. */
 	h->listen_fd = b->rec.listen_fd;
-	_take(ctrlr, b, SLOT_LISTEN, &h->listen_fd);
+	_take(b, SLOT_LISTEN, &h->listen_fd);
 	snprintf(h->socket, sizeof(h->socket), "%s", b->rec.socket);
 	if (b->rec.conn_fd < 0) {
 		*why = "no front-end was connected";
@@ -579,15 +622,15 @@ _restore_one(const char *ctrlr, struct sb_vhost_handoff *h, const char **why)
 		h->why = NULL;
 		h->listen_fd = listen_fd;
 	}
-	ok &= _take(ctrlr, b, SLOT_CONN, &h->conn_fd);
-	ok &= _take(ctrlr, b, SLOT_SLAVE, &h->slave_fd);
-	ok &= _take(ctrlr, b, SLOT_INFLIGHT, &h->inflight_fd);
+	ok &= _take(b, SLOT_CONN, &h->conn_fd);
+	ok &= _take(b, SLOT_SLAVE, &h->slave_fd);
+	ok &= _take(b, SLOT_INFLIGHT, &h->inflight_fd);
 	for (i = 0; i < h->nregions; i++) {
-		ok &= _take(ctrlr, b, SLOT_MEM0 + (int)i, &h->regions[i].fd);
+		ok &= _take(b, SLOT_MEM0 + (int)i, &h->regions[i].fd);
 	}
 	for (i = 0; i < h->nvqs; i++) {
-		ok &= _take(ctrlr, b, SLOT_KICK0 + (int)i, &h->vqs[i].kickfd);
-		ok &= _take(ctrlr, b, SLOT_CALL0 + (int)i, &h->vqs[i].callfd);
+		ok &= _take(b, SLOT_KICK0 + (int)i, &h->vqs[i].kickfd);
+		ok &= _take(b, SLOT_CALL0 + (int)i, &h->vqs[i].callfd);
 		h->vqs[i].running = (b->running & (1u << i)) != 0;
 	}
 	for (i = h->nregions; i < SB_VHOST_HANDOFF_MAX_REGIONS; i++) {
@@ -682,12 +725,19 @@ _do_restore(void *arg)
 		if (in.gen >= g_store.next_gen) {
 			g_store.next_gen = in.gen + 1;
 		}
-		g_store.restored[g_store.nrestored++] = (struct restored){
-			.gen = in.gen, .state = in.state, .fd = a->fds[i],
-		};
-		snprintf(g_store.restored[g_store.nrestored - 1].ctrlr, SB_VHOST_NAME_MAX, "%s",
-			 in.ctrlr);
 		fcntl(a->fds[i], F_SETFD, FD_CLOEXEC);
+		if (!in.state) {
+			/* Stored already: the controllers' first syncs find it here. */
+			if (_item_add(in.gen, a->fds[i]) != 0) {
+				close(a->fds[i]);
+			}
+			continue;
+		}
+		g_store.restored[g_store.nrestored] = (struct restored){ .gen = in.gen,
+									 .fd = a->fds[i] };
+		snprintf(g_store.restored[g_store.nrestored].ctrlr, SB_VHOST_NAME_MAX, "%s",
+			 in.ctrlr);
+		g_store.nrestored++;
 	}
 	for (i = 0; i < g_store.nrestored; i++) {
 		const char *ctrlr = g_store.restored[i].ctrlr;
@@ -756,7 +806,7 @@ sb_vhost_fdstore_restored_done(void)
 {
 	uint32_t i;
 
-	/* What no controller claimed: out of the store, and closed. */
+	/* State entries no controller claimed: out of the store, and closed. */
 	for (i = 0; i < g_store.nrestored; i++) {
 		struct restored *r = &g_store.restored[i];
 
@@ -764,7 +814,7 @@ sb_vhost_fdstore_restored_done(void)
 			continue;
 		}
 		if (g_store.on) {
-			_remove(r->ctrlr, r->state, r->gen);
+			_remove(r->ctrlr, true, r->gen);
 		}
 		close(r->fd);
 		r->fd = -1;
@@ -772,4 +822,13 @@ sb_vhost_fdstore_restored_done(void)
 	free(g_store.restored);
 	g_store.restored = NULL;
 	g_store.nrestored = 0;
+	/* Files no controller names (a restart's leftovers). */
+	for (i = 0; i < g_store.nitems;) {
+		uint32_t before = g_store.nitems;
+
+		_release(g_store.items[i].gen);
+		if (g_store.nitems == before) {
+			i++;
+		}
+	}
 }

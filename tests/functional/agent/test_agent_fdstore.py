@@ -132,9 +132,12 @@ class Service:
             return c.call(method, **params)
 
     def names(self, ctrlr=None):
+        """Stored names; with ctrlr, its state and every file (files are
+        stored once for the whole agent: "sb/fd/<gen>")."""
         names = self.sm.names()
         if ctrlr is not None:
-            names = [n for n in names if n.startswith("sb/%s/" % ctrlr)]
+            names = [n for n in names
+                     if n.startswith("sb/%s/" % ctrlr) or n.startswith("sb/fd/")]
         return sorted(names)
 
     def stored_fd(self, name_prefix):
@@ -209,11 +212,16 @@ def wait_io(svc, name, timeout=30):
 
 
 def kinds(names):
-    """{(ctrlr, kind): [gen, ...]} of stored names "sb/<ctrlr>/<fd|state>/<gen>"."""
+    """{(ctrlr, kind): [gen, ...]} of stored names: "sb/fd/<gen>" (ctrlr
+    None: a file, stored once for every controller using it) and
+    "sb/<ctrlr>/state/<gen>"."""
     out = {}
     for n in names:
-        _sb, ctrlr, kind, gen = n.split("/")
-        out.setdefault((ctrlr, kind), []).append(int(gen))
+        parts = n.split("/")
+        if len(parts) == 3:
+            out.setdefault((None, "fd"), []).append(int(parts[2]))
+        else:
+            out.setdefault((parts[1], parts[2]), []).append(int(parts[3]))
     return out
 
 
@@ -478,13 +486,15 @@ def test_deleted_controller_leaves_the_store(service_factory, base_dir):
         svc.call("bdev_malloc_create", name="m-" + name, num_blocks=2048, block_size=512)
         svc.call("vhost_create_blk_controller", ctrlr=name, dev_name="m-" + name,
                  max_queues=1)
-    wait_names(svc, "d0")
-    kept = wait_names(svc, "d1")
+    wait_names(svc, "d0", fds=2)                # the two listening sockets
+    wait_names(svc, "d1", fds=2)
+    both = svc.names()
     removes = svc.sm.count("FDSTOREREMOVE")
     assert svc.call("vhost_delete_controller", ctrlr="d0") is True
-    wait_for(lambda: svc.names("d0") == [], 10, "the names of d0 to go")
-    assert svc.names() == kept
-    assert svc.sm.count("FDSTOREREMOVE") - removes == 2
+    kept = wait_names(svc, "d1", fds=1)
+    assert [n for n in svc.names() if n.startswith("sb/d0/")] == []
+    assert set(kept) < set(both)
+    assert svc.sm.count("FDSTOREREMOVE") - removes == 2     # its socket and its state
     # A clean stop destroys the controllers, which takes them out of the
     # store (what the product does today); then a start from what is left.
     assert svc.agent.stop() == 0
@@ -494,5 +504,5 @@ def test_deleted_controller_leaves_the_store(service_factory, base_dir):
     took = svc.call("framework_get_process")["takeover"]
     assert took is None or took["adopted"] == [], took
     wait_names(svc, "d1")
-    assert svc.names("d0") == []
+    assert [n for n in svc.names() if n.startswith("sb/d0/")] == []
     assert svc.sm.rejected == 0
