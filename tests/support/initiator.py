@@ -47,3 +47,40 @@ def hostile_cases(binary):
     out = subprocess.run([str(binary), "--hostile", "list"], check=True,
                          capture_output=True, text=True, timeout=30).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+class BackgroundInitiator:
+    """vhost_initiator running in the background; always reaped."""
+
+    def __init__(self, binary, sock, *args):
+        self.cmd = [str(binary), "--socket", str(sock)] + [str(a) for a in args]
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.out = self.err = None
+
+    def wait(self, timeout=60):
+        try:
+            self.out, self.err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("initiator still running after %ss: %s" % (timeout, self.cmd))
+        return self.proc.returncode
+
+    def result(self):
+        start = (self.out or "").find("{")
+        return json.loads(self.out[start:]) if start >= 0 else None
+
+    def describe(self):
+        return "rc=%s\nstdout:\n%s\nstderr:\n%s" % (self.proc.returncode, self.out, self.err)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.out, self.err = self.proc.communicate(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.kill()

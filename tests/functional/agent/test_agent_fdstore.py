@@ -14,11 +14,9 @@ Kept light (qd 8, 8 MiB ranges, one reactor): the machine has 2 cores and
 may run other tests meanwhile.
 """
 
-import json
 import os
 import re
 import signal
-import subprocess
 import time
 
 import pytest
@@ -26,6 +24,7 @@ import pytest
 from spdk_backend.agent import client as agent_client
 from tests.support import agent_proc
 from tests.support import fdstore
+from tests.support.initiator import BackgroundInitiator
 
 MB = 1 << 20
 IMAGE_BYTES = 64 * MB
@@ -48,48 +47,6 @@ STATE_READ_WHY = {
     "garbage": "the stored state is not one this agent reads",
     "torn": "the stored state is torn",
 }
-
-
-@pytest.fixture(scope="module")
-def initiator(native_tools):
-    return native_tools / "vhost_initiator"
-
-
-class Initiator:
-    """vhost_initiator running in the background; always reaped."""
-
-    def __init__(self, binary, sock, *args):
-        self.cmd = [str(binary), "--socket", str(sock)] + [str(a) for a in args]
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        self.out = self.err = None
-
-    def wait(self, timeout=60):
-        try:
-            self.out, self.err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError("initiator still running after %ss: %s" % (timeout, self.cmd))
-        return self.proc.returncode
-
-    def result(self):
-        start = (self.out or "").find("{")
-        return json.loads(self.out[start:]) if start >= 0 else None
-
-    def describe(self):
-        return "rc=%s\nstdout:\n%s\nstderr:\n%s" % (self.proc.returncode, self.out, self.err)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.out, self.err = self.proc.communicate(timeout=10)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.kill()
 
 
 class Service:
@@ -290,7 +247,7 @@ def test_ten_crashes_under_a_two_queue_verify_run(service_factory, base_dir, ini
     spacing = 1.2
     after_first = after_last = None
     takeovers = []
-    with Initiator(initiator, sock, *KEPT_WORKLOAD, "--queues", "2", "--time", "17") as ini:
+    with BackgroundInitiator(initiator, sock, *KEPT_WORKLOAD, "--queues", "2", "--time", "17") as ini:
         wait_io(svc, "v0")
         stored = wait_settled(svc, "v0")
         # One entry per distinct file: the listening and connected sockets,
@@ -353,7 +310,7 @@ def test_front_end_without_inflight_region_is_not_restored(service_factory, base
     svc = service_factory()
     sock = make_controller(svc, base_dir, "nf", max_queues=1)
     inode = os.stat(sock).st_ino
-    with Initiator(initiator, sock, *LOST_WORKLOAD) as lost:
+    with BackgroundInitiator(initiator, sock, *LOST_WORKLOAD) as lost:
         wait_io(svc, "nf")
         stored = wait_settled(svc, "nf")
         # The listening and connected sockets, guest memory, one kick and
@@ -372,7 +329,7 @@ def test_front_end_without_inflight_region_is_not_restored(service_factory, base
     assert "took over 0 session(s) without a disconnect" in log, log
     # The same listening socket (from the store), never re-bound.
     assert os.stat(sock).st_ino == inode
-    with Initiator(initiator, sock, *CHECK_WORKLOAD) as again:
+    with BackgroundInitiator(initiator, sock, *CHECK_WORKLOAD) as again:
         assert again.wait(60) == 0, again.describe() + svc.log()
     check_result(again)
     wait_names(svc, "nf")
@@ -396,7 +353,7 @@ def test_unreadable_stored_state_is_not_restored(service_factory, base_dir, init
     """
     svc = service_factory()
     sock = make_controller(svc, base_dir, "cx", max_queues=1)
-    with Initiator(initiator, sock, *LOST_WORKLOAD, "--inflight") as lost:
+    with BackgroundInitiator(initiator, sock, *LOST_WORKLOAD, "--inflight") as lost:
         wait_io(svc, "cx")
         stored = wait_settled(svc, "cx")
         assert count(stored, "fd") == 6, stored     # the same and an inflight region
@@ -417,7 +374,7 @@ def test_unreadable_stored_state_is_not_restored(service_factory, base_dir, init
     assert "vhost cx: session not restored from the fd store: %s" % STATE_READ_WHY[damage] \
         in log, log
     assert "took over 0 session(s) without a disconnect" in log, log
-    with Initiator(initiator, sock, *CHECK_WORKLOAD, "--inflight") as again:
+    with BackgroundInitiator(initiator, sock, *CHECK_WORKLOAD, "--inflight") as again:
         assert again.wait(60) == 0, again.describe() + svc.log()
     check_result(again)
     names = wait_names(svc, "cx")
@@ -427,7 +384,7 @@ def test_unreadable_stored_state_is_not_restored(service_factory, base_dir, init
              "the agent to close the old guest memory")
     assert svc.sm.rejected == 0
     # And the next crash is survived again, from the state the new process wrote.
-    with Initiator(initiator, sock, *KEPT_WORKLOAD, "--time", "3") as kept:
+    with BackgroundInitiator(initiator, sock, *KEPT_WORKLOAD, "--time", "3") as kept:
         wait_io(svc, "cx")
         wait_settled(svc, "cx")
         svc.restart()
@@ -450,13 +407,13 @@ def test_fd_store_off_sends_only_ready_and_a_crash_disconnects(service_factory, 
     """
     svc = service_factory(fd_store="false")
     sock = make_controller(svc, base_dir, "off", max_queues=1)
-    with Initiator(initiator, sock, *LOST_WORKLOAD, "--inflight") as lost:
+    with BackgroundInitiator(initiator, sock, *LOST_WORKLOAD, "--inflight") as lost:
         wait_io(svc, "off")
         assert svc.names() == []
         svc.restart()
         assert svc.call("framework_get_process")["takeover"] is None
         assert lost.wait(30) != 0, lost.describe()
-    with Initiator(initiator, sock, *CHECK_WORKLOAD, "--inflight") as again:
+    with BackgroundInitiator(initiator, sock, *CHECK_WORKLOAD, "--inflight") as again:
         assert again.wait(60) == 0, again.describe() + svc.log()
     messages = list(svc.sm.messages)
     assert len(messages) == 2, messages

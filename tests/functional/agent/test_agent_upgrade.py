@@ -32,6 +32,7 @@ from spdk_backend.agent import handoff as agent_handoff
 from spdk_backend.agent import service
 from tests.support import agent_proc
 from tests.support import fake_engine
+from tests.support.initiator import BackgroundInitiator
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -46,48 +47,6 @@ WORKLOAD = ["--rw", "randrw", "--verify", "--qd", "8", "--interrupt", "--json",
 GONE_WORKLOAD = ["--rw", "randrw", "--verify", "--qd", "8", "--interrupt", "--json",
                  "--size-limit", "8M", "--io-timeout", "3", "--timeout-ms", "20000",
                  "--time", "30"]
-
-
-@pytest.fixture(scope="module")
-def initiator(native_tools):
-    return native_tools / "vhost_initiator"
-
-
-class Initiator:
-    """vhost_initiator running in the background; always reaped."""
-
-    def __init__(self, binary, sock, *args):
-        self.cmd = [str(binary), "--socket", str(sock)] + [str(a) for a in args]
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        self.out = self.err = None
-
-    def wait(self, timeout=60):
-        try:
-            self.out, self.err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError("initiator still running after %ss: %s" % (timeout, self.cmd))
-        return self.proc.returncode
-
-    def result(self):
-        start = (self.out or "").find("{")
-        return json.loads(self.out[start:]) if start >= 0 else None
-
-    def describe(self):
-        return "rc=%s\nstdout:\n%s\nstderr:\n%s" % (self.proc.returncode, self.out, self.err)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.out, self.err = self.proc.communicate(timeout=10)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.kill()
 
 
 def make_controller(c, base_dir, name, max_queues=2):
@@ -146,7 +105,7 @@ def test_framework_upgrade_keeps_a_two_queue_front_end(agent, base_dir, initiato
         sock = make_controller(c, base_dir, "vhost.0")
         before = c.call("framework_get_process")
     assert before["takeover"] is None
-    with Initiator(initiator, sock, *WORKLOAD, "--queues", "2", "--time", "6") as ini:
+    with BackgroundInitiator(initiator, sock, *WORKLOAD, "--queues", "2", "--time", "6") as ini:
         wait_io(agent, "vhost.0")
         asked = call(agent, "framework_upgrade")
         assert asked["pid"] == before["pid"] == agent.proc.pid
@@ -181,7 +140,7 @@ def test_sighup_and_connects_during_the_upgrade_window(agent, base_dir, initiato
         probe_sock = make_controller(c, base_dir, "probe", max_queues=1)
         before = c.call("framework_get_process")
     ready_lines = agent.log().count("ready (pid")
-    with Initiator(initiator, busy, *WORKLOAD, "--time", "5") as running:
+    with BackgroundInitiator(initiator, busy, *WORKLOAD, "--time", "5") as running:
         wait_io(agent, "busy")
         assert not controller(agent, "idle")["connected"]
         os.kill(agent.proc.pid, signal.SIGHUP)
@@ -196,7 +155,7 @@ def test_sighup_and_connects_during_the_upgrade_window(agent, base_dir, initiato
             probe.connect(probe_sock)
         finally:
             probe.close()
-        with Initiator(initiator, idle, *WORKLOAD, "--time", "1") as late:
+        with BackgroundInitiator(initiator, idle, *WORKLOAD, "--time", "1") as late:
             in_window = agent.log().count("ready (pid") == ready_lines
             after = wait_new_process(agent, before["started_at"])
             assert late.wait(60) == 0, late.describe() + agent.log()
@@ -278,8 +237,8 @@ def test_controller_not_recreated_is_disconnected_and_reported(agent, base_dir, 
             assert len(sub["config"]) == len(calls) - 1
     with open(agent.state_file, "w") as f:
         json.dump(config, f)
-    with Initiator(initiator, kept, *WORKLOAD, "--time", "4") as ok, \
-            Initiator(initiator, gone, *GONE_WORKLOAD) as lost:
+    with BackgroundInitiator(initiator, kept, *WORKLOAD, "--time", "4") as ok, \
+            BackgroundInitiator(initiator, gone, *GONE_WORKLOAD) as lost:
         wait_io(agent, "kept")
         wait_io(agent, "gone")
         upgrade = subprocess.run(
@@ -436,7 +395,7 @@ def test_exec_failure_goes_on_in_the_same_process(base_dir, initiator, monkeypat
             sock = make_controller(c, base_dir, "inproc", max_queues=1)
             before = c.call("framework_get_process")
         here = types.SimpleNamespace(rpc_socket=opts.rpc_socket)
-        with Initiator(initiator, sock, *WORKLOAD, "--time", "5") as ini:
+        with BackgroundInitiator(initiator, sock, *WORKLOAD, "--time", "5") as ini:
             wait_io(here, "inproc")
             with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
                 c.call("framework_upgrade")
