@@ -25,6 +25,7 @@ from spdk_backend.agent import client as agent_client
 from tests.support import agent_proc
 from tests.support import fdstore
 from tests.support.initiator import BackgroundInitiator
+from tests.support.polling import wait_for
 
 MB = 1 << 20
 IMAGE_BYTES = 64 * MB
@@ -138,17 +139,6 @@ def make_controller(svc, base_dir, name, max_queues=2):
     svc.call("vhost_create_blk_controller", ctrlr=name, dev_name="u-" + name,
              max_queues=max_queues)
     return svc.call("vhost_get_controllers", name=name)[0]["socket"]
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(0.02)
 
 
 def controller(svc, name):

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import types
 
 import pytest
@@ -33,6 +32,7 @@ from spdk_backend.agent import service
 from tests.support import agent_proc
 from tests.support import fake_engine
 from tests.support.initiator import BackgroundInitiator
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -67,17 +67,6 @@ def call(agent, method, timeout=30, **params):
 def controller(agent, name):
     (info,) = call(agent, "vhost_get_controllers", name=name)
     return info
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(0.02)
 
 
 def wait_io(agent, name, timeout=30):
