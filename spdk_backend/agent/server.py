@@ -97,6 +97,12 @@ class RpcServer:
         self._detached = True
         return fd
 
+    def stop_accepting(self):
+        """Accept no new connection (those waiting stay queued on the socket
+        for whoever listens next); connections already open go on."""
+        if self._server is not None:
+            self._server.close()
+
     async def close(self):
         if self._server is not None:
             self._server.close()

@@ -267,6 +267,10 @@ class Agent:
             if self._upgrade:
                 LOG.info("upgrade asked: handing every session over")
                 self._rpc_fd = self.server.detach()
+                self.server.stop_accepting()
+                # Calls already taken finish and their replies go out first.
+                await loop.run_in_executor(self.executor, lambda: None)
+                await asyncio.sleep(UPGRADE_GRACE_S / 4)
             else:
                 LOG.info("shutting down")
         finally:
