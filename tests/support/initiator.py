@@ -11,6 +11,7 @@ mismatches, 2 usage, 3 connection/protocol failure.
 
 import collections
 import json
+import os
 import subprocess
 
 InitiatorResult = collections.namedtuple("InitiatorResult",
@@ -84,3 +85,15 @@ class BackgroundInitiator:
     def __exit__(self, *exc):
         if self.proc.poll() is None:
             self.kill()
+
+
+def make_uring_controller(client, base_dir, name, max_queues=2, image_bytes=64 << 20):
+    """A controller ``name`` on a uring bdev "u-<name>" over a new sparse
+    file in base_dir; its socket path.  ``client`` has ``call(method, **params)``."""
+    img = os.path.join(base_dir, name + ".img")
+    with open(img, "wb") as f:
+        f.truncate(image_bytes)
+    client.call("bdev_uring_create", name="u-" + name, filename=img)
+    client.call("vhost_create_blk_controller", ctrlr=name, dev_name="u-" + name,
+                max_queues=max_queues)
+    return client.call("vhost_get_controllers", name=name)[0]["socket"]

@@ -24,7 +24,7 @@ import pytest
 from spdk_backend.agent import client as agent_client
 from tests.support import agent_proc
 from tests.support import fdstore
-from tests.support.initiator import BackgroundInitiator
+from tests.support.initiator import BackgroundInitiator, make_uring_controller
 from tests.support.polling import wait_for
 
 MB = 1 << 20
@@ -132,13 +132,7 @@ def service_factory(base_dir):
 
 
 def make_controller(svc, base_dir, name, max_queues=2):
-    img = os.path.join(base_dir, name + ".img")
-    with open(img, "wb") as f:
-        f.truncate(IMAGE_BYTES)
-    svc.call("bdev_uring_create", name="u-" + name, filename=img)
-    svc.call("vhost_create_blk_controller", ctrlr=name, dev_name="u-" + name,
-             max_queues=max_queues)
-    return svc.call("vhost_get_controllers", name=name)[0]["socket"]
+    return make_uring_controller(svc, base_dir, name, max_queues, IMAGE_BYTES)
 
 
 def controller(svc, name):

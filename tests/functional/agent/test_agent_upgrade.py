@@ -31,7 +31,7 @@ from spdk_backend.agent import handoff as agent_handoff
 from spdk_backend.agent import service
 from tests.support import agent_proc
 from tests.support import fake_engine
-from tests.support.initiator import BackgroundInitiator
+from tests.support.initiator import BackgroundInitiator, make_uring_controller
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -50,13 +50,7 @@ GONE_WORKLOAD = ["--rw", "randrw", "--verify", "--qd", "8", "--interrupt", "--js
 
 
 def make_controller(c, base_dir, name, max_queues=2):
-    img = os.path.join(base_dir, name + ".img")
-    with open(img, "wb") as f:
-        f.truncate(IMAGE_BYTES)
-    c.call("bdev_uring_create", name="u-" + name, filename=img)
-    c.call("vhost_create_blk_controller", ctrlr=name, dev_name="u-" + name,
-           max_queues=max_queues)
-    return c.call("vhost_get_controllers", name=name)[0]["socket"]
+    return make_uring_controller(c, base_dir, name, max_queues, IMAGE_BYTES)
 
 
 def call(agent, method, timeout=30, **params):
