@@ -7,8 +7,9 @@ sd_listen_fds_with_names(3), systemd.service(5)): datagrams of
 passed to a started service from fd 3 on, ``$LISTEN_FDS`` of them, named
 by ``$LISTEN_FDNAMES`` (colon-separated), for the process ``$LISTEN_PID``.
 
-The agent says ``READY=1`` once it serves (``Type=notify``),
-``RELOADING=1`` before it re-executes itself, and the engine keeps the
+The agent says ``READY=1`` once it serves (``Type=notify``); an upgrading
+agent makes its successor the main process (``MAINPID=``) with
+``RELOADING=1`` in the same datagram, and the engine keeps the
 guests' sessions in the fd store (vhost_fdstore.c sends its own
 ``FDSTORE=1`` datagrams).
 """
@@ -54,10 +55,22 @@ def ready(status=None):
     return notify("READY=1" + ("\nSTATUS=%s" % status if status else ""))
 
 
-def reloading(status=None):
+def _reloading():
     # systemd.service(5): RELOADING=1 carries the CLOCK_MONOTONIC time it was sent.
     usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-    return notify("RELOADING=1\nMONOTONIC_USEC=%d" % usec +
+    return "RELOADING=1\nMONOTONIC_USEC=%d" % usec
+
+
+def reloading(status=None):
+    return notify(_reloading() + ("\nSTATUS=%s" % status if status else ""))
+
+
+def handed_over(pid, status=None):
+    """Make ``pid`` (this service's process that took over) the main
+    process, and say the service reloads until it sends ``READY=1``.  One
+    datagram: once the main pid changes, the manager takes nothing more
+    from this process (``NotifyAccess=main``)."""
+    return notify("MAINPID=%d\n" % pid + _reloading() +
                   ("\nSTATUS=%s" % status if status else ""))
 
 

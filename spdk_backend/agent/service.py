@@ -25,7 +25,7 @@ from spdk_backend.agent import state as agent_state
 LOG = logging.getLogger(__name__)
 
 LOCK_FILE = "agent.lock"
-# framework_upgrade answers before the agent re-executes.
+# framework_upgrade answers before the agent hands over.
 UPGRADE_GRACE_S = 0.2
 
 
@@ -117,6 +117,13 @@ class Agent:
         self._upgrade = False
         self._rpc_fd = None         # the RPC listening socket, between two processes
         self.handoff = None         # what the previous process handed over
+        self.predecessor = None     # the process handing over to this one
+
+    def _start_engine(self):
+        os.makedirs(self.opts.vhost_socket_dir, mode=0o750, exist_ok=True)
+        self.engine = self._make_engine()
+        self.engine.start()
+        LOG.info("engine started on cores %s", getattr(self.engine, "cores", "?"))
 
     def _make_engine(self):
         if self._engine_factory is not None:
@@ -130,13 +137,26 @@ class Agent:
                              vhost_socket_mode=getattr(self.opts, "vhost_socket_mode", None),
                              vhost_socket_group=getattr(self.opts, "vhost_socket_group", None))
 
-    def _take_handoff(self):
-        """What the previous process of this agent handed over, if it did."""
-        try:
-            self.handoff = agent_handoff.take()
-        except agent_handoff.HandoffError as exc:
-            LOG.error("%s", exc)
-            self.handoff = None
+    def _take_handoff(self, handoff=None):
+        """What the previous process of this agent handed over, if it did: in
+        ``handoff``, over the handover socket (this process is a successor),
+        or by an exec (an earlier release)."""
+        self._handoff_source = "upgrade"
+        if handoff is None and self.predecessor is not None:
+            pred, self.predecessor = self.predecessor, None
+            try:
+                handoff = pred.receive(timeout=2 * agent_handoff.SUCCESSOR_START_S)
+            except agent_handoff.HandoffError as exc:
+                raise exception.SpdkBackendException(
+                    "no handover from the serving process (it goes on serving): %s" % exc)
+            pred.wait_go()
+        if handoff is None:
+            self._handoff_source = "exec"
+            try:
+                handoff = agent_handoff.take()
+            except agent_handoff.HandoffError as exc:
+                LOG.error("%s", exc)
+        self.handoff = handoff
         if self.handoff is None:
             return
         LOG.info("taking over from process %s (agent %s): %d controller(s), %d session(s)",
@@ -162,7 +182,7 @@ class Agent:
 
     def _stage_sessions(self):
         """Give the engine the sessions a previous process left, before the
-        controllers are re-created: handed over by exec (an upgrade), or
+        controllers are re-created: handed over by an upgrade, or
         kept in the service manager's fd store (a crash).  Also starts
         storing this process's sessions.  (staged, source, session names)."""
         passed = sdnotify.listen_fds()
@@ -172,7 +192,7 @@ class Agent:
             LOG.info("keeping every session in the service manager's fd store (%s)", store)
         if self.handoff is not None:
             agent_handoff.close_fds(fd for fd, _ in passed)
-            return self._stage_handoff(), "exec", self.handoff.sessions
+            return self._stage_handoff(), self._handoff_source, self.handoff.sessions
         ours = [(fd, name) for fd, name in passed if name.startswith("sb/")]
         agent_handoff.close_fds(fd for fd, name in passed if not name.startswith("sb/"))
         if ours and store is None:
@@ -192,23 +212,31 @@ class Agent:
                  len(ours), len(handed), ", ".join(handed) or "none")
         return True, "fd store", handed
 
-    def prepare(self):
-        """Lock, load the state file and start the engine (no socket yet)."""
+    def prepare(self, handoff=None):
+        """Lock, load the state file and start the engine (no socket yet).
+
+        A successor (started by a serving agent to take over from it) starts
+        its engine first, says it is ready, and only then takes the handoff:
+        what comes before is not part of the guests' pause."""
         os.makedirs(self.opts.state_dir, mode=0o750, exist_ok=True)
-        self._take_handoff()
-        if self.lock.fd is None:
-            try:
+        if handoff is None:
+            self.predecessor = agent_handoff.Predecessor.from_environ()
+        try:
+            if self.predecessor is not None:
+                self._start_engine()
+                self.predecessor.ready()
+            self._take_handoff(handoff)
+            if self.lock.fd is None:
                 self.lock.acquire()
-            except BaseException:
-                if self.handoff is not None:
-                    agent_handoff.close_fds(self.handoff.fds)
-                raise
+        except BaseException:
+            if self.handoff is not None:
+                agent_handoff.close_fds(self.handoff.fds)
+            self.shutdown()
+            raise
         try:
             config = agent_state.load_file(self.state.path)
-            os.makedirs(self.opts.vhost_socket_dir, mode=0o750, exist_ok=True)
-            self.engine = self._make_engine()
-            self.engine.start()
-            LOG.info("engine started on cores %s", getattr(self.engine, "cores", "?"))
+            if self.engine is None:
+                self._start_engine()
             ctx = agent_dispatcher.Context(self.engine, self.state,
                                            vhost_socket_dir=self.opts.vhost_socket_dir,
                                            version=__version__,
@@ -314,34 +342,56 @@ class Agent:
             self.lock.release()
 
     def hand_over(self):
-        """Export every session, stop the engine and exec the agent's command
-        line again.  Returns only when that could not be done: serving goes on
-        (in this process, with what it handed over if the exec failed)."""
+        """Start a successor, hand every session over to it and return True
+        (this process then exits).  False when that could not be done:
+        serving goes on in this process, with its sessions."""
+        try:
+            successor = agent_handoff.Successor.spawn()
+        except OSError as exc:
+            LOG.error("upgrade: cannot start %s: %s; going on in this process",
+                      " ".join(agent_handoff.command_line()[1]), exc)
+            return False
+        LOG.info("upgrade: new process %d started; waiting until it is ready", successor.pid)
+        try:
+            successor.wait_ready()
+        except agent_handoff.HandoffError as exc:
+            LOG.error("upgrade: %s; going on in this process", exc)
+            successor.abandon()
+            return False
         try:
             records = self.engine.vhost_handoff_export()
         except exception.SpdkBackendException as exc:
             LOG.error("upgrade refused: %s", exc)
-            return
+            successor.abandon()
+            return False
         for rec in records:
             if rec["why"]:
                 LOG.warning("controller %s: its session is not handed over (%s): its "
                             "front-end reconnects where it was told to", rec["name"],
                             rec["why"])
-        LOG.info("re-executing: %d session(s) handed to the new process",
-                 sum(1 for rec in records if rec["conn_fd"] >= 0))
-        mfd = agent_handoff.write(records, rpc_fd=self._rpc_fd, lock_fd=self.lock.fd)
-        sdnotify.reloading("re-executing; sessions handed over")
+        mfd = agent_handoff.write(records, rpc_fd=self._rpc_fd, lock_fd=self.lock.fd,
+                                  inheritable=False)
+        fds = agent_handoff.read_doc(mfd)["fds"]
+        try:
+            successor.hand(mfd, fds)
+        except agent_handoff.HandoffError as exc:
+            LOG.error("upgrade: %s; taking the sessions back in this process", exc)
+            successor.abandon()
+            # As a new process would: the engine starts anew and adopts them.
+            self.shutdown(keep_lock=True)
+            self.prepare(handoff=agent_handoff.take_fd(mfd))
+            return False
+        # The successor holds its own copies of every fd now.  Stop the engine
+        # before it goes on: the bdevs let go of their files (and their
+        # locks), which the successor opens again.
+        agent_handoff.close_fds([mfd] + [fd for fd in fds if fd != self.lock.fd])
         self._rpc_fd = None
         self.shutdown(keep_lock=True)
-        os.set_inheritable(self.lock.fd, True)
-        try:
-            agent_handoff.exec_self(mfd)
-        except OSError as exc:
-            LOG.error("cannot re-execute %s: %s; going on in this process",
-                      " ".join(agent_handoff.command_line()[1]), exc)
-        # Take the handoff back, as the new process would have.
-        os.environ[agent_handoff.ENV] = str(mfd)
-        self.prepare()
+        sdnotify.handed_over(successor.pid, "handed over to process %d" % successor.pid)
+        successor.go()
+        LOG.info("upgrade: %d session(s) handed to process %d; this process exits",
+                 sum(1 for rec in records if rec["conn_fd"] >= 0), successor.pid)
+        return True
 
     def run(self):
         self.prepare()
@@ -356,7 +406,8 @@ class Agent:
                 return
             self._upgrade = False
             try:
-                self.hand_over()
+                if self.hand_over():
+                    return
             except BaseException:
                 self.shutdown()
                 raise

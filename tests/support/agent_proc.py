@@ -5,8 +5,13 @@
 until it answers ``spdk_get_version``.  ``stop()`` sends SIGTERM and waits;
 ``kill9()`` simulates a crash; ``log()`` returns what the daemon printed.
 Leaving the ``with`` block always stops it.
+
+An upgrade hands the agent over to a new process (agent/handoff.py) that
+is not the test's child: ``wait_ready()`` and ``wait_upgraded()`` follow it
+(``proc`` becomes a ``ProcessHandle`` on its pid).
 """
 
+import fcntl
 import os
 import shutil
 import signal
@@ -16,6 +21,7 @@ import tempfile
 import time
 
 from spdk_backend.agent import client as agent_client
+from tests.support.pidhandle import ProcessHandle
 
 
 def agent_command():
@@ -64,23 +70,55 @@ class AgentProcess:
             self.wait_ready(timeout)
         return self
 
+    def _process(self):
+        """framework_get_process of the agent answering now, or None."""
+        if not os.path.exists(self.rpc_socket):
+            return None
+        try:
+            with agent_client.AgentClient(self.rpc_socket, timeout=5,
+                                          connect_timeout=1) as c:
+                return c.call("framework_get_process")
+        except Exception:
+            return None
+
+    def follow(self, pid):
+        """The agent is process ``pid`` now (it took over from ``proc``)."""
+        if self.proc is None or pid != self.proc.pid:
+            if self.proc is not None:
+                try:
+                    self.proc.wait(30)  # the old process exits once it handed over
+                except subprocess.TimeoutExpired:
+                    pass
+            self.proc = ProcessHandle(pid)
+
     def wait_ready(self, timeout=30):
+        """Until the agent answers; follows a process that took over.  An
+        agent that exited with status 0 may have handed over: only an
+        answer or the timeout ends the wait then."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("agent exited with %s:\n%s" % (self.proc.returncode,
-                                                                 self.log()))
-            if os.path.exists(self.rpc_socket):
-                try:
-                    with agent_client.AgentClient(self.rpc_socket, timeout=5,
-                                                  connect_timeout=1) as c:
-                        c.call("spdk_get_version")
-                    return
-                except Exception:
-                    pass
+            rc = self.proc.poll()
+            if rc is not None and rc != 0:
+                raise RuntimeError("agent exited with %s:\n%s" % (rc, self.log()))
+            proc = self._process()
+            if proc is not None:
+                self.follow(proc["pid"])
+                return proc
             time.sleep(0.05)
         self.kill9()
         raise RuntimeError("agent not ready in %ss:\n%s" % (timeout, self.log()))
+
+    def wait_upgraded(self, started_at, timeout=60):
+        """Until a process started after ``started_at`` (framework_get_process)
+        answers, and follow it; its framework_get_process."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self._process()
+            if proc is not None and proc["started_at"] != started_at:
+                self.follow(proc["pid"])
+                return proc
+            time.sleep(0.05)
+        raise RuntimeError("no new agent process in %ss:\n%s" % (timeout, self.log()))
 
     def wait_exit(self, timeout=30):
         try:
@@ -90,14 +128,37 @@ class AgentProcess:
             self.proc.wait(10)
             raise
 
+    def _follow_lock_holder(self):
+        """After an upgrade nobody followed: the process holding the state
+        lock (it writes its pid there) is the agent."""
+        if self.proc is None or self.proc.poll() is None:
+            return
+        try:
+            with open(os.path.join(self.state_dir, "agent.lock")) as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return  # nobody holds it: no agent
+                except BlockingIOError:
+                    pass
+                pid = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if pid > 0 and pid != self.proc.pid:
+            try:
+                self.proc = ProcessHandle(pid)
+            except ProcessLookupError:
+                pass
+
     def stop(self, timeout=30):
         """SIGTERM and wait; the exit code."""
+        self._follow_lock_holder()
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         return self.wait_exit(timeout)
 
     def kill9(self):
+        self._follow_lock_holder()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)

@@ -9,6 +9,11 @@ sd_listen_fds(3)):
 * it listens on a datagram socket passed as ``$NOTIFY_SOCKET`` and takes
   only messages whose sender (SO_PASSCRED) is the main process;
 * ``READY=1``, ``RELOADING=1`` and ``STATUS=`` are recorded;
+* ``MAINPID=`` makes another process the main one, as systemd does
+  (``service_notify_message``: the rest of that datagram still counts as
+  the old main's) when the new pid belongs to the service: systemd asks
+  its cgroup, this asks its session (``start()`` gives the service a
+  session of its own, as systemd does); ``main_pids`` keeps the history;
 * ``FDSTORE=1`` with ``FDNAME=`` keeps the attached fds under that name
   (up to ``max_fds``, more are closed and counted); as systemd
   (``service_add_fd_store``), an fd whose open file is already stored is
@@ -32,6 +37,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from tests.support.pidhandle import ProcessHandle
 
 _LAUNCHER = """
 import fcntl, os, sys
@@ -79,6 +86,10 @@ class ServiceManager:
         self.duplicates = 0      # fds of an open file already stored
         self.bad_names = 0       # FDNAMEs systemd refuses
         self.proc = None
+        self.main_pids = []      # every main pid, in order
+        self.refused_pids = 0    # MAINPID= of a process not the main one's child
+        self._replaced = []      # earlier main processes we started, to reap
+        self._sid = None         # the service's session
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(self.path)
@@ -121,6 +132,8 @@ class ServiceManager:
                 return
             msg = dict(line.split("=", 1) for line in text.split("\n") if "=" in line)
             self.messages.append(msg)
+            if "MAINPID" in msg:
+                self._set_main(msg["MAINPID"], pid)
             if msg.get("FDSTOREREMOVE") == "1":
                 name = msg.get("FDNAME", "")
                 keep = []
@@ -149,6 +162,22 @@ class ServiceManager:
                 fds = []
             for fd in fds:
                 os.close(fd)
+
+    def _set_main(self, value, sender):
+        try:
+            new = int(value)
+            ours = os.getsid(new) == self._sid
+        except (ValueError, OSError):
+            ours = False
+        if not ours:
+            self.refused_pids += 1
+            return
+        if new == sender:
+            return
+        if isinstance(self.proc, subprocess.Popen):
+            self._replaced.append(self.proc)
+        self.proc = ProcessHandle(new)
+        self.main_pids.append(new)
 
     def names(self):
         with self._lock:
@@ -191,10 +220,18 @@ class ServiceManager:
         cmd = [sys.executable, "-c", _LAUNCHER, ",".join(map(str, sources))] + list(argv)
         with self._lock:
             self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
-                                         stderr=subprocess.STDOUT, pass_fds=tuple(sources))
+                                         stderr=subprocess.STDOUT, pass_fds=tuple(sources),
+                                         start_new_session=True)
+            self._sid = self.proc.pid
+            self.main_pids.append(self.proc.pid)
         return self.proc
 
     def close(self):
+        for proc in self._replaced:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
         self._stop.set()
         self._thread.join(5)
         self._sock.close()

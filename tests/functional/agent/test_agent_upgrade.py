@@ -1,27 +1,33 @@
-"""The agent re-executes itself without disconnecting its front-ends.
+"""The agent hands itself over to a new process without disconnecting its
+front-ends.
 
 A real agent (tests/support/agent_proc.py) and the C initiator playing
 QEMU's part (randrw with --verify: it exits non-zero on any I/O error,
-verify mismatch or disconnect).  ``framework_upgrade`` and SIGHUP hand
-every session, the controllers' listening sockets and the RPC socket to
-the new process (agent/handoff.py, native/lib/vhost/vhost_handoff.c); a
-handed-over controller that the new process does not re-create loses its
-front-end and is reported; a live migration refuses the upgrade; an exec
-that fails leaves the agent serving in the same process.
+verify mismatch or disconnect).  ``framework_upgrade`` and SIGHUP start a
+successor and hand it every session, the controllers' listening sockets
+and the RPC socket (agent/handoff.py, native/lib/vhost/vhost_handoff.c);
+the old process exits.  A handed-over controller that the new process
+does not re-create loses its front-end and is reported; a live migration
+refuses the upgrade; a successor that cannot start, reads another handoff
+version, or dies before it took the handoff leaves the agent serving in
+the old process.
 
 Kept light (short runs, qd 8, small ranges): the machine has 2 cores and
 may run other tests meanwhile.
 """
 
 import asyncio
+import datetime
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import types
 
 import pytest
@@ -72,29 +78,19 @@ def wait_io(agent, name, timeout=30):
     wait_for(reading, timeout, "I/O on %s" % name)
 
 
-def wait_new_process(agent, started_at, timeout=60):
-    """framework_get_process of the process that replaced the one started at `started_at`."""
-    def new():
-        try:
-            proc = call(agent, "framework_get_process", timeout=5)
-        except Exception:
-            return None
-        return proc if proc["started_at"] != started_at else None
-    return wait_for(new, timeout, "the new agent process")
-
-
 def test_framework_upgrade_keeps_a_two_queue_front_end(agent, base_dir, initiator):
     with agent.client() as c:
         sock = make_controller(c, base_dir, "vhost.0")
         before = c.call("framework_get_process")
     assert before["takeover"] is None
+    old = agent.proc
     with BackgroundInitiator(initiator, sock, *WORKLOAD, "--queues", "2", "--time", "6") as ini:
         wait_io(agent, "vhost.0")
         asked = call(agent, "framework_upgrade")
-        assert asked["pid"] == before["pid"] == agent.proc.pid
+        assert asked["pid"] == before["pid"] == old.pid
         assert asked["started_at"] == before["started_at"]
         assert asked["sessions"] == ["vhost.0"]
-        after = wait_new_process(agent, before["started_at"])
+        after = agent.wait_upgraded(before["started_at"])
         assert ini.proc.poll() is None, "the workload ended before the upgrade"
         # "adopted" holds while the adopted session lasts.
         info = controller(agent, "vhost.0")
@@ -104,7 +100,10 @@ def test_framework_upgrade_keeps_a_two_queue_front_end(agent, base_dir, initiato
     assert res is not None, ini.describe()
     assert res["errors"] == 0 and res["verify_mismatches"] == 0 and not res["fatal"], res
     assert res["main"]["verified"] > 0 and res["readback"]["verified"] == res["blocks"], res
-    assert after["pid"] == agent.proc.pid and agent.proc.poll() is None
+    # A new process took over; the old one exited cleanly once it had handed over.
+    assert after["pid"] == agent.proc.pid != old.pid and agent.proc.poll() is None
+    assert old.wait(30) == 0
+    assert after["takeover"]["source"] == "upgrade"
     assert after["takeover"]["from_pid"] == before["pid"]
     assert after["takeover"]["handed"] == ["vhost.0"]
     assert after["takeover"]["adopted"] == ["vhost.0"]
@@ -115,6 +114,47 @@ def test_framework_upgrade_keeps_a_two_queue_front_end(agent, base_dir, initiato
     assert "took over 1 session(s) without a disconnect: vhost.0" in log
 
 
+class _Prober(threading.Thread):
+    """Connects to (and closes) a unix socket every 2 ms, once each, never
+    retrying: a listener closed at any moment shows as a refusal
+    (ECONNREFUSED, or ENOENT once unlinked).  EAGAIN is a listener whose
+    backlog is full (nobody accepts while the agent changes process): alive."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path = path
+        self.stop = threading.Event()
+        self.attempts = []           # wall-clock times the listener was there
+        self.refused = []
+
+    def run(self):
+        while not self.stop.is_set():
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.settimeout(5)
+                s.connect(self.path)
+                self.attempts.append(time.time())
+            except BlockingIOError:
+                self.attempts.append(time.time())
+            except OSError as exc:
+                self.refused.append((time.time(), exc))
+            finally:
+                s.close()
+            time.sleep(0.002)
+
+
+def _log_times(log, pattern):
+    """Wall-clock times of the log lines matching pattern (C or Python stamps)."""
+    out = []
+    for line in log.splitlines():
+        if re.search(pattern, line):
+            m = re.match(r"\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[.,](\d+)", line)
+            if m:
+                stamp = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
+                out.append(stamp.timestamp() + float("0." + m.group(2)))
+    return out
+
+
 def test_sighup_and_connects_during_the_upgrade_window(agent, base_dir, initiator):
     with agent.client() as c:
         busy = make_controller(c, base_dir, "busy", max_queues=1)
@@ -122,32 +162,36 @@ def test_sighup_and_connects_during_the_upgrade_window(agent, base_dir, initiato
         # Only connected to (and closed) during the upgrade: a listener test.
         probe_sock = make_controller(c, base_dir, "probe", max_queues=1)
         before = c.call("framework_get_process")
-    ready_lines = agent.log().count("ready (pid")
+    prober = _Prober(probe_sock)
     with BackgroundInitiator(initiator, busy, *WORKLOAD, "--time", "5") as running:
         wait_io(agent, "busy")
         assert not controller(agent, "idle")["connected"]
         os.kill(agent.proc.pid, signal.SIGHUP)
-        # The old process is going away: connect to idle controllers now.
-        wait_for(lambda: "re-executing:" in agent.log(), 10,
-                 "the agent to re-execute")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.settimeout(5)
-            # ECONNREFUSED (or ENOENT) if the listener were closed at any
-            # point: the initiator below would retry, this does not.
-            probe.connect(probe_sock)
-        finally:
-            probe.close()
+        # The old process still serves while its successor starts.
+        wait_for(lambda: "waiting until it is ready" in agent.log(), 30, "the successor")
+        prober.start()
+        # A front-end that connects while the agent changes process.
         with BackgroundInitiator(initiator, idle, *WORKLOAD, "--time", "1") as late:
-            in_window = agent.log().count("ready (pid") == ready_lines
-            after = wait_new_process(agent, before["started_at"])
+            after = agent.wait_upgraded(before["started_at"])
             assert late.wait(60) == 0, late.describe() + agent.log()
-        assert in_window, "the new process was ready before the connect: not in the window"
+        time.sleep(0.1)
+        prober.stop.set()
+        prober.join(10)
         assert running.wait(60) == 0, running.describe() + agent.log()
-    assert after["pid"] == before["pid"] == agent.proc.pid
-    assert after["takeover"]["handed"] == ["busy"]
-    assert after["takeover"]["adopted"] == ["busy"]
-    assert after["takeover"]["lost"] == []
+    log = agent.log()
+    # Never refused, and connected to while no process served it: after the
+    # old process let go of the listener, before the new one was ready.
+    assert prober.refused == [], prober.refused
+    # The export lets go of every listener at once (busy's line).
+    (exported,) = _log_times(log, r"vhost busy: session handed over")
+    (ready,) = _log_times(log, r"ready \(pid %d\)" % after["pid"])
+    assert any(exported <= t <= ready for t in prober.attempts), (exported, ready)
+    assert after["pid"] == agent.proc.pid != before["pid"]
+    # The late front-end (or a probe) may have connected before the export:
+    # then its session was handed over too.
+    took = after["takeover"]
+    assert "busy" in took["handed"] and sorted(took["adopted"]) == sorted(took["handed"])
+    assert took["lost"] == []
     assert "vhost busy: session taken over from the previous process (1 rings resumed)" \
         in agent.log()
     # A new front-end on controllers that had none at the upgrade.
@@ -181,8 +225,8 @@ def test_rpc_socket_is_handed_over(agent):
     assert asked["started_at"] == before["started_at"]
     # The old process stops serving: from here on, no process accepts
     # until the new one serves the handed-over socket.
-    wait_for(lambda: "re-executing:" in agent.log(), 10,
-             "the agent to re-execute")
+    wait_for(lambda: "upgrade asked" in agent.log(), 10,
+             "the agent to stop serving")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(5)
@@ -197,7 +241,8 @@ def test_rpc_socket_is_handed_over(agent):
     assert reply.get("id") == 7 and "result" in reply, reply
     proc = reply["result"]
     assert proc["started_at"] != before["started_at"]
-    assert proc["pid"] == before["pid"] == agent.proc.pid
+    agent.follow(proc["pid"])
+    assert proc["pid"] != before["pid"]
     took = proc["takeover"]
     assert (took["from_pid"], took["from_version"]) == (before["pid"], before["version"])
     assert (took["handed"], took["adopted"], took["lost"]) == ([], [], [])
@@ -321,7 +366,7 @@ def test_upgrade_refused_while_dirty_pages_are_logged(agent, base_dir):
     # Once the migration is over, it upgrades.
     wait_for(lambda: not controller(agent, "mig")["connected"], 10, "the disconnect")
     call(agent, "framework_upgrade")
-    assert wait_new_process(agent, before["started_at"])["pid"] == before["pid"]
+    assert agent.wait_upgraded(before["started_at"])["pid"] != before["pid"]
 
 
 class _ThreadedAgent:
@@ -341,7 +386,8 @@ class _ThreadedAgent:
                 if not self.agent._upgrade:
                     return
                 self.agent._upgrade = False
-                self.agent.hand_over()
+                if self.agent.hand_over():
+                    return
                 self.handovers += 1
         except BaseException as exc:
             self.error = exc
@@ -361,17 +407,42 @@ class _ThreadedAgent:
         self.agent.shutdown()
 
 
-def test_exec_failure_goes_on_in_the_same_process(base_dir, initiator, monkeypatch, caplog):
-    execs = []
+# Successors that fail, in order of how far they get: the old process keeps
+# its sessions (before the export) or takes them back (after it).
+_FAILING_SUCCESSOR = """
+import os, socket, sys
+s = socket.socket(fileno=int(os.environ["%s"]))
+mode = sys.argv[1]
+if mode == "cannot-start":
+    sys.exit(3)
+if mode == "other-version":
+    s.sendall(b"ready 7")
+    s.recv(16)          # until the old process gives up on it
+    sys.exit(0)
+if mode == "dies-holding-the-handoff":
+    s.sendall(b"ready %d")
+    socket.recv_fds(s, 256, 1)
+    sys.exit(4)
+""" % (agent_handoff.SUCCESSOR_ENV, agent_handoff.VERSION)
 
-    def no_exec(mfd):
-        execs.append(mfd)
-        raise OSError(8, "Exec format error")
-    monkeypatch.setattr(agent_handoff, "exec_self", no_exec)
+_FAILURES = {
+    "cannot-start": "exited before it was ready (exit status 3); going on in this process",
+    "other-version": "reads handoff version(s) [7], not %d; going on in this process"
+                     % agent_handoff.VERSION,
+    "dies-holding-the-handoff": "; taking the sessions back in this process",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(_FAILURES))
+def test_a_failing_successor_leaves_the_agent_serving(mode, base_dir, initiator, monkeypatch,
+                                                      caplog):
+    argv = [sys.executable, "-c", _FAILING_SUCCESSOR, mode]
+    monkeypatch.setattr(agent_handoff, "command_line", lambda: (sys.executable, argv))
     monkeypatch.delenv(agent_handoff.ENV, raising=False)
     opts = fake_engine.agent_opts(base_dir, allowed_backing_dirs=[tempfile.gettempdir()],
                                   allowed_block_devices=())
     running = _ThreadedAgent(opts)
+    taken_back = mode == "dies-holding-the-handoff"
     try:
         running.start()
         with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
@@ -382,17 +453,27 @@ def test_exec_failure_goes_on_in_the_same_process(base_dir, initiator, monkeypat
             wait_io(here, "inproc")
             with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
                 c.call("framework_upgrade")
-            after = wait_new_process(here, before["started_at"])
+            wait_for(lambda: running.handovers == 1, 60, "the upgrade attempt")
+            after = call(here, "framework_get_process")
             assert ini.proc.poll() is None, "the workload ended before the upgrade"
-            assert controller(here, "inproc")["adopted"] is True
+            info = controller(here, "inproc")
+            assert info["connected"] and info["adopted"] is taken_back, info
             assert ini.wait(60) == 0, ini.describe()
         assert running.error is None, running.error
-        assert running.handovers == 1 and len(execs) == 1
-        assert "Exec format error; going on in this process" in caplog.text
+        assert _FAILURES[mode] in caplog.text, caplog.text
         assert after["pid"] == before["pid"] == os.getpid()
-        assert after["takeover"]["adopted"] == ["inproc"]
-        assert after["takeover"]["lost"] == []
+        if taken_back:
+            # The engine started anew in this process and adopted its own sessions.
+            assert after["started_at"] != before["started_at"]
+            assert after["takeover"]["adopted"] == ["inproc"]
+            assert after["takeover"]["lost"] == []
+        else:
+            # Nothing was exported: the same engine went on serving.
+            assert after["started_at"] == before["started_at"]
+            assert after["takeover"] is None
+            assert "session handed over" not in caplog.text
         assert agent_handoff.ENV not in os.environ
+        assert agent_handoff.SUCCESSOR_ENV not in os.environ
     finally:
         running.stop()
     # Nothing the handoff moved around is left open in this process.

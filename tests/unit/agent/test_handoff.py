@@ -1,4 +1,5 @@
-"""agent/handoff.py: the memfd a re-executing agent hands to its next process.
+"""agent/handoff.py: the memfd an upgrading agent hands to its next process,
+and the socket protocol between the two.
 
 Real fds throughout (pipes, memfds): what is checked is which of them are
 open, closed or inheritable afterwards.
@@ -6,7 +7,8 @@ open, closed or inheritable afterwards.
 
 import json
 import os
-import sys
+import socket
+import threading
 
 import pytest
 
@@ -159,15 +161,163 @@ def test_take_refused_version_closes_memfd_and_fds(pipes):
     assert not any(is_open(fd) for fd in fds)
 
 
-def test_exec_failure_raises_and_forgets_the_variable(monkeypatch, tmp_path):
-    """A real execv of a program that is not there: OSError, and the
-    variable meant for the new process is gone again."""
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
-    monkeypatch.delenv(handoff.ENV, raising=False)
-    mfd = os.memfd_create("handoff-test")
+# ---- between two live processes ----
+
+def test_remap_renumbers_every_fd_field():
+    rec = record("c0", listen_fd=10, conn_fd=11, kick=12, call=13, region_fd=14)
+    rec["slave_fd"], rec["inflight_fd"] = 15, 16
+    rec["vqs"].append({"kickfd": 17, "callfd": -1})
+    raw = json.loads(doc(rpc_fd=20, lock_fd=21, fds=list(range(10, 18)) + [20, 21],
+                         controllers=[rec]))
+    table = {fd: fd + 100 for fd in raw["fds"]}
+    del table[17]                        # not sent: no fd here
+    got = handoff.remap(raw, table)
+    (out,) = got["controllers"]
+    assert (out["listen_fd"], out["conn_fd"], out["slave_fd"], out["inflight_fd"]) == \
+        (110, 111, 115, 116)
+    assert out["regions"][0]["fd"] == 114 and out["regions"][0]["gpa"] == 0
+    assert out["vqs"] == [{"kickfd": 112, "callfd": 113}, {"kickfd": -1, "callfd": -1}]
+    assert (got["rpc_fd"], got["lock_fd"]) == (120, 121)
+    assert got["fds"] == sorted(table.values())
+    assert raw["controllers"][0]["listen_fd"] == 10        # the input is left alone
+    assert handoff.remap(json.loads(doc(rpc_fd=5)), {})["rpc_fd"] is None
+
+
+class _Exited:
+    """The successor's process, for handing over to a thread of this one."""
+
+    pid = 4343
+
+    def wait(self, timeout=None):
+        return 0
+
+    def poll(self):
+        return 0
+
+    def kill(self):
+        pass
+
+
+def _pair():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    return handoff.Successor(_Exited(), ours), handoff.Predecessor(theirs)
+
+
+def _inode(fd):
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def test_hand_over_more_fds_than_one_message_carries(pipes):
+    """Over a real socketpair, as the two processes do: 260 fds (two
+    SCM_RIGHTS messages), renumbered on arrival, each the same open file."""
+    fds = pipes(130)
+    half = len(fds) // 2
+    recs = [dict(record("c%d" % i, listen_fd=fds[i], conn_fd=fds[half + i]), why=None)
+            for i in range(half)]
+    mfd = handoff.write(recs, inheritable=False)
+    sent = handoff.read_doc(mfd)["fds"]
+    assert len(sent) == 260 > handoff.FDS_PER_MESSAGE
+    old, new = _pair()
+    result = {}
+
+    def successor():
+        new.ready()
+        result["handoff"] = new.receive(timeout=10)
+        new.wait_go(timeout=10)
+
+    t = threading.Thread(target=successor)
+    t.start()
     try:
-        with pytest.raises(FileNotFoundError):
-            handoff.exec_self(mfd)
+        old.wait_ready(timeout=10)
+        old.hand(mfd, sent, timeout=10)
+        old.go()
     finally:
+        t.join(10)
+        handoff.close_fds([mfd])
+    got = result["handoff"]
+    try:
+        assert got.sessions == ["c%d" % i for i in range(half)]
+        assert len(got.fds) == 260 and not set(got.fds) & set(fds)
+        for i, rec in enumerate(got.controllers):
+            assert _inode(rec["listen_fd"]) == _inode(fds[i])
+            assert _inode(rec["conn_fd"]) == _inode(fds[half + i])
+        assert not any(os.get_inheritable(fd) for fd in got.fds)
+    finally:
+        handoff.close_fds(got.fds)
+
+
+def test_a_successor_reading_another_version_is_refused_before_the_export():
+    old, new = _pair()
+    new.sock.sendall(b"ready 2 3")
+    with pytest.raises(handoff.HandoffError) as err:
+        old.wait_ready(timeout=5)
+    assert "reads handoff version(s) [2, 3], not %d" % handoff.VERSION in str(err.value)
+    old.sock.close()
+    new.sock.close()
+
+
+def test_a_successor_that_exits_before_it_is_ready():
+    old, new = _pair()
+    new.sock.close()
+    with pytest.raises(handoff.HandoffError) as err:
+        old.wait_ready(timeout=5)
+    assert "exited before it was ready (exit status 0)" in str(err.value)
+
+
+def test_a_silent_successor_times_out():
+    old, new = _pair()
+    with pytest.raises(handoff.HandoffError) as err:
+        old.wait_ready(timeout=0.2)
+    assert "no answer" in str(err.value)
+    new.sock.close()
+
+
+def test_the_successor_refuses_a_handoff_it_cannot_read_and_says_why(pipes):
+    fds = pipes()
+    mfd = os.memfd_create("handoff-test")
+    os.write(mfd, doc(version=99, agent_version="9.9", fds=fds))
+    old, new = _pair()
+    errors = []
+
+    def successor():
+        try:
+            new.receive(timeout=10)
+        except handoff.HandoffError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=successor)
+    t.start()
+    try:
+        with pytest.raises(handoff.HandoffError) as err:
+            old.hand(mfd, fds, timeout=10)
+    finally:
+        t.join(10)
         os.close(mfd)
-    assert handoff.ENV not in os.environ
+    assert "refused the handoff" in str(err.value) and "version 99" in str(err.value)
+    assert len(errors) == 1
+    # The sender's fds are its own still; the successor closed its copies.
+    assert all(is_open(fd) for fd in fds)
+
+
+def test_the_successor_is_told_when_the_old_process_keeps_its_sessions():
+    old, new = _pair()
+    old.sock.close()
+    with pytest.raises(handoff.HandoffError) as err:
+        new.receive(timeout=5)
+    assert "the old process kept its sessions" in str(err.value)
+
+
+def test_predecessor_from_environ():
+    assert handoff.Predecessor.from_environ({}) is None
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    environ = {handoff.SUCCESSOR_ENV: str(b.detach())}
+    pred = handoff.Predecessor.from_environ(environ)
+    assert environ == {}
+    assert not pred.sock.get_inheritable()
+    pred.ready()
+    assert a.recv(16) == b"ready %d" % handoff.VERSION
+    pred.sock.close()
+    a.close()
+    with pytest.raises(handoff.HandoffError):
+        handoff.Predecessor.from_environ({handoff.SUCCESSOR_ENV: "x"})

@@ -159,6 +159,51 @@ def test_ready_and_reloading(notify_sock, monkeypatch):
     assert set(msg) == {"RELOADING", "MONOTONIC_USEC", "STATUS"}
 
 
+def test_handed_over_is_one_datagram(notify_sock, monkeypatch):
+    """MAINPID= and RELOADING=1 together: once the main pid changes, a
+    second datagram from the old process would be refused (NotifyAccess=main)."""
+    sock, path = notify_sock
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    assert sdnotify.handed_over(4242, "handed over to process 4242") is True
+    text, fds, pid = receive(sock)
+    msg = dict(line.split("=", 1) for line in text.split("\n"))
+    assert msg["MAINPID"] == "4242" and msg["RELOADING"] == "1"
+    assert int(msg["MONOTONIC_USEC"]) > 0 and msg["STATUS"] == "handed over to process 4242"
+    assert fds == [] and pid == os.getpid()
+
+
+def test_service_manager_follows_mainpid_within_the_service(tmp_path):
+    """tests/support/fdstore.py as systemd: MAINPID= from the main process
+    names a process of the service (its session here, its cgroup there);
+    from then on only that process is heard.  A pid outside the service is
+    refused."""
+    head = "import os, subprocess, sys, time\nsys.path.insert(0, %r)\n" \
+           "from spdk_backend.agent import sdnotify\n" % os.getcwd()
+    child = tmp_path / "child.py"
+    child.write_text(head + "time.sleep(0.3)\nsdnotify.ready('child')\ntime.sleep(30)\n")
+    script = tmp_path / "svc.py"
+    script.write_text(head + (
+        "child = subprocess.Popen([sys.executable, %r])\n"
+        "sdnotify.notify('MAINPID=%%d' %% os.getppid())\n"     # not in the service
+        "sdnotify.handed_over(child.pid, 'to the child')\n"
+        "sdnotify.ready('old')\n"                              # not main any more
+        "time.sleep(30)\n" % str(child)))
+    sm = fdstore.ServiceManager()
+    first = sm.start([sys.executable, str(script)])
+    try:
+        sm.wait_for("READY", count=1, timeout=20)
+        assert len(sm.main_pids) == 2 and sm.main_pids[0] == first.pid
+        assert sm.proc.pid == sm.main_pids[1] != first.pid
+        assert sm.refused_pids == 1
+        assert [m.get("STATUS") for m in sm.messages] == [None, "to the child", "child"]
+        assert sm.rejected == 1                         # the old process's READY=1
+    finally:
+        for proc in (sm.proc, first):
+            proc.kill()
+            proc.wait(10)
+        sm.close()
+
+
 # ---- listen_fds ----
 
 def test_listen_fds_for_another_pid_is_empty_and_unset():
