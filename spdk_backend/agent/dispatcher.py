@@ -43,10 +43,13 @@ class Context:
         self.allowed_block_devices = tuple(allowed_block_devices or ())
         self.version = version
         self.started_at = time.time()
-        # Set by the agent: asks it to re-execute itself (framework_upgrade).
+        # Set by the agent: asks it to hand itself over to a new process
+        # (framework_upgrade).
         self.request_upgrade = None
         # What this process took over from the previous one (framework_get_process).
         self.takeover = None
+        # The last upgrade this agent could not do: {"at", "reason"} (framework_get_process).
+        self.upgrade_failed = None
 
 
 def error_from_exception(exc):

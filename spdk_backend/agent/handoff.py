@@ -249,7 +249,13 @@ def _recv(sock, timeout, maxfds=FDS_PER_MESSAGE):
         ready, _, _ = select.select([sock], [], [], max(timeout, 0))
         if not ready:
             raise HandoffError(reason="no answer in %.0f s" % timeout)
-    msg, fds, flags, _ = socket.recv_fds(sock, 256, maxfds)
+    try:
+        msg, fds, flags, _ = socket.recv_fds(sock, 256, maxfds)
+    except ConnectionResetError:
+        # The peer went away with messages of ours unread.
+        return b"", []
+    except OSError as exc:
+        raise HandoffError(reason="the handover socket: %s" % exc.strerror) from None
     if flags & socket.MSG_CTRUNC:
         close_fds(fds)
         raise HandoffError(reason="more fds in one message than %d" % maxfds)

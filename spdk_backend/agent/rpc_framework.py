@@ -97,8 +97,9 @@ def framework_upgrade(ctx, p):
 
 @rpc.method("framework_get_process", inline=True)
 def framework_get_process(ctx, p):
-    """This agent process: pid, version, when it started (each re-execution
-    starts anew) and what it took over from the previous one (null after a
-    plain start)."""
+    """This agent process: pid, version, when it started (each process that
+    takes over starts anew), what it took over from the previous one (null
+    after a plain start) and the last upgrade that failed (null if none):
+    the agent went on serving then."""
     return {"pid": os.getpid(), "version": ctx.version, "started_at": ctx.started_at,
-            "takeover": ctx.takeover}
+            "takeover": ctx.takeover, "upgrade_failed": ctx.upgrade_failed}

@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import signal
+import time
 
 from spdk_backend import __version__
 from spdk_backend import exception
@@ -111,6 +112,7 @@ class Agent:
         self.lock = StateLock(opts.state_dir)
         self.state = agent_state.AgentState(opts.state_dir)
         self.executor = None
+        self.dispatcher = None
         self.server = None
         self._stop = None
         self._loop = None
@@ -118,6 +120,7 @@ class Agent:
         self._rpc_fd = None         # the RPC listening socket, between two processes
         self.handoff = None         # what the previous process handed over
         self.predecessor = None     # the process handing over to this one
+        self.upgrade_failed = None  # the last upgrade that failed: {"at", "reason"}
 
     def _start_engine(self):
         os.makedirs(self.opts.vhost_socket_dir, mode=0o750, exist_ok=True)
@@ -137,11 +140,11 @@ class Agent:
                              vhost_socket_mode=getattr(self.opts, "vhost_socket_mode", None),
                              vhost_socket_group=getattr(self.opts, "vhost_socket_group", None))
 
-    def _take_handoff(self, handoff=None):
+    def _take_handoff(self, handoff=None, source="upgrade"):
         """What the previous process of this agent handed over, if it did: in
         ``handoff``, over the handover socket (this process is a successor),
         or by an exec (an earlier release)."""
-        self._handoff_source = "upgrade"
+        self._handoff_source = source
         if handoff is None and self.predecessor is not None:
             pred, self.predecessor = self.predecessor, None
             try:
@@ -212,7 +215,7 @@ class Agent:
                  len(ours), len(handed), ", ".join(handed) or "none")
         return True, "fd store", handed
 
-    def prepare(self, handoff=None):
+    def prepare(self, handoff=None, source="upgrade"):
         """Lock, load the state file and start the engine (no socket yet).
 
         A successor (started by a serving agent to take over from it) starts
@@ -225,7 +228,7 @@ class Agent:
             if self.predecessor is not None:
                 self._start_engine()
                 self.predecessor.ready()
-            self._take_handoff(handoff)
+            self._take_handoff(handoff, source)
             if self.lock.fd is None:
                 self.lock.acquire()
         except BaseException:
@@ -245,6 +248,7 @@ class Agent:
                                            allowed_block_devices=getattr(
                                                self.opts, "allowed_block_devices", ()))
             ctx.request_upgrade = self.request_upgrade
+            ctx.upgrade_failed = self.upgrade_failed
             self.executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="rpc-engine")
             self.dispatcher = agent_dispatcher.Dispatcher(ctx, self.executor)
@@ -341,6 +345,13 @@ class Agent:
         if not keep_lock:
             self.lock.release()
 
+    def _upgrade_failed(self, reason, taken_back=False):
+        LOG.error("upgrade: %s; %s", reason, "taking the sessions back in this process"
+                  if taken_back else "going on in this process")
+        self.upgrade_failed = {"at": time.time(), "reason": reason}
+        if self.dispatcher is not None:
+            self.dispatcher.ctx.upgrade_failed = self.upgrade_failed
+
     def hand_over(self):
         """Start a successor, hand every session over to it and return True
         (this process then exits).  False when that could not be done:
@@ -348,20 +359,20 @@ class Agent:
         try:
             successor = agent_handoff.Successor.spawn()
         except OSError as exc:
-            LOG.error("upgrade: cannot start %s: %s; going on in this process",
-                      " ".join(agent_handoff.command_line()[1]), exc)
+            self._upgrade_failed("cannot start %s: %s" % (
+                " ".join(agent_handoff.command_line()[1]), exc))
             return False
         LOG.info("upgrade: new process %d started; waiting until it is ready", successor.pid)
         try:
             successor.wait_ready()
         except agent_handoff.HandoffError as exc:
-            LOG.error("upgrade: %s; going on in this process", exc)
+            self._upgrade_failed(str(exc))
             successor.abandon()
             return False
         try:
             records = self.engine.vhost_handoff_export()
         except exception.SpdkBackendException as exc:
-            LOG.error("upgrade refused: %s", exc)
+            self._upgrade_failed("refused: %s" % exc)
             successor.abandon()
             return False
         for rec in records:
@@ -375,11 +386,11 @@ class Agent:
         try:
             successor.hand(mfd, fds)
         except agent_handoff.HandoffError as exc:
-            LOG.error("upgrade: %s; taking the sessions back in this process", exc)
+            self._upgrade_failed(str(exc), taken_back=True)
             successor.abandon()
             # As a new process would: the engine starts anew and adopts them.
             self.shutdown(keep_lock=True)
-            self.prepare(handoff=agent_handoff.take_fd(mfd))
+            self.prepare(handoff=agent_handoff.take_fd(mfd), source="taken back")
             return False
         # The successor holds its own copies of every fd now.  Stop the engine
         # before it goes on: the bdevs let go of their files (and their

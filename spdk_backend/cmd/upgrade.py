@@ -1,11 +1,13 @@
 """``spdk-backend upgrade``: restart the agent without disconnecting a guest.
 
-The agent re-executes its own command line (the program on disk now, so a
+The agent starts its own command line again (the program on disk now, so a
 package upgrade takes effect) and hands every vhost-user session to the new
 process (docs/agent.md, "Upgrades and restarts").  This command asks for it
 (``framework_upgrade``), waits until the new process answers, and says how
 many sessions it took over; it fails when one was lost (that guest's disk
-then depends on QEMU reconnecting).
+then depends on QEMU reconnecting), and when the upgrade failed (the new
+process could not start, for one): the agent then goes on serving as it
+was, and this says why.
 """
 
 import time
@@ -15,13 +17,25 @@ from spdk_backend.agent import client as agent_client
 from spdk_backend.cmd import cli
 
 
-def _wait_new_process(args, started_at, timeout):
+class UpgradeFailed(exception.SpdkBackendException):
+    msg_fmt = "the upgrade failed (the agent goes on serving in process %(pid)s): %(reason)s"
+
+
+def _failed_since(proc, asked_at):
+    failed = proc.get("upgrade_failed")
+    return failed if failed and failed["at"] >= asked_at else None
+
+
+def _wait_new_process(args, started_at, timeout, asked_at=0.0):
     deadline = time.monotonic() + timeout
     while True:
         try:
             with agent_client.AgentClient(args.rpc_socket, timeout=10,
                                           connect_timeout=5) as c:
                 proc = c.call("framework_get_process")
+            failed = _failed_since(proc, asked_at)
+            if failed:
+                raise UpgradeFailed(pid=proc["pid"], reason=failed["reason"])
             if proc["started_at"] != started_at:
                 return proc
         except (exception.AgentUnavailable, exception.AgentError):
@@ -33,9 +47,10 @@ def _wait_new_process(args, started_at, timeout):
 
 
 def _run(args):
+    asked_at = time.time()
     asked = args.client.call("framework_upgrade")
     args.client.close()
-    proc = _wait_new_process(args, asked["started_at"], args.timeout)
+    proc = _wait_new_process(args, asked["started_at"], args.timeout, asked_at)
     took = proc["takeover"] or {"handed": [], "adopted": [], "lost": []}
     missing = sorted(set(asked["sessions"]) - set(took["adopted"]))
     if args.json:

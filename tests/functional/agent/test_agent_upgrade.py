@@ -356,7 +356,7 @@ def test_upgrade_refused_while_dirty_pages_are_logged(agent, base_dir):
         assert "live migration" in str(err.value)
         # SIGHUP asks no question: the engine refuses the export.
         os.kill(agent.proc.pid, signal.SIGHUP)
-        wait_for(lambda: "upgrade refused" in agent.log(), 10, "the refusal")
+        wait_for(lambda: "upgrade: refused" in agent.log(), 10, "the refusal")
         proc = call(agent, "framework_get_process")
         assert proc["started_at"] == before["started_at"] and proc["takeover"] is None
         info = controller(agent, "mig")
@@ -453,7 +453,8 @@ def test_a_failing_successor_leaves_the_agent_serving(mode, base_dir, initiator,
             wait_io(here, "inproc")
             with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
                 c.call("framework_upgrade")
-            wait_for(lambda: running.handovers == 1, 60, "the upgrade attempt")
+            wait_for(lambda: running.handovers == 1 or running.error, 60, "the upgrade attempt")
+            assert running.error is None, repr(running.error)
             after = call(here, "framework_get_process")
             assert ini.proc.poll() is None, "the workload ended before the upgrade"
             info = controller(here, "inproc")
@@ -487,3 +488,40 @@ def _open_files():
             yield os.readlink("/proc/self/fd/" + fd)
         except FileNotFoundError:      # the fd listdir used
             pass
+
+
+def test_a_new_version_that_cannot_start_leaves_the_old_one_serving(agent, base_dir,
+                                                                     initiator):
+    """The operator's broken upgrade (here: a config file the new process
+    cannot parse): ``spdk-backend upgrade`` fails and says why, the agent
+    goes on serving its front-end in the same process, untouched; once the
+    file is fixed the upgrade goes through."""
+    with agent.client() as c:
+        sock = make_controller(c, base_dir, "kept", max_queues=1)
+        before = c.call("framework_get_process")
+    with open(agent.conf_file) as f:
+        good = f.read()
+    cli = [sys.executable, "-m", "spdk_backend.cmd.cli", "--rpc-socket", agent.rpc_socket,
+           "upgrade"]
+    with BackgroundInitiator(initiator, sock, *WORKLOAD, "--time", "4") as ini:
+        wait_io(agent, "kept")
+        with open(agent.conf_file, "w") as f:
+            f.write(good + "\nthis is not an ini line\n")
+        res = subprocess.run(cli, capture_output=True, text=True, timeout=90)
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "the upgrade failed (the agent goes on serving in process %d)" % before["pid"] \
+            in res.stderr, res.stderr
+        assert "exited before it was ready (exit status 2)" in res.stderr, res.stderr
+        proc = call(agent, "framework_get_process")
+        assert (proc["pid"], proc["started_at"]) == (before["pid"], before["started_at"])
+        assert proc["takeover"] is None and proc["upgrade_failed"]["at"] > 0
+        assert agent.proc.poll() is None
+        info = controller(agent, "kept")
+        assert info["connected"] and not info["adopted"], info
+        assert ini.wait(60) == 0, ini.describe() + agent.log()
+    assert "session handed over" not in agent.log()
+    with open(agent.conf_file, "w") as f:
+        f.write(good)
+    res = subprocess.run(cli, capture_output=True, text=True, timeout=90)
+    assert res.returncode == 0 and "upgraded to" in res.stdout, res.stdout + res.stderr
+    assert agent.wait_upgraded(before["started_at"])["upgrade_failed"] is None
