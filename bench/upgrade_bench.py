@@ -75,9 +75,9 @@ def _run(agent, sock, args, event, manager):
 
 def _timeline(log):
     """Milliseconds from the last export to the last resume (agent log stamps)."""
-    stamp = r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\]"
-    ex = re.findall(stamp + r".*session handed over", log)
-    re_ = re.findall(stamp + r".*session taken over from the previous process", log)
+    stamp = r"^\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)"
+    ex = re.findall(stamp + r".*session handed over", log, re.M)
+    re_ = re.findall(stamp + r".*session taken over from the previous process", log, re.M)
     if not ex or not re_:
         return None
     from datetime import datetime

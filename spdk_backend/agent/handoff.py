@@ -71,6 +71,12 @@ class Handoff:
         self.pid = pid
         self.agent_version = agent_version
 
+    def all_fds(self):
+        """Every fd the controllers, the RPC socket and the lock hold."""
+        fds = {fd for rec in self.controllers for fd in record_fds(rec)}
+        fds |= {fd for fd in (self.rpc_fd, self.lock_fd) if fd is not None}
+        return sorted(fds)
+
     @property
     def sessions(self):
         """Names of the controllers whose session was handed over."""
@@ -246,8 +252,10 @@ SUCCESSOR_START_S = 60.0
 def _recv(sock, timeout, maxfds=FDS_PER_MESSAGE):
     """One message: (bytes, fds); (b"", []) at EOF; HandoffError on timeout."""
     if timeout is not None:
-        ready, _, _ = select.select([sock], [], [], max(timeout, 0))
-        if not ready:
+        # poll, not select: an agent with many guests holds fds past 1024.
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(max(timeout, 0) * 1000):
             raise HandoffError(reason="no answer in %.0f s" % timeout)
     try:
         msg, fds, flags, _ = socket.recv_fds(sock, 256, maxfds)
@@ -418,10 +426,15 @@ class Predecessor:
         self.sock.sendall(b"taken")
         return handoff
 
-    def wait_go(self, timeout=SUCCESSOR_START_S):
-        """Until the old process has made this one the service's process."""
+    def wait_go(self):
+        """Until the old process has made this one the service's process and
+        let go of its files ("go"), or is gone (EOF): never a timeout, since
+        going on while it still holds the bdevs' files would fail them."""
         try:
-            _recv(self.sock, timeout, maxfds=1)
-        except HandoffError:
-            LOG.warning("the old process did not confirm the handover; going on")
+            msg, fds = _recv(self.sock, None, maxfds=1)
+            close_fds(fds)
+        except HandoffError as exc:
+            msg = str(exc).encode()
+        if msg != b"go":
+            LOG.warning("the old process did not say go (%r); going on", msg[:64])
         self.sock.close()

@@ -3,6 +3,7 @@
 import logging
 import signal
 import sys
+import time
 
 from oslo_config import cfg
 
@@ -15,10 +16,19 @@ from spdk_backend.agent import state as agent_state
 LOG = logging.getLogger("spdk_backend.agent")
 
 
+class Formatter(logging.Formatter):
+    """The agent's one line format, the engine's lines included
+    (engine_log.py): local time to the microsecond, pid, level, logger."""
+
+    def formatTime(self, record, datefmt=None):
+        return "%s.%06d" % (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created)),
+                            int((record.created % 1) * 1e6))
+
+
 def setup_logging(opts):
     handler = (logging.FileHandler(opts.log_file) if opts.log_file
                else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter(
+    handler.setFormatter(Formatter(
         "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

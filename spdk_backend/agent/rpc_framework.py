@@ -80,12 +80,13 @@ def framework_wait_init(ctx, p):
 
 @rpc.method("framework_upgrade")
 def framework_upgrade(ctx, p):
-    """Re-execute the agent (the program on disk now) without disconnecting
-    any guest: every vhost-user session is handed to the new process
-    (agent/handoff.py).  The reply comes first; the agent then restarts
-    under the same pid.  Refused while a live migration logs dirty pages."""
+    """Hand the agent over to a new process (the program on disk now)
+    without disconnecting any guest: every vhost-user session goes to it
+    (agent/handoff.py).  The reply comes first; the new process then
+    answers with another pid.  Refused while a live migration logs dirty
+    pages."""
     if ctx.request_upgrade is None:
-        raise jsonrpc.RpcError(jsonrpc.INTERNAL_ERROR, "this process cannot re-execute itself")
+        raise jsonrpc.RpcError(jsonrpc.INTERNAL_ERROR, "this process cannot hand itself over")
     busy = [c["ctrlr"] for c in ctx.engine.vhost_get_controllers() if c.get("dirty_logging")]
     if busy:
         raise jsonrpc.RpcError(-16, "a live migration is logging dirty pages on %s; upgrade "

@@ -117,13 +117,19 @@ class Agent:
         self._stop = None
         self._loop = None
         self._upgrade = False
+        self._stop_requested = False  # SIGTERM/SIGINT: stop, even mid-upgrade
         self._rpc_fd = None         # the RPC listening socket, between two processes
         self.handoff = None         # what the previous process handed over
         self.predecessor = None     # the process handing over to this one
         self.upgrade_failed = None  # the last upgrade that failed: {"at", "reason"}
+        self._engine_log = None     # engine_log.Forwarder while the engine runs
 
     def _start_engine(self):
         os.makedirs(self.opts.vhost_socket_dir, mode=0o750, exist_ok=True)
+        if self._engine_factory is None and self._engine_log is None:
+            # The engine's lines join the agent's log (engine_log.py).
+            from spdk_backend import engine_log
+            self._engine_log = engine_log.forward()
         self.engine = self._make_engine()
         self.engine.start()
         LOG.info("engine started on cores %s", getattr(self.engine, "cores", "?"))
@@ -227,6 +233,9 @@ class Agent:
         try:
             if self.predecessor is not None:
                 self._start_engine()
+                # A state file this version cannot read stops it here, while
+                # the old process still serves (read-only: no lock needed).
+                agent_state.load_file(self.state.path)
                 self.predecessor.ready()
             self._take_handoff(handoff, source)
             if self.lock.fd is None:
@@ -283,7 +292,7 @@ class Agent:
         self._stop = asyncio.Event()
         signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
         for sig in signals:
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self._note_stop)
         if handle_signals:
             loop.add_signal_handler(signal.SIGHUP, self.request_upgrade)
         self.server = agent_server.RpcServer(
@@ -296,7 +305,7 @@ class Agent:
             LOG.info("spdk-backend-agent %s ready (pid %d)", __version__, os.getpid())
             sdnotify.ready("serving %s" % self.opts.rpc_socket)
             await self._stop.wait()
-            if self._upgrade:
+            if self._upgrade and not self._stop_requested:
                 LOG.info("upgrade asked: handing every session over")
                 self._rpc_fd = self.server.detach()
                 self.server.stop_accepting()
@@ -310,8 +319,12 @@ class Agent:
                 loop.remove_signal_handler(sig)
             if handle_signals:
                 loop.remove_signal_handler(signal.SIGHUP)
-                # Not the default action (terminate) while it hands over.
+                # Not the default actions while it hands over: a second
+                # SIGHUP is ignored, and SIGTERM/SIGINT are noted (hand_over
+                # and run act on them at a safe point).
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                for sig in signals:
+                    signal.signal(sig, lambda *_: self._note_stop())
             await self.server.close()
 
     def request_upgrade(self):
@@ -326,6 +339,11 @@ class Agent:
             self._stop.set()
 
         self._loop.call_soon_threadsafe(self._loop.call_later, UPGRADE_GRACE_S, go)
+
+    def _note_stop(self):
+        self._stop_requested = True
+        if self._stop is not None:
+            self._stop.set()
 
     def request_stop(self):
         """Stop serving; callable from any thread."""
@@ -342,6 +360,9 @@ class Agent:
                 self.engine.stop()
             finally:
                 self.engine = None
+        if self._engine_log is not None:
+            self._engine_log.close()
+            self._engine_log = None
         if not keep_lock:
             self.lock.release()
 
@@ -355,7 +376,8 @@ class Agent:
     def hand_over(self):
         """Start a successor, hand every session over to it and return True
         (this process then exits).  False when that could not be done:
-        serving goes on in this process, with its sessions."""
+        serving goes on in this process, with its sessions (or it stops,
+        when a stop was asked meanwhile: run() sees to that)."""
         try:
             successor = agent_handoff.Successor.spawn()
         except OSError as exc:
@@ -363,46 +385,76 @@ class Agent:
                 " ".join(agent_handoff.command_line()[1]), exc))
             return False
         LOG.info("upgrade: new process %d started; waiting until it is ready", successor.pid)
+        records = None
         try:
             successor.wait_ready()
-        except agent_handoff.HandoffError as exc:
-            self._upgrade_failed(str(exc))
+            if self._stop_requested:
+                raise agent_handoff.HandoffError(reason="a stop was asked meanwhile")
+            try:
+                records = self.engine.vhost_handoff_export()
+            except exception.SpdkBackendException as exc:
+                raise agent_handoff.HandoffError(reason="refused: %s" % exc) from None
+            for rec in records:
+                if rec["why"]:
+                    LOG.warning("controller %s: its session is not handed over (%s): its "
+                                "front-end reconnects where it was told to", rec["name"],
+                                rec["why"])
+            mfd = agent_handoff.write(records, rpc_fd=self._rpc_fd, lock_fd=self.lock.fd,
+                                      inheritable=False)
+            try:
+                fds = agent_handoff.read_doc(mfd)["fds"]
+                successor.hand(mfd, fds)
+            finally:
+                agent_handoff.close_fds([mfd])
+            # The successor holds its own copies of every fd now.  Make it
+            # the service's main process while this one still holds them all
+            # (so a refusal can still be undone).
+            if (not sdnotify.handed_over(successor.pid, "handed over to process %d"
+                                         % successor.pid)
+                    and sdnotify.notify_socket() is not None):
+                raise agent_handoff.HandoffError(
+                    reason="the service manager was not told the new main pid")
+            if successor.proc.poll() is not None:
+                raise agent_handoff.HandoffError(
+                    reason="the new process (pid %d) died after it took the handoff"
+                           % successor.pid)
+        except Exception as exc:
             successor.abandon()
+            reason = getattr(exc, "kwargs", {}).get("reason") or str(exc)
+            if records is None:
+                self._upgrade_failed(reason)
+                return False
+            self._upgrade_failed(reason, taken_back=True)
+            self._take_back(records)
             return False
-        try:
-            records = self.engine.vhost_handoff_export()
-        except exception.SpdkBackendException as exc:
-            self._upgrade_failed("refused: %s" % exc)
+        except BaseException:
             successor.abandon()
-            return False
-        for rec in records:
-            if rec["why"]:
-                LOG.warning("controller %s: its session is not handed over (%s): its "
-                            "front-end reconnects where it was told to", rec["name"],
-                            rec["why"])
-        mfd = agent_handoff.write(records, rpc_fd=self._rpc_fd, lock_fd=self.lock.fd,
-                                  inheritable=False)
-        fds = agent_handoff.read_doc(mfd)["fds"]
-        try:
-            successor.hand(mfd, fds)
-        except agent_handoff.HandoffError as exc:
-            self._upgrade_failed(str(exc), taken_back=True)
-            successor.abandon()
-            # As a new process would: the engine starts anew and adopts them.
-            self.shutdown(keep_lock=True)
-            self.prepare(handoff=agent_handoff.take_fd(mfd), source="taken back")
-            return False
-        # The successor holds its own copies of every fd now.  Stop the engine
-        # before it goes on: the bdevs let go of their files (and their
-        # locks), which the successor opens again.
-        agent_handoff.close_fds([mfd] + [fd for fd in fds if fd != self.lock.fd])
+            raise
+        # Stop the engine before the successor goes on: the bdevs let go of
+        # their files (and their locks), which it opens again.
+        agent_handoff.close_fds(fd for fd in agent_handoff.Handoff(
+            records, rpc_fd=self._rpc_fd).all_fds() if fd != self.lock.fd)
         self._rpc_fd = None
         self.shutdown(keep_lock=True)
-        sdnotify.handed_over(successor.pid, "handed over to process %d" % successor.pid)
         successor.go()
         LOG.info("upgrade: %d session(s) handed to process %d; this process exits",
                  sum(1 for rec in records if rec["conn_fd"] >= 0), successor.pid)
+        if self._stop_requested:
+            LOG.info("a stop was asked during the upgrade: stopping process %d",
+                     successor.pid)
+            os.kill(successor.pid, signal.SIGTERM)
         return True
+
+    def _take_back(self, records):
+        """After a failed hand-over: adopt the exported sessions again, as a
+        new process would (the engine starts anew)."""
+        handoff = agent_handoff.Handoff(
+            [{k: v for k, v in rec.items() if k != "why"} for rec in records],
+            rpc_fd=self._rpc_fd, lock_fd=self.lock.fd, pid=os.getpid(),
+            agent_version=__version__)
+        handoff.fds = handoff.all_fds()
+        self.shutdown(keep_lock=True)
+        self.prepare(handoff=handoff, source="taken back")
 
     def run(self):
         self.prepare()
@@ -412,13 +464,17 @@ class Agent:
             except BaseException:
                 self.shutdown()
                 raise
-            if not self._upgrade:
+            if not self._upgrade or self._stop_requested:
                 self.shutdown()
                 return
             self._upgrade = False
             try:
-                if self.hand_over():
-                    return
+                handed = self.hand_over()
             except BaseException:
                 self.shutdown()
                 raise
+            if handed:
+                return
+            if self._stop_requested:
+                self.shutdown()
+                return

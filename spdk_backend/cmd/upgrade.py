@@ -70,6 +70,7 @@ def _run(args):
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "upgrade", help="restart the agent (new version on disk) keeping every guest connected",
-        description="Re-execute the agent, handing every vhost-user session to the new "
-                    "process; wait until it answers and report the sessions it took over.")
+        description="Start the agent again (the program on disk now) and hand every "
+                    "vhost-user session to the new process; wait until it answers and "
+                    "report the sessions it took over, or why the upgrade failed.")
     p.set_defaults(func=_run)

@@ -268,13 +268,14 @@ Possible values:
         "log_file",
         help="""
 File the agent logs to; unset logs to standard error (the journal under
-systemd).
+systemd).  The engine's lines go there too, in the agent's format.
 """),
     cfg.BoolOpt(
         "debug",
         default=False,
         help="""
-Log at DEBUG level (every RPC request and reply).
+Log at DEBUG level (every RPC request and reply), the engine included
+(every vhost-user message it receives).
 """),
     cfg.BoolOpt(
         "fd_store",

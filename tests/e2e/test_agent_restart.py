@@ -203,7 +203,8 @@ def wait_completions(agent, ctrlrs, since, timeout=90):
 
 
 def _stamp(line):
-    m = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\]", line)
+    # The agent's format (engine lines included): local time to the microsecond.
+    m = re.match(r"\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)", line)
     return datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
 
 

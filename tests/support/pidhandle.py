@@ -29,8 +29,9 @@ class ProcessHandle:
 
     def wait(self, timeout=None):
         if self.returncode is None:
-            ready, _, _ = select.select([self._fd], [], [], timeout)
-            if not ready:
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            if not poller.poll(None if timeout is None else timeout * 1000):
                 if timeout == 0:
                     return None
                 raise subprocess.TimeoutExpired("pid %d" % self.pid, timeout)

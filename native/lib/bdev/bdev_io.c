@@ -18,15 +18,6 @@
 /* > 0 while this reactor runs inside a submit path: completions get deferred. */
 static __thread int t_submit_depth;
 
-/* Guest-triggerable errors: log the first few, then one in 1024. */
-#define _IO_ERRLOG(...)                                                                   \
-	do {                                                                               \
-		static uint64_t _n;                                                        \
-		if (__atomic_fetch_add(&_n, 1, __ATOMIC_RELAXED) % 1024 < 8) {             \
-			SB_ERRLOG(__VA_ARGS__);                                            \
-		}                                                                          \
-	} while (0)
-
 /* ---- pool ---- */
 
 static int
@@ -351,8 +342,9 @@ _bdev_split_continue(struct sb_bdev_io *parent)
 		blocks = pc->split_remaining < max ? pc->split_remaining : max;
 		bytes = _bdev_split_iovs(parent, child, blocks * blocklen);
 		if (bytes == 0) {
-			_IO_ERRLOG("bdev %s: iovecs too fragmented to split (blocks < %u bytes)\n",
-				   sb_bdev_get_name(parent->bdev), blocklen);
+			SB_ERRLOG_RATELIMITED(
+				"bdev %s: iovecs too fragmented to split (blocks < %u bytes)\n",
+				sb_bdev_get_name(parent->bdev), blocklen);
 			_bdev_io_put(child);
 			parent->internal.status = -EINVAL;
 			break;
@@ -441,19 +433,22 @@ _bdev_io_start(struct sb_bdev_desc *desc, struct sb_io_channel *ch, enum sb_bdev
 		return -ENODEV;
 	}
 	if (_bdev_io_is_write(type) && !desc->write) {
-		_IO_ERRLOG("bdev %s: write I/O on a read-only descriptor\n", bdev->internal->name);
+		SB_ERRLOG_RATELIMITED("bdev %s: write I/O on a read-only descriptor\n",
+				      bdev->internal->name);
 		return -EBADF;
 	}
 	if (!bdev->fn_table->io_type_supported(bdev->ctxt, type)) {
-		_IO_ERRLOG("bdev %s: I/O type %d not supported\n", bdev->internal->name, type);
+		SB_ERRLOG_RATELIMITED("bdev %s: I/O type %d not supported\n", bdev->internal->name,
+				      type);
 		return -EINVAL;
 	}
 	if (type != SB_BDEV_IO_FLUSH && type != SB_BDEV_IO_RESET) {
 		blockcnt = __atomic_load_n(&bdev->blockcnt, __ATOMIC_ACQUIRE);
 		if (num == 0 || offset >= blockcnt || num > blockcnt - offset) {
-			_IO_ERRLOG("bdev %s: I/O of %lu blocks at block %lu is beyond the end "
-				   "(%lu blocks)\n", bdev->internal->name, (unsigned long)num,
-				   (unsigned long)offset, (unsigned long)blockcnt);
+			SB_ERRLOG_RATELIMITED("bdev %s: I/O of %lu blocks at block %lu is beyond "
+					      "the end (%lu blocks)\n", bdev->internal->name,
+					      (unsigned long)num, (unsigned long)offset,
+					      (unsigned long)blockcnt);
 			return -EINVAL;
 		}
 	}
@@ -468,9 +463,10 @@ _bdev_io_start(struct sb_bdev_desc *desc, struct sb_io_channel *ch, enum sb_bdev
 			bytes += iov[i].iov_len;
 		}
 		if (num > UINT64_MAX / bdev->blocklen || bytes != num * bdev->blocklen) {
-			_IO_ERRLOG("bdev %s: iovecs hold %lu bytes, %lu blocks need %lu\n",
-				   bdev->internal->name, (unsigned long)bytes, (unsigned long)num,
-				   (unsigned long)(num * bdev->blocklen));
+			SB_ERRLOG_RATELIMITED("bdev %s: iovecs hold %lu bytes, %lu blocks need %lu\n",
+					      bdev->internal->name, (unsigned long)bytes,
+					      (unsigned long)num,
+					      (unsigned long)(num * bdev->blocklen));
 			return -EINVAL;
 		}
 	}

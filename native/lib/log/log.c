@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Engine log: one formatted line per call, to stderr and/or a file, and a
+ * Engine log: one formatted line per call, to stderr and/or a file and/or
+ * a pipe (the agent forwards those records into Python's logging), and a
  * ring of the most recent lines that Python reads back (tests assert on
  * why a request was refused).  Logging is a cold path, so one mutex keeps
- * lines whole and the ring consistent.
+ * lines whole and the ring consistent; the pipe is never waited for.
  */
 #include "sb/log.h"
 
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define RING_LINES 256
 #define LINE_MAX_LEN 512
@@ -22,6 +24,10 @@ static pthread_mutex_t g_log_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int g_level = SB_LOG_NOTICE;
 static _Atomic int g_stderr = 1;
 static FILE *g_file;
+static int g_pipe = -1;
+static uint64_t g_pipe_dropped; /* since the start */
+static uint64_t g_pipe_pending; /* dropped and not yet reported */
+static pthread_mutex_t g_rl_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static char g_ring[RING_LINES][LINE_MAX_LEN];
 /* Index of the next line to write; g_ring_count lines end just before it. */
@@ -92,21 +98,86 @@ _basename(const char *file)
 }
 
 void
-sb_log(enum sb_log_level level, const char *file, int line, const char *func,
-       const char *fmt, ...)
+sb_log_set_pipe(int fd)
+{
+	pthread_mutex_lock(&g_log_lock);
+	g_pipe = fd;
+	pthread_mutex_unlock(&g_log_lock);
+}
+
+uint64_t
+sb_log_pipe_dropped(void)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&g_log_lock);
+	n = g_pipe_dropped;
+	pthread_mutex_unlock(&g_log_lock);
+	return n;
+}
+
+/* One record to the pipe, whole or not at all (a pipe write of at most
+ * PIPE_BUF bytes is atomic).  Called with g_log_lock held. */
+static bool
+_pipe_write(const char *rec, size_t len)
+{
+	ssize_t n;
+
+	do {
+		n = write(g_pipe, rec, len);
+	} while (n < 0 && errno == EINTR);
+	return n == (ssize_t)len;
+}
+
+static void
+_pipe_record(enum sb_log_level level, const struct timespec *ts, const char *thread,
+	     const char *file, int line, const char *func, const char *msg)
+{
+	char rec[LINE_MAX_LEN + 128];
+	int n;
+
+	if (g_pipe_pending > 0) {
+		n = snprintf(rec, sizeof(rec),
+			     "%d\t%lld.%06ld\t%s\t%s:%d\t%s\t%llu engine log line(s) dropped: "
+			     "the reader was behind\n",
+			     SB_LOG_WARN, (long long)ts->tv_sec, ts->tv_nsec / 1000, thread,
+			     _basename(__FILE__), __LINE__, __func__,
+			     (unsigned long long)g_pipe_pending);
+		if (n < 0 || !_pipe_write(rec, (size_t)n)) {
+			g_pipe_dropped++;
+			g_pipe_pending++;
+			return;
+		}
+		g_pipe_pending = 0;
+	}
+	n = snprintf(rec, sizeof(rec), "%d\t%lld.%06ld\t%s\t%s:%d\t%s\t%s\n", level,
+		     (long long)ts->tv_sec, ts->tv_nsec / 1000, thread, _basename(file), line,
+		     func ? func : "?", msg);
+	if (n < 0) {
+		return;
+	}
+	if ((size_t)n >= sizeof(rec)) {
+		n = sizeof(rec) - 1;
+		rec[n - 1] = '\n';
+	}
+	if (!_pipe_write(rec, (size_t)n)) {
+		g_pipe_dropped++;
+		g_pipe_pending++;
+	}
+}
+
+static void
+_vlog(enum sb_log_level level, const char *file, int line, const char *func, const char *fmt,
+      va_list ap)
 {
 	char line_buf[LINE_MAX_LEN];
 	char thread[16] = "?";
 	struct timespec ts;
 	struct tm tm;
-	va_list ap;
-	size_t len;
+	size_t len, head;
+	char *p;
 	int n;
 
-	if ((int)level > atomic_load_explicit(&g_level, memory_order_relaxed) ||
-	    (int)level < SB_LOG_ERROR) {
-		return;
-	}
 	pthread_getname_np(pthread_self(), thread, sizeof(thread));
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
@@ -118,14 +189,17 @@ sb_log(enum sb_log_level level, const char *file, int line, const char *func,
 	if (n < 0) {
 		return;
 	}
-	len = (size_t)n < sizeof(line_buf) ? (size_t)n : sizeof(line_buf) - 1;
-	va_start(ap, fmt);
+	head = len = (size_t)n < sizeof(line_buf) ? (size_t)n : sizeof(line_buf) - 1;
 	vsnprintf(line_buf + len, sizeof(line_buf) - len, fmt, ap);
-	va_end(ap);
 	len = strlen(line_buf);
 	/* Callers end messages with '\n' SPDK-style, or not: store exactly one line. */
 	while (len > 0 && (line_buf[len - 1] == '\n' || line_buf[len - 1] == '\r')) {
 		line_buf[--len] = '\0';
+	}
+	for (p = line_buf; *p; p++) {
+		if (*p == '\n' || *p == '\r') {
+			*p = ' ';
+		}
 	}
 
 	pthread_mutex_lock(&g_log_lock);
@@ -140,7 +214,81 @@ sb_log(enum sb_log_level level, const char *file, int line, const char *func,
 	if (g_file != NULL) {
 		fprintf(g_file, "%s\n", line_buf);
 	}
+	if (g_pipe >= 0) {
+		_pipe_record(level, &ts, thread, file, line, func,
+			     line_buf + (head < len ? head : len));
+	}
 	pthread_mutex_unlock(&g_log_lock);
+}
+
+static bool
+_enabled(enum sb_log_level level)
+{
+	return (int)level >= SB_LOG_ERROR &&
+	       (int)level <= atomic_load_explicit(&g_level, memory_order_relaxed);
+}
+
+void
+sb_log(enum sb_log_level level, const char *file, int line, const char *func,
+       const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!_enabled(level)) {
+		return;
+	}
+	va_start(ap, fmt);
+	_vlog(level, file, line, func, fmt, ap);
+	va_end(ap);
+}
+
+bool
+sb_log_ratelimit_ok(struct sb_log_ratelimit *rl, uint64_t *suppressed)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	pthread_mutex_lock(&g_rl_lock);
+	if (rl->second != (uint64_t)ts.tv_sec) {
+		rl->second = (uint64_t)ts.tv_sec;
+		rl->lines = 0;
+	}
+	ok = rl->lines < SB_LOG_BURST;
+	if (ok) {
+		rl->lines++;
+		*suppressed = rl->suppressed;
+		rl->suppressed = 0;
+	} else {
+		rl->suppressed++;
+	}
+	pthread_mutex_unlock(&g_rl_lock);
+	return ok;
+}
+
+void
+sb_log_suppressed(enum sb_log_level level, const char *file, int line, const char *func,
+		  uint64_t suppressed, const char *fmt, ...)
+{
+	char msg[LINE_MAX_LEN];
+	size_t len;
+	va_list ap;
+
+	if (!_enabled(level)) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	len = strlen(msg);
+	while (len > 0 && msg[len - 1] == '\n') {
+		msg[--len] = '\0';
+	}
+	if (suppressed > 0) {
+		snprintf(msg + len, sizeof(msg) - len, " (%llu similar line(s) suppressed)",
+			 (unsigned long long)suppressed);
+	}
+	sb_log(level, file, line, func, "%s", msg);
 }
 
 uint32_t

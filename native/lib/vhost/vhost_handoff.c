@@ -434,7 +434,9 @@ _session_mismatch(const struct sb_vhost_ctrlr *c, const struct sb_vhost_handoff 
 {
 	uint16_t q;
 
-	if (h->features & ~sb_blk_features(&c->geo)) {
+	/* FLUSH is answered on any bdev (without a volatile cache at once): a
+	 * session from a release that offered it everywhere still fits. */
+	if (h->features & ~sb_blk_features(&c->geo) & ~(1ull << VIRTIO_BLK_F_FLUSH)) {
 		return "the session negotiated features this controller does not offer";
 	}
 	if (h->protocol_features & ~SB_VHOST_PROTOCOL_FEATURES) {

@@ -6,3 +6,5 @@ int sb_log_open(const char *path);
 void sb_log_set_stderr(int enabled);
 uint32_t sb_log_get_recent(char *buf, uint32_t len);
 void sb_log_clear_recent(void);
+void sb_log_set_pipe(int fd);
+uint64_t sb_log_pipe_dropped(void);

@@ -525,3 +525,50 @@ def test_a_new_version_that_cannot_start_leaves_the_old_one_serving(agent, base_
     res = subprocess.run(cli, capture_output=True, text=True, timeout=90)
     assert res.returncode == 0 and "upgraded to" in res.stdout, res.stdout + res.stderr
     assert agent.wait_upgraded(before["started_at"])["upgrade_failed"] is None
+
+
+def test_sigterm_while_the_successor_starts_stops_the_agent(agent, base_dir, initiator):
+    """A stop asked while the agent waits for its successor is a stop: the
+    successor is abandoned (killed, reaped), the agent stops cleanly, and
+    nothing holds the state lock afterwards."""
+    with agent.client() as c:
+        make_controller(c, base_dir, "s0", max_queues=1)
+    old = agent.proc
+    os.kill(old.pid, signal.SIGHUP)
+    wait_for(lambda: "waiting until it is ready" in agent.log(), 30, "the successor")
+    (succ,) = map(int, re.findall(r"upgrade: new process (\d+) started", agent.log()))
+    os.kill(old.pid, signal.SIGTERM)
+    assert old.wait(30) == 0, agent.log()
+    log = agent.log()
+    assert "a stop was asked meanwhile" in log, log
+    assert "session handed over" not in log and "stopped" in log, log
+    assert not os.path.exists(os.path.join(agent.vhost_socket_dir, "s0"))
+    assert not os.path.exists("/proc/%d" % succ) or \
+        open("/proc/%d/stat" % succ).read().split()[2] == "Z"
+    # Nobody holds the lock: a new agent starts on the same state.
+    agent.start()
+    assert [x["ctrlr"] for x in call(agent, "vhost_get_controllers")] == ["s0"]
+
+
+def test_the_units_execstop_waits_for_a_main_process_it_did_not_start(agent):
+    """The shipped unit's ExecStop (systemd does not wait for a main process
+    named by MAINPID= before its SIGKILL): run as systemd runs it, with
+    $MAINPID, against the process that took over in an upgrade; it returns
+    once that process has stopped cleanly."""
+    import configparser
+    import shlex
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(os.path.join(os.path.dirname(__file__), "..", "..", "..", "etc", "systemd",
+                           "spdk-backend-agent.service"))
+    argv = shlex.split(unit["Service"]["ExecStop"])
+    before = call(agent, "framework_get_process")
+    call(agent, "framework_upgrade")
+    after = agent.wait_upgraded(before["started_at"])
+    res = subprocess.run(argv, env=dict(os.environ, MAINPID=str(after["pid"])),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    # Returned only once the agent was gone, after its own clean stop.
+    assert not os.path.exists("/proc/%d" % after["pid"]) or \
+        open("/proc/%d/stat" % after["pid"]).read().split()[2] == "Z"
+    assert agent.log().rstrip().endswith("spdk_backend.agent: stopped"), agent.log()[-2000:]
+    assert not os.path.exists(agent.rpc_socket)

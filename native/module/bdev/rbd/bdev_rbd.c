@@ -33,15 +33,6 @@
 
 #define RBD_MAX_BLOCK_SIZE (64 * 1024)
 
-/* Rate-limited error log for the data path (a dead cluster fails every I/O). */
-#define _RBD_IO_ERRLOG(...)                                                                \
-	do {                                                                               \
-		static uint64_t _n;                                                        \
-		if (__atomic_fetch_add(&_n, 1, __ATOMIC_RELAXED) % 1024 < 8) {             \
-			SB_ERRLOG(__VA_ARGS__);                                            \
-		}                                                                          \
-	} while (0)
-
 struct rbd_disk {
 	struct sb_bdev bdev;
 	char name[SB_BDEV_NAME_MAX];
@@ -147,7 +138,7 @@ _rbd_group_poll(void *ctx)
 		rev = t->next;
 		grp->inflight--;
 		if (t->rc != 0) {
-			_RBD_IO_ERRLOG("rbd bdev %s: I/O type %d at block %lu failed: %s\n",
+			SB_ERRLOG_RATELIMITED("rbd bdev %s: I/O type %d at block %lu failed: %s\n",
 				       t->io->bdev->name, t->io->type,
 				       (unsigned long)t->io->u.offset_blocks, strerror(-t->rc));
 		}
@@ -261,8 +252,8 @@ _rbd_submit_request(struct sb_io_channel *ch, struct sb_bdev_io *io)
 	t->grp->inflight++;
 	rc = _rbd_submit(d, t);
 	if (rc < 0) {
-		_RBD_IO_ERRLOG("rbd bdev %s: cannot submit I/O type %d: %s\n", d->name, io->type,
-			       strerror(-rc));
+		SB_ERRLOG_RATELIMITED("rbd bdev %s: cannot submit I/O type %d: %s\n", d->name,
+				      io->type, strerror(-rc));
 		/* Complete through the list: never inside the submitter's call. */
 		t->rc = rc;
 		_task_push(t);

@@ -11,14 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define _URING_ERRLOG(...)                                                                \
-	do {                                                                               \
-		static uint64_t _n;                                                        \
-		if (__atomic_fetch_add(&_n, 1, __ATOMIC_RELAXED) % 1024 < 8) {             \
-			SB_ERRLOG(__VA_ARGS__);                                            \
-		}                                                                          \
-	} while (0)
-
 static inline struct uring_disk *
 _disk(struct uring_task *t)
 {
@@ -172,7 +164,8 @@ _task_prep(struct uring_task *t)
 			io_uring_sqe_set_data(sqe, NULL);
 			t->grp->unsubmitted++;
 			t->grp->inflight++;
-			_URING_ERRLOG("uring bdev %s: short transfer over too many iovecs\n", d->name);
+			SB_ERRLOG_RATELIMITED("uring bdev %s: short transfer over too many iovecs\n",
+					      d->name);
 			_task_finish(t, -EIO);
 			return true;
 		}
@@ -326,7 +319,7 @@ _task_done(struct uring_task *t, int res)
 			return;
 		}
 		if (res < 0) {
-			_URING_ERRLOG("uring bdev %s: %s at byte %lu failed: %s\n", d->name,
+			SB_ERRLOG_RATELIMITED("uring bdev %s: %s at byte %lu failed: %s\n", d->name,
 				      t->io->type == SB_BDEV_IO_READ ? "read" : "write",
 				      (unsigned long)(t->off + t->done), strerror(-res));
 			_task_finish(t, res);
@@ -334,8 +327,9 @@ _task_done(struct uring_task *t, int res)
 		}
 		if (res == 0) {
 			/* No progress (the file shrank under us): do not loop. */
-			_URING_ERRLOG("uring bdev %s: no progress at byte %lu of %s\n", d->name,
-				      (unsigned long)(t->off + t->done), d->filename);
+			SB_ERRLOG_RATELIMITED("uring bdev %s: no progress at byte %lu of %s\n",
+					      d->name, (unsigned long)(t->off + t->done),
+					      d->filename);
 			_task_finish(t, -EIO);
 			return;
 		}
@@ -371,7 +365,7 @@ _task_done(struct uring_task *t, int res)
 		break;
 	}
 	if (res < 0) {
-		_URING_ERRLOG("uring bdev %s: operation %d failed: %s\n", d->name, t->op,
+		SB_ERRLOG_RATELIMITED("uring bdev %s: operation %d failed: %s\n", d->name, t->op,
 			      strerror(-res));
 	}
 	_task_finish(t, res < 0 ? res : 0);

@@ -4,6 +4,7 @@
 #include "ut.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +186,85 @@ test_threads(void)
 	sb_log_clear_recent();
 }
 
+static void
+test_pipe_records(void)
+{
+	char rec[4096];
+	int fds[2], i;
+	ssize_t n;
+	uint64_t dropped;
+
+	CHECK_EQ(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+	sb_log_set_level(SB_LOG_NOTICE);
+	sb_log_set_stderr(0);
+	sb_log_set_pipe(fds[1]);
+	SB_WARNLOG("tab\there\nand a second line\n");
+	n = read(fds[0], rec, sizeof(rec) - 1);
+	CHECK(n > 0);
+	rec[n > 0 ? n : 0] = '\0';
+	/* level, seconds.micro, thread, file:line, function, message; one line. */
+	CHECK(strncmp(rec, "1\t", 2) == 0);
+	CHECK(strstr(rec, "\tlog_ut\tlog_ut.c:") != NULL);
+	CHECK(strstr(rec, "\ttest_pipe_records\ttab\there and a second line\n") != NULL);
+	CHECK_EQ(_count_lines(rec), 1);
+	/* A full pipe drops lines, never blocks; the next line that fits says how many. */
+	dropped = sb_log_pipe_dropped();
+	for (i = 0; i < 4096; i++) {
+		SB_NOTICELOG("filler %d\n", i);
+	}
+	CHECK(sb_log_pipe_dropped() > dropped);
+	while (read(fds[0], rec, sizeof(rec)) > 0) {
+	}
+	SB_NOTICELOG("after the drain\n");
+	n = read(fds[0], rec, sizeof(rec) - 1);
+	CHECK(n > 0);
+	rec[n > 0 ? n : 0] = '\0';
+	CHECK(strncmp(rec, "1\t", 2) == 0 && strstr(rec, "line(s) dropped") != NULL);
+	CHECK(strstr(rec, "after the drain\n") != NULL);
+	sb_log_set_pipe(-1);
+	SB_NOTICELOG("not piped\n");
+	CHECK(read(fds[0], rec, sizeof(rec)) < 0 && errno == EAGAIN);
+	sb_log_set_stderr(1);
+	close(fds[0]);
+	close(fds[1]);
+	sb_log_clear_recent();
+}
+
+static void
+_storm(int i)
+{
+	SB_ERRLOG_RATELIMITED("storm %d\n", i); /* one call site, one budget */
+}
+
+static void
+test_ratelimited(void)
+{
+	int i;
+
+	sb_log_clear_recent();
+	sb_log_set_stderr(0);
+	for (i = 0; i < 100; i++) {
+		_storm(i);
+	}
+	sb_log_get_recent(g_buf, sizeof(g_buf));
+	/* A burst per second: unless the second turned meanwhile, 8 lines. */
+	CHECK(_count_lines(g_buf) >= SB_LOG_BURST && _count_lines(g_buf) <= 2 * SB_LOG_BURST);
+	CHECK(strstr(g_buf, "storm 0\n") != NULL && strstr(g_buf, "storm 99\n") == NULL);
+	/* The next second's first line counts what was held back. */
+	sleep(1);
+	sb_log_clear_recent();
+	for (i = 100; i < 102; i++) {
+		_storm(i);
+	}
+	sb_log_get_recent(g_buf, sizeof(g_buf));
+	CHECK(strstr(g_buf, "storm 100 (") != NULL);
+	CHECK(strstr(g_buf, "similar line(s) suppressed)") != NULL);
+	CHECK(strstr(g_buf, "storm 101\n") != NULL);
+	CHECK_EQ(_count_lines(g_buf), 2);
+	sb_log_set_stderr(1);
+	sb_log_clear_recent();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -193,5 +273,7 @@ main(int argc, char **argv)
 	RUN_TEST(test_ring_keeps_newest);
 	RUN_TEST(test_file);
 	RUN_TEST(test_threads);
+	RUN_TEST(test_pipe_records);
+	RUN_TEST(test_ratelimited);
 	return UT_SUMMARY();
 }
