@@ -455,20 +455,33 @@ _h_get_config(struct _ctx *x)
 	struct virtio_blk_config cfg;
 	uint32_t off = x->msg->p.cfg.offset, size = x->msg->p.cfg.size;
 
-	sb_blk_config(&x->c->geo, &cfg);
-	if (off > sizeof(cfg) || size > sizeof(cfg) - off) {
+	/*
+	 * Any window inside the 256-byte vhost-user config limit (written so
+	 * that offset + size cannot wrap); sb_vhost_msg_check() has bounded
+	 * size and the message length.
+	 */
+	if (off > SB_VHOST_CONFIG_SPACE_MAX || size > SB_VHOST_CONFIG_SPACE_MAX - off) {
 		SB_ERRLOG("vhost %s: GET_CONFIG offset %u size %u outside config space\n",
 			  x->c->name, off, size);
 		/* An empty reply tells the front-end the request failed. */
 		return _reply(x, NULL, 0, -1);
 	}
+	sb_blk_config(&x->c->geo, &cfg);
 	memset(&reply, 0, sizeof(reply));
 	reply.offset = off;
 	reply.size = size;
 	reply.flags = x->msg->p.cfg.flags;
-	memcpy(reply.region, (uint8_t *)&cfg + off, size);
-	/* The reply size must equal the request's (QEMU checks). */
-	return _reply(x, &reply, VHOST_USER_CONFIG_HDR_SIZE + size, -1);
+	/* Bytes past struct virtio_blk_config read as zero (SPDK asks for all 256). */
+	if (off < sizeof(cfg)) {
+		memcpy(reply.region, (uint8_t *)&cfg + off,
+		       size < sizeof(cfg) - off ? size : sizeof(cfg) - off);
+	}
+	/*
+	 * As long as the request: QEMU and rust-vmm send header + size and
+	 * check the reply is that long; SPDK checks it against its fixed
+	 * 12 + 256-byte struct, which is what it sent.
+	 */
+	return _reply(x, &reply, x->msg->hdr.size, -1);
 }
 
 static int

@@ -301,15 +301,27 @@ sb_vhost_msg_check(const struct vhost_user_msg *msg, uint32_t max_queues, const 
 		break;
 	case VHOST_USER_GET_CONFIG:
 	case VHOST_USER_SET_CONFIG:
-		if (size < VHOST_USER_CONFIG_HDR_SIZE) {
-			*why = "short config message";
+		/*
+		 * vhost-user.rst: a 12-byte header, then `size` bytes of config.
+		 * QEMU and rust-vmm send exactly that; SPDK's virtio-user always
+		 * sends its whole fixed struct (12 + 256 bytes) whatever `size`
+		 * says.  Accept any length from header + size up to that struct:
+		 * a shorter one would have us read bytes the front-end never sent.
+		 */
+		if (size < VHOST_USER_CONFIG_HDR_SIZE ||
+		    size > VHOST_USER_CONFIG_HDR_SIZE + SB_VHOST_CONFIG_SPACE_MAX) {
+			*why = "bad config message size";
 			return -EINVAL;
 		}
 		if (msg->p.cfg.size > SB_VHOST_CONFIG_SPACE_MAX) {
 			*why = "config size too large";
 			return -EINVAL;
 		}
-		want_size = VHOST_USER_CONFIG_HDR_SIZE + msg->p.cfg.size;
+		if (size < VHOST_USER_CONFIG_HDR_SIZE + msg->p.cfg.size) {
+			*why = "config message shorter than its size field";
+			return -EINVAL;
+		}
+		want_size = size;
 		break;
 	case VHOST_USER_GET_INFLIGHT_FD:
 	case VHOST_USER_SET_INFLIGHT_FD:

@@ -38,6 +38,7 @@ _usage(FILE *f)
 		"  --seed N           pattern/random seed (default: time)\n"
 		"  --cpu N            pin to CPU N\n"
 		"  --interrupt        wait on the call eventfd instead of busy polling\n"
+		"                     (the JSON output counts the calls: \"calls\")\n"
 		"  --event-idx        negotiate VIRTIO_F_EVENT_IDX (kick/call suppression)\n"
 		"  --indirect         negotiate VIRTIO_F_INDIRECT_DESC (hostile cases always do)\n"
 		"  --mem-mb N         guest memory size (default 64)\n"
@@ -46,6 +47,9 @@ _usage(FILE *f)
 		"  --inflight         negotiate INFLIGHT_SHMFD and give the target an inflight region\n"
 		"  --io-timeout S     fail when nothing completes for S seconds (default 10)\n"
 		"  --timeout-ms N     protocol reply timeout (default 5000)\n"
+		"  --frontend NAME    whose vhost-user message shapes to use: qemu (default),\n"
+		"                     spdk, dpdk (even --queues, default 2; needs\n"
+		"                     --size-limit: it reads no config) or rust-vmm\n"
 		"  --hostile CASE     run a hostile case, 'all', or 'list'\n"
 		"  --json             machine-readable output\n"
 		"  -v                 verbose (twice: trace messages)\n");
@@ -94,7 +98,7 @@ main(int argc, char **argv)
 {
 	enum { O_RW = 256, O_MIX, O_BS, O_QD, O_QUEUES, O_QSIZE, O_TIME, O_IOS, O_LIMIT,
 	       O_VERIFY, O_SEED, O_CPU, O_INTR, O_MEM, O_ACKALL, O_NOACK, O_INFLIGHT, O_IOTO, O_TMO,
-	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD, O_EVIDX, O_INDIRECT };
+	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD, O_EVIDX, O_INDIRECT, O_FRONTEND };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
 		{ "rw", required_argument, NULL, O_RW },
@@ -120,6 +124,7 @@ main(int argc, char **argv)
 		{ "io-timeout", required_argument, NULL, O_IOTO },
 		{ "timeout-ms", required_argument, NULL, O_TMO },
 		{ "hostile", required_argument, NULL, O_HOSTILE },
+		{ "frontend", required_argument, NULL, O_FRONTEND },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -128,7 +133,7 @@ main(int argc, char **argv)
 	struct vi_workload w = { .rw = VI_RW_RANDREAD, .rwmixread = 50, .bs = 4096, .qd = 32,
 				 .io_timeout_s = 10 };
 	const char *hostile = NULL;
-	bool time_set = false, seed_set = false;
+	bool time_set = false, seed_set = false, queues_set = false;
 	uint64_t v;
 	int cpu = -1, opt, rc;
 	struct vi_dev d;
@@ -152,7 +157,7 @@ main(int argc, char **argv)
 			w.bs = (uint32_t)v;
 			break;
 		case O_QD: w.qd = (uint32_t)atoi(optarg); break;
-		case O_QUEUES: o.num_queues = (uint16_t)atoi(optarg); break;
+		case O_QUEUES: o.num_queues = (uint16_t)atoi(optarg); queues_set = true; break;
 		case O_QSIZE: o.queue_size = (uint16_t)atoi(optarg); break;
 		case O_TIME: w.seconds = atof(optarg); time_set = true; break;
 		case O_IOS: w.ios = strtoull(optarg, NULL, 0); break;
@@ -176,6 +181,14 @@ main(int argc, char **argv)
 		case O_IOTO: w.io_timeout_s = atoi(optarg); break;
 		case O_TMO: o.timeout_ms = atoi(optarg); break;
 		case O_HOSTILE: hostile = optarg; break;
+		case O_FRONTEND:
+			o.frontend = vi_frontend_parse(optarg);
+			if (o.frontend < 0) {
+				fprintf(stderr, "bad --frontend %s (qemu, spdk, dpdk, rust-vmm)\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case O_JSON: w.json = true; break;
 		case 'v': o.verbose++; break;
 		case 'h': _usage(stdout); return 0;
@@ -189,6 +202,21 @@ main(int argc, char **argv)
 	if (o.socket == NULL || optind != argc) {
 		_usage(stderr);
 		return 2;
+	}
+	if (o.frontend != VI_FE_QEMU && hostile != NULL) {
+		fprintf(stderr, "the hostile cases speak as QEMU: no --frontend with --hostile\n");
+		return 2;
+	}
+	if (o.frontend == VI_FE_DPDK) {
+		/* DPDK enables rings in pairs; it never reads the config space. */
+		if (!queues_set) {
+			o.num_queues = 2;
+		}
+		if (o.num_queues % 2 != 0 || w.size_limit == 0) {
+			fprintf(stderr, "--frontend dpdk needs an even --queues and --size-limit\n");
+			return 2;
+		}
+		o.capacity_bytes = w.size_limit;
 	}
 	if (w.qd == 0 || w.qd > 341 || o.num_queues == 0 || o.num_queues > VI_MAX_QUEUES ||
 	    w.rwmixread < 0 || w.rwmixread > 100 || o.mem_size < (1u << 20)) {
@@ -238,10 +266,11 @@ main(int argc, char **argv)
 		return 3;
 	}
 	if (o.verbose) {
-		fprintf(stderr, "connected: features 0x%" PRIx64 " protocol 0x%" PRIx64
+		fprintf(stderr, "connected as %s: features 0x%" PRIx64 " protocol 0x%" PRIx64
 			" capacity %" PRIu64 " sectors blk_size %u max_queues %u%s\n",
-			d.conn.acked_features, d.conn.protocol_features, d.capacity, d.blk_size,
-			d.max_queues, d.readonly ? " read-only" : "");
+			vi_frontend_name(o.frontend), d.conn.acked_features,
+			d.conn.protocol_features, d.capacity, d.blk_size, d.max_queues,
+			d.readonly ? " read-only" : "");
 	}
 	rc = vi_run_workload(&d, &w);
 	if (vi_dev_close(&d, rc != 3) != 0 && rc == 0) {

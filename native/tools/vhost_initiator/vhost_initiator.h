@@ -50,9 +50,16 @@ enum {
 #define VU_HDR_SIZE 12u
 
 #define VU_PROTO_MQ 0
+#define VU_PROTO_LOG_SHMFD 1
 #define VU_PROTO_REPLY_ACK 3
 #define VU_PROTO_CONFIG 9
 #define VU_PROTO_INFLIGHT_SHMFD 12
+#define VU_PROTO_CONFIGURE_MEM_SLOTS 15
+#define VU_PROTO_STATUS 16
+#define VU_PROTO_DEVICE_STATE 19
+
+/* GET_CONFIG/SET_CONFIG flags (vhost-user.rst "Device configuration space") */
+#define VU_CONFIG_F_WRITABLE 0x1u
 
 #define VI_F_PROTOCOL_FEATURES 30
 #define VIRTIO_F_INDIRECT_DESC 28
@@ -60,11 +67,14 @@ enum {
 #define VIRTIO_F_VERSION_1 32
 #define VIRTIO_BLK_F_SIZE_MAX 1
 #define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_GEOMETRY 4
 #define VIRTIO_BLK_F_RO 5
 #define VIRTIO_BLK_F_BLK_SIZE 6
 #define VIRTIO_BLK_F_FLUSH 9
 #define VIRTIO_BLK_F_TOPOLOGY 10
 #define VIRTIO_BLK_F_MQ 12
+#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
 
 #define VIRTIO_BLK_T_IN 0
 #define VIRTIO_BLK_T_OUT 1
@@ -153,6 +163,18 @@ struct virtio_blk_outhdr {
 	uint64_t sector;
 };
 
+/**
+ * Whose vhost-user message shapes the initiator uses: which messages, in
+ * which order, with which sizes and flags (frontends.c).  The data path is
+ * the same virtio-blk for all of them.
+ */
+enum vi_frontend {
+	VI_FE_QEMU,      /* QEMU's vhost-user-blk (the default) */
+	VI_FE_SPDK,      /* SPDK's virtio-user (bdev_virtio_attach_controller --trtype user) */
+	VI_FE_DPDK,      /* DPDK's virtio-user PMD, vhost-user back-end */
+	VI_FE_RUST_VMM,  /* rust-vmm's vhost crate Frontend, as cloud-hypervisor drives it */
+};
+
 /** One connection to a target (the "front-end"). */
 struct vu_conn {
 	int fd;
@@ -161,6 +183,8 @@ struct vu_conn {
 	uint64_t protocol_features;  /* negotiated */
 	bool reply_ack;              /* REPLY_ACK negotiated */
 	bool ack_all;                /* NEED_REPLY on every set message */
+	uint32_t hdr_flags;          /* added to every message (rust-vmm: NEED_REPLY) */
+	bool empty_cmsg;             /* an SCM_RIGHTS header even without fds (DPDK) */
 	int timeout_ms;              /* reply timeout */
 	int verbose;
 	char last_error[256];        /* why the last call failed */
@@ -172,6 +196,7 @@ struct guest_mem {
 	uint8_t *base;
 	uint64_t size;
 	uint64_t gpa;      /* guest physical address of base */
+	uint64_t file_offset; /* where base starts in fd (SET_MEM_TABLE mmap_offset) */
 	uint64_t next;     /* bump allocator offset */
 };
 
@@ -209,6 +234,7 @@ struct vi_dev {
 	bool inflight;           /* INFLIGHT_SHMFD: the target tracks requests in a region we keep */
 	int inflight_fd;         /* that region (-1: none) */
 	uint8_t inflight_msg[24]; /* GET_INFLIGHT_FD's reply, given back by SET_INFLIGHT_FD */
+	int frontend;            /* enum vi_frontend */
 };
 
 struct vi_dev_opts {
@@ -222,12 +248,20 @@ struct vi_dev_opts {
 	bool indirect;
 	bool event_idx;
 	bool inflight;
+	int frontend;            /* enum vi_frontend */
+	uint64_t capacity_bytes; /* VI_FE_DPDK reads no config space: the size to use */
 	int timeout_ms;
 	int verbose;
 };
 
 /* memory + rings (vring.c) */
 int gm_init(struct guest_mem *m, uint64_t size);
+/**
+ * Guest RAM mapped from `file_offset` of its memfd; with `gpa_is_uva` its
+ * guest physical addresses are our virtual ones (SPDK and DPDK announce
+ * their own addresses as both).
+ */
+int gm_init_shape(struct guest_mem *m, uint64_t size, uint64_t file_offset, bool gpa_is_uva);
 void gm_fini(struct guest_mem *m);
 /** Carve `size` bytes aligned to `align` out of guest memory; NULL if full. */
 void *gm_alloc(struct guest_mem *m, uint64_t size, uint64_t align);
@@ -264,6 +298,14 @@ int vu_set_u64(struct vu_conn *c, uint32_t req, uint64_t val, bool need_reply, c
 int vu_set_state(struct vu_conn *c, uint32_t req, uint32_t index, uint32_t num);
 /** Wait for the target's REPLY_ACK; 0 on success, -EIO if it reported failure. */
 int vu_wait_ack(struct vu_conn *c, uint32_t req);
+/** A set message; waits for the ack when this front-end asks for one. */
+int vu_set_msg(struct vu_conn *c, uint32_t req, const void *payload, uint32_t size,
+	       const int *fds, int nfds);
+/** GET_INFLIGHT_FD: msg (len bytes) in, the reply and its fd out. */
+int vu_get_inflight(struct vu_conn *c, uint8_t *msg, uint32_t len, int *fd);
+void vu_set_error(struct vu_conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+const char *vu_req_name(uint32_t req);
 /** true if the peer closed (or reset) the connection; waits up to `ms`. */
 bool vu_peer_closed(struct vu_conn *c, int ms);
 
@@ -277,6 +319,19 @@ int vi_dev_open(struct vi_dev *d, const struct vi_dev_opts *o);
 /** SET_VRING_ENABLE(0) + GET_VRING_BASE per queue (like QEMU's stop), then close. */
 int vi_dev_close(struct vi_dev *d, bool graceful);
 int vi_dev_send_mem_table(struct vi_dev *d);
+/** Take `want` (masked by what the target offers) as the driver's features. */
+int vi_dev_accept_features(struct vi_dev *d, uint64_t want);
+/** capacity, seg_max, blk_size from a virtio_blk_config image. */
+void vi_dev_parse_config(struct vi_dev *d, const uint8_t *region);
+
+/* other front-ends' message shapes (frontends.c) */
+const char *vi_frontend_name(int frontend);
+/** VI_FE_* for a --frontend argument, or -1. */
+int vi_frontend_parse(const char *name);
+int vi_fe_handshake(struct vi_dev *d, const struct vi_dev_opts *o);
+int vi_fe_start_rings(struct vi_dev *d);
+/** The front-end's own stop sequence (graceful) before vi_dev_close closes. */
+int vi_fe_stop(struct vi_dev *d);
 
 /* workload (workload.c) */
 struct vi_workload {

@@ -14,6 +14,12 @@
 int
 gm_init(struct guest_mem *m, uint64_t size)
 {
+	return gm_init_shape(m, size, 0, false);
+}
+
+int
+gm_init_shape(struct guest_mem *m, uint64_t size, uint64_t file_offset, bool gpa_is_uva)
+{
 	int rc;
 
 	memset(m, 0, sizeof(*m));
@@ -21,18 +27,19 @@ gm_init(struct guest_mem *m, uint64_t size)
 	if (m->fd < 0) {
 		return -errno;
 	}
-	if (ftruncate(m->fd, (off_t)size) != 0) {
+	if (ftruncate(m->fd, (off_t)(file_offset + size)) != 0) {
 		rc = -errno;
 		goto out;
 	}
-	m->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+	m->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, (off_t)file_offset);
 	if (m->base == MAP_FAILED) {
 		m->base = NULL;
 		rc = -errno;
 		goto out;
 	}
 	m->size = size;
-	m->gpa = VI_GPA_BASE;
+	m->file_offset = file_offset;
+	m->gpa = gpa_is_uva ? (uint64_t)(uintptr_t)m->base : VI_GPA_BASE;
 	m->next = 0;
 	return 0;
 out:

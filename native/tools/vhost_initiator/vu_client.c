@@ -17,8 +17,8 @@
 
 #include "vhost_initiator.h"
 
-static void
-_set_error(struct vu_conn *c, const char *fmt, ...)
+void
+vu_set_error(struct vu_conn *c, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -30,8 +30,8 @@ _set_error(struct vu_conn *c, const char *fmt, ...)
 	}
 }
 
-static const char *
-_req_name(uint32_t req)
+const char *
+vu_req_name(uint32_t req)
 {
 	switch (req) {
 	case VU_GET_FEATURES: return "GET_FEATURES";
@@ -49,6 +49,9 @@ _req_name(uint32_t req)
 	case VU_GET_QUEUE_NUM: return "GET_QUEUE_NUM";
 	case VU_SET_VRING_ENABLE: return "SET_VRING_ENABLE";
 	case VU_GET_CONFIG: return "GET_CONFIG";
+	case VU_SET_CONFIG: return "SET_CONFIG";
+	case VU_GET_INFLIGHT_FD: return "GET_INFLIGHT_FD";
+	case VU_SET_INFLIGHT_FD: return "SET_INFLIGHT_FD";
 	default: return "request";
 	}
 }
@@ -63,7 +66,7 @@ vu_connect(struct vu_conn *c, const char *path, int timeout_ms)
 
 	memset(c->last_error, 0, sizeof(c->last_error));
 	if (strlen(path) >= sizeof(addr.sun_path)) {
-		_set_error(c, "socket path too long: %s", path);
+		vu_set_error(c, "socket path too long: %s", path);
 		return -ENAMETOOLONG;
 	}
 	strcpy(addr.sun_path, path);
@@ -80,7 +83,7 @@ vu_connect(struct vu_conn *c, const char *path, int timeout_ms)
 		c->fd = -1;
 		/* The target may still be starting: retry like QEMU's reconnect. */
 		if ((rc != -ENOENT && rc != -ECONNREFUSED) || waited >= timeout_ms) {
-			_set_error(c, "connect %s: %s", path, strerror(-rc));
+			vu_set_error(c, "connect %s: %s", path, strerror(-rc));
 			return rc;
 		}
 		nanosleep(&ts, NULL);
@@ -111,7 +114,8 @@ vu_send_raw(struct vu_conn *c, const void *buf, size_t len, const int *fds, int 
 		struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-		if (nfds > 0) {
+		/* DPDK attaches an SCM_RIGHTS header to every message, empty without fds. */
+		if (nfds > 0 || (c->empty_cmsg && p == buf)) {
 			struct cmsghdr *cm;
 
 			memset(cbuf, 0, sizeof(cbuf));
@@ -128,7 +132,7 @@ vu_send_raw(struct vu_conn *c, const void *buf, size_t len, const int *fds, int 
 			if (errno == EINTR) {
 				continue;
 			}
-			_set_error(c, "send: %s", strerror(errno));
+			vu_set_error(c, "send: %s", strerror(errno));
 			return -errno;
 		}
 		/* fds ride with the first byte only. */
@@ -144,7 +148,8 @@ vu_send(struct vu_conn *c, uint32_t req, uint32_t flags, const void *payload, ui
 	const int *fds, int nfds)
 {
 	uint8_t buf[VU_HDR_SIZE + sizeof(struct vu_config) + 64];
-	struct vu_hdr hdr = { .request = req, .flags = VU_FLAG_VERSION | flags, .size = size };
+	struct vu_hdr hdr = { .request = req, .flags = VU_FLAG_VERSION | c->hdr_flags | flags,
+			      .size = size };
 
 	if (size > sizeof(buf) - VU_HDR_SIZE) {
 		return -EINVAL;
@@ -154,7 +159,7 @@ vu_send(struct vu_conn *c, uint32_t req, uint32_t flags, const void *payload, ui
 		memcpy(buf + VU_HDR_SIZE, payload, size);
 	}
 	if (c->verbose > 1) {
-		fprintf(stderr, "-> %s(%u) flags 0x%x size %u fds %d\n", _req_name(req), req,
+		fprintf(stderr, "-> %s(%u) flags 0x%x size %u fds %d\n", vu_req_name(req), req,
 			hdr.flags, size, nfds);
 	}
 	return vu_send_raw(c, buf, VU_HDR_SIZE + size, fds, nfds);
@@ -172,7 +177,7 @@ _recv_all(struct vu_conn *c, void *buf, size_t len)
 	while (len > 0) {
 		rc = poll(&pfd, 1, c->timeout_ms);
 		if (rc == 0) {
-			_set_error(c, "no reply within %d ms", c->timeout_ms);
+			vu_set_error(c, "no reply within %d ms", c->timeout_ms);
 			return -ETIMEDOUT;
 		}
 		if (rc < 0) {
@@ -183,14 +188,14 @@ _recv_all(struct vu_conn *c, void *buf, size_t len)
 		}
 		n = recv(c->fd, p, len, 0);
 		if (n == 0) {
-			_set_error(c, "target closed the connection");
+			vu_set_error(c, "target closed the connection");
 			return -ECONNRESET;
 		}
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				continue;
 			}
-			_set_error(c, "recv: %s", strerror(errno));
+			vu_set_error(c, "recv: %s", strerror(errno));
 			return -errno;
 		}
 		p += n;
@@ -213,16 +218,16 @@ vu_recv_reply(struct vu_conn *c, uint32_t req, void *payload, uint32_t max)
 	/* QEMU drops a backend whose reply is not exactly VERSION|REPLY for
 	 * the request it sent (vhost-user.c vhost_user_read_header): so do we. */
 	if (hdr.flags != (VU_FLAG_VERSION | VU_FLAG_REPLY)) {
-		_set_error(c, "%s reply: bad flags 0x%x", _req_name(req), hdr.flags);
+		vu_set_error(c, "%s reply: bad flags 0x%x", vu_req_name(req), hdr.flags);
 		return -EPROTO;
 	}
 	if (hdr.request != req) {
-		_set_error(c, "reply to %u received while waiting for %s", hdr.request,
-			   _req_name(req));
+		vu_set_error(c, "reply to %u received while waiting for %s", hdr.request,
+			     vu_req_name(req));
 		return -EPROTO;
 	}
 	if (hdr.size > max) {
-		_set_error(c, "%s reply: size %u > %u", _req_name(req), hdr.size, max);
+		vu_set_error(c, "%s reply: size %u > %u", vu_req_name(req), hdr.size, max);
 		while (hdr.size > 0) {
 			uint32_t chunk = hdr.size < sizeof(sink) ? hdr.size : sizeof(sink);
 
@@ -238,14 +243,14 @@ vu_recv_reply(struct vu_conn *c, uint32_t req, void *payload, uint32_t max)
 		return rc;
 	}
 	if (c->verbose > 1) {
-		fprintf(stderr, "<- %s reply size %u\n", _req_name(req), hdr.size);
+		fprintf(stderr, "<- %s reply size %u\n", vu_req_name(req), hdr.size);
 	}
 	return (int)hdr.size;
 }
 
 /* GET_INFLIGHT_FD: a reply that carries the region's fd (vhost-user.rst). */
-static int
-_get_inflight(struct vu_conn *c, uint8_t *msg, uint32_t len, int *fd)
+int
+vu_get_inflight(struct vu_conn *c, uint8_t *msg, uint32_t len, int *fd)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct vu_hdr hdr;
@@ -262,13 +267,13 @@ _get_inflight(struct vu_conn *c, uint8_t *msg, uint32_t len, int *fd)
 		return rc;
 	}
 	if (poll(&pfd, 1, c->timeout_ms) != 1) {
-		_set_error(c, "GET_INFLIGHT_FD: no reply within %d ms", c->timeout_ms);
+		vu_set_error(c, "GET_INFLIGHT_FD: no reply within %d ms", c->timeout_ms);
 		return -ETIMEDOUT;
 	}
 	n = recvmsg(c->fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
 	if (n != (ssize_t)sizeof(hdr) || hdr.request != VU_GET_INFLIGHT_FD ||
 	    hdr.flags != (VU_FLAG_VERSION | VU_FLAG_REPLY) || hdr.size != len) {
-		_set_error(c, "GET_INFLIGHT_FD: bad reply");
+		vu_set_error(c, "GET_INFLIGHT_FD: bad reply");
 		return -EPROTO;
 	}
 	*fd = -1;
@@ -279,7 +284,7 @@ _get_inflight(struct vu_conn *c, uint8_t *msg, uint32_t len, int *fd)
 	}
 	rc = _recv_all(c, msg, len);
 	if (rc == 0 && *fd < 0) {
-		_set_error(c, "GET_INFLIGHT_FD: no fd in the reply");
+		vu_set_error(c, "GET_INFLIGHT_FD: no fd in the reply");
 		rc = -EPROTO;
 	}
 	return rc;
@@ -299,7 +304,7 @@ vu_get_u64(struct vu_conn *c, uint32_t req, uint64_t *val)
 		return rc;
 	}
 	if (rc != (int)sizeof(*val)) {
-		_set_error(c, "%s reply size %d, expected 8", _req_name(req), rc);
+		vu_set_error(c, "%s reply size %d, expected 8", vu_req_name(req), rc);
 		return -EPROTO;
 	}
 	return 0;
@@ -316,12 +321,12 @@ vu_wait_ack(struct vu_conn *c, uint32_t req)
 		return rc;
 	}
 	if (rc != (int)sizeof(status)) {
-		_set_error(c, "%s ack size %d, expected 8", _req_name(req), rc);
+		vu_set_error(c, "%s ack size %d, expected 8", vu_req_name(req), rc);
 		return -EPROTO;
 	}
 	if (status != 0) {
-		_set_error(c, "%s failed (ack status %llu)", _req_name(req),
-			   (unsigned long long)status);
+		vu_set_error(c, "%s failed (ack status %llu)", vu_req_name(req),
+			     (unsigned long long)status);
 		return -EIO;
 	}
 	return 0;
@@ -333,13 +338,17 @@ _want_ack(struct vu_conn *c, uint32_t req)
 	if (!c->reply_ack) {
 		return false;
 	}
+	/* rust-vmm: NEED_REPLY on every message, so an ack for every set. */
+	if (c->hdr_flags & VU_FLAG_NEED_REPLY) {
+		return true;
+	}
 	/* QEMU 7.2 waits for an ack only on SET_MEM_TABLE (and SET_CONFIG). */
 	return c->ack_all || req == VU_SET_MEM_TABLE;
 }
 
-static int
-_set_msg(struct vu_conn *c, uint32_t req, const void *payload, uint32_t size, const int *fds,
-	 int nfds)
+int
+vu_set_msg(struct vu_conn *c, uint32_t req, const void *payload, uint32_t size, const int *fds,
+	   int nfds)
 {
 	bool ack = _want_ack(c, req);
 	int rc;
@@ -358,7 +367,7 @@ vu_set_u64(struct vu_conn *c, uint32_t req, uint64_t val, bool need_reply, const
 	int rc;
 
 	if (!need_reply) {
-		return _set_msg(c, req, &val, sizeof(val), fds, nfds);
+		return vu_set_msg(c, req, &val, sizeof(val), fds, nfds);
 	}
 	rc = vu_send(c, req, VU_FLAG_NEED_REPLY, &val, sizeof(val), fds, nfds);
 	if (rc != 0) {
@@ -372,7 +381,7 @@ vu_set_state(struct vu_conn *c, uint32_t req, uint32_t index, uint32_t num)
 {
 	struct vu_vring_state st = { .index = index, .num = num };
 
-	return _set_msg(c, req, &st, sizeof(st), NULL, 0);
+	return vu_set_msg(c, req, &st, sizeof(st), NULL, 0);
 }
 
 bool
@@ -407,11 +416,11 @@ vi_dev_send_mem_table(struct vi_dev *d)
 	mt.regions[0].memory_size = d->mem.size;
 	/* We pose as QEMU: its "user address" of guest RAM is our mapping. */
 	mt.regions[0].userspace_addr = (uint64_t)(uintptr_t)d->mem.base;
-	mt.regions[0].mmap_offset = 0;
+	mt.regions[0].mmap_offset = d->mem.file_offset;
 	/* The payload is the header plus the regions in use (QEMU sends
 	 * 8 + nregions * 32 bytes). */
-	return _set_msg(&d->conn, VU_SET_MEM_TABLE, &mt, 8 + sizeof(struct vu_region),
-			&d->mem.fd, 1);
+	return vu_set_msg(&d->conn, VU_SET_MEM_TABLE, &mt, 8 + sizeof(struct vu_region),
+			  &d->mem.fd, 1);
 }
 
 int
@@ -439,19 +448,27 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	d->num_queues = o->num_queues ? o->num_queues : 1;
 	d->queue_size = o->queue_size ? o->queue_size : 128;
 	if (d->num_queues > VI_MAX_QUEUES) {
-		_set_error(c, "at most %d queues", VI_MAX_QUEUES);
+		vu_set_error(c, "at most %d queues", VI_MAX_QUEUES);
 		return -EINVAL;
 	}
 
-	rc = gm_init(&d->mem, o->mem_size ? o->mem_size : 64ull << 20);
+	d->frontend = o->frontend;
+	if (o->frontend == VI_FE_SPDK || o->frontend == VI_FE_DPDK) {
+		/* Both announce their own virtual addresses as guest physical ones;
+		 * DPDK's segments sit at an offset in their file. */
+		rc = gm_init_shape(&d->mem, o->mem_size ? o->mem_size : 64ull << 20,
+				   o->frontend == VI_FE_DPDK ? 2ull << 20 : 0, true);
+	} else {
+		rc = gm_init(&d->mem, o->mem_size ? o->mem_size : 64ull << 20);
+	}
 	if (rc != 0) {
-		_set_error(c, "guest memory: %s", strerror(-rc));
+		vu_set_error(c, "guest memory: %s", strerror(-rc));
 		return rc;
 	}
 	for (i = 0; i < d->num_queues; i++) {
 		rc = vq_init(&d->vqs[i], &d->mem, (uint16_t)i, d->queue_size, d->interrupts);
 		if (rc != 0) {
-			_set_error(c, "vring %d: %s", i, strerror(-rc));
+			vu_set_error(c, "vring %d: %s", i, strerror(-rc));
 			return rc;
 		}
 	}
@@ -460,13 +477,16 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	if (rc != 0) {
 		return rc;
 	}
+	if (o->frontend != VI_FE_QEMU) {
+		return vi_fe_handshake(d, o);
+	}
 	rc = vu_get_u64(c, VU_GET_FEATURES, &c->features);
 	if (rc != 0) {
 		return rc;
 	}
 	if (!(c->features & (1ull << VI_F_PROTOCOL_FEATURES))) {
 		/* QEMU's vhost-user-blk needs CONFIG, a protocol feature. */
-		_set_error(c, "target does not offer VHOST_USER_F_PROTOCOL_FEATURES");
+		vu_set_error(c, "target does not offer VHOST_USER_F_PROTOCOL_FEATURES");
 		return -ENOTSUP;
 	}
 	rc = vu_get_u64(c, VU_GET_PROTOCOL_FEATURES, &pf);
@@ -477,12 +497,12 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 			(o->no_reply_ack ? 0 : (1ull << VU_PROTO_REPLY_ACK)) |
 			(o->inflight ? (1ull << VU_PROTO_INFLIGHT_SHMFD) : 0));
 	if (o->inflight && !(want_pf & (1ull << VU_PROTO_INFLIGHT_SHMFD))) {
-		_set_error(c, "target does not offer VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD");
+		vu_set_error(c, "target does not offer VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD");
 		return -ENOTSUP;
 	}
 	d->inflight = o->inflight;
 	if (!(want_pf & (1ull << VU_PROTO_CONFIG))) {
-		_set_error(c, "target does not offer VHOST_USER_PROTOCOL_F_CONFIG");
+		vu_set_error(c, "target does not offer VHOST_USER_PROTOCOL_F_CONFIG");
 		return -ENOTSUP;
 	}
 	rc = vu_send(c, VU_SET_PROTOCOL_FEATURES, 0, &want_pf, sizeof(want_pf), NULL, 0);
@@ -499,7 +519,7 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 		}
 		d->max_queues = qnum > VI_MAX_QUEUES ? VI_MAX_QUEUES : (uint16_t)qnum;
 	}
-	rc = _set_msg(c, VU_SET_OWNER, NULL, 0, NULL, 0);
+	rc = vu_set_msg(c, VU_SET_OWNER, NULL, 0, NULL, 0);
 	if (rc != 0) {
 		return rc;
 	}
@@ -527,25 +547,42 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 		return rc;
 	}
 	if (rc != (int)(12 + cfg_size)) {
-		_set_error(c, "GET_CONFIG reply size %d, expected %u", rc, 12 + cfg_size);
+		vu_set_error(c, "GET_CONFIG reply size %d, expected %u", rc, 12 + cfg_size);
 		return -EPROTO;
 	}
-	memcpy(&d->capacity, cfg.region + 0, 8);
-	if (c->features & (1ull << VIRTIO_BLK_F_SEG_MAX)) {
-		memcpy(&d->seg_max, cfg.region + 12, 4);
+	vi_dev_parse_config(d, cfg.region);
+
+	want = (1ull << VIRTIO_F_VERSION_1) | (1ull << VI_F_PROTOCOL_FEATURES) |
+	       (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
+	       (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+	       (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
+	       (1ull << VIRTIO_BLK_F_MQ) |
+	       (d->indirect ? (1ull << VIRTIO_F_INDIRECT_DESC) : 0) |
+	       (d->event_idx ? (1ull << VIRTIO_F_EVENT_IDX) : 0);
+	return vi_dev_accept_features(d, want);
+}
+
+void
+vi_dev_parse_config(struct vi_dev *d, const uint8_t *region)
+{
+	/* virtio 1.2 §5.2.4: capacity at 0, seg_max at 12, blk_size at 20. */
+	memcpy(&d->capacity, region + 0, 8);
+	if (d->conn.features & (1ull << VIRTIO_BLK_F_SEG_MAX)) {
+		memcpy(&d->seg_max, region + 12, 4);
 	}
 	d->blk_size = 512;
-	if (c->features & (1ull << VIRTIO_BLK_F_BLK_SIZE)) {
-		memcpy(&d->blk_size, cfg.region + 20, 4);
+	if (d->conn.features & (1ull << VIRTIO_BLK_F_BLK_SIZE)) {
+		memcpy(&d->blk_size, region + 20, 4);
 	}
+}
 
-	want = c->features & ((1ull << VIRTIO_F_VERSION_1) | (1ull << VI_F_PROTOCOL_FEATURES) |
-			      (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
-			      (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
-			      (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
-			      (1ull << VIRTIO_BLK_F_MQ) |
-			      (d->indirect ? (1ull << VIRTIO_F_INDIRECT_DESC) : 0) |
-			      (d->event_idx ? (1ull << VIRTIO_F_EVENT_IDX) : 0));
+int
+vi_dev_accept_features(struct vi_dev *d, uint64_t want)
+{
+	struct vu_conn *c = &d->conn;
+	int i;
+
+	want &= c->features;
 	c->acked_features = want;
 	d->readonly = want & (1ull << VIRTIO_BLK_F_RO);
 	d->indirect = want & (1ull << VIRTIO_F_INDIRECT_DESC);
@@ -555,8 +592,8 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 		vq_want_call(&d->vqs[i], d->interrupts);
 	}
 	if (d->num_queues > d->max_queues) {
-		_set_error(c, "target serves %u queues, %u requested", d->max_queues,
-			   d->num_queues);
+		vu_set_error(c, "target serves %u queues, %u requested", d->max_queues,
+			     d->num_queues);
 		return -EINVAL;
 	}
 	return 0;
@@ -569,6 +606,9 @@ vi_dev_start_rings(struct vi_dev *d)
 	uint64_t barrier;
 	int rc, i;
 
+	if (d->frontend != VI_FE_QEMU) {
+		return vi_fe_start_rings(d);
+	}
 	/* vhost_user_blk_start: the inflight region (asked for once, kept), then
 	 * vhost_dev_start's order: calls, features, memory, rings. */
 	if (d->inflight) {
@@ -580,14 +620,14 @@ vi_dev_start_rings(struct vi_dev *d)
 			} in = { .num_queues = d->num_queues, .queue_size = d->queue_size };
 
 			memcpy(d->inflight_msg, &in, sizeof(d->inflight_msg));
-			rc = _get_inflight(c, d->inflight_msg, sizeof(d->inflight_msg),
-					   &d->inflight_fd);
+			rc = vu_get_inflight(c, d->inflight_msg, sizeof(d->inflight_msg),
+					     &d->inflight_fd);
 			if (rc != 0) {
 				return rc;
 			}
 		}
-		rc = _set_msg(c, VU_SET_INFLIGHT_FD, d->inflight_msg, sizeof(d->inflight_msg),
-			      &d->inflight_fd, 1);
+		rc = vu_set_msg(c, VU_SET_INFLIGHT_FD, d->inflight_msg, sizeof(d->inflight_msg),
+				&d->inflight_fd, 1);
 		if (rc != 0) {
 			return rc;
 		}
@@ -620,7 +660,7 @@ vi_dev_start_rings(struct vi_dev *d)
 			rc = vu_set_state(c, VU_SET_VRING_BASE, (uint32_t)i, vq->avail_idx);
 		}
 		if (rc == 0) {
-			rc = _set_msg(c, VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0);
+			rc = vu_set_msg(c, VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0);
 		}
 		if (rc == 0) {
 			rc = vu_set_u64(c, VU_SET_VRING_KICK, (uint64_t)i, false, &vq->kick_fd, 1);
@@ -661,7 +701,9 @@ vi_dev_close(struct vi_dev *d, bool graceful)
 	struct vu_vring_state st;
 	int rc = 0, r, i;
 
-	if (graceful && c->fd >= 0) {
+	if (graceful && c->fd >= 0 && d->frontend != VI_FE_QEMU) {
+		rc = vi_fe_stop(d);
+	} else if (graceful && c->fd >= 0) {
 		for (i = 0; i < d->num_queues && rc == 0; i++) {
 			rc = vu_set_state(c, VU_SET_VRING_ENABLE, (uint32_t)i, 0);
 		}
@@ -678,11 +720,11 @@ vi_dev_close(struct vi_dev *d, bool graceful)
 			if (r < 0) {
 				rc = r;
 			} else if (r != (int)sizeof(st) || st.index != (uint32_t)i) {
-				_set_error(c, "GET_VRING_BASE reply malformed");
+				vu_set_error(c, "GET_VRING_BASE reply malformed");
 				rc = -EPROTO;
 			} else if (st.num != d->vqs[i].avail_idx) {
-				_set_error(c, "GET_VRING_BASE(%d) = %u, avail idx %u", i, st.num,
-					   d->vqs[i].avail_idx);
+				vu_set_error(c, "GET_VRING_BASE(%d) = %u, avail idx %u", i, st.num,
+					     d->vqs[i].avail_idx);
 				rc = -EPROTO;
 			}
 		}

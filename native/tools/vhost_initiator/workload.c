@@ -227,6 +227,8 @@ struct run {
 	uint64_t reads, writes, errors, mismatches, checked, unchecked;
 	uint64_t t_start, t_end;
 	uint64_t kicks;           /* kick eventfd writes during the phase */
+	uint64_t calls;           /* --interrupt: call eventfd writes of the target we read */
+	uint64_t call_timeouts;   /* --interrupt: 100 ms waits for a call that none ended */
 	char first_error[256];
 	bool fatal;
 };
@@ -413,6 +415,18 @@ _setup_slots(struct run *r)
 	return 0;
 }
 
+/* Calls (call eventfd writes) the target made since the last read. */
+static uint64_t
+_read_calls(struct vq *vq)
+{
+	uint64_t cnt = 0;
+
+	if (vq->call_fd < 0 || read(vq->call_fd, &cnt, sizeof(cnt)) != (ssize_t)sizeof(cnt)) {
+		return 0; /* EAGAIN: none */
+	}
+	return cnt;
+}
+
 /* Run one phase to completion; false on a fatal (protocol) failure. */
 static bool
 _run_phase(struct run *r, enum phase ph)
@@ -443,7 +457,10 @@ _run_phase(struct run *r, enum phase ph)
 	r->kicks = 0;
 	for (q = 0; q < r->d->num_queues; q++) {
 		r->kicks -= r->d->vqs[q].kicks;
+		/* Calls of an earlier phase are not this one's. */
+		(void)_read_calls(&r->d->vqs[q]);
 	}
+	r->calls = r->call_timeouts = 0;
 	r->t_start = now = last_progress = _now_ns();
 	if (r->deadline_ns) {
 		r->deadline_ns += r->t_start;
@@ -528,7 +545,6 @@ _run_phase(struct run *r, enum phase ph)
 		if (!progress && d->interrupts && inflight > 0) {
 			struct pollfd pfd[VI_MAX_QUEUES];
 			bool pending = false;
-			uint64_t cnt;
 
 			for (i = 0; i < d->num_queues; i++) {
 				pfd[i].fd = d->vqs[i].call_fd;
@@ -538,12 +554,17 @@ _run_phase(struct run *r, enum phase ph)
 				vq_want_call(&d->vqs[i], true);
 				pending = pending || vq_has_used(&d->vqs[i]);
 			}
-			if (!pending && poll(pfd, d->num_queues, 100) > 0) {
+			if (pending) {
+				/* Completed meanwhile: no need to wait for a call. */
+			} else if (poll(pfd, d->num_queues, 100) == 0) {
+				/* Requests in flight and no call: a device that
+				 * signals every completion never gets here (a
+				 * guest would wait for ever). */
+				r->call_timeouts++;
+			} else {
 				for (i = 0; i < d->num_queues; i++) {
 					if (pfd[i].revents & POLLIN) {
-						if (read(d->vqs[i].call_fd, &cnt, sizeof(cnt)) < 0) {
-							/* EAGAIN: raced with another read */
-						}
+						r->calls += _read_calls(&d->vqs[i]);
 					}
 				}
 			}
@@ -556,6 +577,9 @@ _run_phase(struct run *r, enum phase ph)
 	r->t_end = _now_ns();
 	for (q = 0; q < r->d->num_queues; q++) {
 		r->kicks += r->d->vqs[q].kicks;
+		/* What the target signalled and we did not wait for (a delay
+		 * of interrupt coalescing may still hold one call back). */
+		r->calls += _read_calls(&r->d->vqs[q]);
 	}
 	return true;
 }
@@ -576,12 +600,14 @@ _print_phase(const struct run *r, const char *name, bool json, bool last)
 		       "\"mean_us\": %.3f, \"p50_us\": %.3f, \"p99_us\": %.3f, "
 		       "\"p999_us\": %.3f, \"max_us\": %.3f, \"errors\": %" PRIu64
 		       ", \"verify_mismatches\": %" PRIu64 ", \"verified\": %" PRIu64
-		       ", \"kicks\": %" PRIu64 "}%s\n",
+		       ", \"kicks\": %" PRIu64 ", \"calls\": %" PRIu64
+		       ", \"call_timeouts\": %" PRIu64 "}%s\n",
 		       name, secs, ios, r->reads, r->writes, iops, mbps,
 		       h->count ? (double)h->sum / (double)h->count / 1e3 : 0.0,
 		       _h_percentile(h, 0.50) / 1e3, _h_percentile(h, 0.99) / 1e3,
 		       _h_percentile(h, 0.999) / 1e3, (double)h->max / 1e3, r->errors,
-		       r->mismatches, r->checked, r->kicks, last ? "" : ",");
+		       r->mismatches, r->checked, r->kicks, r->calls,
+		       r->call_timeouts, last ? "" : ",");
 		return;
 	}
 	printf("%-9s %8" PRIu64 " ios in %.2fs: %.0f IOPS, %.1f MB/s, lat us mean %.1f "

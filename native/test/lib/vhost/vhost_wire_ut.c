@@ -225,14 +225,37 @@ test_msg_checks(void)
 	CHECK_EQ(_check(VHOST_USER_SET_VRING_CALL, 1, 8, 1), -EINVAL);
 	g_msg.p.u64 = 1ull << 20;
 	CHECK_EQ(_check(VHOST_USER_SET_VRING_CALL, 1, 8, 1), -EINVAL);
-	/* config: size must match the header's size field */
+	/* config: the message carries at least header + size bytes */
 	g_msg.p.cfg.offset = 0;
 	g_msg.p.cfg.size = 57;
 	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 57, 0), 0);
 	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 56, 0), -EINVAL);
 	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 8, 0), -EINVAL);
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 57, 1), -EINVAL);
+	/* SPDK's shape: its whole 12 + 256-byte struct, whatever size says */
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 256, 0), 0);
+	CHECK_EQ(_check(VHOST_USER_SET_CONFIG, 1, 12 + 256, 0), 0);
+	CHECK_EQ(_check(VHOST_USER_SET_CONFIG, 1, 12 + 56, 0), -EINVAL);
+	/* ... but never more than that struct */
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 257, 0), -EINVAL);
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, SB_VHOST_MAX_PAYLOAD, 0), -EINVAL);
+	g_msg.p.cfg.size = 256;
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 256, 0), 0);
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 255, 0), -EINVAL);
+	g_msg.p.cfg.size = 0;
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12, 0), 0);
+	/* the window's offset is the handler's business (an empty reply) */
+	g_msg.p.cfg.offset = 0xfffffff0u;
+	g_msg.p.cfg.size = 57;
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 256, 0), 0);
+	g_msg.p.cfg.offset = 0;
+	g_msg.p.cfg.size = 257;
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 256, 0), -EINVAL);
 	g_msg.p.cfg.size = 300;
 	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 300, 0), -EINVAL);
+	g_msg.p.cfg.size = 0xffffffffu;  /* 12 + size wraps in 32 bits */
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 12 + 256, 0), -EINVAL);
+	CHECK_EQ(_check(VHOST_USER_GET_CONFIG, 1, 11, 0), -EINVAL);
 	/* inflight */
 	CHECK_EQ(_check(VHOST_USER_GET_INFLIGHT_FD, 1, 24, 0), 0);
 	CHECK_EQ(_check(VHOST_USER_SET_INFLIGHT_FD, 1, 24, 1), 0);
