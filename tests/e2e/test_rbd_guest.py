@@ -3,9 +3,10 @@
 Real Ceph cluster on 127.0.0.1 (tests/support/ceph.py), the engine in this
 process with an rbd bdev behind a vhost-blk controller, and the TCG test
 guest of tests/support/guest.py: data written by the guest is in the image
-as ``rbd export`` reads it; a resize reaches the guest's disk; a stopped OSD
-gives the guest I/O errors within a bounded time, and I/O works again once
-the OSD is back, with no reconnect.
+as ``rbd export`` reads it; FLUSH is offered (the guest says "write back")
+and the guest's fsync reaches librbd as one flush; a resize reaches the
+guest's disk; a stopped OSD gives the guest I/O errors within a bounded
+time, and I/O works again once the OSD is back, with no reconnect.
 """
 
 import hashlib
@@ -38,12 +39,17 @@ def test_guest_round_trip_resize_and_osd_outage(engine, cluster, image, tmp_path
         with guest_support.QemuGuest(image, tmp_path,
                                      disks=[guest_support.VhostDisk(sock)]) as vm:
             assert guest_blocks(vm) == 64 * MiB // 512
+            assert vm.shell.check("cat /sys/block/vda/queue/write_cache").strip() \
+                == "write back"
 
-            # Guest writes 1 MiB at 3 MiB, bypassing its page cache.
+            # Guest writes 1 MiB at 3 MiB, bypassing its page cache; its
+            # fsync is one FLUSH of the image.
             vm.shell.check("dd if=/dev/urandom of=/tmp/d bs=4096 count=256 2>/dev/null")
             want = vm.shell.check("md5sum /tmp/d").split()[0]
+            flushes = e.bdev_get_iostat("rbd0")["bdevs"][0]["num_flush_ops"]
             vm.shell.check("dd if=/tmp/d of=/dev/vda bs=4096 seek=768 oflag=direct "
                            "conv=fsync 2>/dev/null", timeout=120)
+            assert e.bdev_get_iostat("rbd0")["bdevs"][0]["num_flush_ops"] == flushes + 1
             back = vm.shell.check("dd if=/dev/vda bs=4096 skip=768 count=256 iflag=direct "
                                   "2>/dev/null | md5sum", timeout=120).split()[0]
             assert back == want

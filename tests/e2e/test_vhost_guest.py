@@ -6,10 +6,12 @@ BLKZEROOUT).  The engine runs as a separate process
 (tests/support/vhost_target.py, or the real ``spdk-backend-agent``) so
 that it can be SIGKILLed and started again under a running guest.
 
-* One guest (2 vCPUs) with three disks serves the data, 2-queue,
-  read-only, resize and discard/write-zeroes tests:
-  vda = c0 (uring on a 64 MiB file, 2 queues), vdb = ro (read-only uring
-  on a file of host-made random data), vdc = rz (uring, grown later).
+* One guest (2 vCPUs) with four disks serves the data, 2-queue,
+  read-only, resize, discard/write-zeroes, FLUSH and serial tests:
+  vda = c0 (uring on a 64 MiB file, 2 queues, a serial given at creation),
+  vdb = ro (read-only uring on a file of host-made random data), vdc = rz
+  (uring, grown later), vdd = nl (a null bdev: no volatile cache, so no
+  VIRTIO_BLK_F_FLUSH).
 * The kill tests boot their own guest: 4 guest writers fill a 64 MiB disk
   while the serving process is SIGKILLed at least 3 times and restarted;
   QEMU (reconnect=1) re-attaches and the target resubmits what was in
@@ -42,6 +44,8 @@ DISK_MB = 64
 RO_MB = 16
 RZ_MB = 16
 RZ_GROWN_MB = 48
+NULL_MB = 16
+C0_SERIAL = "SB-E2E-SERIAL-C0-20c"  # 20 bytes: all of virtio-blk's ID field
 # What a guest kernel prints when I/O on a disk failed or stalled.
 DMESG_ERRORS = (r"I/O error|blk_update_request|Buffer I/O|critical (medium|target)"
                 r"|virtio_blk.*(error|timeout|reset)|hung_task|blocked for more")
@@ -148,10 +152,13 @@ def bench(image):
     config = {"socket_dir": sock_dir,
               "bdevs": [{"type": "uring", "name": "u0", "filename": b.data},
                         {"type": "uring", "name": "r0", "filename": b.ro_file},
-                        {"type": "uring", "name": "z0", "filename": b.rz_file}],
-              "controllers": [{"ctrlr": "c0", "dev_name": "u0", "max_queues": 2},
+                        {"type": "uring", "name": "z0", "filename": b.rz_file},
+                        {"type": "null", "name": "n0", "num_blocks": NULL_MB * MB // 512}],
+              "controllers": [{"ctrlr": "c0", "dev_name": "u0", "max_queues": 2,
+                               "serial": C0_SERIAL},
                               {"ctrlr": "ro", "dev_name": "r0", "readonly": True},
-                              {"ctrlr": "rz", "dev_name": "z0"}]}
+                              {"ctrlr": "rz", "dev_name": "z0"},
+                              {"ctrlr": "nl", "dev_name": "n0"}]}
     b.target = EngineTarget(config, b.dir)
     b.vm = None
     try:
@@ -160,7 +167,8 @@ def bench(image):
             image, b.dir, mem_mb=384, smp=2, boot_timeout=150,
             disks=[guest.VhostDisk(os.path.join(sock_dir, "c0"), num_queues=2),
                    guest.VhostDisk(os.path.join(sock_dir, "ro")),
-                   guest.VhostDisk(os.path.join(sock_dir, "rz"))])
+                   guest.VhostDisk(os.path.join(sock_dir, "rz")),
+                   guest.VhostDisk(os.path.join(sock_dir, "nl"))])
         b.vm.start()
         b.sh = b.vm.shell
         yield b
@@ -250,7 +258,7 @@ def _thread_cpu_seconds(pid, comm):
 
 
 def test_idle_guest_costs_no_reactor_cpu(bench):
-    """Three connected, idle virtio-blk queues: the reactor sleeps, kicks wake it."""
+    """Four connected, idle virtio-blk disks: the reactor sleeps, kicks wake it."""
     sh = bench.sh
     sh.check("sync")
     pid = bench.target.proc.pid
@@ -348,6 +356,47 @@ def test_discard_and_write_zeroes(bench):
     assert _guest_md5(sh, "/dev/vda", 4, base + 4) == zero4
     assert _guest_md5(sh, "/dev/vda", 4, base + 8) == kept
     assert _dmesg_errors(sh) == []
+
+
+def _flushes(bench, bdev):
+    return _iostat(bench.target.call("bdev_get_iostat", name=bdev), bdev)["num_flush_ops"]
+
+
+def test_flush_write_cache_seen_by_guest(bench):
+    """A uring volume has a volatile cache (the host's page cache, the
+    disk's): VIRTIO_BLK_F_FLUSH, Linux says "write back", and an fsync in
+    the guest reaches the bdev as a flush.  A null bdev has none: no
+    FLUSH feature, "write through", and the guest sends no flush at all."""
+    sh = bench.sh
+    assert sh.check("cat /sys/block/vda/queue/write_cache").strip() == "write back"
+    assert sh.check("cat /sys/block/vdd/queue/write_cache").strip() == "write through"
+
+    # O_DIRECT writes without fsync: data written, no flush asked for.
+    before = _flushes(bench, "u0")
+    sh.check("dd if=/dev/urandom of=/dev/vda bs=4k seek=4096 count=16 oflag=direct "
+             "2>/dev/null", timeout=60)
+    assert _flushes(bench, "u0") == before
+    # conv=fsync: the guest's fsync of the disk becomes a FLUSH.
+    out = sh.check("dd if=/dev/urandom of=/dev/vda bs=4k seek=4096 count=16 conv=fsync "
+                   "2>&1", timeout=60)
+    assert "16+0 records out" in out, out
+    assert _flushes(bench, "u0") == before + 1
+
+    out = sh.check("dd if=/dev/urandom of=/dev/vdd bs=4k count=16 conv=fsync 2>&1",
+                   timeout=60)
+    assert "16+0 records out" in out, out
+    stat = _iostat(bench.target.call("bdev_get_iostat", name="n0"), "n0")
+    assert stat["num_write_ops"] > 0, stat
+    assert stat["num_flush_ops"] == 0, stat
+    assert _dmesg_errors(sh) == []
+
+
+def test_serial_from_controller_creation(bench):
+    """GET_ID: the serial given to vhost_create_blk_controller, or the bdev name."""
+    sh = bench.sh
+    assert sh.check("cat /sys/block/vda/serial").strip() == C0_SERIAL
+    assert sh.check("cat /sys/block/vdb/serial").strip() == "r0"
+    assert sh.check("cat /sys/block/vdd/serial").strip() == "n0"
 
 
 # ---------------------------------------------------------------------------

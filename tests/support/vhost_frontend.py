@@ -223,11 +223,15 @@ class Frontend:
     def _publish(self):
         self._avail_idx.value = self.avail_idx
 
-    def request(self, rtype, sector, data_gpa, length, wait=None):
-        """Queue header / data (at any guest address) / status; the status byte or None."""
+    def request(self, rtype, sector, data_gpa, length, wait=None, writable=None):
+        """Queue header / data (at any guest address) / status; the status byte or None.
+        ``writable``: whether the device may write the data buffer (default:
+        only for VIRTIO_BLK_T_IN; GET_ID needs it too)."""
         struct.pack_into("<IIQ", self.ram, HDR, rtype, 0, sector)
         self.ram[STATUS] = 0xff
-        data_flags = DESC_F_NEXT | (DESC_F_WRITE if rtype == VIRTIO_BLK_T_IN else 0)
+        if writable is None:
+            writable = rtype == VIRTIO_BLK_T_IN
+        data_flags = DESC_F_NEXT | (DESC_F_WRITE if writable else 0)
         descs = [(self.gpa + HDR, 16, DESC_F_NEXT, 1), (data_gpa, length, data_flags, 2),
                  (self.gpa + STATUS, 1, DESC_F_WRITE, 0)]
         for i, d in enumerate(descs):

@@ -15,7 +15,7 @@ it again with the same controllers) cannot run the engine in-process, so
                {"type": "null", "name": "n0", "num_blocks": N,
                 "block_size": 512}],
      "controllers": [{"ctrlr": "c0", "dev_name": "u0", "readonly": false,
-                      "max_queues": 2}]}
+                      "max_queues": 2, "serial": "..."}]}
 
 The process creates everything, prints ``READY`` on stdout and then serves
 one JSON request per stdin line, ``{"method": "bdev_uring_rescan",
@@ -186,7 +186,8 @@ def _create(eng, config):
         eng.vhost_create_blk_controller(c["ctrlr"], c["dev_name"],
                                         cpumask=c.get("cpumask"),
                                         readonly=c.get("readonly", False),
-                                        max_queues=c.get("max_queues", 0))
+                                        max_queues=c.get("max_queues", 0),
+                                        serial=c.get("serial"))
 
 
 def main(argv):

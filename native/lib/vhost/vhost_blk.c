@@ -111,11 +111,14 @@ sb_blk_features(const struct sb_blk_geometry *g)
 {
 	uint64_t f = (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
 		     (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
-		     (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_BLK_F_FLUSH) |
-		     (1ull << VIRTIO_F_INDIRECT_DESC) | (1ull << VIRTIO_F_EVENT_IDX) |
-		     (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
-		     (1ull << VHOST_F_LOG_ALL);
+		     (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_F_INDIRECT_DESC) |
+		     (1ull << VIRTIO_F_EVENT_IDX) | (1ull << VIRTIO_F_VERSION_1) |
+		     (1ull << VHOST_USER_F_PROTOCOL_FEATURES) | (1ull << VHOST_F_LOG_ALL);
 
+	if (g->flush) {
+		/* Without it the guest knows there is no volatile cache ("write through"). */
+		f |= 1ull << VIRTIO_BLK_F_FLUSH;
+	}
 	if (g->readonly) {
 		f |= 1ull << VIRTIO_BLK_F_RO;
 	} else {

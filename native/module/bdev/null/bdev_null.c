@@ -37,7 +37,8 @@ _null_submit(struct sb_io_channel *ch, struct sb_bdev_io *io)
 static bool
 _null_io_type_supported(void *ctx, enum sb_bdev_io_type type)
 {
-	return type < SB_BDEV_IO_NUM_TYPES;
+	/* Nothing is ever cached, so nothing to flush (as SPDK's null bdev). */
+	return type < SB_BDEV_IO_NUM_TYPES && type != SB_BDEV_IO_FLUSH;
 }
 
 static struct sb_io_channel *
