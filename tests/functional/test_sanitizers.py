@@ -7,7 +7,8 @@ Three runs in CI:
 * native/tools/vhost_target (the engine as a plain target process, ASan
   build) under every hostile case of the C initiator, a bystander doing
   verified I/O on another controller meanwhile, then verified workloads
-  (several queues, EVENT_IDX, interrupts); a SIGTERM must then give a clean
+  (several queues, EVENT_IDX, interrupts, the message shapes of SPDK's,
+  DPDK's and rust-vmm's front-ends); a SIGTERM must then give a clean
   shutdown (exit 0: LeakSanitizer found nothing) and no sanitizer report;
 * the engine's Python functional and isolation tests on an extension
   built with SB_SANITIZE=1 (libasan preloaded into the interpreter).
@@ -121,7 +122,10 @@ def test_hostile_cases_against_asan_target(asan_build, native_tools):
                     bystander.kill()
                     bystander.wait()
             assert bystander.returncode == 0, out
-            for mode in ([], ["--interrupt", "--event-idx"], ["--queues", "4", "--qd", "8"]):
+            # ... and as the other front-ends speak (vhost_initiator --frontend).
+            for mode in ([], ["--interrupt", "--event-idx"], ["--queues", "4", "--qd", "8"],
+                         ["--frontend", "spdk"], ["--frontend", "dpdk", "--queues", "2"],
+                         ["--frontend", "rust-vmm", "--queues", "2"]):
                 res = run_initiator(initiator, sock / "c0", "--rw", "randrw", "--verify",
                                     "--size-limit", "4M", "--time", "2", "--json", *mode)
                 assert res.rc == 0, res.stdout + res.stderr

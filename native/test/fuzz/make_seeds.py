@@ -127,14 +127,21 @@ def region(gpa, size, uva, off):
     return struct.pack("<QQQQ", gpa, size, uva, off)
 
 
-def session(mem="table", inflight=False, event_idx=False, stop=True, log=False):
+def session(mem="table", inflight=False, event_idx=False, stop=True, log=False,
+            config="qemu"):
     feats = FEATURES & ~((0 if event_idx else 1) << 29)
     proto = PROTO | (LOG_SHMFD if log else 0)
     m = [msg(GET_FEATURES), msg(GET_PROTOCOL_FEATURES), msg(SET_PROTOCOL_FEATURES, u64(proto)),
          msg(GET_QUEUE_NUM), msg(GET_MAX_MEM_SLOTS), msg(SET_OWNER),
          msg(SET_SLAVE_REQ_FD, fds=[FD_SOCK], flags=0x1 | NEED_REPLY),
-         msg(GET_CONFIG, struct.pack("<III", 0, 60, 0) + bytes(60)),
-         msg(SET_FEATURES, u64(feats))]
+         msg(GET_CONFIG, struct.pack("<III", 0, 60, 0) + bytes(60))]
+    if config == "spdk":
+        # SPDK's virtio-user: the whole 256-byte space in its fixed 268-byte
+        # struct, then a window past virtio_blk_config, then one past 256.
+        m += [msg(GET_CONFIG, struct.pack("<III", 0, 256, 0) + bytes(256)),
+              msg(GET_CONFIG, struct.pack("<III", 200, 56, 0) + bytes(256)),
+              msg(GET_CONFIG, struct.pack("<III", 250, 16, 0) + bytes(256))]
+    m.append(msg(SET_FEATURES, u64(feats)))
     if inflight:
         m.append(msg(GET_INFLIGHT_FD, struct.pack("<QQHH", 0, 0, 2, QSIZE) + bytes(4)))
         m.append(msg(SET_INFLIGHT_FD, struct.pack("<QQHH", 4096, 0, 1, QSIZE) + bytes(4),
@@ -234,7 +241,8 @@ def main():
                         vhost_msg_seed(REQUEST_SETS[3], inflight=True, stop=False),
                         vhost_msg_seed(REQUEST_SETS[0], log=True, stop=False),
                         vhost_msg_seed(REQUEST_SETS[1], event_idx=True, inflight=True,
-                                       log=True)])
+                                       log=True),
+                        vhost_msg_seed(REQUEST_SETS[2], config="spdk")])
     write("jsonrpc", jsonrpc_seeds())
     return 0
 
