@@ -12,6 +12,7 @@ program set up: the agent's stderr (journald under systemd) or its
 ``log_file``.
 """
 
+import fcntl
 import logging
 import os
 import threading
@@ -63,6 +64,11 @@ class Forwarder:
         self.logger = logger or logging.getLogger(LOGGER)
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(wfd, False)
+        try:
+            # Room for bursts (a reactor never waits for this reader).
+            fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 1 << 20)
+        except OSError:
+            pass
         self._rfd, self._wfd = rfd, wfd
         lib.sb_log_set_level(engine_level(self.logger.getEffectiveLevel()))
         lib.sb_log_set_pipe(wfd)
@@ -72,17 +78,26 @@ class Forwarder:
 
     def _run(self):
         buf = b""
-        with os.fdopen(self._rfd, "rb", buffering=0) as f:
-            while True:
-                chunk = f.read(1 << 16)
-                if not chunk:
-                    break
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    record = parse(line)
-                    if record is not None and self.logger.isEnabledFor(record.levelno):
-                        self.logger.handle(record)
+        try:
+            with os.fdopen(self._rfd, "rb", buffering=0) as f:
+                while True:
+                    chunk = f.read(1 << 16)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        record = parse(line)
+                        if record is None or not self.logger.isEnabledFor(record.levelno):
+                            continue
+                        try:
+                            self.logger.handle(record)
+                        except Exception:  # a filter or handler of the program's
+                            pass
+        finally:
+            # Whatever ended this reader, the engine's lines go to stderr again.
+            lib.sb_log_set_pipe(-1)
+            lib.sb_log_set_stderr(1)
 
     @staticmethod
     def dropped():

@@ -355,10 +355,11 @@ class Successor:
         self.sock.close()
 
     def abandon(self):
-        """Stop a successor that is not taking over."""
-        self.sock.close()
+        """Stop a successor that is not taking over (killed before the socket
+        closes: at EOF it would go on)."""
         if self.proc.poll() is None:
             self.proc.kill()
+        self.sock.close()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:

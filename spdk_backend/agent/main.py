@@ -50,8 +50,13 @@ def main(argv=None):
         return 2
     opts = conf.agent
     setup_logging(opts)
+    agent = service.Agent(opts)
+    # Until the agent serves (its start, or taking over from an upgrading
+    # agent), a stop is noted and done once it can be done cleanly.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, agent.note_stop_signal)
     try:
-        service.Agent(opts).run()
+        agent.run()
     except (service.AgentLockedError, agent_state.StateFileError,
             exception.SpdkBackendException, OSError, ValueError) as exc:
         LOG.error("spdk-backend-agent cannot run: %s", exc)

@@ -290,6 +290,8 @@ class Agent:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stop = asyncio.Event()
+        if self._stop_requested:    # asked before this loop ran (main's handler)
+            self._stop.set()
         signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
         for sig in signals:
             loop.add_signal_handler(sig, self._note_stop)
@@ -315,16 +317,22 @@ class Agent:
             else:
                 LOG.info("shutting down")
         finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
-            if handle_signals:
-                loop.remove_signal_handler(signal.SIGHUP)
-                # Not the default actions while it hands over: a second
-                # SIGHUP is ignored, and SIGTERM/SIGINT are noted (hand_over
-                # and run act on them at a safe point).
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            held = set(signals) | ({signal.SIGHUP} if handle_signals else set())
+            # No default action in between: blocked while the handlers change.
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+            try:
                 for sig in signals:
-                    signal.signal(sig, lambda *_: self._note_stop())
+                    loop.remove_signal_handler(sig)
+                if handle_signals:
+                    loop.remove_signal_handler(signal.SIGHUP)
+                    # Not the default actions while it hands over: a second
+                    # SIGHUP is ignored, and SIGTERM/SIGINT are noted
+                    # (hand_over and run act on them at a safe point).
+                    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                    for sig in signals:
+                        signal.signal(sig, self.note_stop_signal)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             await self.server.close()
 
     def request_upgrade(self):
@@ -339,6 +347,11 @@ class Agent:
             self._stop.set()
 
         self._loop.call_soon_threadsafe(self._loop.call_later, UPGRADE_GRACE_S, go)
+
+    def note_stop_signal(self, signum=None, frame=None):
+        """A SIGTERM/SIGINT handler for when no event loop serves: noted, and
+        acted on at the next safe point (main() installs it from the start)."""
+        self._note_stop()
 
     def _note_stop(self):
         self._stop_requested = True
@@ -407,17 +420,18 @@ class Agent:
             finally:
                 agent_handoff.close_fds([mfd])
             # The successor holds its own copies of every fd now.  Make it
-            # the service's main process while this one still holds them all
-            # (so a refusal can still be undone).
+            # the service's main process while this one still holds them all:
+            # until the manager has taken MAINPID=, a failure can be undone
+            # (after it, this process is no longer the service's).
+            if successor.proc.poll() is not None:
+                raise agent_handoff.HandoffError(
+                    reason="the new process (pid %d) died after it took the handoff"
+                           % successor.pid)
             if (not sdnotify.handed_over(successor.pid, "handed over to process %d"
                                          % successor.pid)
                     and sdnotify.notify_socket() is not None):
                 raise agent_handoff.HandoffError(
                     reason="the service manager was not told the new main pid")
-            if successor.proc.poll() is not None:
-                raise agent_handoff.HandoffError(
-                    reason="the new process (pid %d) died after it took the handoff"
-                           % successor.pid)
         except Exception as exc:
             successor.abandon()
             reason = getattr(exc, "kwargs", {}).get("reason") or str(exc)

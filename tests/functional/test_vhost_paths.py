@@ -357,3 +357,25 @@ def test_interrupt_coalescing(eng, native_tools):
 
     eng.vhost_controller_set_coalescing("c0", 0, 0)
     assert _ctrlr(eng, "c0")["delay_base_us"] == 0
+
+
+def test_flush_acked_by_a_guest_of_an_earlier_agent_is_accepted(eng):
+    """A guest that acked FLUSH when every bdev offered it sends it back on a
+    reconnect (QEMU does not ask again): SET_FEATURES takes it on a bdev
+    without a cache, and FLUSH requests are answered; another bit the
+    controller does not offer is still refused."""
+    eng.bdev_null_create("n1", 4 * MB // 512, 512)
+    eng.vhost_create_blk_controller("cn1", "n1")
+    fe = vf.Frontend(_ctrlr(eng, "cn1")["socket"], gpa=0, size=MB, timeout=5.0)
+    try:
+        fe.open_socket()
+        offered = fe._get_u64(vf.GET_FEATURES)
+        assert not offered & VIRTIO_BLK_F_FLUSH
+        fe._get_u64(vf.GET_PROTOCOL_FEATURES)
+        fe._send(vf.SET_PROTOCOL_FEATURES, struct.pack("<Q", vf.PROTOCOL_F_REPLY_ACK))
+        acked = vf.F_VERSION_1 | vf.F_PROTOCOL_FEATURES | VIRTIO_BLK_F_FLUSH
+        assert _ack(fe, vf.SET_FEATURES, struct.pack("<Q", acked)) == 0
+        assert _ctrlr(eng, "cn1")["features"] & VIRTIO_BLK_F_FLUSH
+        assert _ack(fe, vf.SET_FEATURES, struct.pack("<Q", acked | (1 << 40))) != 0
+    finally:
+        fe.sock.close()

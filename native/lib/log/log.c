@@ -27,7 +27,6 @@ static FILE *g_file;
 static int g_pipe = -1;
 static uint64_t g_pipe_dropped; /* since the start */
 static uint64_t g_pipe_pending; /* dropped and not yet reported */
-static pthread_mutex_t g_rl_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static char g_ring[RING_LINES][LINE_MAX_LEN];
 /* Index of the next line to write; g_ring_count lines end just before it. */
@@ -242,28 +241,29 @@ sb_log(enum sb_log_level level, const char *file, int line, const char *func,
 	va_end(ap);
 }
 
+/*
+ * Lock-free (reactors call it on the data path, a guest can make them call
+ * it often): counts are approximate when reactors race at a second's turn.
+ */
 bool
 sb_log_ratelimit_ok(struct sb_log_ratelimit *rl, uint64_t *suppressed)
 {
 	struct timespec ts;
-	bool ok;
+	uint64_t now, sec;
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	pthread_mutex_lock(&g_rl_lock);
-	if (rl->second != (uint64_t)ts.tv_sec) {
-		rl->second = (uint64_t)ts.tv_sec;
-		rl->lines = 0;
+	now = (uint64_t)ts.tv_sec;
+	sec = __atomic_load_n(&rl->second, __ATOMIC_RELAXED);
+	if (sec != now && __atomic_compare_exchange_n(&rl->second, &sec, now, false,
+						      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&rl->lines, 0, __ATOMIC_RELAXED);
 	}
-	ok = rl->lines < SB_LOG_BURST;
-	if (ok) {
-		rl->lines++;
-		*suppressed = rl->suppressed;
-		rl->suppressed = 0;
-	} else {
-		rl->suppressed++;
+	if (__atomic_fetch_add(&rl->lines, 1, __ATOMIC_RELAXED) < SB_LOG_BURST) {
+		*suppressed = __atomic_exchange_n(&rl->suppressed, 0, __ATOMIC_RELAXED);
+		return true;
 	}
-	pthread_mutex_unlock(&g_rl_lock);
-	return ok;
+	__atomic_fetch_add(&rl->suppressed, 1, __ATOMIC_RELAXED);
+	return false;
 }
 
 void

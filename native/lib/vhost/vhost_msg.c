@@ -98,6 +98,12 @@ _h_set_features(struct _ctx *x)
 {
 	uint64_t f = x->msg->p.u64, offered = sb_blk_features(&x->c->geo);
 
+	/*
+	 * FLUSH is answered on any bdev (at once without a volatile cache): a
+	 * guest that acked it from an agent that offered it everywhere comes
+	 * back with it on a reconnect, and QEMU does not ask again.
+	 */
+	offered |= 1ull << VIRTIO_BLK_F_FLUSH;
 	/* QEMU 7.2 includes bit 30 here; it is part of what we offer. */
 	if (f & ~offered) {
 		SB_ERRLOG("vhost %s: SET_FEATURES with unoffered bits 0x%" PRIx64 "\n", x->c->name,

@@ -527,27 +527,70 @@ def test_a_new_version_that_cannot_start_leaves_the_old_one_serving(agent, base_
     assert agent.wait_upgraded(before["started_at"])["upgrade_failed"] is None
 
 
-def test_sigterm_while_the_successor_starts_stops_the_agent(agent, base_dir, initiator):
+def _slow_successor_env(tmp_path, seconds):
+    """An environment whose successor agent takes ``seconds`` longer to start
+    (a sitecustomize on PYTHONPATH): a test, not the product, makes it slow."""
+    site = tmp_path / "slow-successor"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os, time\n"
+        "if %r in os.environ:\n"
+        "    time.sleep(%r)\n" % (agent_handoff.SUCCESSOR_ENV, seconds))
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": str(site) + (os.pathsep + path if path else "")}
+
+
+def test_sigterm_while_the_successor_starts_stops_the_agent(base_dir, tmp_path):
     """A stop asked while the agent waits for its successor is a stop: the
     successor is abandoned (killed, reaped), the agent stops cleanly, and
     nothing holds the state lock afterwards."""
+    agent = agent_proc.AgentProcess(base_dir)
+    agent.start(env=_slow_successor_env(tmp_path, 5))
+    try:
+        with agent.client() as c:
+            make_controller(c, base_dir, "s0", max_queues=1)
+        old = agent.proc
+        os.kill(old.pid, signal.SIGHUP)
+        wait_for(lambda: "waiting until it is ready" in agent.log(), 30, "the successor")
+        (succ,) = map(int, re.findall(r"upgrade: new process (\d+) started", agent.log()))
+        os.kill(old.pid, signal.SIGTERM)
+        assert old.wait(30) == 0, agent.log()
+        log = agent.log()
+        assert "a stop was asked meanwhile" in log, log
+        assert "session handed over" not in log and "stopped" in log, log
+        assert not os.path.exists(os.path.join(agent.vhost_socket_dir, "s0"))
+        assert not os.path.exists("/proc/%d" % succ) or \
+            open("/proc/%d/stat" % succ).read().split()[2] == "Z"
+        # Nobody holds the lock: a new agent starts on the same state.
+        agent.start()
+        assert [x["ctrlr"] for x in call(agent, "vhost_get_controllers")] == ["s0"]
+    finally:
+        agent.stop()
+        agent.kill9()
+
+
+def test_sigterm_while_the_successor_takes_over_stops_it_cleanly(agent, base_dir):
+    """A stop asked once the sessions are handed over reaches the successor,
+    which stops cleanly as soon as it serves (it notes a SIGTERM that comes
+    while it is still taking over)."""
     with agent.client() as c:
-        make_controller(c, base_dir, "s0", max_queues=1)
+        make_controller(c, base_dir, "t0", max_queues=1)
+        before = c.call("framework_get_process")
     old = agent.proc
     os.kill(old.pid, signal.SIGHUP)
-    wait_for(lambda: "waiting until it is ready" in agent.log(), 30, "the successor")
+    wait_for(lambda: "session(s) handed to process" in agent.log() or
+             "taking over from process" in agent.log(), 30, "the hand-over")
     (succ,) = map(int, re.findall(r"upgrade: new process (\d+) started", agent.log()))
-    os.kill(old.pid, signal.SIGTERM)
+    os.kill(succ, signal.SIGTERM)
     assert old.wait(30) == 0, agent.log()
+    handle = agent_proc.ProcessHandle(succ)
+    handle.wait(30)
     log = agent.log()
-    assert "a stop was asked meanwhile" in log, log
-    assert "session handed over" not in log and "stopped" in log, log
-    assert not os.path.exists(os.path.join(agent.vhost_socket_dir, "s0"))
-    assert not os.path.exists("/proc/%d" % succ) or \
-        open("/proc/%d/stat" % succ).read().split()[2] == "Z"
-    # Nobody holds the lock: a new agent starts on the same state.
-    agent.start()
-    assert [x["ctrlr"] for x in call(agent, "vhost_get_controllers")] == ["s0"]
+    # The successor did not die of the signal: it stopped as the agent stops.
+    assert re.search(r" %d INFO spdk_backend.agent: stopped" % succ, log), log[-3000:]
+    assert not os.path.exists(os.path.join(agent.vhost_socket_dir, "t0"))
+    assert not os.path.exists(agent.rpc_socket)
+    assert before["pid"] != succ
 
 
 def test_the_units_execstop_waits_for_a_main_process_it_did_not_start(agent):
