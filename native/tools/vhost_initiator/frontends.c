@@ -434,17 +434,7 @@ _rust_vmm_start_rings(struct vi_dev *d)
 	}
 	/* ... the inflight region (mmap_size 0 asks the back-end for one) ... */
 	if (rc == 0 && d->inflight) {
-		if (d->inflight_fd < 0) {
-			struct {
-				uint64_t mmap_size, mmap_offset;
-				uint16_t num_queues, queue_size;
-				uint32_t pad;
-			} in = { .num_queues = d->num_queues, .queue_size = d->queue_size };
-
-			memcpy(d->inflight_msg, &in, sizeof(d->inflight_msg));
-			rc = vu_get_inflight(c, d->inflight_msg, sizeof(d->inflight_msg),
-					     &d->inflight_fd);
-		}
+		rc = vi_dev_get_inflight(d);
 		if (rc == 0) {
 			rc = vu_set_msg(c, VU_SET_INFLIGHT_FD, d->inflight_msg,
 					sizeof(d->inflight_msg), &d->inflight_fd, 1);

@@ -600,6 +600,23 @@ vi_dev_accept_features(struct vi_dev *d, uint64_t want)
 }
 
 int
+vi_dev_get_inflight(struct vi_dev *d)
+{
+	struct {
+		uint64_t mmap_size, mmap_offset;
+		uint16_t num_queues, queue_size;
+		uint32_t pad;
+	} in = { .num_queues = d->num_queues, .queue_size = d->queue_size };
+
+	if (d->inflight_fd >= 0) {
+		return 0; /* asked for once, kept */
+	}
+	memcpy(d->inflight_msg, &in, sizeof(d->inflight_msg));
+	return vu_get_inflight(&d->conn, d->inflight_msg, sizeof(d->inflight_msg),
+			       &d->inflight_fd);
+}
+
+int
 vi_dev_start_rings(struct vi_dev *d)
 {
 	struct vu_conn *c = &d->conn;
@@ -612,19 +629,9 @@ vi_dev_start_rings(struct vi_dev *d)
 	/* vhost_user_blk_start: the inflight region (asked for once, kept), then
 	 * vhost_dev_start's order: calls, features, memory, rings. */
 	if (d->inflight) {
-		if (d->inflight_fd < 0) {
-			struct {
-				uint64_t mmap_size, mmap_offset;
-				uint16_t num_queues, queue_size;
-				uint32_t pad;
-			} in = { .num_queues = d->num_queues, .queue_size = d->queue_size };
-
-			memcpy(d->inflight_msg, &in, sizeof(d->inflight_msg));
-			rc = vu_get_inflight(c, d->inflight_msg, sizeof(d->inflight_msg),
-					     &d->inflight_fd);
-			if (rc != 0) {
-				return rc;
-			}
+		rc = vi_dev_get_inflight(d);
+		if (rc != 0) {
+			return rc;
 		}
 		rc = vu_set_msg(c, VU_SET_INFLIGHT_FD, d->inflight_msg, sizeof(d->inflight_msg),
 				&d->inflight_fd, 1);
