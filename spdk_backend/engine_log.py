@@ -70,6 +70,7 @@ class Forwarder:
         except OSError:
             pass
         self._rfd, self._wfd = rfd, wfd
+        self._level = lib.sb_log_get_level()
         lib.sb_log_set_level(engine_level(self.logger.getEffectiveLevel()))
         lib.sb_log_set_pipe(wfd)
         lib.sb_log_set_stderr(0)
@@ -105,9 +106,11 @@ class Forwarder:
         return lib.sb_log_pipe_dropped()
 
     def close(self):
-        """Back to stderr; every line written so far is logged first."""
+        """Back to stderr and the level before; every line written so far is
+        logged first."""
         lib.sb_log_set_stderr(1)
         lib.sb_log_set_pipe(-1)
+        lib.sb_log_set_level(self._level)
         os.close(self._wfd)
         self._thread.join(10)
 
