@@ -3,7 +3,10 @@
 One :class:`Engine` per process (the C engine is process-wide).  Every call
 here is a synchronous control-plane call: the C side posts a message to the
 owning reactor and waits, with the GIL released, so Python never blocks a
-reactor and a reactor never waits for Python.
+reactor and a reactor never waits for Python.  The C side copies what it
+hands to a reactor (names, data to write) and reads into memory of its own,
+so a call that gives up waiting (EngineTimeout) leaves nothing of Python's
+in use and Python may free its buffers at once.
 
 Every C return code goes through :func:`_check`, which raises the typed
 exceptions of :mod:`spdk_backend.exception`.  Results use SPDK's JSON-RPC
@@ -16,7 +19,6 @@ import json
 import os
 import stat
 import threading
-import time
 import weakref
 
 from spdk_backend import exception
@@ -27,8 +29,6 @@ _IO_TYPE_NAMES = ("read", "write", "flush", "unmap", "write_zeroes", "reset")
 _QOS_NAMES = ("rw_ios_per_sec", "rw_mbytes_per_sec", "r_mbytes_per_sec",
               "w_mbytes_per_sec")
 _UINT64_MAX = (1 << 64) - 1
-# SB_CALL_TIMEOUT_US (sb/thread.h): how long a control call waits for a reactor.
-_CALL_TIMEOUT_S = 30.0
 _LOG_LEVELS = {"ERROR": 0, "WARNING": 1, "NOTICE": 2, "INFO": 3, "DEBUG": 4}
 
 
@@ -38,7 +38,7 @@ def _check(rc, op, **reason_kw):
         return rc
     reason = reason_kw.get("reason")
     if reason is None:
-        reason = "%s (%s)" % (os.strerror(-rc), _describe(rc, reason_kw))
+        reason = "%s (%s)" % (exception.strerror(-rc), _describe(rc, reason_kw))
     raise exception.from_errno(rc, op=op, reason=reason)
 
 
@@ -428,15 +428,12 @@ class Engine:
         elif op == "read":
             out = bytearray(_u(length, "length"))
             buf = ffi.from_buffer(out)
-        start = time.monotonic()
         rc = lib.sb_bdev_ctl_io(_b(name), _u(reactor, "reactor", 32), types[op],
                                 _u(offset, "offset"), _u(length, "length"), buf)
         if rc < 0:
-            if rc == -errno.ETIMEDOUT and time.monotonic() - start >= _CALL_TIMEOUT_S:
-                # sb_call gave up waiting: the I/O never completed (still queued).
-                raise exception.EngineTimeout(
-                    errno=errno.ETIMEDOUT, op="bdev %s %s at offset %d" % (name, op, offset))
-            # The I/O's own status, ETIMEDOUT included (e.g. librados' op timeout).
+            # The I/O's own status, ETIMEDOUT included (e.g. librados' op
+            # timeout); -SB_EWAITER_GAVE_UP (EngineTimeout) when nobody waited
+            # for it any more (it may still complete, into the call's memory).
             raise exception.from_io_errno(rc, name, op, offset)
         return bytes(out) if op == "read" else None
 
@@ -460,11 +457,9 @@ class Engine:
         opts.seed = _u(seed, "seed")
         res = ffi.new("struct sb_workload_result *")
         rc = lib.sb_workload_run(opts, res)
-        if rc == -errno.ETIMEDOUT:
-            # The run had seconds + 60 s (verify: an hour) to finish; its
-            # I/O errors are counted in the result, never returned.
-            raise exception.EngineTimeout(errno=errno.ETIMEDOUT,
-                                          op="workload %s on %s (no result)" % (rw, name))
+        # The run had seconds + 60 s (verify: an hour) to finish: after that
+        # -SB_EWAITER_GAVE_UP (EngineTimeout); its I/O errors are counted in
+        # the result, never returned.
         _check(rc, "workload on %s" % name, rw=rw)
         return {f: getattr(res, f) for f in (
             "ios", "read_ios", "write_ios", "errors", "first_error", "verify_failures",
@@ -728,6 +723,10 @@ def _ctrlr_dict(info):
         "features": info.features,
         "protocol_features": info.protocol_features,
         "reactor_core": info.reactor_core,
+        # Queue q runs on the (q % n)-th reactor of the cpumask.
+        "queues": [{"id": q, "reactor_core": info.queue_core[q],
+                    "started": bool(info.queues_started & (1 << q))}
+                   for q in range(info.max_queues)],
         "completed_ios": info.completed_ios,
         "dirty_logging": bool(info.dirty_logging),
         "adopted": bool(info.adopted),

@@ -44,7 +44,7 @@ class EngineError(SpdkBackendException):
     def __init__(self, message=None, errno=None, **kwargs):
         self.errno = errno
         if message is None and "reason" not in kwargs and errno is not None:
-            kwargs["reason"] = os.strerror(errno)
+            kwargs["reason"] = strerror(errno)
         kwargs.setdefault("op", "engine call")
         kwargs.setdefault("reason", "unknown error")
         super().__init__(message, **kwargs)
@@ -75,9 +75,18 @@ class PermissionDenied(EngineError):
 
 
 class EngineTimeout(EngineError):
-    """A control call got no answer from the engine's reactor in time."""
+    """A control call got no answer from the engine's reactor in time.
+
+    The C side says so with its own code, ``SB_EWAITER_GAVE_UP``
+    (:data:`WAITER_GAVE_UP`), never with an errno a bdev could return; the
+    call may still complete on the reactor, with memory the call owns.
+    """
 
     msg_fmt = "%(op)s: the engine did not answer in time"
+
+
+# SB_EWAITER_GAVE_UP (sb/thread.h): "the waiter gave up", not an errno.
+WAITER_GAVE_UP = 4096
 
 
 class BdevIOError(EngineError):
@@ -106,16 +115,25 @@ ERRNO_CLASSES = {
     _errno.ENAMETOOLONG: InvalidArgument,
     _errno.EPERM: PermissionDenied,
     _errno.EACCES: PermissionDenied,
+    # sb_call()'s own timeout, still used by the vhost control thread.
     _errno.ETIMEDOUT: EngineTimeout,
     _errno.ESHUTDOWN: EngineNotRunning,
+    WAITER_GAVE_UP: EngineTimeout,
 }
+
+
+def strerror(errno):
+    """os.strerror, and what SB_EWAITER_GAVE_UP (not an errno) means."""
+    if errno == WAITER_GAVE_UP:
+        return "the engine's reactor did not answer within the call timeout"
+    return os.strerror(errno)
 
 
 def from_errno(errno, op, reason=None):
     """The exception for a negative or positive errno from the engine."""
     errno = abs(errno)
     cls = ERRNO_CLASSES.get(errno, EngineError)
-    return cls(errno=errno, op=op, reason=reason or os.strerror(errno))
+    return cls(errno=errno, op=op, reason=reason or strerror(errno))
 
 
 # errno classes that describe the request rather than the I/O's outcome.
@@ -131,7 +149,11 @@ def from_io_errno(errno, name, io, offset):
     """
     errno = abs(errno)
     cls = ERRNO_CLASSES.get(errno)
-    reason = os.strerror(errno)
+    reason = strerror(errno)
+    if errno == WAITER_GAVE_UP:
+        # Not the I/O's status: nobody waited for it (it may still complete).
+        return EngineTimeout(errno=errno, op="bdev %s %s at offset %s" % (name, io, offset),
+                             reason=reason)
     if cls in _IO_REQUEST_CLASSES:
         return cls(errno=errno, op="bdev %s %s at offset %s" % (name, io, offset),
                    reason=reason)

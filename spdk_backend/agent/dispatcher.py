@@ -58,6 +58,9 @@ def error_from_exception(exc):
         return exc
     if isinstance(exc, exception.EngineError):
         code = -(exc.errno or errno.EIO)
+        if exc.errno == exception.WAITER_GAVE_UP:
+            # Not an errno: JSON-RPC clients (SPDK's) get ETIMEDOUT, the message says which.
+            code = -errno.ETIMEDOUT
         return jsonrpc.RpcError(code, exc.message)
     if isinstance(exc, exception.InvalidInput):
         return jsonrpc.InvalidParams(exc.message)

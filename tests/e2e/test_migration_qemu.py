@@ -65,10 +65,10 @@ def workdir():
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _hosts(workdir, tag, env_a=None):
-    a = migration.Host(os.path.join(workdir, tag + "-a"), env=env_a).start()
+def _hosts(workdir, tag, env_a=None, **options):
+    a = migration.Host(os.path.join(workdir, tag + "-a"), env=env_a, **options).start()
     try:
-        b = migration.Host(os.path.join(workdir, tag + "-b")).start()
+        b = migration.Host(os.path.join(workdir, tag + "-b"), **options).start()
     except Exception:
         a.stop()
         raise
@@ -130,9 +130,10 @@ class RbdVolume:
         self.cluster.rbd("rm", "--no-progress", self.spec)
 
 
-def _serve(host, ctrlr, vol, max_queues=None):
+def _serve(host, ctrlr, vol, max_queues=None, cpumask=None):
     if isinstance(vol, str):
-        return host.serve_file(ctrlr, vol, max_queues=max_queues)
+        return host.serve_file(ctrlr, vol, max_queues=max_queues, cpumask=cpumask)
+    assert cpumask is None, "rbd volumes are served from the default reactor here"
     return vol.serve(host, ctrlr, max_queues=max_queues)
 
 
@@ -244,21 +245,23 @@ def _disks(sockets, queues=None):
 
 def _migrate_and_check(image, workdir, a, b, ctrlrs, queues=None, name="file",
                        mem_backend="memfd", hugepage_path=None, mem_mb=GUEST_MB,
-                       expect_lost=False, booted=None, done=None):
+                       expect_lost=False, booted=None, done=None, cpumask=None, smp=1):
     """Boot on A, migrate to B under guest I/O, check what the guest sees.
 
     ctrlrs: {ctrlr: backing file or RbdVolume}; the first is the disk the
     workload and the page-cache check use (vda).  booted(shell) runs on A
-    before the migration, done(shell, src) on B after the checks.  Returns
+    before the migration, done(shell, src) on B after the checks; cpumask:
+    every controller's, on both hosts; smp: the guest's vCPUs (Linux uses
+    no more queues than it has CPUs).  Returns
     (query-migrate, stall, whether the page cache matched).
     """
     names = list(ctrlrs)
-    src_socks = [_serve(a, c, ctrlrs[c], (queues or {}).get(c)) for c in names]
-    dst_socks = [_serve(b, c, ctrlrs[c], (queues or {}).get(c)) for c in names]
+    src_socks = [_serve(a, c, ctrlrs[c], (queues or {}).get(c), cpumask) for c in names]
+    dst_socks = [_serve(b, c, ctrlrs[c], (queues or {}).get(c), cpumask) for c in names]
     qs = [(queues or {}).get(c, 1) for c in names]
     uri = "unix:%s/mig-%s.sock" % (workdir, name)
     kw = dict(mem_mb=mem_mb, mem_backend=mem_backend, hugepage_path=hugepage_path,
-              cmdline=GUEST_CMDLINE)
+              cmdline=GUEST_CMDLINE, smp=smp)
     src = guest_support.QemuGuest(image, workdir, disks=_disks(src_socks, qs), **kw).start()
     dst = None
     try:
@@ -354,6 +357,27 @@ def test_migrate_file_two_disks_two_queues(image, workdir, hosts):
     a, b = hosts
     vols = {"m0": _volume(workdir, "m0"), "m1": _volume(workdir, "m1", 8)}
     _migrate_and_check(image, workdir, a, b, vols, queues={"m1": 2}, name="file-2disks")
+
+
+def test_migrate_with_queues_on_two_reactors(image, workdir):
+    """Both agents on cores 0 and 1, each disk's two queues on one reactor
+    each: both reactors mark the dirty log, and the switch-over flush comes
+    from the queue QEMU stops last, on the other reactor than queue 0."""
+    a, b = _hosts(workdir, "r2", core_mask="0x3")
+    try:
+        vols = {"m0": _volume(workdir, "r2m0"), "m1": _volume(workdir, "r2m1", 8)}
+
+        def booted(shell):
+            for c in vols:
+                info = a.controller(c)
+                assert [(q["reactor_core"], q["started"]) for q in info["queues"]] == \
+                    [(0, True), (1, True)], info
+
+        _migrate_and_check(image, workdir, a, b, vols, queues={"m0": 2, "m1": 2},
+                           cpumask="0x3", name="file-2reactors", booted=booted, smp=2)
+    finally:
+        for h in (a, b):
+            h.stop()
 
 
 def test_migrate_hugepage_memory(image, workdir, hosts):

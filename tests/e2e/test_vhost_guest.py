@@ -6,12 +6,14 @@ BLKZEROOUT).  The engine runs as a separate process
 (tests/support/vhost_target.py, or the real ``spdk-backend-agent``) so
 that it can be SIGKILLed and started again under a running guest.
 
-* One guest (2 vCPUs) with four disks serves the data, 2-queue,
-  read-only, resize, discard/write-zeroes, FLUSH and serial tests:
+* One guest (2 vCPUs) with five disks, served by an engine on cores 0
+  and 1, serves the data, 2-queue, read-only, resize, discard/write-zeroes,
+  FLUSH and serial tests:
   vda = c0 (uring on a 64 MiB file, 2 queues, a serial given at creation),
   vdb = ro (read-only uring on a file of host-made random data), vdc = rz
   (uring, grown later), vdd = nl (a null bdev: no volatile cache, so no
-  VIRTIO_BLK_F_FLUSH).
+  VIRTIO_BLK_F_FLUSH), all four on reactor 0 (no cpumask), and vde = mq
+  (uring, 2 queues on cpumask 0x3: queue 0 on reactor 0, queue 1 on 1).
 * The kill tests boot their own guest: 4 guest writers fill a 64 MiB disk
   while the serving process is SIGKILLed at least 3 times and restarted;
   QEMU (reconnect=1) re-attaches and the target resubmits what was in
@@ -45,6 +47,7 @@ RO_MB = 16
 RZ_MB = 16
 RZ_GROWN_MB = 48
 NULL_MB = 16
+MQ_MB = 16
 C0_SERIAL = "SB-E2E-SERIAL-C0-20c"  # 20 bytes: all of virtio-blk's ID field
 # What a guest kernel prints when I/O on a disk failed or stalled.
 DMESG_ERRORS = (r"I/O error|blk_update_request|Buffer I/O|critical (medium|target)"
@@ -143,22 +146,27 @@ def bench(image):
     b.data = os.path.join(b.dir, "data.img")
     b.ro_file = os.path.join(b.dir, "ro.img")
     b.rz_file = os.path.join(b.dir, "rz.img")
+    b.mq_file = os.path.join(b.dir, "mq.img")
     _sparse(b.data, DISK_MB)
+    _sparse(b.mq_file, MQ_MB)
     _sparse(b.rz_file, RZ_MB)
     with open(b.ro_file, "wb") as f:
         f.write(os.urandom(RO_MB * MB))
     b.ro_md5 = _md5_file(b.ro_file)
     sock_dir = os.path.join(b.dir, "vhost")
-    config = {"socket_dir": sock_dir,
+    config = {"socket_dir": sock_dir, "core_mask": "0x3",
               "bdevs": [{"type": "uring", "name": "u0", "filename": b.data},
                         {"type": "uring", "name": "r0", "filename": b.ro_file},
                         {"type": "uring", "name": "z0", "filename": b.rz_file},
-                        {"type": "null", "name": "n0", "num_blocks": NULL_MB * MB // 512}],
+                        {"type": "null", "name": "n0", "num_blocks": NULL_MB * MB // 512},
+                        {"type": "uring", "name": "q0", "filename": b.mq_file}],
               "controllers": [{"ctrlr": "c0", "dev_name": "u0", "max_queues": 2,
                                "serial": C0_SERIAL},
                               {"ctrlr": "ro", "dev_name": "r0", "readonly": True},
                               {"ctrlr": "rz", "dev_name": "z0"},
-                              {"ctrlr": "nl", "dev_name": "n0"}]}
+                              {"ctrlr": "nl", "dev_name": "n0"},
+                              {"ctrlr": "mq", "dev_name": "q0", "max_queues": 2,
+                               "cpumask": "0x3"}]}
     b.target = EngineTarget(config, b.dir)
     b.vm = None
     try:
@@ -168,7 +176,8 @@ def bench(image):
             disks=[guest.VhostDisk(os.path.join(sock_dir, "c0"), num_queues=2),
                    guest.VhostDisk(os.path.join(sock_dir, "ro")),
                    guest.VhostDisk(os.path.join(sock_dir, "rz")),
-                   guest.VhostDisk(os.path.join(sock_dir, "nl"))])
+                   guest.VhostDisk(os.path.join(sock_dir, "nl")),
+                   guest.VhostDisk(os.path.join(sock_dir, "mq"), num_queues=2)])
         b.vm.start()
         b.sh = b.vm.shell
         yield b
@@ -207,13 +216,15 @@ def test_guest_writes_whole_disk_and_host_file_matches(bench):
     assert _dmesg_errors(sh) == []
 
 
-def test_two_queues(bench):
+def _two_writers(bench, dev, ctrlr, host_file):
+    """One writer per vCPU (so each hardware queue carries half the writes):
+    both queues' interrupts fire and the data lands where it should."""
     sh = bench.sh
-    assert sh.check("ls /sys/block/vda/mq").split() == ["0", "1"]
-    (info,) = bench.target.call("vhost_get_controllers", name="c0")
+    assert sh.check("ls /sys/block/%s/mq" % dev).split() == ["0", "1"]
+    (info,) = bench.target.call("vhost_get_controllers", name=ctrlr)
     assert info["connected"] and info["num_queues"] == 2, info
 
-    vdev = sh.check("basename $(readlink /sys/block/vda/device)").strip()
+    vdev = sh.check("basename $(readlink /sys/block/%s/device)" % dev).strip()
     assert re.match(r"virtio\d+$", vdev), vdev
 
     def irqs():
@@ -229,16 +240,39 @@ def test_two_queues(bench):
     assert sorted(before) == [vdev + "-req.0", vdev + "-req.1"], before
     want = _make_pattern(sh, 16, "/tmp/pat2")
     # One writer per vCPU, so each hardware queue carries half the writes.
-    sh.check("taskset 1 dd if=/tmp/pat2 of=/dev/vda bs=64k count=128 oflag=direct "
-             "2>/tmp/q0.log & taskset 2 dd if=/tmp/pat2 of=/dev/vda bs=64k skip=128 "
+    sh.check("taskset 1 dd if=/tmp/pat2 of=/dev/%s bs=64k count=128 oflag=direct "
+             "2>/tmp/q0.log & taskset 2 dd if=/tmp/pat2 of=/dev/%s bs=64k skip=128 "
              "seek=128 count=128 oflag=direct 2>/tmp/q1.log & "
-             "wait %1 && wait %2", timeout=180)
+             "wait %%1 && wait %%2" % (dev, dev), timeout=180)
     after = irqs()
     for q in before:
         assert after[q] > before[q], (before, after)
-    assert _guest_md5(sh, "/dev/vda", 16) == want
-    assert _md5_file(bench.data, 0, 16 * MB) == want
+    assert _guest_md5(sh, "/dev/" + dev, 16) == want
+    assert _md5_file(host_file, 0, 16 * MB) == want
     assert _dmesg_errors(sh) == []
+
+
+def test_two_queues(bench):
+    _two_writers(bench, "vda", "c0", bench.data)
+
+
+def _vhost_pollers(bench, ctrlr):
+    """{reactor core: busy count of the controller's poller there}."""
+    return {r["lcore"]: p["busy_count"] for r in bench.target.call("reactors")
+            for p in r["pollers"] if p["name"] == "vhost_" + ctrlr}
+
+
+def test_two_queues_on_two_reactors(bench):
+    """vde's queue 0 runs on reactor 0 and queue 1 on reactor 1."""
+    (info,) = bench.target.call("vhost_get_controllers", name="mq")
+    assert [(q["reactor_core"], q["started"]) for q in info["queues"]] == \
+        [(0, True), (1, True)], info
+    before = _vhost_pollers(bench, "mq")
+    assert sorted(before) == [0, 1], before
+    _two_writers(bench, "vde", "mq", bench.mq_file)
+    after = _vhost_pollers(bench, "mq")
+    # Both reactors found work for their queue.
+    assert all(after[core] > before[core] for core in (0, 1)), (before, after)
 
 
 def _thread_cpu_seconds(pid, comm):
@@ -258,20 +292,27 @@ def _thread_cpu_seconds(pid, comm):
 
 
 def test_idle_guest_costs_no_reactor_cpu(bench):
-    """Four connected, idle virtio-blk disks: the reactor sleeps, kicks wake it."""
+    """Five connected, idle virtio-blk disks (one with a queue on each
+    reactor): both reactors sleep, kicks wake them."""
     sh = bench.sh
     sh.check("sync")
     pid = bench.target.proc.pid
     time.sleep(1)
-    cpu0, t0 = _thread_cpu_seconds(pid, "reactor_0"), time.monotonic()
+    reactors = ("reactor_0", "reactor_1")
+    cpu0, t0 = [_thread_cpu_seconds(pid, r) for r in reactors], time.monotonic()
     time.sleep(4)
-    cpu1, t1 = _thread_cpu_seconds(pid, "reactor_0"), time.monotonic()
-    share = (cpu1 - cpu0) / (t1 - t0)
-    print("reactor_0 CPU with an idle guest: %.2f%%" % (100 * share))
-    # A reactor that kept polling would be near 100 %; sleeping, it is ~0.
-    assert share < 0.05, share
-    # And it still answers at once when the guest comes back.
+    cpu1, t1 = [_thread_cpu_seconds(pid, r) for r in reactors], time.monotonic()
+    for name, before, after in zip(reactors, cpu0, cpu1):
+        share = (after - before) / (t1 - t0)
+        print("%s CPU with an idle guest: %.2f%%" % (name, 100 * share))
+        # A reactor that kept polling would be near 100 %; sleeping, it is ~0.
+        assert share < 0.05, (name, share)
+    # And they still answer at once when the guest comes back (vde's queue 1,
+    # the one of the guest's second vCPU, on reactor 1).
     out = sh.check("dd if=/dev/vda of=/dev/null bs=4k count=256 iflag=direct 2>&1",
+                   timeout=60)
+    assert "256+0 records in" in out, out
+    out = sh.check("taskset 2 dd if=/dev/vde of=/dev/null bs=4k count=256 iflag=direct 2>&1",
                    timeout=60)
     assert "256+0 records in" in out, out
 

@@ -31,3 +31,13 @@ def test_control_call_timeout_stays_an_engine_timeout():
     exc = exception.from_errno(-errno.ETIMEDOUT, "bdev_rbd_create")
     assert type(exc) is exception.EngineTimeout
     assert "did not answer in time" in str(exc)
+
+
+def test_waiter_gave_up_is_an_engine_timeout_never_an_io_error():
+    # SB_EWAITER_GAVE_UP: the control call stopped waiting; not an errno.
+    exc = exception.from_errno(-exception.WAITER_GAVE_UP, "bdev_null_resize")
+    assert type(exc) is exception.EngineTimeout
+    assert exc.errno == exception.WAITER_GAVE_UP
+    io = exception.from_io_errno(-exception.WAITER_GAVE_UP, "m0", "read", 0)
+    assert type(io) is exception.EngineTimeout
+    assert "bdev m0 read at offset 0" in str(io)

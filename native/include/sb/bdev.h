@@ -6,7 +6,10 @@
  * Data path (any reactor): open a descriptor, get the calling reactor's I/O
  * channel, submit I/O, get a completion callback on the same reactor.
  * Control path (non-reactor threads, e.g. Python): the sb_bdev_ctl_* calls
- * are synchronous; they run on the app reactor (reactor 0) by message.
+ * are synchronous; they run on the app reactor (reactor 0) through
+ * sb_call_owned() (sb/thread.h), which copies their arguments and answers,
+ * so each also returns -SB_EWAITER_GAVE_UP when it stopped waiting, after
+ * which the caller may free what it passed.
  */
 #ifndef SB_BDEV_H
 #define SB_BDEV_H

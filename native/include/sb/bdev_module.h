@@ -124,12 +124,22 @@ void sb_bdev_io_complete(struct sb_bdev_io *io, int status);
 /** Look a bdev up by name, alias or UUID (app reactor). */
 struct sb_bdev *sb_bdev_get_by_name(const char *name);
 
-/** Run fn(ctx) on the app reactor and wait (control-path helper for module create/delete calls). */
-int sb_bdev_app_call(sb_call_fn fn, void *ctx);
+/**
+ * Run fn on the app reactor and wait: sb_call_owned() with the default
+ * timeout (the one blocking wrapper of every module's control calls).
+ * args are copied into the call (put names in arrays, not pointers); fn
+ * answers through sb_call_results(done), copied to results on success.
+ * \return fn's rc, -SB_EWAITER_GAVE_UP, -ESHUTDOWN (engine not running).
+ */
+int sb_bdev_app_call(sb_call_fn fn, const void *args, size_t args_size, void *results,
+		     size_t results_size);
 
 /**
  * Control path (non-reactor thread): register bdev on the app reactor and wait.
- * \return sb_bdev_register()'s result.
+ * The bdev is handed over when the call is queued: on -SB_EWAITER_GAVE_UP
+ * it belongs to the engine (it registers late, or stays allocated if that
+ * fails), on any other rc the caller still owns it if it failed.
+ * \return sb_bdev_register()'s result, -SB_EWAITER_GAVE_UP.
  */
 int sb_bdev_ctl_register(struct sb_bdev *bdev);
 

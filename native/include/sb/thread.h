@@ -99,20 +99,68 @@ uint32_t sb_reactor_core(const struct sb_reactor *r);
 int sb_send_msg(struct sb_reactor *r, sb_msg_fn fn, void *ctx);
 
 /**
- * Control-plane helper for non-reactor threads: run fn(ctx, done) on r and
- * wait until sb_complete(done, rc) is called or timeout_us passes.
- * \return the rc given to sb_complete(), -ETIMEDOUT, -EPERM (called on a
- *         reactor thread), -ESHUTDOWN.  After a timeout the completion stays
- *         valid until fn completes it, so a late sb_complete() is harmless;
- *         ctx must then stay valid too (the caller leaks it deliberately).
+ * "The waiter gave up": sb_call_owned() (and every blocking control call
+ * built on it) returns -SB_EWAITER_GAVE_UP when its timeout passed before
+ * the work completed.  It is not an errno, so it is never confused with a
+ * real -ETIMEDOUT the work completes with (librados returns one).  The work
+ * may still run; the memory it uses is owned by the call, not the caller.
+ */
+#define SB_EWAITER_GAVE_UP 4096
+
+/** Frees what a sb_call_owned() argument copy refers to; runs once, after both sides let go. */
+typedef void (*sb_call_release_fn)(void *args);
+
+/**
+ * The control-plane boundary: a non-reactor thread runs fn(args, done) on
+ * r and waits until sb_complete(done, rc) is called or timeout_us passes.
+ *
+ * The call owns its memory, so nothing the caller owns is ever handed to a
+ * reactor: args_size bytes of args are copied into the refcounted
+ * completion and fn gets that copy (strings go in as arrays inside the
+ * copy, never as pointers to the caller's memory); fn writes its answer
+ * into sb_call_results(done), results_size bytes that the waiter copies to
+ * results only if it is still waiting when the work completes.  After the
+ * last of waiter and worker lets go, release(args copy) runs (may be NULL)
+ * on that thread, to free what the work still referred to; when the call
+ * fails before it copies anything, release(args) runs before it returns.
+ * \param timeout_us 0 = SB_CALL_TIMEOUT_US.
+ * \return the rc given to sb_complete(), -SB_EWAITER_GAVE_UP (timed out;
+ *         results untouched), -EPERM (called on a reactor thread),
+ *         -ESHUTDOWN, -EINVAL, -ENOMEM.
+ */
+int sb_call_owned(struct sb_reactor *r, sb_call_fn fn, const void *args, size_t args_size,
+		  void *results, size_t results_size, sb_call_release_fn release,
+		  uint64_t timeout_us);
+
+/** The results area of a sb_call_owned() (NULL for sb_call()); valid until sb_complete(). */
+void *sb_call_results(struct sb_completion *done);
+
+/**
+ * The raw form of sb_call_owned(): ctx is the caller's and must stay valid
+ * until fn completes, even after a timeout (the caller then leaks it).
+ * Kept for callers that hand over objects they manage themselves.
+ * \return the rc given to sb_complete(), -ETIMEDOUT (the waiter gave up),
+ *         -EPERM (called on a reactor thread), -ESHUTDOWN.
  */
 int sb_call(struct sb_reactor *r, sb_call_fn fn, void *ctx, uint64_t timeout_us);
 
 /** Finish an sb_call(); callable from any thread, exactly once. */
 void sb_complete(struct sb_completion *done, int rc);
 
+/** A cb(cb_arg, rc) completing the sb_completion cb_arg: runs an async API under a call. */
+void sb_call_done_cb(void *cb_arg, int rc);
+
 /** Default timeout for control-plane calls (us). */
 #define SB_CALL_TIMEOUT_US (30ULL * 1000 * 1000)
+
+/**
+ * Test hooks, refused (-EPERM) unless SB_TEST_HOOKS is set in the
+ * environment.  sb_test_set_call_timeout caps every later sb_call_owned()
+ * wait at timeout_us (0 = no cap); sb_test_stall_reactor makes reactor
+ * index sleep stall_us in a message, so calls queued behind it time out.
+ */
+int sb_test_set_call_timeout(uint64_t timeout_us);
+int sb_test_stall_reactor(uint32_t index, uint64_t stall_us);
 
 /**
  * Register a poller on the calling reactor.

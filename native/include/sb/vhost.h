@@ -4,8 +4,8 @@
  * vhost-user-blk controllers: one bdev exposed to one QEMU over a unix
  * socket.  Control path calls are synchronous and run from non-reactor
  * threads; the protocol runs on one control thread (epoll over every
- * controller socket) and the virtqueues are polled by the controller's
- * reactor.
+ * controller socket) and the virtqueues are polled by the reactors of the
+ * controller's cpumask (queue q by the (q % n)-th of its n reactors).
  */
 #ifndef SB_VHOST_H
 #define SB_VHOST_H
@@ -30,7 +30,7 @@ int sb_vhost_set_socket_dir(const char *dir);
 struct sb_vhost_blk_opts {
 	const char *name;      /* socket is <socket_dir>/<name>; [A-Za-z0-9_.-]+ */
 	const char *bdev_name;
-	const char *cpumask;   /* NULL = first reactor; reactors it may use */
+	const char *cpumask;   /* NULL = first reactor; reactors its queues spread over */
 	bool readonly;
 	uint16_t max_queues;   /* 0 = SB_VHOST_MAX_QUEUES */
 	const char *serial;    /* GET_ID answer (20 bytes max); NULL = bdev name */
@@ -57,7 +57,7 @@ struct sb_vhost_ctrlr_info {
 	char bdev_name[128];
 	char socket[108];
 	char cpumask[64];
-	uint32_t reactor_core;
+	uint32_t reactor_core;  /* queue 0's (the controller's home reactor) */
 	bool readonly;
 	bool connected;     /* a front-end holds the socket */
 	bool started;       /* at least one queue is being polled */
@@ -71,6 +71,9 @@ struct sb_vhost_ctrlr_info {
 	uint64_t completed_ios;  /* requests completed since creation */
 	bool dirty_logging;      /* a live migration has the back-end marking dirty pages */
 	bool adopted;            /* the session came from a previous agent process (handoff) */
+	/* Queue q (q < max_queues) runs on the (q % n)-th of the cpumask's n reactors. */
+	uint32_t queue_core[SB_VHOST_MAX_QUEUES];  /* the CPU core of queue q's reactor */
+	uint32_t queues_started;                   /* bit q: queue q is being polled */
 };
 
 int sb_vhost_get_info(const char *name, struct sb_vhost_ctrlr_info *info);

@@ -4,7 +4,9 @@
  * Built-in I/O generators over the public bdev API: a bdevperf-like
  * workload that runs on one or more reactors, synchronous single I/Os, and
  * event watchers.  Used by bench/bdevperf, the Python tests and the agent.
- * All functions are control-path calls (non-reactor threads; synchronous).
+ * All functions are control-path calls (non-reactor threads; synchronous)
+ * through sb_call_owned(): -SB_EWAITER_GAVE_UP when they stopped waiting,
+ * and the caller's options and buffers are free to go at once even then.
  */
 #ifndef SB_WORKLOAD_H
 #define SB_WORKLOAD_H

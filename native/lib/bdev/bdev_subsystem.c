@@ -30,7 +30,8 @@ _bdev_on_app_reactor(void)
 }
 
 int
-sb_bdev_app_call(sb_call_fn fn, void *ctx)
+sb_bdev_app_call(sb_call_fn fn, const void *args, size_t args_size, void *results,
+		 size_t results_size)
 {
 	struct sb_reactor *app = sb_reactor_get(0);
 
@@ -38,7 +39,8 @@ sb_bdev_app_call(sb_call_fn fn, void *ctx)
 		SB_ERRLOG("the engine is not running\n");
 		return -ESHUTDOWN;
 	}
-	return sb_call(app, fn, ctx, SB_CALL_TIMEOUT_US);
+	return sb_call_owned(app, fn, args, args_size, results, results_size, NULL,
+			     SB_CALL_TIMEOUT_US);
 }
 
 /* ---- subsystem ---- */
@@ -77,7 +79,7 @@ _bdev_modules_init(void *ctx, struct sb_completion *done)
 int
 sb_bdev_subsystem_init(void)
 {
-	int rc = sb_bdev_app_call(_bdev_modules_init, NULL);
+	int rc = sb_bdev_app_call(_bdev_modules_init, NULL, 0, NULL, 0);
 
 	g_bdev_modules_inited = rc == 0;
 	return rc;

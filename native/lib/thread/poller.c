@@ -318,10 +318,21 @@ _snapshot(struct pollers_snapshot *s)
 	_fill(s, &s->r->timed_pollers);
 }
 
+/* The snapshot's results area of a sb_call_owned(): the count, then the pollers. */
+struct pollers_results {
+	uint32_t count;
+	struct sb_poller_info info[];
+};
+
 static void
 _snapshot_call(void *ctx, struct sb_completion *done)
 {
-	_snapshot(ctx);
+	struct pollers_results *res = sb_call_results(done);
+	struct pollers_snapshot s = { .r = sb_reactor_current(), .out = res->info,
+				      .max = *(uint32_t *)ctx };
+
+	_snapshot(&s);
+	res->count = s.count;
 	sb_complete(done, 0);
 }
 
@@ -330,7 +341,9 @@ sb_reactor_get_pollers(uint32_t index, struct sb_poller_info *out, uint32_t max,
 		       uint32_t *count)
 {
 	struct sb_reactor *cur = sb_reactor_current();
-	struct pollers_snapshot local = { .out = out, .max = max }, *s;
+	struct pollers_snapshot local = { .out = out, .max = max };
+	struct pollers_results *res;
+	size_t size;
 	int rc;
 
 	local.r = sb_reactor_get(index);
@@ -345,29 +358,22 @@ sb_reactor_get_pollers(uint32_t index, struct sb_poller_info *out, uint32_t max,
 	if (cur != NULL) {
 		return -EPERM;
 	}
-	/* Heap copies: after a timeout the reactor may still write them, so they leak then. */
-	s = calloc(1, sizeof(*s));
-	if (s == NULL) {
+	/* The reactor fills the call's own copy; out is written here, only on success. */
+	size = sizeof(*res) + (size_t)max * sizeof(*out);
+	res = calloc(1, size);
+	if (res == NULL) {
 		return -ENOMEM;
 	}
-	s->r = local.r;
-	s->max = max;
-	s->out = calloc(max ? max : 1, sizeof(*out));
-	if (s->out == NULL) {
-		free(s);
-		return -ENOMEM;
-	}
-	rc = sb_call(s->r, _snapshot_call, s, SB_CALL_TIMEOUT_US);
-	if (rc == -ETIMEDOUT) {
-		SB_ERRLOG("%s did not answer the poller snapshot\n", s->r->name);
-		return rc;
+	rc = sb_call_owned(local.r, _snapshot_call, &max, sizeof(max), res, size, NULL,
+			   SB_CALL_TIMEOUT_US);
+	if (rc == -SB_EWAITER_GAVE_UP) {
+		SB_ERRLOG("%s did not answer the poller snapshot\n", local.r->name);
 	}
 	if (rc == 0) {
 		/* count = pollers copied; the caller sees truncation when count == max. */
-		*count = s->count < max ? s->count : max;
-		memcpy(out, s->out, *count * sizeof(*out));
+		*count = res->count < max ? res->count : max;
+		memcpy(out, res->info, *count * sizeof(*out));
 	}
-	free(s->out);
-	free(s);
+	free(res);
 	return rc;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * virtio-blk request execution on the controller's reactor: one task per
+ * virtio-blk request execution on the queue's reactor: one task per
  * ring head, data buffers handed to the bdev as iovecs into guest memory
  * (zero copy), status and used ring written on completion.
  */
@@ -95,6 +95,7 @@ sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
 {
 	struct sb_vhost_vq *vq = t->vq;
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	struct sb_vhost_rslot *s = vq->slot;
 	struct sb_vhost_log *log;
 	uint16_t slot;
 
@@ -131,13 +132,14 @@ sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
 	}
 	t->busy = false;
 	vq->inflight--;
-	c->outstanding--;
-	__atomic_fetch_add(&c->completed_ios, 1, __ATOMIC_RELAXED);
+	s->outstanding--;
+	/* Only this reactor writes it: no locked add, the control thread sums the slots. */
+	__atomic_store_n(&s->completed_ios, s->completed_ios + 1, __ATOMIC_RELAXED);
 	if (vq->inflight == 0 && vq->drain_done != NULL) {
 		sb_vhost_vq_drained(vq);
 	}
-	if (c->removed && c->outstanding == 0) {
-		sb_vhost_bdev_release(c);
+	if (s->removed && s->outstanding == 0) {
+		sb_vhost_slot_release(s);
 	}
 }
 
@@ -171,23 +173,26 @@ _to_blocks(const struct sb_vhost_ctrlr *c, uint64_t sector, uint64_t bytes, uint
 	   uint64_t *num)
 {
 	uint32_t bs = c->geo.block_size;
+	uint64_t blocks = __atomic_load_n(&c->geo.num_blocks, __ATOMIC_RELAXED);
 
 	if (bs == 0 || sector > (UINT64_MAX >> 9) || bytes % bs != 0 || (sector << 9) % bs != 0) {
 		return false;
 	}
 	*off = (sector << 9) / bs;
 	*num = bytes / bs;
-	return *off <= c->geo.num_blocks && *num <= c->geo.num_blocks - *off;
+	return *off <= blocks && *num <= blocks - *off;
 }
 
 static int
 _submit(struct sb_vhost_task *t)
 {
 	struct sb_vhost_ctrlr *c = t->vq->ctrlr;
+	struct sb_io_channel *ch = t->vq->slot->ch;
 	const struct virtio_blk_seg *s;
 	uint64_t off, num;
 
-	if (c->removed || c->desc == NULL || c->ch == NULL) {
+	/* A removed slot no longer looks at the descriptor: the home may have closed it. */
+	if (t->vq->slot->removed || c->desc == NULL || ch == NULL) {
 		return -ENODEV;
 	}
 	switch (t->req.hdr.type) {
@@ -197,13 +202,13 @@ _submit(struct sb_vhost_task *t)
 			return -EINVAL;
 		}
 		if (t->req.hdr.type == VIRTIO_BLK_T_IN) {
-			return sb_bdev_readv_blocks(c->desc, c->ch, t->req.data, (int)t->req.data_cnt,
+			return sb_bdev_readv_blocks(c->desc, ch, t->req.data, (int)t->req.data_cnt,
 						    off, num, _io_done, t);
 		}
-		return sb_bdev_writev_blocks(c->desc, c->ch, t->req.data, (int)t->req.data_cnt, off,
+		return sb_bdev_writev_blocks(c->desc, ch, t->req.data, (int)t->req.data_cnt, off,
 					     num, _io_done, t);
 	case VIRTIO_BLK_T_FLUSH:
-		return sb_bdev_flush(c->desc, c->ch, _io_done, t);
+		return sb_bdev_flush(c->desc, ch, _io_done, t);
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
 		s = &t->segs[t->cur_seg];
@@ -211,9 +216,9 @@ _submit(struct sb_vhost_task *t)
 			return -EINVAL;
 		}
 		if (t->req.hdr.type == VIRTIO_BLK_T_DISCARD) {
-			return sb_bdev_unmap_blocks(c->desc, c->ch, off, num, _io_done, t);
+			return sb_bdev_unmap_blocks(c->desc, ch, off, num, _io_done, t);
 		}
-		return sb_bdev_write_zeroes_blocks(c->desc, c->ch, off, num, _io_done, t);
+		return sb_bdev_write_zeroes_blocks(c->desc, ch, off, num, _io_done, t);
 	default:
 		return -EINVAL;
 	}
@@ -281,7 +286,7 @@ _start(struct sb_vhost_task *t, bool *submitted)
 		}
 		break;
 	case VIRTIO_BLK_T_FLUSH:
-		if (!c->geo.flush && !c->removed) {
+		if (!c->geo.flush && !t->vq->slot->removed) {
 			/* No volatile cache: everything written is already stable. */
 			return VIRTIO_BLK_S_OK;
 		}
@@ -362,7 +367,7 @@ sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head)
 	t->busy = true;
 	t->queued = false;
 	vq->inflight++;
-	c->outstanding++;
+	vq->slot->outstanding++;
 	st = _start(t, &submitted);
 	if (!submitted) {
 		sb_vhost_task_done(t, st);

@@ -4,8 +4,9 @@
  * listening socket, front-end connection and slave channel, plus a command
  * eventfd.  It owns the controller table (vhost_ctrlr.c) and every
  * session's protocol state; the public sb_vhost_* calls post a command to
- * it and wait, so nothing needs a lock besides the command queue.  Queues
- * are handed to the controller's reactor by sb_call() (vhost_session.c).
+ * it and wait, so nothing needs a lock besides the command queue.  Each
+ * queue is handed to its own reactor (one of the controller's cpumask) by
+ * sb_call() (vhost_session.c).
  */
 #include "vhost/vhost_dev.h"
 #include "sb/log.h"

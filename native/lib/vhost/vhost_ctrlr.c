@@ -66,47 +66,6 @@ _valid_name(const char *name)
 	return true;
 }
 
-static uint32_t
-_ctrlrs_on(const struct sb_reactor *r)
-{
-	const struct sb_vhost_ctrlr *c;
-	uint32_t n = 0;
-
-	LIST_FOREACH(c, &g_sb_vhost_ctrlrs, link) {
-		n += c->reactor == r;
-	}
-	return n;
-}
-
-/* The least loaded reactor of the mask. */
-static int
-_pick_reactor(const char *cpumask, struct sb_reactor **out)
-{
-	uint32_t cores[SB_MAX_REACTORS], count, i;
-	struct sb_reactor *r, *best = NULL;
-	int rc;
-
-	if (cpumask == NULL || cpumask[0] == '\0') {
-		*out = sb_reactor_get(0);
-		return *out ? 0 : -ESHUTDOWN;
-	}
-	rc = sb_parse_core_mask(cpumask, cores, SB_MAX_REACTORS, &count);
-	if (rc != 0) {
-		return -EINVAL;
-	}
-	for (i = 0; i < count; i++) {
-		r = sb_reactor_get_by_core(cores[i]);
-		if (r != NULL && (best == NULL || _ctrlrs_on(r) < _ctrlrs_on(best))) {
-			best = r;
-		}
-	}
-	if (best == NULL) {
-		return -EINVAL;
-	}
-	*out = best;
-	return 0;
-}
-
 static int
 _listen(struct sb_vhost_ctrlr *c)
 {
@@ -211,7 +170,8 @@ _do_create(void *arg)
 		c->vqs[q].kickfd = c->vqs[q].callfd = c->vqs[q].run_callfd = -1;
 		TAILQ_INIT(&c->vqs[q].retry);
 	}
-	rc = _pick_reactor(o->cpumask, &c->reactor);
+	/* Queue q runs on the (q % n)-th reactor of the mask; one core: all of them there. */
+	rc = sb_vhost_slots_init(c, o->cpumask);
 	if (rc != 0) {
 		SB_ERRLOG("vhost %s: no reactor in cpumask %s\n", o->name, o->cpumask);
 		goto out;
@@ -238,8 +198,18 @@ _do_create(void *arg)
 		goto out;
 	}
 	LIST_INSERT_HEAD(&g_sb_vhost_ctrlrs, c, link);
-	SB_NOTICELOG("vhost %s: controller for bdev %s listening on %s (reactor core %u)\n",
-		     c->name, c->bdev_name, c->socket_path, sb_reactor_core(c->reactor));
+	{
+		char cores[SB_VHOST_MAX_QUEUES * 6] = "";
+		size_t off = 0;
+
+		for (q = 0; q < c->nslots && off < sizeof(cores); q++) {
+			off += (size_t)snprintf(cores + off, sizeof(cores) - off, "%s%u",
+						q ? "," : "", sb_reactor_core(c->slots[q].reactor));
+		}
+		SB_NOTICELOG("vhost %s: controller for bdev %s listening on %s (reactor core%s %s)\n",
+			     c->name, c->bdev_name, c->socket_path, c->nslots > 1 ? "s" : "",
+			     cores);
+	}
 	if (handoff != NULL) {
 		sb_vhost_handoff_adopt(c, handoff);
 	}
@@ -335,7 +305,7 @@ _do_coalescing(void *arg)
 		a->rc = -ENODEV;
 		return;
 	}
-	/* Read by the reactor's poller at its next 100 ms window. */
+	/* Read by each queue's poller at its next 100 ms window. */
 	__atomic_store_n(&c->delay_base_us, a->a, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->iops_threshold, a->b, __ATOMIC_RELAXED);
 	a->rc = 0;
@@ -372,12 +342,14 @@ _fill_info(struct sb_vhost_ctrlr *c, struct sb_vhost_ctrlr_info *info)
 	for (q = 0; q < c->max_queues; q++) {
 		info->started |= c->vqs[q].started;
 		info->num_queues += c->vqs[q].enabled || c->vqs[q].started;
+		info->queue_core[q] = sb_reactor_core(c->vqs[q].slot->reactor);
+		info->queues_started |= c->vqs[q].started ? 1u << q : 0;
 	}
 	info->features = c->features;
 	info->protocol_features = c->protocol_features;
 	info->delay_base_us = c->delay_base_us;
 	info->iops_threshold = c->iops_threshold;
-	info->completed_ios = __atomic_load_n(&c->completed_ios, __ATOMIC_RELAXED);
+	info->completed_ios = sb_vhost_completed_ios(c);
 	info->dirty_logging = __atomic_load_n(&c->log_active, __ATOMIC_ACQUIRE) != NULL;
 	info->adopted = c->adopted && c->conn_fd >= 0;
 }

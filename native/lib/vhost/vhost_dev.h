@@ -19,6 +19,7 @@ struct sb_io_channel;
 struct sb_completion;
 struct sb_vhost_ctrlr;
 struct sb_vhost_vq;
+struct sb_vhost_rslot;
 
 /* One virtio-blk request in flight; tasks are indexed by head. */
 struct sb_vhost_task {
@@ -41,6 +42,8 @@ struct sb_vhost_task {
 
 struct sb_vhost_vq {
 	struct sb_vhost_ctrlr *ctrlr;
+	/* The reactor that runs this queue: slots[index % nslots], fixed at create. */
+	struct sb_vhost_rslot *slot;
 	uint16_t index;
 
 	/* Front-end configuration (control thread; read by the reactor only at start). */
@@ -62,6 +65,7 @@ struct sb_vhost_vq {
 	TAILQ_HEAD(, sb_vhost_task) retry;
 	struct sb_completion *drain_done;
 	bool stop_flushed;  /* the migration flush of this stop was sent */
+	bool stop_last;     /* set by the control thread before a stop: no other queue runs */
 	struct sb_inflight_queue *iq;
 	uint64_t iq_counter;
 	uint16_t *resubmit;
@@ -88,6 +92,27 @@ struct sb_vhost_ep_tag {
 
 enum { SB_EP_CMD = 0, SB_EP_LISTEN, SB_EP_CONN, SB_EP_SLAVE };
 
+/*
+ * A controller's share of one reactor of its cpumask: the queues it runs
+ * there (queue q belongs to slot q % nslots), their poller and the bdev
+ * channel they submit on.  Everything but the first three fields (set at
+ * create) belongs to that reactor.
+ */
+struct sb_vhost_rslot {
+	struct sb_vhost_ctrlr *ctrlr;
+	struct sb_reactor *reactor;
+	uint16_t index;
+
+	struct sb_poller *poller;
+	struct sb_io_channel *ch;
+	uint32_t started_queues;
+	uint32_t draining_queues;
+	uint32_t outstanding;  /* bdev I/O (and flushes) in flight from this reactor */
+	bool removed;   /* the bdev was hot-removed: this reactor submits nothing more */
+	bool released;  /* after removal: channel put, the home reactor told */
+	uint64_t completed_ios;  /* written by the reactor, summed by the control thread */
+};
+
 struct sb_vhost_ctrlr {
 	char name[SB_VHOST_NAME_MAX];
 	char bdev_name[128];
@@ -96,7 +121,14 @@ struct sb_vhost_ctrlr {
 	char serial[VIRTIO_BLK_ID_BYTES];
 	bool readonly;
 	uint16_t max_queues;
+	/*
+	 * The home reactor (slots[0]'s, queue 0's): it opens and closes the
+	 * bdev descriptor and gets its events.  The queues spread over the
+	 * reactors of the cpumask, in mask order: slots[0 .. nslots-1].
+	 */
 	struct sb_reactor *reactor;
+	uint16_t nslots;
+	struct sb_vhost_rslot slots[SB_VHOST_MAX_QUEUES];
 
 	int listen_fd;
 	int conn_fd;
@@ -105,16 +137,20 @@ struct sb_vhost_ctrlr {
 	struct sb_vhost_ep_tag conn_tag;
 	struct sb_vhost_ep_tag slave_tag;
 
-	/* bdev (opened on, and owned by, the reactor) */
+	/*
+	 * bdev: the descriptor is opened on, and owned by, the home reactor,
+	 * and used by every slot's reactor to submit on its own channel.  After
+	 * a hot-remove it is closed once every slot has released (none can
+	 * touch it any more); slots_released and closing are the home's.
+	 */
 	struct sb_bdev_desc *desc;
 	struct sb_bdev *bdev;
-	struct sb_io_channel *ch;
-	bool removed;
-	uint32_t outstanding;
+	uint16_t slots_released;
+	bool closing;  /* the controller is going: a hot-remove is not fanned out */
 	/*
-	 * Written at open and by the reactor on RESIZE; the control thread
-	 * reads it (a torn read is impossible for the aligned 64-bit size)
-	 * and never dereferences bdev, which may be gone after REMOVE.
+	 * Written at open and by the home reactor on RESIZE; the control
+	 * thread and every slot's reactor read it (num_blocks atomically) and
+	 * never dereference bdev, which may be gone after REMOVE.
 	 */
 	struct sb_blk_geometry geo;
 
@@ -126,9 +162,10 @@ struct sb_vhost_ctrlr {
 	struct sb_vhost_vq vqs[SB_VHOST_MAX_QUEUES];
 	/*
 	 * Dirty log (SET_LOG_BASE): the control thread maps and replaces it;
-	 * log_active is what the reactor marks pages in: the log while
+	 * log_active is what the reactors mark pages in: the log while
 	 * VHOST_F_LOG_ALL is negotiated, else NULL.  An old log is unmapped
-	 * only after the reactor ran a message past the switch.
+	 * only after every reactor of the controller ran a message past the
+	 * switch.
 	 */
 	struct sb_vhost_log *log;
 	struct sb_vhost_log *log_active;
@@ -139,21 +176,15 @@ struct sb_vhost_ctrlr {
 	uint16_t inflight_qsize;
 	uint16_t inflight_nq;
 
-	/* Reactor. */
-	struct sb_poller *poller;
-	uint32_t started_queues;
-	uint32_t draining_queues;
-
-	/* Flags raised by the reactor for the control thread. */
+	/* Flags raised by the home reactor for the control thread. */
 	int pending_config_change;
 
-	bool broken;
+	bool broken;  /* set by any of its reactors (atomically), cleared by the control thread */
 	bool handed_off;  /* its fds went to the next process: deleting it closes nothing of them */
 	bool adopted;     /* its session came from the previous process */
 	struct sb_vhost_fdstore_slots *fdstore; /* what the fd store holds (vhost_fdstore.c) */
 	uint32_t delay_base_us;
 	uint32_t iops_threshold;
-	uint64_t completed_ios;
 	LIST_ENTRY(sb_vhost_ctrlr) link;
 };
 
@@ -189,14 +220,22 @@ void sb_vhost_vq_drained(struct sb_vhost_vq *vq);
 int sb_vhost_vq_set_call(struct sb_vhost_vq *vq, int fd);
 /** Give a running queue new used-ring logging settings from vq->addr (reactor message). */
 int sb_vhost_vq_set_log(struct sb_vhost_vq *vq);
-/** Wait until the controller's reactor ran past this point (0, or -ETIMEDOUT). */
+/** Wait until every reactor of the controller ran past this point (0, or -ETIMEDOUT). */
 int sb_vhost_reactor_barrier(struct sb_vhost_ctrlr *c);
-/** Open the bdev on the controller's reactor (claim unless readonly). */
+/**
+ * Give c its reactors: the cpumask's, in mask order (NULL or "": reactor
+ * 0), at most max_queues of them; queue q runs on the (q % n)-th.
+ * \return 0, -EINVAL (bad mask, or no reactor in it), -ESHUTDOWN.
+ */
+int sb_vhost_slots_init(struct sb_vhost_ctrlr *c, const char *cpumask);
+/** Open the bdev on the controller's home reactor (claim unless readonly). */
 int sb_vhost_bdev_open(struct sb_vhost_ctrlr *c);
-/** Put the channel and close the descriptor (reactor; after in-flight I/O completed). */
-void sb_vhost_bdev_release(struct sb_vhost_ctrlr *c);
-/** Close the bdev descriptor and channel on the reactor. */
+/** Hot-removed and the slot's last I/O done: put its channel, tell home (slot's reactor). */
+void sb_vhost_slot_release(struct sb_vhost_rslot *s);
+/** Stop every slot's poller, put the channels, close the descriptor (each on its reactor). */
 void sb_vhost_bdev_close(struct sb_vhost_ctrlr *c);
+/** Requests completed on every reactor of c (any thread). */
+uint64_t sb_vhost_completed_ios(const struct sb_vhost_ctrlr *c);
 /**
  * Mark the device broken (reactor): its queues are no longer polled until
  * the front-end stops the device (GET_VRING_BASE), resets it or reconnects.

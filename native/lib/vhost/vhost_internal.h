@@ -6,9 +6,11 @@
  *  - the control thread (vhost_ctrlr.c) owns the controller table, every
  *    connection, the session's protocol state and the "configured" copy of
  *    each queue (sizes, addresses, fds given by the front-end);
- *  - the controller's reactor owns a queue while it is started: ring
- *    pointers, indexes, requests, the bdev channel.  The control thread
- *    changes a started queue only through sb_call() to that reactor.
+ *  - the queue's reactor (queue q: the (q % n)-th of the n reactors of
+ *    the controller's cpumask) owns it while it is started: ring
+ *    pointers, indexes, requests, and that reactor's bdev channel.  The
+ *    control thread changes a started queue only through sb_call() to
+ *    that reactor.
  *
  * The pure parts (guest memory table, virtqueue walker, request parsing,
  * inflight layout, message checks) do no logging and need no reactor so

@@ -82,7 +82,7 @@ _log_replace(struct sb_vhost_ctrlr *c, struct sb_vhost_log *log)
 		return;
 	}
 	if (sb_vhost_reactor_barrier(c) != 0) {
-		/* The reactor may still hold the old log: leak it rather than unmap it. */
+		/* A reactor may still hold the old log: leak it rather than unmap it. */
 		SB_ERRLOG("vhost %s: reactor did not answer; old dirty log left mapped\n", c->name);
 		return;
 	}

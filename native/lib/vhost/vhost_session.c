@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Queue start/stop and the controller's poller.  The control thread
- * prepares a queue while it is stopped, then hands it to the controller's
- * reactor with sb_call(); from then on only that reactor touches the ring
- * until a stop message (which waits for in-flight requests) gives it back.
+ * Queue start/stop and the controller's pollers.  A controller's queues
+ * spread over the reactors of its cpumask (queue q on slot q % nslots, in
+ * mask order).  The control thread prepares a queue while it is stopped,
+ * then hands it to the queue's reactor with sb_call(); from then on only
+ * that reactor touches the ring until a stop message (which waits for
+ * in-flight requests) gives it back.  Each reactor has one poller per
+ * controller, over the queues it owns, and its own bdev channel.
  */
 #include "vhost/vhost_dev.h"
 #include "sb/bdev.h"
@@ -21,20 +24,23 @@
 /* Heads taken from one ring per poll, so one busy queue cannot starve others. */
 #define SB_VHOST_POLL_BATCH 64
 
-static void _vq_poller_maybe_stop(struct sb_vhost_ctrlr *c);
-
 void
 sb_vhost_dev_break(struct sb_vhost_ctrlr *c, const char *why)
 {
 	/*
 	 * Stop polling but keep the session: cutting it would make QEMU
 	 * reconnect and replay the same bad ring forever.  In-flight
-	 * requests still complete.
+	 * requests still complete.  Any reactor of c may get here.
 	 */
-	if (!c->broken) {
+	if (!__atomic_exchange_n(&c->broken, true, __ATOMIC_RELAXED)) {
 		SB_ERRLOG("vhost controller %s: guest violation, queues stopped: %s\n", c->name, why);
 	}
-	c->broken = true;
+}
+
+static bool
+_broken(const struct sb_vhost_ctrlr *c)
+{
+	return __atomic_load_n(&c->broken, __ATOMIC_RELAXED);
 }
 
 /*
@@ -88,11 +94,11 @@ _vq_poll(struct sb_vhost_vq *vq)
 		sb_vhost_blk_retry(vq);
 		work = 1;
 	}
-	if (!vq->started || c->broken) {
+	if (!vq->started || _broken(c)) {
 		return work;
 	}
 	if (!vq->notify_off) {
-		/* The reactor is awake: no kicks until it is about to sleep (_ctrlr_arm). */
+		/* The reactor is awake: no kicks until it is about to sleep (_slot_arm). */
 		sb_vring_notify_off(&vq->vr);
 		sb_vhost_vq_log_notify(vq);
 		vq->notify_off = true;
@@ -135,14 +141,19 @@ _vq_poll(struct sb_vhost_vq *vq)
 	return work;
 }
 
+/* The queues of one slot: q = s->index, s->index + nslots, ... (only its reactor looks). */
+#define _FOREACH_SLOT_VQ(s, q)                                                           \
+	for ((q) = (s)->index; (q) < (s)->ctrlr->max_queues; (q) += (s)->ctrlr->nslots)
+
 static int
-_ctrlr_poll(void *ctx)
+_slot_poll(void *ctx)
 {
-	struct sb_vhost_ctrlr *c = ctx;
+	struct sb_vhost_rslot *s = ctx;
+	struct sb_vhost_ctrlr *c = s->ctrlr;
 	int busy = 0;
 	uint16_t q;
 
-	for (q = 0; q < c->max_queues; q++) {
+	_FOREACH_SLOT_VQ(s, q) {
 		if (c->vqs[q].started || !TAILQ_EMPTY(&c->vqs[q].retry)) {
 			busy |= _vq_poll(&c->vqs[q]);
 			/* A coalesced call has a deadline: keep the reactor awake for it. */
@@ -152,19 +163,20 @@ _ctrlr_poll(void *ctx)
 	return busy ? SB_POLLER_BUSY : SB_POLLER_IDLE;
 }
 
-/* The reactor is about to sleep: kicks back on for every polled queue. */
+/* This reactor is about to sleep: kicks back on for every queue it polls. */
 static bool
-_ctrlr_arm(void *ctx)
+_slot_arm(void *ctx)
 {
-	struct sb_vhost_ctrlr *c = ctx;
+	struct sb_vhost_rslot *s = ctx;
+	struct sb_vhost_ctrlr *c = s->ctrlr;
 	struct sb_vhost_vq *vq;
 	bool pending = false;
 	uint16_t q;
 
-	if (c->broken) {
+	if (_broken(c)) {
 		return false;
 	}
-	for (q = 0; q < c->max_queues; q++) {
+	_FOREACH_SLOT_VQ(s, q) {
 		vq = &c->vqs[q];
 		if (!vq->started) {
 			continue;
@@ -180,10 +192,10 @@ _ctrlr_arm(void *ctx)
 }
 
 static void
-_vq_poller_maybe_stop(struct sb_vhost_ctrlr *c)
+_slot_poller_maybe_stop(struct sb_vhost_rslot *s)
 {
-	if (c->started_queues == 0 && c->draining_queues == 0 && c->poller != NULL) {
-		sb_poller_unregister(&c->poller);
+	if (s->started_queues == 0 && s->draining_queues == 0 && s->poller != NULL) {
+		sb_poller_unregister(&s->poller);
 	}
 }
 
@@ -194,32 +206,34 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 {
 	struct sb_vhost_vq *vq = ctx;
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	struct sb_vhost_rslot *s = vq->slot;
 	int rc;
 
-	if (c->desc == NULL && !c->removed) {
+	/* Until this slot saw a hot-remove, the home reactor keeps the descriptor open. */
+	if (!s->removed && c->desc == NULL) {
 		sb_complete(done, -ENODEV);
 		return;
 	}
 	/* A removed bdev still runs the queue: the guest gets I/O errors, not a hang. */
-	if (c->ch == NULL && !c->removed) {
-		c->ch = sb_bdev_get_io_channel(c->desc);
-		if (c->ch == NULL) {
+	if (s->ch == NULL && !s->removed) {
+		s->ch = sb_bdev_get_io_channel(c->desc);
+		if (s->ch == NULL) {
 			sb_complete(done, -ENOMEM);
 			return;
 		}
 	}
-	if (c->poller == NULL) {
+	if (s->poller == NULL) {
 		char name[32];
 
 		snprintf(name, sizeof(name), "vhost_%.24s", c->name);
-		c->poller = sb_poller_register(_ctrlr_poll, c, 0, name);
-		if (c->poller == NULL) {
+		s->poller = sb_poller_register(_slot_poll, s, 0, name);
+		if (s->poller == NULL) {
 			sb_complete(done, -ENOMEM);
 			return;
 		}
-		/* Guests kick a queue whenever the reactor may be asleep (_ctrlr_arm). */
-		sb_poller_set_event_driven(c->poller, true);
-		sb_poller_set_arm_fn(c->poller, _ctrlr_arm);
+		/* Guests kick a queue whenever its reactor may be asleep (_slot_arm). */
+		sb_poller_set_event_driven(s->poller, true);
+		sb_poller_set_arm_fn(s->poller, _slot_arm);
 	}
 	if (vq->kickfd >= 0) {
 		/* A sleeping reactor must wake on a guest kick. */
@@ -233,7 +247,7 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 	}
 	if (!vq->kick_registered) {
 		/* Nothing will wake the reactor for this queue: poll it on a timer too. */
-		sb_poller_set_event_driven(c->poller, false);
+		sb_poller_set_event_driven(s->poller, false);
 	}
 	vq->log_used = (vq->addr.flags & (1u << VHOST_VRING_F_LOG)) != 0;
 	vq->log_used_gpa = vq->addr.log_guest_addr;
@@ -244,7 +258,7 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 	vq->notify_off = false;
 	vq->win_start = sb_get_ticks();
 	vq->win_count = 0;
-	c->started_queues++;
+	s->started_queues++;
 	if (vq->n_resubmit > 0 && vq->run_callfd >= 0) {
 		/* After recovery, tell the driver once that the ring moved on. */
 		eventfd_write(vq->run_callfd, 1);
@@ -330,7 +344,7 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 		}
 	}
 	vq->run_callfd = vq->callfd;
-	rc = sb_call(c->reactor, _vq_start_on_reactor, vq, SB_CALL_TIMEOUT_US);
+	rc = sb_call(vq->slot->reactor, _vq_start_on_reactor, vq, SB_CALL_TIMEOUT_US);
 	if (rc != 0) {
 		SB_ERRLOG("vhost %s: queue %u failed to start: %d\n", c->name, vq->index, rc);
 		if (rc != -ETIMEDOUT) {
@@ -338,8 +352,8 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 		}
 		return rc;
 	}
-	SB_INFOLOG("vhost %s: queue %u started (size %u, base %u)\n", c->name, vq->index, vq->num,
-		   vq->base);
+	SB_INFOLOG("vhost %s: queue %u started on reactor core %u (size %u, base %u)\n", c->name,
+		   vq->index, sb_reactor_core(vq->slot->reactor), vq->num, vq->base);
 	return 0;
 }
 
@@ -357,10 +371,17 @@ static bool
 _vq_stop_wants_flush(struct sb_vhost_vq *vq)
 {
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	struct sb_vhost_rslot *s = vq->slot;
 
-	return !vq->stop_flushed && c->started_queues == 0 && c->log_active != NULL &&
-	       !c->removed && !c->readonly && c->geo.flush && c->desc != NULL &&
-	       c->ch != NULL;
+	/*
+	 * stop_last: the control thread saw no other queue of c started (the
+	 * others, on any reactor, were stopped and drained before this stop
+	 * was sent).  One flush covers every channel: the backends flush the
+	 * file or image, not a channel (uring: fdatasync; rbd: one image).
+	 */
+	return !vq->stop_flushed && vq->stop_last &&
+	       __atomic_load_n(&c->log_active, __ATOMIC_ACQUIRE) != NULL && !s->removed &&
+	       !c->readonly && c->geo.flush && c->desc != NULL && s->ch != NULL;
 }
 
 static void
@@ -369,8 +390,8 @@ _vq_stop_done(struct sb_vhost_vq *vq)
 	struct sb_completion *done = vq->drain_done;
 
 	vq->drain_done = NULL;
-	vq->ctrlr->draining_queues--;
-	_vq_poller_maybe_stop(vq->ctrlr);
+	vq->slot->draining_queues--;
+	_slot_poller_maybe_stop(vq->slot);
 	sb_complete(done, 0);
 }
 
@@ -379,6 +400,7 @@ _vq_stop_flushed(struct sb_bdev_io *io, int status, void *cb_arg)
 {
 	struct sb_vhost_vq *vq = cb_arg;
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	struct sb_vhost_rslot *s = vq->slot;
 
 	sb_bdev_free_io(io);
 	if (status != 0) {
@@ -386,12 +408,12 @@ _vq_stop_flushed(struct sb_bdev_io *io, int status, void *cb_arg)
 			  "host acknowledged may not be on the volume the destination reads\n",
 			  c->name, status);
 	}
-	c->outstanding--;
+	s->outstanding--;
 	if (vq->drain_done != NULL) {
 		_vq_stop_done(vq);
 	}
-	if (c->removed && c->outstanding == 0) {
-		sb_vhost_bdev_release(c);
+	if (s->removed && s->outstanding == 0) {
+		sb_vhost_slot_release(s);
 	}
 }
 
@@ -406,14 +428,14 @@ _vq_stop_flush(struct sb_vhost_vq *vq)
 		return false;
 	}
 	vq->stop_flushed = true;
-	rc = sb_bdev_flush(c->desc, c->ch, _vq_stop_flushed, vq);
+	rc = sb_bdev_flush(c->desc, vq->slot->ch, _vq_stop_flushed, vq);
 	if (rc != 0) {
 		SB_ERRLOG("vhost %s: cannot flush at the migration switch-over (%d): writes this "
 			  "host acknowledged may not be on the volume the destination reads\n",
 			  c->name, rc);
 		return false;
 	}
-	c->outstanding++;
+	vq->slot->outstanding++;
 	return true;
 }
 
@@ -421,14 +443,14 @@ static void
 _vq_stop_on_reactor(void *ctx, struct sb_completion *done)
 {
 	struct sb_vhost_vq *vq = ctx;
-	struct sb_vhost_ctrlr *c = vq->ctrlr;
+	struct sb_vhost_rslot *s = vq->slot;
 
 	if (!vq->started) {
 		sb_complete(done, 0);
 		return;
 	}
 	vq->started = false;
-	c->started_queues--;
+	s->started_queues--;
 	if (vq->notify_off) {
 		/* Leave the ring as the driver expects it from a stopped device: kicks on. */
 		sb_vring_notify_on(&vq->vr);
@@ -444,7 +466,7 @@ _vq_stop_on_reactor(void *ctx, struct sb_completion *done)
 	}
 	/* Finished by the last completion (sb_vhost_task_done) or the flush. */
 	vq->stop_flushed = false;
-	c->draining_queues++;
+	s->draining_queues++;
 	vq->drain_done = done;
 	if (vq->inflight == 0) {
 		sb_vhost_vq_drained(vq);
@@ -475,19 +497,30 @@ sb_vhost_vq_stop(struct sb_vhost_vq *vq)
 {
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
 	bool logging;
+	uint16_t q;
 	int rc;
 
 	if (!vq->started) {
 		return 0;
 	}
-	/* While the dirty log is on the stop may end in the switch-over flush. */
+	/*
+	 * While the dirty log is on the stop may end in the switch-over flush,
+	 * if it is the last queue: the others' started flags are only changed
+	 * by this thread's calls, which have all completed.
+	 */
 	logging = __atomic_load_n(&c->log_active, __ATOMIC_ACQUIRE) != NULL;
-	rc = sb_call(c->reactor, _vq_stop_on_reactor, vq,
+	vq->stop_last = true;
+	for (q = 0; q < c->max_queues; q++) {
+		if (q != vq->index && c->vqs[q].started) {
+			vq->stop_last = false;
+		}
+	}
+	rc = sb_call(vq->slot->reactor, _vq_stop_on_reactor, vq,
 		     logging ? SB_VHOST_SWITCHOVER_TIMEOUT_US : SB_VHOST_STOP_TIMEOUT_US);
 	if (rc == -ETIMEDOUT) {
 		SB_ERRLOG("vhost %s: queue %u: in-flight requests%s did not finish in time\n",
 			  c->name, vq->index, logging ? " or the switch-over flush" : "");
-		sb_call(c->reactor, _vq_detach_on_reactor, vq, SB_CALL_TIMEOUT_US);
+		sb_call(vq->slot->reactor, _vq_detach_on_reactor, vq, SB_CALL_TIMEOUT_US);
 		/*
 		 * Requests still hold pointers into guest memory and the task
 		 * array: leak both rather than let a late completion write
@@ -561,7 +594,7 @@ sb_vhost_vq_set_call(struct sb_vhost_vq *vq, int fd)
 	}
 	sc->vq = vq;
 	sc->fd = fd;
-	rc = sb_call(vq->ctrlr->reactor, _vq_set_call_on_reactor, sc, SB_CALL_TIMEOUT_US);
+	rc = sb_call(vq->slot->reactor, _vq_set_call_on_reactor, sc, SB_CALL_TIMEOUT_US);
 	if (rc != -ETIMEDOUT) {
 		free(sc);
 	}
@@ -586,7 +619,7 @@ sb_vhost_vq_set_log(struct sb_vhost_vq *vq)
 		/* Read at the next start. */
 		return 0;
 	}
-	return sb_call(vq->ctrlr->reactor, _vq_set_log_on_reactor, vq, SB_CALL_TIMEOUT_US);
+	return sb_call(vq->slot->reactor, _vq_set_log_on_reactor, vq, SB_CALL_TIMEOUT_US);
 }
 
 static void
@@ -598,48 +631,162 @@ _barrier_on_reactor(void *ctx, struct sb_completion *done)
 int
 sb_vhost_reactor_barrier(struct sb_vhost_ctrlr *c)
 {
-	if (c->reactor == NULL) {
-		return 0;
+	uint16_t i;
+	int rc;
+
+	/* Every reactor that may hold what the caller replaces (a queue of c runs there). */
+	for (i = 0; i < c->nslots; i++) {
+		rc = sb_call(c->slots[i].reactor, _barrier_on_reactor, NULL, SB_CALL_TIMEOUT_US);
+		if (rc != 0) {
+			return rc;
+		}
 	}
-	return sb_call(c->reactor, _barrier_on_reactor, NULL, SB_CALL_TIMEOUT_US);
+	return 0;
+}
+
+/* ---- reactors of a controller ---- */
+
+int
+sb_vhost_slots_init(struct sb_vhost_ctrlr *c, const char *cpumask)
+{
+	uint32_t cores[SB_MAX_REACTORS], count = 0, i;
+	struct sb_reactor *r;
+	uint16_t n = 0, q, k;
+	bool dup;
+
+	if (cpumask == NULL || cpumask[0] == '\0') {
+		r = sb_reactor_get(0);
+		if (r == NULL) {
+			return -ESHUTDOWN;
+		}
+		c->slots[n++].reactor = r;
+	} else {
+		if (sb_parse_core_mask(cpumask, cores, SB_MAX_REACTORS, &count) != 0) {
+			return -EINVAL;
+		}
+		/* Mask order (ascending cores); CPUs without a reactor are skipped, as before. */
+		for (i = 0; i < count && n < c->max_queues && n < SB_VHOST_MAX_QUEUES; i++) {
+			r = sb_reactor_get_by_core(cores[i]);
+			dup = false;
+			for (k = 0; k < n; k++) {
+				dup |= c->slots[k].reactor == r;
+			}
+			if (r != NULL && !dup) {
+				c->slots[n++].reactor = r;
+			}
+		}
+		if (n == 0) {
+			return -EINVAL;
+		}
+	}
+	for (k = 0; k < n; k++) {
+		c->slots[k].ctrlr = c;
+		c->slots[k].index = k;
+	}
+	c->nslots = n;
+	c->reactor = c->slots[0].reactor;
+	for (q = 0; q < SB_VHOST_MAX_QUEUES; q++) {
+		c->vqs[q].slot = &c->slots[q % n];
+	}
+	return 0;
+}
+
+uint64_t
+sb_vhost_completed_ios(const struct sb_vhost_ctrlr *c)
+{
+	uint64_t sum = 0;
+	uint16_t i;
+
+	for (i = 0; i < c->nslots; i++) {
+		sum += __atomic_load_n(&c->slots[i].completed_ios, __ATOMIC_RELAXED);
+	}
+	return sum;
 }
 
 /* ---- bdev ---- */
+
+/*
+ * Hot-remove, with queues on several reactors: the event comes to the home
+ * reactor (which opened the descriptor); each slot's reactor learns it by
+ * message, stops submitting, and once its own in-flight I/O is done puts
+ * its channel and tells the home reactor, which closes the descriptor
+ * after the last slot: no reactor can use it after that.
+ */
+
+/* Home reactor: one more slot let go of the descriptor. */
+static void
+_slot_released_on_home(void *ctx)
+{
+	struct sb_vhost_ctrlr *c = ctx;
+
+	c->slots_released++;
+	if (c->slots_released == c->nslots && c->desc != NULL) {
+		sb_bdev_close(c->desc);
+		c->desc = NULL;
+	}
+}
+
+void
+sb_vhost_slot_release(struct sb_vhost_rslot *s)
+{
+	struct sb_vhost_ctrlr *c = s->ctrlr;
+
+	if (s->released) {
+		return;
+	}
+	s->released = true;
+	if (s->ch != NULL) {
+		sb_put_io_channel(s->ch);
+		s->ch = NULL;
+	}
+	if (s->index == 0) {
+		_slot_released_on_home(c);
+	} else if (sb_send_msg(c->reactor, _slot_released_on_home, c) != 0) {
+		/* The descriptor then stays open until the controller is deleted. */
+		SB_ERRLOG("vhost %s: cannot reach the home reactor after a hot-remove\n", c->name);
+	}
+}
+
+/* A slot's reactor: the bdev is gone. */
+static void
+_slot_remove(void *ctx)
+{
+	struct sb_vhost_rslot *s = ctx;
+
+	s->removed = true;
+	if (s->outstanding == 0) {
+		sb_vhost_slot_release(s);
+	}
+}
 
 static void
 _bdev_event(enum sb_bdev_event_type type, struct sb_bdev *bdev, void *event_ctx)
 {
 	struct sb_vhost_ctrlr *c = event_ctx;
+	uint16_t i;
 
 	switch (type) {
 	case SB_BDEV_EVENT_RESIZE:
 		SB_NOTICELOG("vhost %s: bdev %s resized to %" PRIu64 " blocks\n", c->name,
 			     sb_bdev_get_name(bdev), sb_bdev_get_num_blocks(bdev));
-		c->geo.num_blocks = sb_bdev_get_num_blocks(bdev);
+		/* Read by the reactors of every queue (_to_blocks). */
+		__atomic_store_n(&c->geo.num_blocks, sb_bdev_get_num_blocks(bdev), __ATOMIC_RELAXED);
 		__atomic_store_n(&c->pending_config_change, 1, __ATOMIC_RELEASE);
 		sb_vhost_ctl_wake();
 		break;
 	case SB_BDEV_EVENT_REMOVE:
 		SB_WARNLOG("vhost %s: bdev %s hot-removed; guest I/O now fails\n", c->name,
 			   sb_bdev_get_name(bdev));
-		c->removed = true;
-		if (c->outstanding == 0) {
-			sb_vhost_bdev_release(c);
+		/* Slots after the first are told by message, unless the controller is
+		 * being deleted (sb_vhost_bdev_close puts their channels itself). */
+		for (i = 1; i < c->nslots && !c->closing; i++) {
+			if (sb_send_msg(c->slots[i].reactor, _slot_remove, &c->slots[i]) != 0) {
+				SB_ERRLOG("vhost %s: cannot tell reactor core %u of the hot-remove\n",
+					  c->name, sb_reactor_core(c->slots[i].reactor));
+			}
 		}
+		_slot_remove(&c->slots[0]);
 		break;
-	}
-}
-
-void
-sb_vhost_bdev_release(struct sb_vhost_ctrlr *c)
-{
-	if (c->ch != NULL) {
-		sb_put_io_channel(c->ch);
-		c->ch = NULL;
-	}
-	if (c->desc != NULL) {
-		sb_bdev_close(c->desc);
-		c->desc = NULL;
 	}
 }
 
@@ -683,19 +830,53 @@ sb_vhost_bdev_open(struct sb_vhost_ctrlr *c)
 }
 
 static void
-_bdev_close_on_reactor(void *ctx, struct sb_completion *done)
+_close_begin_on_home(void *ctx, struct sb_completion *done)
 {
 	struct sb_vhost_ctrlr *c = ctx;
 
-	if (c->poller != NULL) {
-		sb_poller_unregister(&c->poller);
+	/* From here a hot-remove sends no message that could outlive c. */
+	c->closing = true;
+	sb_complete(done, 0);
+}
+
+static void
+_close_slot_on_reactor(void *ctx, struct sb_completion *done)
+{
+	struct sb_vhost_rslot *s = ctx;
+	struct sb_vhost_ctrlr *c = s->ctrlr;
+
+	if (s->poller != NULL) {
+		sb_poller_unregister(&s->poller);
 	}
-	sb_vhost_bdev_release(c);
+	if (s->ch != NULL) {
+		sb_put_io_channel(s->ch);
+		s->ch = NULL;
+	}
+	s->released = true;
+	if (s->index == 0 && c->desc != NULL) {
+		sb_bdev_close(c->desc);
+		c->desc = NULL;
+	}
 	sb_complete(done, 0);
 }
 
 void
 sb_vhost_bdev_close(struct sb_vhost_ctrlr *c)
 {
-	sb_call(c->reactor, _bdev_close_on_reactor, c, SB_CALL_TIMEOUT_US);
+	uint16_t i;
+
+	if (c->nslots == 0) {
+		return;
+	}
+	/*
+	 * The home reactor first stops fanning out a hot-remove; then every
+	 * other slot (a removal message the home sent before is ahead of ours
+	 * in that reactor's ring, and its answer to the home ahead of our last
+	 * call); the home last, which closes the descriptor.
+	 */
+	sb_call(c->reactor, _close_begin_on_home, c, SB_CALL_TIMEOUT_US);
+	for (i = 1; i < c->nslots; i++) {
+		sb_call(c->slots[i].reactor, _close_slot_on_reactor, &c->slots[i], SB_CALL_TIMEOUT_US);
+	}
+	sb_call(c->reactor, _close_slot_on_reactor, &c->slots[0], SB_CALL_TIMEOUT_US);
 }

@@ -5,7 +5,10 @@
  * A workload fans out from the app reactor to one job per reactor of its
  * core mask; each job keeps qd I/Os outstanding on its own slice of the
  * bdev, resubmitting from the completion callback, and the last job to
- * finish completes the caller's sb_call().  Nothing here allocates per I/O.
+ * finish sums the result up and completes the caller's sb_call_owned().
+ * The run (options copied, buffers, jobs) is handed to the call, which
+ * frees it once both the waiter and the last job let go; a waiter that gave
+ * up leaves nothing of its own in use.  Nothing here allocates per I/O.
  */
 #include "sb/workload.h"
 #include "sb/histogram.h"
@@ -14,6 +17,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -57,16 +61,18 @@ struct wl_job {
 };
 
 struct wl_run {
-	const struct sb_workload_opts *opts;
+	struct sb_workload_opts opts;   /* a copy; strings not used on reactors are NULL */
+	char bdev_name[SB_BDEV_NAME_MAX];
 	enum wl_pattern pattern;
 	uint64_t blocks_per_io;
 	uint64_t run_ticks;
 	uint32_t block_size;
 	uint32_t num_jobs;
 	struct wl_job jobs[SB_MAX_REACTORS];
-	atomic_uint remaining;
+	atomic_uint remaining;   /* jobs, plus one for _fan_out itself */
 	int start_rc;
 	struct sb_completion *done;
+	struct sb_histogram hist; /* the jobs' merged, by the last one */
 };
 
 static uint64_t
@@ -113,6 +119,56 @@ _check_pattern(const void *buf, size_t len, uint64_t seed, uint64_t byte_offset)
 
 static void _job_submit(struct wl_job *job, struct wl_task *task);
 
+/* Every job finished: sum them up into the call's results and complete it. */
+static void
+_run_summarize(struct wl_run *run, struct sb_workload_result *res)
+{
+	struct sb_histogram *hist = &run->hist;
+	uint64_t start = UINT64_MAX, end = 0;
+
+	memset(res, 0, sizeof(*res));
+	sb_histogram_init(hist);
+	for (uint32_t i = 0; i < run->num_jobs; i++) {
+		struct wl_job *job = &run->jobs[i];
+
+		res->ios += job->ios;
+		res->read_ios += job->read_ios;
+		res->write_ios += job->write_ios;
+		res->errors += job->errors;
+		res->verify_failures += job->verify_failures;
+		if (res->first_error == 0) {
+			res->first_error = job->first_error;
+		}
+		if (job->start_tsc && job->start_tsc < start) {
+			start = job->start_tsc;
+		}
+		if (job->end_tsc > end) {
+			end = job->end_tsc;
+		}
+		sb_histogram_merge(hist, &job->hist);
+	}
+	if (end > start) {
+		double us_per_tick = 1e6 / (double)sb_get_ticks_hz();
+
+		res->seconds = (double)(end - start) / (double)sb_get_ticks_hz();
+		res->iops = (double)res->ios / res->seconds;
+		res->lat_mean_us = sb_histogram_mean(hist) * us_per_tick;
+		res->lat_p50_us = sb_histogram_percentile(hist, 50) * us_per_tick;
+		res->lat_p99_us = sb_histogram_percentile(hist, 99) * us_per_tick;
+		res->lat_p999_us = sb_histogram_percentile(hist, 99.9) * us_per_tick;
+	}
+}
+
+/* Drop one of run->remaining; the last one completes the call (run may be freed after). */
+static void
+_run_put(struct wl_run *run)
+{
+	if (atomic_fetch_sub(&run->remaining, 1) == 1) {
+		_run_summarize(run, sb_call_results(run->done));
+		sb_complete(run->done, 0);
+	}
+}
+
 static void
 _job_finish(struct wl_job *job)
 {
@@ -133,15 +189,13 @@ _job_finish(struct wl_job *job)
 		sb_bdev_close(job->desc);
 		job->desc = NULL;
 	}
-	if (atomic_fetch_sub(&run->remaining, 1) == 1) {
-		sb_complete(run->done, 0);
-	}
+	_run_put(run);
 }
 
 static uint64_t
 _slot_byte_offset(struct wl_job *job, uint64_t slot)
 {
-	return (job->run->opts->offset_blocks + slot * job->run->blocks_per_io) *
+	return (job->run->opts.offset_blocks + slot * job->run->blocks_per_io) *
 	       job->run->block_size;
 }
 
@@ -164,11 +218,11 @@ _io_done(struct sb_bdev_io *io, int status, void *cb_arg)
 		if (task->is_read) {
 			job->read_ios++;
 			if (run->pattern == WL_VERIFY &&
-			    !_check_pattern(task->iov.iov_base, task->iov.iov_len, run->opts->seed,
+			    !_check_pattern(task->iov.iov_base, task->iov.iov_len, run->opts.seed,
 					    _slot_byte_offset(job, task->slot))) {
 				if (job->verify_failures++ == 0) {
 					SB_ERRLOG("verify: %s slot %lu has the wrong content\n",
-						  run->opts->bdev_name, (unsigned long)task->slot);
+						  run->opts.bdev_name, (unsigned long)task->slot);
 				}
 			}
 		} else {
@@ -215,7 +269,7 @@ _next_io(struct wl_job *job, struct wl_task *task)
 		task->slot = job->first_slot + _xorshift(&job->rand_state) % job->num_slots;
 		task->is_read = run->pattern == WL_RANDREAD ||
 				(run->pattern == WL_RANDRW &&
-				 _xorshift(&job->rand_state) % 100 < run->opts->rwmixread);
+				 _xorshift(&job->rand_state) % 100 < run->opts.rwmixread);
 		return true;
 	}
 	return false;
@@ -238,9 +292,9 @@ _job_submit(struct wl_job *job, struct wl_task *task)
 		}
 		return;
 	}
-	offset_blocks = run->opts->offset_blocks + task->slot * run->blocks_per_io;
+	offset_blocks = run->opts.offset_blocks + task->slot * run->blocks_per_io;
 	if (!task->is_read && run->pattern == WL_VERIFY) {
-		_fill_pattern(task->iov.iov_base, task->iov.iov_len, run->opts->seed,
+		_fill_pattern(task->iov.iov_base, task->iov.iov_len, run->opts.seed,
 			      _slot_byte_offset(job, task->slot));
 	}
 	task->submit_tsc = sb_get_ticks();
@@ -302,10 +356,10 @@ _job_start(void *ctx)
 {
 	struct wl_job *job = ctx;
 	struct wl_run *run = job->run;
-	uint32_t qd = run->opts->qd;
+	uint32_t qd = run->opts.qd;
 	int rc;
 
-	rc = sb_bdev_open(run->opts->bdev_name, run->pattern != WL_READ &&
+	rc = sb_bdev_open(run->opts.bdev_name, run->pattern != WL_READ &&
 			  run->pattern != WL_RANDREAD, NULL, NULL, &job->desc);
 	if (rc != 0) {
 		job->desc = NULL;
@@ -337,7 +391,7 @@ fail:
 static void
 _fan_out(void *ctx, struct sb_completion *done)
 {
-	struct wl_run *run = ctx;
+	struct wl_run *run = *(struct wl_run **)ctx;
 
 	run->done = done;
 	for (uint32_t i = 0; i < run->num_jobs; i++) {
@@ -347,11 +401,11 @@ _fan_out(void *ctx, struct sb_completion *done)
 			SB_ERRLOG("workload: cannot reach reactor: %d\n", rc);
 			run->jobs[i].first_error = rc;
 			run->jobs[i].errors++;
-			if (atomic_fetch_sub(&run->remaining, 1) == 1) {
-				sb_complete(done, 0);
-			}
+			_run_put(run);
 		}
 	}
+	/* Our own share last: no job can free run while this loop reads it. */
+	_run_put(run);
 }
 
 static int
@@ -386,6 +440,12 @@ _free_run(struct wl_run *run)
 	free(run);
 }
 
+static void
+_release_run(void *args)
+{
+	_free_run(*(struct wl_run **)args);
+}
+
 int
 sb_workload_run(const struct sb_workload_opts *opts, struct sb_workload_result *res)
 {
@@ -394,7 +454,6 @@ sb_workload_run(const struct sb_workload_opts *opts, struct sb_workload_result *
 	uint32_t cores[SB_MAX_REACTORS], ncores = 1;
 	uint64_t num_blocks, total_slots;
 	uint64_t timeout_us;
-	struct sb_histogram *hist;
 	int rc;
 
 	memset(res, 0, sizeof(*res));
@@ -402,14 +461,21 @@ sb_workload_run(const struct sb_workload_opts *opts, struct sb_workload_result *
 	    opts->io_size == 0 || opts->rwmixread > 100) {
 		return -EINVAL;
 	}
+	if (strlen(opts->bdev_name) >= SB_BDEV_NAME_MAX) {
+		return -ENODEV;
+	}
 	info = calloc(1, sizeof(*info));
 	run = calloc(1, sizeof(*run));
-	hist = calloc(1, sizeof(*hist));
-	if (info == NULL || run == NULL || hist == NULL) {
+	if (info == NULL || run == NULL) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	run->opts = opts;
+	/* The jobs read the options on their reactors: a copy, with the name inside run. */
+	run->opts = *opts;
+	snprintf(run->bdev_name, sizeof(run->bdev_name), "%s", opts->bdev_name);
+	run->opts.bdev_name = run->bdev_name;
+	run->opts.core_mask = NULL;
+	run->opts.rw = NULL;
 	rc = _parse_rw(opts->rw, &run->pattern);
 	if (rc != 0) {
 		SB_ERRLOG("workload: unknown rw %s\n", opts->rw ? opts->rw : "(null)");
@@ -448,7 +514,7 @@ sb_workload_run(const struct sb_workload_opts *opts, struct sb_workload_result *
 	}
 	run->num_jobs = ncores;
 	run->run_ticks = opts->run_us * (sb_get_ticks_hz() / 1000000ULL);
-	atomic_init(&run->remaining, ncores);
+	atomic_init(&run->remaining, ncores + 1);
 	for (uint32_t i = 0; i < ncores; i++) {
 		struct wl_job *job = &run->jobs[i];
 
@@ -483,61 +549,31 @@ sb_workload_run(const struct sb_workload_opts *opts, struct sb_workload_result *
 	}
 
 	timeout_us = run->pattern == WL_VERIFY ? 3600ULL * 1000000 : opts->run_us + 60000000ULL;
-	rc = sb_call(sb_reactor_get(0), _fan_out, run, timeout_us);
+	/* From here the call owns run: _release_run frees it when the last side lets go. */
+	rc = sb_call_owned(sb_reactor_get(0), _fan_out, &run, sizeof(run), res, sizeof(*res),
+			   _release_run, timeout_us);
+	run = NULL;
 	if (rc != 0) {
-		/* The jobs still reference run: leak it rather than free memory in use. */
+		memset(res, 0, sizeof(*res));
 		SB_ERRLOG("workload on %s did not finish: %d\n", opts->bdev_name, rc);
-		run = NULL;
-		goto out;
-	}
-
-	sb_histogram_init(hist);
-	{
-		uint64_t start = UINT64_MAX, end = 0;
-
-		for (uint32_t i = 0; i < run->num_jobs; i++) {
-			struct wl_job *job = &run->jobs[i];
-
-			res->ios += job->ios;
-			res->read_ios += job->read_ios;
-			res->write_ios += job->write_ios;
-			res->errors += job->errors;
-			res->verify_failures += job->verify_failures;
-			if (res->first_error == 0) {
-				res->first_error = job->first_error;
-			}
-			if (job->start_tsc && job->start_tsc < start) {
-				start = job->start_tsc;
-			}
-			if (job->end_tsc > end) {
-				end = job->end_tsc;
-			}
-			sb_histogram_merge(hist, &job->hist);
-		}
-		if (end > start) {
-			double us_per_tick = 1e6 / (double)sb_get_ticks_hz();
-
-			res->seconds = (double)(end - start) / (double)sb_get_ticks_hz();
-			res->iops = (double)res->ios / res->seconds;
-			res->lat_mean_us = sb_histogram_mean(hist) * us_per_tick;
-			res->lat_p50_us = sb_histogram_percentile(hist, 50) * us_per_tick;
-			res->lat_p99_us = sb_histogram_percentile(hist, 99) * us_per_tick;
-			res->lat_p999_us = sb_histogram_percentile(hist, 99.9) * us_per_tick;
-		}
 	}
 out:
 	if (run != NULL) {
 		_free_run(run);
 	}
 	free(info);
-	free(hist);
 	return rc;
 }
 
 /* ---- synchronous single I/O ---- */
 
+/*
+ * The call owns everything the I/O touches: the name and the data to write
+ * are in its arguments, a read lands in its results area and is copied to
+ * the caller's buffer only if the caller still waits.
+ */
 struct ctl_io {
-	const char *name;
+	char name[SB_BDEV_NAME_MAX];
 	enum sb_bdev_io_type type;
 	uint64_t offset;
 	uint64_t length;
@@ -545,6 +581,7 @@ struct ctl_io {
 	struct sb_bdev_desc *desc;
 	struct sb_io_channel *ch;
 	struct sb_completion *done;
+	unsigned char data[]; /* WRITE: length bytes */
 };
 
 static void
@@ -567,6 +604,8 @@ _ctl_io_start(void *ctx, struct sb_completion *done)
 	int rc;
 
 	c->done = done;
+	c->iov.iov_base = c->type == SB_BDEV_IO_READ ? sb_call_results(done) : (void *)c->data;
+	c->iov.iov_len = c->length;
 	rc = sb_bdev_open(c->name, c->type != SB_BDEV_IO_READ, NULL, NULL, &c->desc);
 	if (rc != 0) {
 		sb_complete(done, rc);
@@ -624,27 +663,34 @@ sb_bdev_ctl_io(const char *name, uint32_t reactor, enum sb_bdev_io_type type, ui
 	       uint64_t length, void *buf)
 {
 	struct sb_reactor *r = sb_reactor_get(reactor);
+	bool is_read = type == SB_BDEV_IO_READ, is_write = type == SB_BDEV_IO_WRITE;
+	size_t args_size = sizeof(struct ctl_io);
 	struct ctl_io *c;
 	int rc;
 
 	if (r == NULL || name == NULL ||
-	    ((type == SB_BDEV_IO_READ || type == SB_BDEV_IO_WRITE) && (buf == NULL || length == 0))) {
+	    ((is_read || is_write) && (buf == NULL || length == 0 || length > SIZE_MAX / 4))) {
 		return -EINVAL;
 	}
-	c = calloc(1, sizeof(*c));
+	if (strlen(name) >= SB_BDEV_NAME_MAX) {
+		return -ENODEV;
+	}
+	if (is_write) {
+		args_size += length;
+	}
+	c = calloc(1, args_size);
 	if (c == NULL) {
 		return -ENOMEM;
 	}
-	c->name = name;
+	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->type = type;
 	c->offset = offset;
 	c->length = length;
-	c->iov.iov_base = buf;
-	c->iov.iov_len = length;
-	rc = sb_call(r, _ctl_io_start, c, SB_CALL_TIMEOUT_US);
-	if (rc == -ETIMEDOUT) {
-		return rc; /* c (and buf) may still be in use: leak c deliberately */
+	if (is_write) {
+		memcpy(c->data, buf, length);
 	}
+	rc = sb_call_owned(r, _ctl_io_start, c, args_size, is_read ? buf : NULL,
+			   is_read ? length : 0, NULL, SB_CALL_TIMEOUT_US);
 	free(c);
 	return rc;
 }
@@ -654,10 +700,19 @@ sb_bdev_ctl_io(const char *name, uint32_t reactor, enum sb_bdev_io_type type, ui
 struct sb_bdev_watch {
 	struct sb_reactor *reactor;
 	struct sb_bdev_desc *desc;
-	const char *name;
 	_Atomic uint64_t resize_events;
 	_Atomic uint64_t remove_events;
 	_Atomic uint64_t num_blocks;
+};
+
+/*
+ * The watch itself is handed to its reactor (its descriptor's event
+ * callback points at it); a call whose waiter gave up leaves it to the
+ * reactor for good (leaked, never freed under it).
+ */
+struct watch_args {
+	struct sb_bdev_watch *w;
+	char name[SB_BDEV_NAME_MAX];
 };
 
 static void
@@ -679,10 +734,11 @@ _watch_event(enum sb_bdev_event_type type, struct sb_bdev *bdev, void *ctx)
 static void
 _watch_open(void *ctx, struct sb_completion *done)
 {
-	struct sb_bdev_watch *w = ctx;
+	struct watch_args *args = ctx;
+	struct sb_bdev_watch *w = args->w;
 	int rc;
 
-	rc = sb_bdev_open(w->name, false, _watch_event, w, &w->desc);
+	rc = sb_bdev_open(args->name, false, _watch_event, w, &w->desc);
 	if (rc == 0) {
 		atomic_store(&w->num_blocks, sb_bdev_get_num_blocks(sb_bdev_desc_get_bdev(w->desc)));
 	}
@@ -692,7 +748,7 @@ _watch_open(void *ctx, struct sb_completion *done)
 static void
 _watch_close(void *ctx, struct sb_completion *done)
 {
-	struct sb_bdev_watch *w = ctx;
+	struct sb_bdev_watch *w = ((struct watch_args *)ctx)->w;
 
 	if (w->desc != NULL) {
 		sb_bdev_close(w->desc);
@@ -704,23 +760,31 @@ _watch_close(void *ctx, struct sb_completion *done)
 int
 sb_bdev_watch_open(const char *name, uint32_t reactor, struct sb_bdev_watch **watch)
 {
+	struct watch_args args;
 	struct sb_bdev_watch *w;
 	int rc;
 
+	if (name == NULL || watch == NULL) {
+		return -EINVAL;
+	}
+	if (strlen(name) >= sizeof(args.name)) {
+		return -ENODEV;
+	}
 	w = calloc(1, sizeof(*w));
 	if (w == NULL) {
 		return -ENOMEM;
 	}
 	w->reactor = sb_reactor_get(reactor);
-	w->name = name;
 	if (w->reactor == NULL) {
 		free(w);
 		return -EINVAL;
 	}
-	rc = sb_call(w->reactor, _watch_open, w, SB_CALL_TIMEOUT_US);
-	w->name = NULL; /* only valid during the open */
+	args.w = w;
+	snprintf(args.name, sizeof(args.name), "%s", name);
+	rc = sb_call_owned(w->reactor, _watch_open, &args, sizeof(args), NULL, 0, NULL,
+			   SB_CALL_TIMEOUT_US);
 	if (rc != 0) {
-		if (rc != -ETIMEDOUT) {
+		if (rc != -SB_EWAITER_GAVE_UP) {
 			free(w);
 		}
 		return rc;
@@ -741,11 +805,14 @@ sb_bdev_watch_get(struct sb_bdev_watch *w, uint64_t *resize_events, uint64_t *re
 void
 sb_bdev_watch_close(struct sb_bdev_watch *w)
 {
+	struct watch_args args = {.w = w};
+
 	if (w == NULL) {
 		return;
 	}
-	if (sb_engine_is_running() && sb_call(w->reactor, _watch_close, w, SB_CALL_TIMEOUT_US) ==
-	    -ETIMEDOUT) {
+	if (sb_engine_is_running() &&
+	    sb_call_owned(w->reactor, _watch_close, &args, sizeof(args), NULL, 0, NULL,
+			  SB_CALL_TIMEOUT_US) == -SB_EWAITER_GAVE_UP) {
 		return; /* still referenced by the reactor */
 	}
 	free(w);

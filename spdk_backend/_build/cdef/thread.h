@@ -39,3 +39,7 @@ struct sb_poller_info {
 	...;
 };
 int sb_reactor_get_pollers(uint32_t index, struct sb_poller_info *out, uint32_t max, uint32_t *count);
+/* The waiter gave up (not an errno); test hooks, refused unless SB_TEST_HOOKS is set. */
+#define SB_EWAITER_GAVE_UP 4096
+int sb_test_set_call_timeout(uint64_t timeout_us);
+int sb_test_stall_reactor(uint32_t index, uint64_t stall_us);

@@ -34,6 +34,8 @@ struct sb_vhost_ctrlr_info {
 	uint64_t completed_ios;
 	bool dirty_logging;
 	bool adopted;
+	uint32_t queue_core[16];
+	uint32_t queues_started;
 	...;
 };
 int sb_vhost_get_info(const char *name, struct sb_vhost_ctrlr_info *info);

@@ -177,6 +177,38 @@ def test_resize_through_bdev_and_from_outside(engine, ceph_cluster, rbd_image):
         e.bdev_rbd_delete("rz")
 
 
+def test_control_calls_whose_wait_gave_up(engine, ceph_cluster, rbd_image, monkeypatch):
+    """A stalled app reactor: create, resize and rescan give up with their own code."""
+    from spdk_backend._native import lib
+
+    e = engine
+    monkeypatch.setenv("SB_TEST_HOOKS", "1")
+    assert lib.sb_test_set_call_timeout(200_000) == 0
+    try:
+        def gave_up(call, stall_us=1_500_000):
+            assert lib.sb_test_stall_reactor(0, stall_us) == 0
+            with pytest.raises(exception.EngineTimeout) as err:
+                call()
+            assert err.value.errno == lib.SB_EWAITER_GAVE_UP
+            lib.sb_test_set_call_timeout(0)
+            e.bdev_get_bdevs()  # the reactor ran everything queued
+            lib.sb_test_set_call_timeout(200_000)
+
+        # The image opened on this thread is handed over and registers late.
+        gave_up(lambda: e.bdev_rbd_create("gu", "rbd", rbd_image, block_size=4096,
+                                          config_file=ceph_cluster.conf),
+                stall_us=5_000_000)  # longer than connecting and opening
+        assert [b["name"] for b in e.bdev_get_bdevs()] == ["gu"]
+        gave_up(lambda: e.bdev_rbd_resize("gu", 96))
+        gave_up(lambda: e.bdev_rbd_rescan("gu"))
+        lib.sb_test_set_call_timeout(0)
+        e.bdev_rbd_resize("gu", 96)
+        assert e.bdev_get_bdevs("gu")[0]["num_blocks"] == 96 * MiB // 4096
+    finally:
+        lib.sb_test_set_call_timeout(0)
+        e.bdev_rbd_delete("gu")
+
+
 def test_osd_stopped_mid_io_bounded_errors_then_recovery(engine, ceph_cluster, rbd_image):
     """Dead OSD: I/O fails within the librados timeouts, the engine lives, then recovers."""
     e = engine

@@ -210,8 +210,8 @@ sb_bdev_malloc_create(const struct sb_malloc_opts *opts)
 	d->bdev.fn_table = &g_malloc_fn_table;
 	d->bdev.module = &g_malloc_module;
 	rc = sb_bdev_ctl_register(&d->bdev);
-	if (rc == -ETIMEDOUT) {
-		d = NULL; /* may still register later: leave it */
+	if (rc == -SB_EWAITER_GAVE_UP) {
+		d = NULL; /* handed to the engine: it may still register */
 	}
 out:
 	if (rc != 0 && d != NULL) {

@@ -120,8 +120,8 @@ sb_bdev_null_create(const struct sb_null_opts *opts)
 	d->bdev.fn_table = &g_null_fn_table;
 	d->bdev.module = &g_null_module;
 	rc = sb_bdev_ctl_register(&d->bdev);
-	if (rc != 0 && rc != -ETIMEDOUT) {
-		free(d);
+	if (rc != 0 && rc != -SB_EWAITER_GAVE_UP) {
+		free(d); /* after a gave-up wait d belongs to the engine */
 	}
 	return rc;
 }
@@ -144,52 +144,64 @@ sb_bdev_null_delete(const char *name)
 	return sb_bdev_ctl_unregister(name, &g_null_module);
 }
 
-struct null_resize_ctx {
-	const char *name;
+void
+sb_bdev_null_resize_async(const char *name, uint64_t new_size_mb,
+			  void (*cb)(void *cb_arg, int rc), void *cb_arg)
+{
+	struct sb_bdev *bdev = _null_find(name);
+	uint64_t blocks;
+
+	if (bdev == NULL) {
+		cb(cb_arg, -ENODEV);
+		return;
+	}
+	if (new_size_mb > UINT64_MAX / (1024 * 1024)) {
+		SB_ERRLOG("null bdev %s: %lu MiB overflows\n", name, (unsigned long)new_size_mb);
+		cb(cb_arg, -EINVAL);
+		return;
+	}
+	blocks = new_size_mb * 1024 * 1024 / bdev->blocklen;
+	/* SPDK's bdev_null_resize only grows. */
+	if (blocks < sb_bdev_get_num_blocks(bdev)) {
+		SB_ERRLOG("null bdev %s: the new size must not be smaller than the current one\n",
+			  name);
+		cb(cb_arg, -EINVAL);
+		return;
+	}
+	if (blocks == sb_bdev_get_num_blocks(bdev)) {
+		cb(cb_arg, 0);
+		return;
+	}
+	cb(cb_arg, sb_bdev_notify_blockcnt_change(bdev, blocks));
+}
+
+struct null_resize_args {
+	char name[SB_BDEV_NAME_MAX];
 	uint64_t new_size_mb;
 };
 
 static void
-_null_resize(void *arg, struct sb_completion *done)
+_null_resize_call(void *arg, struct sb_completion *done)
 {
-	struct null_resize_ctx *ctx = arg;
-	struct sb_bdev *bdev = _null_find(ctx->name);
-	uint64_t blocks;
+	struct null_resize_args *args = arg;
 
-	if (bdev == NULL) {
-		sb_complete(done, -ENODEV);
-		return;
-	}
-	if (ctx->new_size_mb > UINT64_MAX / (1024 * 1024)) {
-		SB_ERRLOG("null bdev %s: %lu MiB overflows\n", ctx->name,
-			  (unsigned long)ctx->new_size_mb);
-		sb_complete(done, -EINVAL);
-		return;
-	}
-	blocks = ctx->new_size_mb * 1024 * 1024 / bdev->blocklen;
-	/* SPDK's bdev_null_resize only grows. */
-	if (blocks < sb_bdev_get_num_blocks(bdev)) {
-		SB_ERRLOG("null bdev %s: the new size must not be smaller than the current one\n",
-			  ctx->name);
-		sb_complete(done, -EINVAL);
-		return;
-	}
-	if (blocks == sb_bdev_get_num_blocks(bdev)) {
-		sb_complete(done, 0);
-		return;
-	}
-	sb_complete(done, sb_bdev_notify_blockcnt_change(bdev, blocks));
+	sb_bdev_null_resize_async(args->name, args->new_size_mb, sb_call_done_cb, done);
 }
 
 int
 sb_bdev_null_resize(const char *name, uint64_t new_size_mb)
 {
-	struct null_resize_ctx ctx = {.name = name, .new_size_mb = new_size_mb};
+	struct null_resize_args args = {.new_size_mb = new_size_mb};
 
 	if (name == NULL) {
 		return -EINVAL;
 	}
-	return sb_bdev_app_call(_null_resize, &ctx);
+	if (strlen(name) >= sizeof(args.name)) {
+		SB_ERRLOG("no null bdev %s\n", name);
+		return -ENODEV;
+	}
+	snprintf(args.name, sizeof(args.name), "%s", name);
+	return sb_bdev_app_call(_null_resize_call, &args, sizeof(args), NULL, 0);
 }
 
 static size_t

@@ -579,8 +579,8 @@ sb_bdev_rbd_create(const struct sb_rbd_opts *opts)
 	d->bdev.fn_table = &g_rbd_fn_table;
 	d->bdev.module = &g_rbd_module;
 	rc = sb_bdev_ctl_register(&d->bdev);
-	if (rc == -ETIMEDOUT) {
-		return rc; /* it may still register: leave d alone */
+	if (rc == -SB_EWAITER_GAVE_UP) {
+		return rc; /* handed to the engine: it may still register */
 	}
 	if (rc != 0) {
 		goto out;
@@ -620,45 +620,87 @@ sb_bdev_rbd_delete(const char *name)
 	return sb_bdev_ctl_unregister(name, &g_rbd_module);
 }
 
-struct rbd_lookup {
-	const char *name;
-	rbd_image_t image;
-	struct rbd_disk *disk;
+/*
+ * Resize and rescan run librbd's blocking calls on the caller's thread
+ * between two app-reactor calls: a lookup that answers with the image
+ * handle (results), and one that applies the size.  Both take copies of
+ * their arguments (sb_bdev_app_call), so a gave-up wait leaves the reactor
+ * nothing of the caller's.
+ */
+struct rbd_lookup_args {
+	char name[SB_BDEV_NAME_MAX];
+	struct rbd_disk *disk; /* _rbd_apply_size: the disk the lookup found */
 	uint64_t bytes;
+};
+
+struct rbd_lookup_results {
+	struct rbd_disk *disk;
+	rbd_image_t image;
+	rados_ioctx_t ioctx;
+	char pool_name[256];
+	char rbd_name[1024];
 };
 
 static void
 _rbd_lookup(void *arg, struct sb_completion *done)
 {
-	struct rbd_lookup *l = arg;
+	struct rbd_lookup_args *l = arg;
+	struct rbd_lookup_results *res = sb_call_results(done);
 	struct rbd_disk *d = _rbd_find(l->name);
 
 	if (d == NULL || d->closing) {
 		sb_complete(done, -ENODEV);
 		return;
 	}
-	l->disk = d;
-	l->image = d->image;
+	res->disk = d;
+	res->image = d->image;
+	res->ioctx = d->ioctx;
+	snprintf(res->pool_name, sizeof(res->pool_name), "%s", d->pool_name);
+	snprintf(res->rbd_name, sizeof(res->rbd_name), "%s", d->rbd_name);
 	sb_complete(done, 0);
+}
+
+/* App reactor: apply a size read from the image to the bdev (disk: the one looked up, or NULL). */
+static void
+_rbd_apply_size_async(const char *name, const struct rbd_disk *disk, uint64_t bytes,
+		      void (*cb)(void *cb_arg, int rc), void *cb_arg)
+{
+	struct rbd_disk *d = _rbd_find(name);
+	uint64_t blocks;
+
+	if (d == NULL || (disk != NULL && d != disk) || d->closing) {
+		cb(cb_arg, -ENODEV);
+		return;
+	}
+	blocks = bytes / d->bdev.blocklen;
+	if (blocks == sb_bdev_get_num_blocks(&d->bdev)) {
+		cb(cb_arg, 0);
+		return;
+	}
+	cb(cb_arg, sb_bdev_notify_blockcnt_change(&d->bdev, blocks));
 }
 
 static void
 _rbd_apply_size(void *arg, struct sb_completion *done)
 {
-	struct rbd_lookup *l = arg;
-	struct rbd_disk *d = _rbd_find(l->name);
-	uint64_t blocks;
+	struct rbd_lookup_args *l = arg;
 
-	if (d == NULL || d != l->disk || d->closing) {
-		sb_complete(done, -ENODEV);
-		return;
+	_rbd_apply_size_async(l->name, l->disk, l->bytes, sb_call_done_cb, done);
+}
+
+static int
+_rbd_lookup_call(const char *name, struct rbd_lookup_args *l, struct rbd_lookup_results *res)
+{
+	if (name == NULL) {
+		return -EINVAL;
 	}
-	blocks = l->bytes / d->bdev.blocklen;
-	if (blocks == sb_bdev_get_num_blocks(&d->bdev)) {
-		sb_complete(done, 0);
-		return;
+	memset(l, 0, sizeof(*l));
+	if (strlen(name) >= sizeof(l->name)) {
+		SB_ERRLOG("no rbd bdev %s\n", name);
+		return -ENODEV;
 	}
-	sb_complete(done, sb_bdev_notify_blockcnt_change(&d->bdev, blocks));
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	return sb_bdev_app_call(_rbd_lookup, l, sizeof(*l), res, sizeof(*res));
 }
 
 /*
@@ -669,18 +711,19 @@ _rbd_apply_size(void *arg, struct sb_completion *done)
 int
 sb_bdev_rbd_resize(const char *name, uint64_t new_size_mb)
 {
-	struct rbd_lookup l = { .name = name };
+	struct rbd_lookup_args l;
+	struct rbd_lookup_results res;
 	uint64_t cur;
 	int rc;
 
 	if (name == NULL || new_size_mb == 0 || new_size_mb > (UINT64_MAX >> 20)) {
 		return -EINVAL;
 	}
-	rc = sb_bdev_app_call(_rbd_lookup, &l);
+	rc = _rbd_lookup_call(name, &l, &res);
 	if (rc != 0) {
 		return rc;
 	}
-	rc = rbd_get_size(l.image, &cur);
+	rc = rbd_get_size(res.image, &cur);
 	if (rc < 0) {
 		return rc;
 	}
@@ -691,28 +734,26 @@ sb_bdev_rbd_resize(const char *name, uint64_t new_size_mb)
 		return -EINVAL;
 	}
 	if (l.bytes != cur) {
-		rc = rbd_resize(l.image, l.bytes);
+		rc = rbd_resize(res.image, l.bytes);
 		if (rc < 0) {
 			SB_ERRLOG("rbd bdev %s: rbd_resize to %lu MiB: %s\n", name,
 				  (unsigned long)new_size_mb, strerror(-rc));
 			return rc;
 		}
 	}
-	return sb_bdev_app_call(_rbd_apply_size, &l);
+	l.disk = res.disk;
+	return sb_bdev_app_call(_rbd_apply_size, &l, sizeof(l), NULL, 0);
 }
 
 int
 sb_bdev_rbd_rescan(const char *name)
 {
-	struct rbd_lookup l = { .name = name };
+	struct rbd_lookup_args l;
+	struct rbd_lookup_results res;
 	rbd_image_t fresh;
 	int rc;
 
-	if (name == NULL) {
-		return -EINVAL;
-	}
-
-	rc = sb_bdev_app_call(_rbd_lookup, &l);
+	rc = _rbd_lookup_call(name, &l, &res);
 	if (rc != 0) {
 		return rc;
 	}
@@ -721,10 +762,10 @@ sb_bdev_rbd_rescan(const char *name)
 	 * only refreshes on watch notifications, which librbd does not register
 	 * for read-only opens.
 	 */
-	rc = rbd_open_read_only(l.disk->ioctx, l.disk->rbd_name, &fresh, NULL);
+	rc = rbd_open_read_only(res.ioctx, res.rbd_name, &fresh, NULL);
 	if (rc < 0) {
 		SB_ERRLOG("rbd bdev %s: cannot reopen %s/%s to read its size: %s\n", name,
-			  l.disk->pool_name, l.disk->rbd_name, strerror(-rc));
+			  res.pool_name, res.rbd_name, strerror(-rc));
 		return rc;
 	}
 	rc = rbd_get_size(fresh, &l.bytes);
@@ -732,7 +773,8 @@ sb_bdev_rbd_rescan(const char *name)
 	if (rc < 0) {
 		return rc;
 	}
-	return sb_bdev_app_call(_rbd_apply_size, &l);
+	l.disk = res.disk;
+	return sb_bdev_app_call(_rbd_apply_size, &l, sizeof(l), NULL, 0);
 }
 
 /* ---- module ---- */

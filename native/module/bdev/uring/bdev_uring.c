@@ -352,18 +352,22 @@ _uring_open(struct uring_disk *d, uint32_t want_bs)
 
 /* ---- control path ---- */
 
-static bool
-_uring_name_taken(const char *name)
+/* 0 when no bdev is called name, -EEXIST, or the lookup's own failure. */
+static int
+_uring_name_free(const char *name)
 {
 	struct sb_bdev_info *info = malloc(sizeof(*info));
-	bool taken;
+	int rc;
 
 	if (info == NULL) {
-		return false; /* registration still refuses a duplicate */
+		return 0; /* registration still refuses a duplicate */
 	}
-	taken = sb_bdev_ctl_get_info(name, info) == 0;
+	rc = sb_bdev_ctl_get_info(name, info);
 	free(info);
-	return taken;
+	if (rc == 0) {
+		return -EEXIST;
+	}
+	return rc == -SB_EWAITER_GAVE_UP ? rc : 0;
 }
 
 int
@@ -387,9 +391,12 @@ sb_bdev_uring_create(const struct sb_uring_opts *opts)
 		return rc;
 	}
 	/* A taken name first: opening the file would find it locked by that bdev. */
-	if (_uring_name_taken(opts->name)) {
-		SB_ERRLOG("uring bdev %s: a bdev of that name exists\n", opts->name);
-		return -EEXIST;
+	rc = _uring_name_free(opts->name);
+	if (rc != 0) {
+		if (rc == -EEXIST) {
+			SB_ERRLOG("uring bdev %s: a bdev of that name exists\n", opts->name);
+		}
+		return rc;
 	}
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
@@ -417,8 +424,8 @@ sb_bdev_uring_create(const struct sb_uring_opts *opts)
 	d->bdev.fn_table = &g_uring_fn_table;
 	d->bdev.module = &g_uring_module;
 	rc = sb_bdev_ctl_register(&d->bdev);
-	if (rc == -ETIMEDOUT) {
-		return rc; /* it may still register: leave d alone */
+	if (rc == -SB_EWAITER_GAVE_UP) {
+		return rc; /* handed to the engine: it may still register */
 	}
 	if (rc == 0) {
 		SB_NOTICELOG("uring bdev %s on %s (%lu x %u, O_DIRECT %s)\n", d->name, d->filename,
@@ -453,40 +460,59 @@ sb_bdev_uring_delete(const char *name)
 	return sb_bdev_ctl_unregister(name, &g_uring_module);
 }
 
-static void
-_uring_rescan(void *arg, struct sb_completion *done)
+void
+sb_bdev_uring_rescan_async(const char *name, void (*cb)(void *cb_arg, int rc), void *cb_arg)
 {
-	struct uring_disk *d = _uring_find(arg);
+	struct uring_disk *d = _uring_find(name);
 	uint64_t bytes, blocks;
 	uint32_t lbs;
 	int rc;
 
 	if (d == NULL) {
-		sb_complete(done, -ENODEV);
+		cb(cb_arg, -ENODEV);
 		return;
 	}
 	rc = _uring_get_size(d, &bytes, &lbs);
 	if (rc != 0) {
 		SB_ERRLOG("uring bdev %s: cannot re-read the size of %s: %s\n", d->name,
 			  d->filename, strerror(-rc));
-		sb_complete(done, rc);
+		cb(cb_arg, rc);
 		return;
 	}
 	blocks = bytes / d->bdev.blocklen;
 	if (blocks == sb_bdev_get_num_blocks(&d->bdev)) {
-		sb_complete(done, 0);
+		cb(cb_arg, 0);
 		return;
 	}
-	sb_complete(done, sb_bdev_notify_blockcnt_change(&d->bdev, blocks));
+	cb(cb_arg, sb_bdev_notify_blockcnt_change(&d->bdev, blocks));
+}
+
+struct uring_rescan_args {
+	char name[SB_BDEV_NAME_MAX];
+};
+
+static void
+_uring_rescan_call(void *arg, struct sb_completion *done)
+{
+	struct uring_rescan_args *args = arg;
+
+	sb_bdev_uring_rescan_async(args->name, sb_call_done_cb, done);
 }
 
 int
 sb_bdev_uring_rescan(const char *name)
 {
+	struct uring_rescan_args args;
+
 	if (name == NULL) {
 		return -EINVAL;
 	}
-	return sb_bdev_app_call(_uring_rescan, (void *)name);
+	if (strlen(name) >= sizeof(args.name)) {
+		SB_ERRLOG("no uring bdev %s\n", name);
+		return -ENODEV;
+	}
+	snprintf(args.name, sizeof(args.name), "%s", name);
+	return sb_bdev_app_call(_uring_rescan_call, &args, sizeof(args), NULL, 0);
 }
 
 /* ---- module ---- */

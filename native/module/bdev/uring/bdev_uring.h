@@ -29,5 +29,8 @@ int sb_bdev_uring_create(const struct sb_uring_opts *opts);
 int sb_bdev_uring_delete(const char *name);
 /** Re-read the file size; a change notifies open descriptors. */
 int sb_bdev_uring_rescan(const char *name);
+/** The same on the app reactor: cb(cb_arg, rc) runs before it returns or later. */
+void sb_bdev_uring_rescan_async(const char *name, void (*cb)(void *cb_arg, int rc),
+				void *cb_arg);
 
 #endif

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -223,6 +224,113 @@ test_call_timeout_late_complete(void)
 	}
 	CHECK_EQ(atomic_load(&ran), 1);
 	sb_engine_stop();
+}
+
+/* ---- sb_call_owned: the call owns its arguments and results ---- */
+
+struct owned_args {
+	char name[32];
+	int value;
+	_Atomic int *released;
+};
+
+static void
+_owned_echo(void *ctx, struct sb_completion *done)
+{
+	struct owned_args *a = ctx;
+	char *out = sb_call_results(done);
+
+	snprintf(out, 32, "%.16s:%d", a->name, a->value);
+	sb_complete(done, a->value);
+}
+
+static void
+_owned_stash(void *ctx, struct sb_completion *done)
+{
+	atomic_store(&g_stash, done);
+}
+
+static void
+_owned_late(void *ctx)
+{
+	struct sb_completion *done = atomic_exchange(&g_stash, NULL);
+
+	/* The waiter is gone: its buffer must not be written; ours is still valid. */
+	memset(sb_call_results(done), 'x', 32);
+	sb_complete(done, -ETIMEDOUT); /* a real ETIMEDOUT, unlike the waiter's code */
+	atomic_fetch_add((_Atomic int *)ctx, 1);
+}
+
+static void
+_owned_release(void *args)
+{
+	atomic_fetch_add(((struct owned_args *)args)->released, 1);
+}
+
+static void
+test_call_owned(void)
+{
+	_Atomic int released = 0, ran = 0;
+	struct owned_args *a = calloc(1, sizeof(*a));
+	char *out = calloc(1, 32);
+	int i;
+
+	CHECK_EQ(_start(MASK, true, 0), 0);
+	snprintf(a->name, sizeof(a->name), "hello");
+	a->value = 7;
+	a->released = &released;
+	CHECK_EQ(sb_call_owned(sb_reactor_get(1), _owned_echo, a, sizeof(*a), out, 32,
+			       _owned_release, SB_CALL_TIMEOUT_US), 7);
+	CHECK(strcmp(out, "hello:7") == 0);
+	/* Released by whichever side let go last: maybe the reactor, just after. */
+	for (i = 0; i < 1000 && atomic_load(&released) == 0; i++) {
+		_sleep_ms(1);
+	}
+	CHECK_EQ(atomic_load(&released), 1);
+
+	/* Gave up: its own code, results untouched, the caller frees everything at once. */
+	memset(out, 0, 32);
+	CHECK_EQ(sb_call_owned(sb_reactor_get(1), _owned_stash, a, sizeof(*a), out, 32,
+			       _owned_release, 20000), -SB_EWAITER_GAVE_UP);
+	CHECK_EQ(atomic_load(&released), 1);
+	free(a);
+	free(out);
+	CHECK(atomic_load(&g_stash) != NULL);
+	CHECK_EQ(sb_send_msg(sb_reactor_get(0), _owned_late, (void *)&ran), 0);
+	for (i = 0; i < 1000 && atomic_load(&ran) == 0; i++) {
+		_sleep_ms(1);
+	}
+	CHECK_EQ(atomic_load(&ran), 1);
+	for (i = 0; i < 1000 && atomic_load(&released) == 1; i++) {
+		_sleep_ms(1);
+	}
+	CHECK_EQ(atomic_load(&released), 2);
+
+	/* Test hooks: refused without SB_TEST_HOOKS; a stalled reactor makes a call give up. */
+	unsetenv("SB_TEST_HOOKS");
+	CHECK_EQ(sb_test_stall_reactor(1, 1000), -EPERM);
+	CHECK_EQ(sb_test_set_call_timeout(1000), -EPERM);
+	setenv("SB_TEST_HOOKS", "1", 1);
+	CHECK_EQ(sb_test_set_call_timeout(20000), 0);
+	CHECK_EQ(sb_test_stall_reactor(1, 100000), 0);
+	{
+		struct owned_args b = {.value = 3, .released = &released};
+		char res[32] = "";
+
+		CHECK_EQ(sb_call_owned(sb_reactor_get(1), _owned_echo, &b, sizeof(b), res,
+				       sizeof(res), _owned_release, SB_CALL_TIMEOUT_US),
+			 -SB_EWAITER_GAVE_UP);
+		CHECK_EQ(res[0], '\0');
+	}
+	CHECK_EQ(sb_test_set_call_timeout(0), 0);
+	unsetenv("SB_TEST_HOOKS");
+	for (i = 0; i < 1000 && atomic_load(&released) == 2; i++) {
+		_sleep_ms(1);
+	}
+	CHECK_EQ(atomic_load(&released), 3);
+	sb_engine_stop();
+	/* Refused before anything is copied. */
+	CHECK_EQ(sb_call_owned(NULL, _owned_echo, NULL, 0, NULL, 0, NULL, 1000), -EINVAL);
 }
 
 /* ---- idle reactors sleep ---- */
@@ -658,6 +766,7 @@ main(int argc, char **argv)
 	RUN_TEST(test_bad_masks);
 	RUN_TEST(test_pinning);
 	RUN_TEST(test_call_timeout_late_complete);
+	RUN_TEST(test_call_owned);
 	RUN_TEST(test_idle_cpu);
 	RUN_TEST(test_idle_cpu_with_pollers);
 	RUN_TEST(test_wake_latency);
