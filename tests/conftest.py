@@ -48,5 +48,11 @@ def native_tools():
     return NATIVE_BUILD / "tools"
 
 
+@pytest.fixture(scope="session")
+def initiator(native_tools):
+    """The C vhost-user front-end (native/tools/vhost_initiator)."""
+    return native_tools / "vhost_initiator"
+
+
 def online_cpus():
     return sorted(os.sched_getaffinity(0))

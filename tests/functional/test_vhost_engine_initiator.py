@@ -55,11 +55,6 @@ def target(tmp_path_factory):
         eng.stop()
 
 
-@pytest.fixture(scope="module")
-def initiator(native_tools):
-    return native_tools / "vhost_initiator"
-
-
 def _sock(target, name):
     return target[1] / name
 

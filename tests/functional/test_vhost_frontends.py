@@ -53,11 +53,6 @@ def target(tmp_path_factory):
         eng.stop()
 
 
-@pytest.fixture(scope="module")
-def initiator(native_tools):
-    return native_tools / "vhost_initiator"
-
-
 def _wait_disconnected(eng, name, timeout=5):
     deadline = time.monotonic() + timeout
     while True:

@@ -22,11 +22,6 @@ MAGIC = 0x524f54494e494256  # "VBINITOR", first word of every sector
 
 
 @pytest.fixture
-def initiator(native_tools):
-    return native_tools / "vhost_initiator"
-
-
-@pytest.fixture
 def disk(tmp_path):
     path = tmp_path / "disk.img"
     with open(path, "wb") as f:

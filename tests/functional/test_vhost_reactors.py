@@ -51,11 +51,6 @@ def target(tmp_path_factory):
         eng.stop()
 
 
-@pytest.fixture(scope="module")
-def initiator(native_tools):
-    return native_tools / "vhost_initiator"
-
-
 @pytest.fixture
 def malloc(target):
     """Make malloc bdevs (16 MiB) that are deleted after the test."""

@@ -251,7 +251,7 @@ _session(void *arg)
 	sb_vhost_ctl_disconnect(g_c, "fuzz session over");
 	if (getenv("FUZZ_VERBOSE") != NULL) {
 		fprintf(stderr, "fuzz: %lu requests completed so far\n",
-			(unsigned long)g_c->completed_ios);
+			(unsigned long)sb_vhost_completed_ios(g_c));
 	}
 	_drain(sv[0]);
 	close(sv[0]);
@@ -292,7 +292,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		g_c->vqs[q].kickfd = g_c->vqs[q].callfd = g_c->vqs[q].run_callfd = -1;
 		TAILQ_INIT(&g_c->vqs[q].retry);
 	}
-	g_c->reactor = sb_reactor_get(0);
+	/* One reactor: every queue (and the controller's home) there. */
+	rc = sb_vhost_slots_init(g_c, NULL);
+	if (rc != 0) {
+		_die("controller reactors", rc);
+	}
 	rc = sb_vhost_bdev_open(g_c);
 	if (rc != 0) {
 		_die("bdev open", rc);

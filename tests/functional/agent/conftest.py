@@ -25,8 +25,3 @@ def client(agent):
     with agent.client() as c:
         yield c
 
-
-@pytest.fixture(scope="module")
-def initiator(native_tools):
-    """The C vhost-user front-end (native/tools/vhost_initiator)."""
-    return native_tools / "vhost_initiator"
