@@ -464,14 +464,7 @@ _rust_vmm_start_rings(struct vi_dev *d)
 int
 vi_fe_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 {
-	/* What a guest driver would take, where the front-end does not choose. */
-	uint64_t want = (1ull << VIRTIO_F_VERSION_1) | (1ull << VI_F_PROTOCOL_FEATURES) |
-			(1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
-			(1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
-			(1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
-			(1ull << VIRTIO_BLK_F_MQ) |
-			(d->indirect ? (1ull << VIRTIO_F_INDIRECT_DESC) : 0) |
-			(d->event_idx ? (1ull << VIRTIO_F_EVENT_IDX) : 0);
+	uint64_t want = vi_dev_driver_features(d);
 
 	switch (o->frontend) {
 	case VI_FE_SPDK:

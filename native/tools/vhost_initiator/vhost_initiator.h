@@ -319,6 +319,8 @@ int vi_dev_open(struct vi_dev *d, const struct vi_dev_opts *o);
 /** SET_VRING_ENABLE(0) + GET_VRING_BASE per queue (like QEMU's stop), then close. */
 int vi_dev_close(struct vi_dev *d, bool graceful);
 int vi_dev_send_mem_table(struct vi_dev *d);
+/** The features a guest driver would take, where the front-end does not choose. */
+uint64_t vi_dev_driver_features(const struct vi_dev *d);
 /** GET_INFLIGHT_FD for the device's queues, once (the region is kept). */
 int vi_dev_get_inflight(struct vi_dev *d);
 /** Take `want` (masked by what the target offers) as the driver's features. */

@@ -552,13 +552,7 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	}
 	vi_dev_parse_config(d, cfg.region);
 
-	want = (1ull << VIRTIO_F_VERSION_1) | (1ull << VI_F_PROTOCOL_FEATURES) |
-	       (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
-	       (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
-	       (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
-	       (1ull << VIRTIO_BLK_F_MQ) |
-	       (d->indirect ? (1ull << VIRTIO_F_INDIRECT_DESC) : 0) |
-	       (d->event_idx ? (1ull << VIRTIO_F_EVENT_IDX) : 0);
+	want = vi_dev_driver_features(d);
 	return vi_dev_accept_features(d, want);
 }
 
@@ -597,6 +591,19 @@ vi_dev_accept_features(struct vi_dev *d, uint64_t want)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+uint64_t
+vi_dev_driver_features(const struct vi_dev *d)
+{
+	/* What a guest driver would take, where the front-end does not choose. */
+	return (1ull << VIRTIO_F_VERSION_1) | (1ull << VI_F_PROTOCOL_FEATURES) |
+	       (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
+	       (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+	       (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
+	       (1ull << VIRTIO_BLK_F_MQ) |
+	       (d->indirect ? (1ull << VIRTIO_F_INDIRECT_DESC) : 0) |
+	       (d->event_idx ? (1ull << VIRTIO_F_EVENT_IDX) : 0);
 }
 
 int
