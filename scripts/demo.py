@@ -48,9 +48,11 @@ from tests.support import libvirt_pair                     # noqa: E402
 
 DOMAIN = "demo-guest"
 VOLUME = "demo-vol"
-SIZE = "256M"
+SIZE_MIB = 256
+SIZE = "%dM" % SIZE_MIB
 MARK = "spdk-backend demo guest"
 URI = "qemu:///system"
+QEMU_LOG_DIR = "/var/log/libvirt/qemu"
 PATTERN_MIB = 16
 OFFSET_MIB = 8
 
@@ -65,6 +67,10 @@ def say(text=""):
 
 def title(text):
     say("\n\033[1m== %s\033[0m" % text if sys.stdout.isatty() else "\n== %s" % text)
+
+
+def tail_lines(text, n):
+    return "".join(text.splitlines(True)[-n:]) or "(empty)"
 
 
 class AgentHost:
@@ -299,12 +305,16 @@ class Demo:
         title("The agent's view")
         self.sh("spdk-backend volume list")
         self.sh("spdk-backend domain disks %s" % DOMAIN)
-        say("(the guest reads the disk in the background for a few seconds: "
-            "4 KiB direct reads)")
-        self.guest("timeout 4 dd if=/dev/vda of=/dev/null bs=4k iflag=direct "
-                   ">/dev/null 2>&1 &")
+        say("(the guest reads the whole disk in the background: 4 KiB direct reads)")
+        # A harness job, not a bare '&': the guest's shell is its PID 1 and
+        # exits (the guest panics) when a child or an orphan it adopted,
+        # such as busybox timeout's watchdog, ends while it waits for a
+        # command line (tests/support/guest.py, job_start).
+        read_all = "dd if=/dev/vda of=/dev/null bs=4k count=%d iflag=direct" % (SIZE_MIB * 256)
+        say("guest# %s &" % read_all)
+        self.shell.job_start("read-all", read_all)
         self.sh("spdk-backend status --interval 2")
-        self.guest("wait", show=False, timeout=30)
+        self.shell.job_wait("read-all", timeout=120)
         xml = self.sh("virsh -c %s dumpxml %s" % (URI, DOMAIN), quiet=True)
         m = re.search(r"( *<disk type='vhostuser'.*?</disk>)", xml, re.S)
         if m:
@@ -356,6 +366,18 @@ class Demo:
         self.guest("i=0; while [ -e /sys/block/vda ]; do i=$((i+1)); [ $i -gt 300 ] "
                    "&& exit 1; sleep 0.1; done; ls /sys/block | grep vd || "
                    "echo 'no vd* disk any more'")
+
+    def qemu_logs(self):
+        """(host, QEMU's log of the guest) on host A and, once it runs, host B."""
+        logs = []
+        try:
+            with open(os.path.join(QEMU_LOG_DIR, "%s.log" % DOMAIN), errors="replace") as f:
+                logs.append(("host A's", f.read()))
+        except OSError:
+            pass
+        if self.libvirtd_b is not None:
+            logs.append(("host B's", self.libvirtd_b.qemu_log(DOMAIN)))
+        return logs
 
     # -- cleanup ------------------------------------------------------------------
 
@@ -469,6 +491,9 @@ def main(argv=None):
         ok = True
     except (DemoError, guest_support.GuestError, subprocess.TimeoutExpired) as exc:
         print("\ndemo FAILED: %s" % exc, file=sys.stderr)
+        # What QEMU said last on each host (a crash or a refused migration).
+        for name, text in demo.qemu_logs():
+            print("%s QEMU log tail:\n%s" % (name, tail_lines(text, 12)), file=sys.stderr)
         for name, host in (("agent", demo.host_a), ("host B's agent", demo.host_b)):
             if host.proc is not None:
                 print("%s log tail:\n%s" % (name, host.log_tail()), file=sys.stderr)

@@ -33,7 +33,8 @@ def test_demo_migrates_the_guest_to_a_second_host():
                                "--dir", str(demo_dir)], cwd=ROOT, capture_output=True,
                               text=True, timeout=600, stdin=subprocess.DEVNULL)
         out = proc.stdout
-        assert proc.returncode == 0, out[-6000:] + proc.stderr[-4000:]
+        # The reason and QEMU's last words first: CI shows the start of this message.
+        assert proc.returncode == 0, proc.stderr[:6000] + "\n--- stdout\n" + out[-6000:]
         assert "Demo OK" in out and "migrated live to host B" in out, out[-3000:]
         # The documented steps, in order, each on its host.
         steps = ["$ virsh -c qemu:///system dumpxml --migratable demo-guest",
