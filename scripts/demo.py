@@ -307,9 +307,8 @@ class Demo:
         self.sh("spdk-backend domain disks %s" % DOMAIN)
         say("(the guest reads the whole disk in the background: 4 KiB direct reads)")
         # A harness job, not a bare '&': the guest's shell is its PID 1 and
-        # exits (the guest panics) when a child or an orphan it adopted,
-        # such as busybox timeout's watchdog, ends while it waits for a
-        # command line (tests/support/guest.py, job_start).
+        # exits (the guest panics) when a background job ends while it
+        # waits for a command line (tests/support/guest.py, job_start).
         read_all = "dd if=/dev/vda of=/dev/null bs=4k count=%d iflag=direct" % (SIZE_MIB * 256)
         say("guest# %s &" % read_all)
         self.shell.job_start("read-all", read_all)

@@ -463,9 +463,9 @@ class SerialShell:
 
     # The guest's ash (BusyBox 1.35, interactive on the serial console)
     # exits when a background job ends while it waits for a command line,
-    # and as PID 1 that panics the guest.  So does an orphan it adopted as
-    # PID 1 (busybox `timeout` leaves its watchdog behind: never run
-    # `timeout ... &` here).  So a job started here runs its
+    # and as PID 1 that panics the guest.  A bare `cmd &` followed by
+    # `wait` only works if `wait` is typed before cmd ends (scripts/demo.py
+    # lost its guest that way when a host step took longer than the job).  So a job started here runs its
     # script, prints JOB-DONE, then holds until job_wait() releases it and
     # reaps it with a foreground `wait`.
 
