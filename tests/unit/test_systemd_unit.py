@@ -32,8 +32,15 @@ def test_systemd_accepts_the_unit(tmp_path):
     proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    # Unknown keys and bad values are only warnings: there must be none.
-    assert proc.stderr.strip() == "" and proc.stdout.strip() == "", proc.stderr + proc.stdout
+    # Unknown keys and bad values are only warnings: there must be none about
+    # this unit.  verify also loads the units it names (Before=libvirtd.service),
+    # and warns about theirs: libvirt 11's libvirtd.service has
+    # Type=notify-reload, which Debian 12's systemd 252 does not know.
+    others = tuple("/%s/" % d for d in ("lib/systemd/system", "usr/lib/systemd/system",
+                                        "etc/systemd/system", "run/systemd/system"))
+    ours = [line for line in (proc.stderr + proc.stdout).splitlines()
+            if line.strip() and not line.startswith(others)]
+    assert ours == [], proc.stderr + proc.stdout
 
 
 def test_the_unit_keeps_guests_across_restarts():
