@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # devstack plugin of spdk-backend: installs the project, runs the agent,
-# configures Cinder backends of type spdk_vhost and Nova's compute driver.
+# configures Cinder backends of type spdk_vhost and Nova's compute driver,
+# and points tempest at the shared-memory flavor.
 #
 # devstack sources this file as "plugin.sh MODE [PHASE]" (after settings,
 # which defines the functions in lib/spdk-backend).
@@ -40,6 +41,13 @@ if [[ "$1" == "stack" ]]; then
             if is_service_enabled nova && [[ "$SPDK_BACKEND_CONFIGURE_NOVA" == "True" ]]; then
                 echo_summary "Creating the hugepage flavor $SPDK_BACKEND_FLAVOR"
                 create_spdk_backend_flavor
+            fi
+            ;;
+        test-config)
+            if is_service_enabled tempest && is_service_enabled nova && \
+                    [[ "$SPDK_BACKEND_CONFIGURE_NOVA" == "True" ]]; then
+                echo_summary "Pointing tempest at the flavor $SPDK_BACKEND_FLAVOR"
+                configure_tempest_spdk_backend
             fi
             ;;
     esac

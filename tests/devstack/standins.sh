@@ -2,6 +2,10 @@
 # Stand-ins for the devstack helpers the plugin calls, for running its
 # phases in a sandbox.  Every call is appended to $SANDBOX/calls; iniset
 # really edits ini files; run_process really starts the command.
+#
+# The devstack_* functions at the end stand in for the steps of devstack's
+# stack.sh around the plugin's phases that write the same files (test_plugin.py
+# runs them in stack.sh's order); they are not recorded in $SANDBOX/calls.
 
 function _record { echo "$*" >> "$SANDBOX/calls"; }
 
@@ -60,13 +64,63 @@ function stop_process {
     kill -9 "$pid" 2>/dev/null || true
     echo "stop_process: $name needed SIGKILL after $i tries" >&2
 }
+# Nothing runs in the background here: devstack's async_wait only waits.
+function async_wait { _record "async_wait $*"; }
+# Flavors are files holding the id Nova would have chosen; "flavor show NAME
+# -f value -c id" prints it.
 function openstack {
     _record "openstack $*"
     if [[ "$1 $2" == "flavor show" ]]; then
-        [[ -e "$SANDBOX/flavor-$3" ]]
-        return
+        [[ -e "$SANDBOX/flavor-$3" ]] || return 1
+        if [[ "$4 $5 $6 $7" == "-f value -c id" ]]; then
+            cat "$SANDBOX/flavor-$3"
+        fi
+        return 0
     fi
     if [[ "$1 $2" == "flavor create" ]]; then
-        touch "$SANDBOX/flavor-$3"
+        cat /proc/sys/kernel/random/uuid > "$SANDBOX/flavor-$3"
     fi
+}
+
+# devstack's own steps, as far as they touch what the plugin writes.
+function _devstack_iniset { python3 "$SANDBOX_TOOLS/ini.py" set "$@"; }
+
+# lib/cinder configure_cinder: configure_cinder_backend_TYPE NAME for each
+# CINDER_ENABLED_BACKENDS entry whose function exists.
+function devstack_configure_cinder {
+    is_service_enabled cinder || return 0
+    local be
+    for be in ${CINDER_ENABLED_BACKENDS//,/ }; do
+        if type "configure_cinder_backend_${be%%:*}" >/dev/null 2>&1; then
+            "configure_cinder_backend_${be%%:*}" "${be##*:}"
+        fi
+    done
+}
+
+# lib/nova configure_nova: create_nova_conf recreates nova.conf, then the
+# libvirt hypervisor plugin sets its compute_driver there.
+function devstack_configure_nova {
+    is_service_enabled nova || return 0
+    rm -f "$NOVA_CONF"
+    _devstack_iniset "$NOVA_CONF" DEFAULT debug True
+    if is_service_enabled n-cpu; then
+        _devstack_iniset "$NOVA_CONF" DEFAULT compute_driver libvirt.LibvirtDriver
+    fi
+}
+
+# lib/nova start_nova_compute: nova-cpu.conf is made by copying nova.conf
+# over it, then devstack adds its compute-only options.
+function devstack_start_nova_compute {
+    is_service_enabled nova || return 0
+    cp "$NOVA_CONF" "$NOVA_CPU_CONF"
+    _devstack_iniset "$NOVA_CPU_CONF" DEFAULT reimage_timeout_per_gb 180
+}
+
+# lib/tempest configure_tempest (extras.d/80-tempest.sh, which run_phase runs
+# before the plugins in the test-config phase): the flavors devstack makes
+# for tempest, m1.nano (id 42) and m1.micro (id 84).
+function devstack_configure_tempest {
+    is_service_enabled tempest || return 0
+    _devstack_iniset "$TEMPEST_CONFIG" compute flavor_ref 42
+    _devstack_iniset "$TEMPEST_CONFIG" compute flavor_ref_alt 84
 }

@@ -1,8 +1,10 @@
 """The devstack plugin: shellcheck, and each phase run in a sandbox.
 
 devstack's helpers are replaced by the stand-ins of standins.sh (iniset
-edits real files, run_process starts the real agent); the test then reads
-the files the plugin wrote with the options' own definitions.
+edits real files, run_process starts the real agent), and so are the steps
+of stack.sh that write the same files as the plugin, run in stack.sh's
+order (STACK_SH); the test then reads the files the services would read
+with the options' own definitions.
 """
 
 import configparser
@@ -26,6 +28,17 @@ from spdk_backend.conf import volume as volume_conf
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEVSTACK = ROOT / "devstack"
 HERE = pathlib.Path(__file__).resolve().parent
+
+# devstack's stack.sh, as far as this plugin is concerned, in its order:
+# run_phase stack pre-install; configure_cinder (lib/cinder calls
+# configure_cinder_backend_spdk_vhost); configure_nova (nova.conf recreated,
+# compute_driver=libvirt.LibvirtDriver); run_phase stack install; run_phase
+# stack post-config; start_nova (start_nova_compute copies nova.conf over
+# nova-cpu.conf); run_phase stack extra; run_phase stack test-config, in
+# which extras.d/80-tempest.sh (configure_tempest) runs before the plugins.
+STACK_SH = ("stack pre-install", "devstack_configure_cinder", "devstack_configure_nova",
+            "stack install", "stack post-config", "devstack_start_nova_compute",
+            "stack extra", "devstack_configure_tempest", "stack test-config")
 
 
 def test_shellcheck_clean():
@@ -61,6 +74,7 @@ class Sandbox:
         self.cinder_conf = self.etc / "cinder.conf"
         self.nova_conf = self.etc / "nova.conf"
         self.nova_cpu_conf = self.etc / "nova-cpu.conf"
+        self.tempest_conf = self.etc / "tempest.conf"
         self.agent_conf = self.etc / "spdk-backend" / "agent.conf"
         self.socket = self.run / "agent.sock"
         self.env = {
@@ -68,23 +82,25 @@ class Sandbox:
             "DEST": str(path / "opt"), "DATA_DIR": str(self.data), "STACK_USER": "root",
             "ENABLED_SERVICES": services, "CINDER_ENABLED_BACKENDS": backends,
             "CINDER_CONF": str(self.cinder_conf), "NOVA_CONF": str(self.nova_conf),
-            "NOVA_CPU_CONF": str(self.nova_cpu_conf),
+            "NOVA_CPU_CONF": str(self.nova_cpu_conf), "TEMPEST_CONFIG": str(self.tempest_conf),
             "SPDK_BACKEND_CONF_DIR": str(self.etc / "spdk-backend"),
             "SPDK_BACKEND_RUN_DIR": str(self.run),
             "SPDK_BACKEND_NO_PIN": "True",
             "PYTHONPATH": str(ROOT),
         }
 
+    def stack(self):
+        """Run stack.sh's part as devstack orders it (STACK_SH)."""
+        return self.phases(*STACK_SH)
+
     def phases(self, *phases):
-        """Run plugin.sh phases as devstack does: settings first, then each."""
+        """Run plugin.sh phases as devstack does: settings first, then each
+        in one shell; a devstack_* name runs that stand-in of stack.sh's."""
         lines = ["set -eo pipefail", "source %s/standins.sh" % HERE,
                  "source %s/settings" % DEVSTACK]
         for phase in phases:
-            if phase == "configure_cinder":
-                # What devstack's lib/cinder does for CINDER_ENABLED_BACKENDS.
-                lines.append('for be in ${CINDER_ENABLED_BACKENDS//,/ }; do '
-                             'if type "configure_cinder_backend_${be%%:*}" >/dev/null 2>&1; '
-                             'then "configure_cinder_backend_${be%%:*}" "${be##*:}"; fi; done')
+            if phase.startswith("devstack_"):
+                lines.append(phase)
             else:
                 lines.append("source %s/plugin.sh %s" % (DEVSTACK, phase))
         env = dict(os.environ, **self.env)
@@ -115,7 +131,7 @@ class Sandbox:
 def sandbox_factory():
     made = []
 
-    def make(services="cinder,c-vol,nova,n-cpu",
+    def make(services="cinder,c-vol,nova,n-cpu,tempest",
              backends="lvm:lvmdriver-1,spdk_vhost:spdk-1"):
         path = pathlib.Path(tempfile.mkdtemp(prefix="sb-ds-", dir="/tmp"))
         box = Sandbox(path, services, backends)
@@ -149,8 +165,8 @@ def _alive(pid):
 @pytest.mark.timeout(300)
 def test_stack_unstack_clean(sandbox_factory):
     box = sandbox_factory()
-    box.phases("stack pre-install", "stack install", "configure_cinder",
-               "stack post-config", "stack extra", "stack extra")
+    box.stack()
+    box.phases("stack extra")  # a second run finds the flavor
     calls = box.calls()
     assert "enable_service spdk-backend-agent" in calls
     debs = [line for line in (DEVSTACK / "files/debs/spdk-backend").read_text().splitlines()
@@ -194,12 +210,26 @@ def test_stack_unstack_clean(sandbox_factory):
     assert be.spdk_vhost_volume_backend == "file"
     assert os.path.isdir(be.spdk_vhost_volume_dir)
 
-    # nova-cpu.conf: the compute driver and the agent's socket.
+    # nova-cpu.conf, the file nova-compute reads, as devstack made it
+    # (copied from nova.conf after the post-config phase): the compute
+    # driver and the agent's socket.
     nova = _ini(box.nova_cpu_conf)
+    assert nova["DEFAULT"]["reimage_timeout_per_gb"] == "180"  # devstack's copy, then its own
     assert nova["DEFAULT"]["compute_driver"] == "spdk_backend.nova.driver.LibvirtDriver"
     assert set(nova["spdk_vhost"]) <= {o.dest for o in nova_conf.nova_opts}
     assert nova["spdk_vhost"]["agent_socket"] == str(box.socket)
-    assert not box.nova_conf.exists()  # the API services' file is left alone
+    # nova.conf is edited only after stack.sh's background configure_neutron_nova
+    # (which edits it too) is waited for.
+    nova_edits = [i for i, c in enumerate(calls)
+                  if c.startswith("iniset  %s " % box.nova_conf)]
+    assert nova_edits and calls.index("async_wait configure_neutron_nova") < nova_edits[0]
+
+    # tempest.conf: flavor_ref and flavor_ref_alt are the id of the
+    # shared-memory flavor, replacing the ones devstack's configure_tempest set.
+    flavor_id = (box.path / "flavor-m1.vhost").read_text().strip()
+    tempest = _ini(box.tempest_conf)
+    assert tempest["compute"]["flavor_ref"] == flavor_id
+    assert tempest["compute"]["flavor_ref_alt"] == flavor_id
 
     pid = box.agent_pid()
     box.phases("unstack")
@@ -211,9 +241,22 @@ def test_stack_unstack_clean(sandbox_factory):
 
 
 def test_without_cinder_backend_or_compute(sandbox_factory):
-    box = sandbox_factory(services="cinder,c-vol", backends="lvm:lvmdriver-1")
-    box.phases("stack pre-install", "configure_cinder", "stack post-config", "stack extra")
+    box = sandbox_factory(services="cinder,c-vol,tempest", backends="lvm:lvmdriver-1")
+    box.stack()
     assert not box.cinder_conf.exists()
     assert not box.nova_cpu_conf.exists()
     assert not [c for c in box.calls() if c.startswith("openstack")]
+    # devstack's flavors stay tempest's.
+    tempest = _ini(box.tempest_conf)
+    assert (tempest["compute"]["flavor_ref"], tempest["compute"]["flavor_ref_alt"]) == ("42", "84")
+    box.phases("unstack", "clean")
+
+
+def test_compute_without_tempest(sandbox_factory):
+    box = sandbox_factory(services="nova,n-cpu")
+    box.stack()
+    nova = _ini(box.nova_cpu_conf)
+    assert nova["DEFAULT"]["compute_driver"] == "spdk_backend.nova.driver.LibvirtDriver"
+    assert not box.tempest_conf.exists()
+    assert "openstack flavor show m1.vhost -f value -c id" not in box.calls()
     box.phases("unstack", "clean")
