@@ -1,7 +1,8 @@
 """What the volume, domain and attach commands share.
 
 Sizes (``10G``), the options every command also takes after its name
-(``--json``, ``--rpc-socket``, ``--libvirt-uri``), finding a volume among
+(``--json``, ``--rpc-socket``, ``--libvirt-uri``), the sub-parser of a
+command with its help's example (:func:`add_command`), finding a volume among
 the agent's bdevs, and the deterministic name of the vhost controller that
 serves a volume to a domain.
 
@@ -79,6 +80,32 @@ def format_size(size):
                 return "%d%s" % (size // mult, unit)
             return "%.1f%s" % (size / float(mult), unit)
     return "%dB" % size
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual; keeps text with line breaks (the
+    ``example:`` epilog) as written."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line if line.strip() else line
+                           for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def example_epilog(*lines):
+    """The ``example:`` section of a command's help: command lines, each
+    optionally followed by ``  # what it does`` (a line ending in `` \\``
+    goes on in the next one)."""
+    return "example:\n" + "\n".join("  " + line for line in lines)
+
+
+def add_command(subparsers, name, help, description, examples):
+    """A command's sub-parser, its help ending with ``examples`` (command
+    lines, see :func:`example_epilog`)."""
+    return subparsers.add_parser(name, help=help, description=description,
+                                 epilog=example_epilog(*examples),
+                                 formatter_class=HelpFormatter)
 
 
 def add_common_options(parser, libvirt=False):

@@ -15,6 +15,7 @@ import time
 
 from spdk_backend import exception
 from spdk_backend.cmd import _common
+from spdk_backend.cmd import _progress
 from spdk_backend.cmd import cli
 from spdk_backend.virt.libvirt import host as libvirt_host
 from spdk_backend.virt.libvirt import policy
@@ -40,16 +41,17 @@ def _socket_in_use(host, domain, socket_path):
 def _delete_controller(client, name, wait=BUSY_WAIT):
     """Delete controller ``name``; waits while QEMU still has it open."""
     deadline = time.monotonic() + wait
-    while True:
-        try:
-            client.call("vhost_delete_controller", ctrlr=name)
-            return
-        except exception.AgentNotFound:
-            return
-        except exception.AgentBusy:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.1)
+    with _progress.waiting("QEMU to close the socket of controller %s" % name, limit=wait):
+        while True:
+            try:
+                client.call("vhost_delete_controller", ctrlr=name)
+                return
+            except exception.AgentNotFound:
+                return
+            except exception.AgentBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
 
 
 def attach(client, host, domain, volume, queues=None, live=None, config=None,
@@ -80,9 +82,11 @@ def attach(client, host, domain, volume, queues=None, live=None, config=None,
     try:
         was_live = any(d.live for d in policy.list_vhost_disks(host, domain)
                        if d.socket_path == socket_path)
-        info = policy.attach_vhost_disk(host, domain, socket_path, queues=queues,
-                                        max_queues=ctrlr.get("max_queues") or None,
-                                        live=live, config=config, timeout=timeout)
+        with _progress.waiting("libvirt and QEMU to attach volume %s to domain %s"
+                               % (vol.name, domain), limit=timeout):
+            info = policy.attach_vhost_disk(host, domain, socket_path, queues=queues,
+                                            max_queues=ctrlr.get("max_queues") or None,
+                                            live=live, config=config, timeout=timeout)
     except BaseException as exc:
         _roll_back(client, host, domain, vol.name, name, socket_path, created, exc)
         raise
@@ -157,9 +161,11 @@ def detach(client, host, domain, volume, live=None, config=None, timeout=30.0):
                 if os.path.basename(disk.socket_path) == name:
                     socket_path = disk.socket_path
         if socket_path is not None:
-            removed = policy.detach_vhost_disk(host, domain, socket_path=socket_path,
-                                               live=live, config=config, timeout=timeout,
-                                               missing_ok=True)
+            with _progress.waiting("the guest of domain %s to release volume %s"
+                                   % (domain, volume), limit=timeout):
+                removed = policy.detach_vhost_disk(host, domain, socket_path=socket_path,
+                                                   live=live, config=config,
+                                                   timeout=timeout, missing_ok=True)
     except exception.DomainNotFound:
         if ctrlr is None:
             raise
@@ -275,12 +281,14 @@ def _scope_options(parser, verb):
 
 
 def add_parser(subparsers):
-    a = subparsers.add_parser(
-        "attach", help="attach a volume to a libvirt domain",
+    a = _common.add_command(
+        subparsers, "attach", help="attach a volume to a libvirt domain",
         description="Create a vhost-blk controller for VOLUME in the agent and attach "
                     "it to DOMAIN as a vhost-user disk: to the running domain and its "
                     "definition by default (what the domain has).  The domain needs "
-                    "shared memory: see 'spdk-backend domain prepare'.")
+                    "shared memory: see 'spdk-backend domain prepare'.",
+        examples=["spdk-backend attach vm1 vol1",
+                  "spdk-backend attach vm1 vol1 --config --queues 2 --readonly"])
     a.add_argument("domain", metavar="DOMAIN")
     a.add_argument("volume", metavar="VOLUME")
     a.add_argument("--queues", type=_positive_int, metavar="N",
@@ -294,10 +302,12 @@ def add_parser(subparsers):
     _common.add_common_options(a, libvirt=True)
     a.set_defaults(func=_attach)
 
-    d = subparsers.add_parser(
-        "detach", help="detach a volume from a libvirt domain",
+    d = _common.add_command(
+        subparsers, "detach", help="detach a volume from a libvirt domain",
         description="Detach VOLUME's disk from DOMAIN (waiting for the guest to release "
-                    "it), then delete its controller in the agent.")
+                    "it), then delete its controller in the agent.",
+        examples=["spdk-backend detach vm1 vol1 --wait 60",
+                  "spdk-backend detach vm1 vol1 --after-migration   # vm1 migrated away"])
     d.add_argument("domain", metavar="DOMAIN")
     d.add_argument("volume", metavar="VOLUME")
     d.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",

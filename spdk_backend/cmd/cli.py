@@ -2,9 +2,13 @@
 
 Each command group is a module of this package that exposes
 ``add_parser(subparsers)``; it adds its sub-parser(s) and sets
-``func(args, client)`` on them.  Modules are found by name, so a new group
-is a new file, nothing else.  ``args.client`` is an
-:class:`~spdk_backend.agent.client.AgentClient` on ``--rpc-socket``.
+``func(args)`` on them (made with :func:`_common.add_command`, so that
+its help ends with an example, and taking :func:`_common.add_common_options`,
+so that ``--json`` works after its name too).  Modules are found by name, so
+a new group is a new file, nothing else.  ``args.client`` is an
+:class:`~spdk_backend.agent.client.AgentClient` on ``--rpc-socket`` that
+shows progress on a terminal while it waits for the agent
+(:func:`_progress.waiting`).
 """
 
 import argparse
@@ -17,6 +21,8 @@ import sys
 from spdk_backend import __version__
 from spdk_backend import exception
 from spdk_backend.agent import client as agent_client
+from spdk_backend.cmd import _common
+from spdk_backend.cmd import _progress
 
 _NOT_COMMANDS = {"cli"}
 ENV_SOCKET = "SPDK_BACKEND_RPC_SOCKET"
@@ -38,14 +44,21 @@ def command_modules():
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="spdk-backend",
-        description="Manage the spdk-backend agent of this host.")
+        description="Manage the spdk-backend agent of this host.  'spdk-backend "
+                    "COMMAND --help' shows a command's options and an example.",
+        epilog=_common.example_epilog(
+            "spdk-backend volume create vol1 --size 10G",
+            "spdk-backend attach vm1 vol1",
+            "spdk-backend status --json"),
+        formatter_class=_common.HelpFormatter)
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument(
         "--rpc-socket", metavar="PATH",
         default=os.environ.get(ENV_SOCKET, agent_client.DEFAULT_SOCKET),
         help="the agent's JSON-RPC socket (default: $%s or %%(default)s)" % ENV_SOCKET)
     parser.add_argument("--json", action="store_true",
-                        help="print machine-readable JSON instead of tables")
+                        help="print machine-readable JSON instead of tables (also "
+                             "accepted after the command)")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                         help="how long to wait for the agent (default: %(default)s)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -53,6 +66,23 @@ def build_parser():
     for mod in command_modules():
         mod.add_parser(subparsers)
     return parser
+
+
+class ProgressClient(agent_client.AgentClient):
+    """An agent client that shows, on a terminal, that it waits for the
+    agent (to accept the connection, then to answer)."""
+
+    def connect(self):
+        if self._sock is not None:
+            return
+        with _progress.waiting("the agent at %s" % self.socket_path,
+                               limit=self.connect_timeout):
+            super().connect()
+
+    def call(self, method, _params=None, **params):
+        self.connect()
+        with _progress.waiting("the agent to answer %s" % method, limit=self.timeout):
+            return super().call(method, _params, **params)
 
 
 def print_json(value):
@@ -74,8 +104,8 @@ def print_table(headers, rows):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.client = agent_client.AgentClient(args.rpc_socket, timeout=args.timeout,
-                                           connect_timeout=min(args.timeout, 5.0))
+    args.client = ProgressClient(args.rpc_socket, timeout=args.timeout,
+                                 connect_timeout=min(args.timeout, 5.0))
     try:
         return args.func(args) or 0
     except exception.AgentError as exc:

@@ -46,13 +46,19 @@ def _disks(args):
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("domain", help="prepare libvirt domains for vhost-user disks",
-                              description="libvirt domains (virsh-managed VMs).")
+    p = _common.add_command(
+        subparsers, "domain", help="prepare libvirt domains for vhost-user disks",
+        description="libvirt domains (virsh-managed VMs).",
+        examples=["spdk-backend domain prepare vm1",
+                  "spdk-backend domain disks vm1"])
+    _common.add_common_options(p)
     sub = p.add_subparsers(dest="domain_command", metavar="ACTION")
     sub.required = True
 
-    pr = sub.add_parser(
-        "prepare", help="make a domain's guest memory shared",
+    pr = _common.add_command(
+        sub, "prepare", help="make a domain's guest memory shared",
+        examples=["spdk-backend domain prepare vm1   # then restart vm1 if it runs",
+                  "spdk-backend domain prepare vm1 --memfd"],
         description="Make the persistent definition of DOMAIN able to take vhost-user "
                     "disks: shared guest memory (hugepages when the host has free ones, "
                     "memfd otherwise) and shared NUMA cells.  Idempotent; nothing else "
@@ -66,9 +72,11 @@ def add_parser(subparsers):
     _common.add_common_options(pr, libvirt=True)
     pr.set_defaults(func=_prepare)
 
-    d = sub.add_parser("disks", help="list a domain's vhost-user disks",
-                       description="The vhost-user disks of DOMAIN, in the running "
-                                   "domain and in its definition.")
+    d = _common.add_command(
+        sub, "disks", help="list a domain's vhost-user disks",
+        description="The vhost-user disks of DOMAIN, in the running domain and in its "
+                    "definition.",
+        examples=["spdk-backend domain disks vm1 --json"])
     d.add_argument("domain", metavar="DOMAIN")
     _common.add_common_options(d, libvirt=True)
     d.set_defaults(func=_disks)

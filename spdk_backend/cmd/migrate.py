@@ -299,13 +299,16 @@ def run_detach(args):
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "prepare-incoming", help="serve a volume to a domain that migrates to this host",
+    p = _common.add_command(
+        subparsers, "prepare-incoming",
+        help="serve a volume to a domain that migrates to this host",
         description="On the destination host of a live migration: serve VOLUME in this "
                     "agent and create its controller for DOMAIN (the name 'attach' "
                     "gives it), so that the incoming QEMU finds it.  With --xml, write "
                     "DOMAIN's XML with the disk on this host's socket, for 'virsh "
-                    "migrate --xml'.  Run once per vhost-user disk of the domain.")
+                    "migrate --xml'.  Run once per vhost-user disk of the domain.",
+        examples=["spdk-backend prepare-incoming vm1 vol1 --file /shared/volumes/vol1 \\",
+                  "    --xml vm1.xml --output vm1.xml"])
     p.add_argument("domain", metavar="DOMAIN")
     p.add_argument("volume", metavar="VOLUME")
     p.add_argument("--file", metavar="PATH",

@@ -3,6 +3,7 @@
 import json
 
 from spdk_backend import exception
+from spdk_backend.cmd import _common
 from spdk_backend.cmd import cli
 
 
@@ -43,10 +44,17 @@ def _run(args):
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "rpc", help="call an agent JSON-RPC method",
+    p = _common.add_command(
+        subparsers, "rpc", help="call an agent JSON-RPC method",
         description="Call METHOD with key=value params (values parsed as JSON when "
-                    "they are JSON) or one JSON object, and print the result.")
+                    "they are JSON) or one JSON object, and print the result (a "
+                    "string, number or boolean as it is, anything else as JSON; "
+                    "--json: always JSON).  Options go before the params or after all of them.",
+        examples=["spdk-backend rpc bdev_get_bdevs name=vol1 --json",
+                  "spdk-backend rpc bdev_malloc_create name=m0 num_blocks=2048 "
+                  "block_size=512",
+                  "spdk-backend rpc bdev_get_bdevs '{\"name\": \"vol1\"}'"])
     p.add_argument("method", metavar="METHOD")
     p.add_argument("params", nargs="*", metavar="key=value|JSON")
+    _common.add_common_options(p)
     p.set_defaults(func=_run)

@@ -10,6 +10,7 @@ import time
 
 from spdk_backend import exception
 from spdk_backend.cmd import _common
+from spdk_backend.cmd import _progress
 from spdk_backend.cmd import cli
 from spdk_backend.virt.libvirt import host as libvirt_host
 from spdk_backend.virt.libvirt import policy
@@ -35,7 +36,8 @@ def collect(client, interval):
     """The status as a dict (what --json prints)."""
     first = _sample(client)
     if interval > 0:
-        time.sleep(interval)
+        with _progress.waiting("the second sample", limit=interval):
+            time.sleep(interval)
     second = _sample(client)
     bdevs = client.call("bdev_get_bdevs")
 
@@ -137,10 +139,13 @@ def _run(args):
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "status", help="reactors, bdevs and controllers with live load",
-        description="Show reactors (busy %%), bdevs and vhost controllers (connection "
-                    "state, queues, live IOPS from two samples).")
+    p = _common.add_command(
+        subparsers, "status", help="reactors, bdevs and controllers with live load",
+        description="Show the libvirt and QEMU versions of the host, reactors (busy %), "
+                    "bdevs and vhost controllers (connection state, queues, live IOPS "
+                    "from two samples).",
+        examples=["spdk-backend status --interval 5",
+                  "spdk-backend status --json --libvirt-uri qemu:///system"])
     p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                    help="time between the two samples (default: %(default)s)")
     _common.add_common_options(p, libvirt=True)

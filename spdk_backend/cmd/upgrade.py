@@ -14,6 +14,8 @@ import time
 
 from spdk_backend import exception
 from spdk_backend.agent import client as agent_client
+from spdk_backend.cmd import _common
+from spdk_backend.cmd import _progress
 from spdk_backend.cmd import cli
 
 
@@ -27,6 +29,11 @@ def _failed_since(proc, asked_at):
 
 
 def _wait_new_process(args, started_at, timeout, asked_at=0.0):
+    with _progress.waiting("the agent's new process to answer", limit=timeout):
+        return _poll_new_process(args, started_at, timeout, asked_at)
+
+
+def _poll_new_process(args, started_at, timeout, asked_at):
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -68,9 +75,13 @@ def _run(args):
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "upgrade", help="restart the agent (new version on disk) keeping every guest connected",
+    p = _common.add_command(
+        subparsers, "upgrade",
+        help="restart the agent (new version on disk) keeping every guest connected",
         description="Start the agent again (the program on disk now) and hand every "
-                    "vhost-user session to the new process; wait until it answers and "
-                    "report the sessions it took over, or why the upgrade failed.")
+                    "vhost-user session to the new process; wait until it answers "
+                    "(at most the global --timeout) and report the sessions it took "
+                    "over, or why the upgrade failed.",
+        examples=["spdk-backend upgrade --json"])
+    _common.add_common_options(p)
     p.set_defaults(func=_run)

@@ -135,16 +135,23 @@ def _resize(args):
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "volume", help="create, list, delete and resize volumes",
+    p = _common.add_command(
+        subparsers, "volume", help="create, list, delete and resize volumes",
         description="Volumes are agent bdevs made by a volume backend: 'file' (a sparse "
                     "file served by the uring bdev, kept across agent restarts) or "
-                    "'malloc' (in the agent's memory).")
+                    "'malloc' (in the agent's memory).",
+        examples=["spdk-backend volume create vol1 --size 10G",
+                  "spdk-backend volume list --json"])
+    _common.add_common_options(p)
     sub = p.add_subparsers(dest="volume_command", metavar="ACTION")
     sub.required = True
 
-    c = sub.add_parser("create", help="create a volume",
-                       description="Create an empty volume and have the agent serve it.")
+    c = _common.add_command(
+        sub, "create", help="create a volume",
+        description="Create an empty volume and have the agent serve it.",
+        examples=["spdk-backend volume create vol1 --size 10G",
+                  "spdk-backend volume create vol2 --size 20G --shared   # for live "
+                  "migration"])
     c.add_argument("name", metavar="NAME")
     c.add_argument("--size", required=True, type=_common.size_arg,
                    help="size with an optional K, M, G or T suffix (powers of 1024), "
@@ -164,20 +171,25 @@ def add_parser(subparsers):
     _common.add_common_options(c)
     c.set_defaults(func=_create)
 
-    ls = sub.add_parser("list", help="list volumes",
-                        description="List the volumes the agent serves.")
+    ls = _common.add_command(
+        sub, "list", help="list volumes", description="List the volumes the agent serves.",
+        examples=["spdk-backend volume list --json"])
     _common.add_common_options(ls)
     ls.set_defaults(func=_list)
 
-    d = sub.add_parser("delete", help="delete a volume and its data",
-                       description="Stop serving a volume and delete its data; refused "
-                                   "while it is attached.")
+    d = _common.add_command(
+        sub, "delete", help="delete a volume and its data",
+        description="Stop serving a volume and delete its data; refused while it is "
+                    "attached.",
+        examples=["spdk-backend volume delete vol1"])
     d.add_argument("name", metavar="NAME")
     _common.add_common_options(d)
     d.set_defaults(func=_delete)
 
-    r = sub.add_parser("resize", help="grow a volume",
-                       description="Grow a volume; an attached guest sees the new size.")
+    r = _common.add_command(
+        sub, "resize", help="grow a volume",
+        description="Grow a volume; an attached guest sees the new size.",
+        examples=["spdk-backend volume resize vol1 --size 20G"])
     r.add_argument("name", metavar="NAME")
     r.add_argument("--size", required=True, type=_common.size_arg,
                    help="new size, e.g. 20G")

@@ -27,6 +27,34 @@ def test_rpc_key_value_and_json(capsys, agent):
     assert rc == 0 and json.loads(out) is True
 
 
+def test_json_after_the_command_prints_the_same(capsys, agent, monkeypatch):
+    """``rpc ... --json``, ``status --json``, ``volume list --json``: what the
+    global ``--json`` prints."""
+    monkeypatch.setenv("SPDK_BACKEND_LIBVIRT_URI", "test:///default")
+    rc, out, _ = run(capsys, agent, "rpc", "bdev_malloc_create", "name=m0",
+                     "num_blocks=64", "block_size=512", "--json")
+    assert rc == 0 and out == '"m0"\n'             # JSON, not the bare string
+    for words in (["rpc", "bdev_get_bdevs"], ["rpc", "bdev_get_bdevs", "name=m0"],
+                  ["rpc", "spdk_get_version"], ["volume", "list"]):
+        rc, after, err = run(capsys, agent, *(words + ["--json"]))
+        assert rc == 0, err
+        rc, before, err = run(capsys, agent, *(["--json"] + words))
+        assert rc == 0, err
+        assert after == before
+        json.loads(after)
+
+    def without_rates(text):
+        status = json.loads(text)
+        for row in status["bdevs"] + status["controllers"]:
+            row.pop("iops")
+        return status
+    rc, after, _ = run(capsys, agent, "status", "--interval", "0", "--json")
+    rc2, before, _ = run(capsys, agent, "--json", "status", "--interval", "0")
+    assert rc == rc2 == 0
+    assert without_rates(after) == without_rates(before)
+    assert without_rates(after)["bdevs"][0]["name"] == "m0"
+
+
 def test_rpc_errors_exit_nonzero_with_message(capsys, agent):
     rc, _, err = run(capsys, agent, "rpc", "bdev_malloc_create", "name=m0")
     assert rc == 1 and "num_blocks" in err
