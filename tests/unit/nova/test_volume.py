@@ -168,15 +168,35 @@ def test_missing_bdev_that_cannot_be_recreated(drv, client, voldir):
     assert "cannot recreate" in str(err.value)
 
 
-def test_instance_without_shared_memory_gets_a_clear_error(drv, client, voldir):
-    info = _connection_info(client, voldir)
-    try:
-        with pytest.raises(nova_exception.VolumeAttachFailed) as err:
-            drv.connect_volume(info, _instance(page_size=None))
-        assert "hw:mem_page_size" in str(err.value)
-        assert not _controllers(client)
-    finally:
-        _cleanup_bdev(client, info["data"]["bdev_name"])
+@pytest.mark.parametrize("page_size,why", [
+    (None, "its flavor has no hw:mem_page_size"),
+    # Nova gives small pages no memAccess='shared': refused here, not by libvirt.
+    ("small", "hw:mem_page_size=small: Nova keeps small pages private"),
+])
+def test_instance_without_shared_memory_gets_a_clear_error(drv, client, voldir,
+                                                           page_size, why):
+    info = _connection_info(client, voldir, create_bdev=False)
+    with pytest.raises(nova_exception.VolumeAttachFailed) as err:
+        drv.connect_volume(info, _instance(page_size=page_size))
+    assert "has no shared guest memory" in str(err.value) and why in str(err.value)
+    assert "hw:mem_page_size=large" in str(err.value)
+    # Refused before the agent made anything.
+    assert not _controllers(client)
+    with pytest.raises(exception.AgentNotFound):
+        client.call("bdev_get_bdevs", name=info["data"]["bdev_name"])
+
+
+def test_unknown_bdev_method_is_refused_before_the_agent(drv, client, voldir):
+    info = _connection_info(client, voldir, create_bdev=False)
+    info["data"]["bdev"]["method"] = "bdev_malloc_create"
+    info["data"]["bdev"]["params"] = {"name": info["data"]["bdev_name"],
+                                      "num_blocks": 8, "block_size": 512}
+    with pytest.raises(nova_exception.VolumeAttachFailed) as err:
+        drv.connect_volume(info, _instance())
+    assert "names agent method 'bdev_malloc_create'" in str(err.value)
+    assert not _controllers(client)
+    with pytest.raises(exception.AgentNotFound):
+        client.call("bdev_get_bdevs", name=info["data"]["bdev_name"])
 
 
 def test_file_backed_memory_counts_as_shared(drv, conf, client, voldir):
@@ -268,7 +288,8 @@ def test_disk_is_accepted_by_libvirtd(drv, client, voldir):
 
 
 def test_hugepages_from_the_image_count_as_shared(drv, client, voldir):
-    inst = _instance(page_size=None)
+    # Nova takes the image's page size under a flavor that says large or any.
+    inst = _instance(page_size="any")
     inst.system_metadata = {"image_hw_mem_page_size": "2048"}
     info = _connection_info(client, voldir)
     drv.connect_volume(info, inst)
