@@ -123,6 +123,7 @@ class Agent:
         self.predecessor = None     # the process handing over to this one
         self.upgrade_failed = None  # the last upgrade that failed: {"at", "reason"}
         self._engine_log = None     # engine_log.Forwarder while the engine runs
+        self.metrics = None         # metrics.Exporter while it serves (metrics_port)
 
     def _start_engine(self):
         os.makedirs(self.opts.vhost_socket_dir, mode=0o750, exist_ok=True)
@@ -145,6 +146,31 @@ class Agent:
                              no_pin=self.opts.no_pin,
                              vhost_socket_mode=getattr(self.opts, "vhost_socket_mode", None),
                              vhost_socket_group=getattr(self.opts, "vhost_socket_group", None))
+
+    def _start_metrics(self):
+        """Start the Prometheus exporter when ``metrics_port`` is set (once the
+        engine runs and the agent serves); a failure is logged, never fatal."""
+        port = getattr(self.opts, "metrics_port", None)
+        if not port or self.metrics is not None:
+            return
+        address = getattr(self.opts, "metrics_address", None) or "127.0.0.1"
+        try:
+            from spdk_backend.agent import metrics  # prometheus_client: only when asked
+            self.metrics = metrics.start_exporter(lambda: self.engine, address, port,
+                                                  version=__version__)
+        except Exception:
+            LOG.exception("metrics: the Prometheus exporter cannot start; the agent "
+                          "serves without it")
+
+    def _stop_metrics(self):
+        """Close the exporter's port (a successor binds it) and keep scrapes
+        off the engine; before the engine stops."""
+        exporter, self.metrics = self.metrics, None
+        if exporter is not None:
+            try:
+                exporter.stop()
+            except Exception:
+                LOG.exception("metrics: stopping the Prometheus exporter failed")
 
     def _take_handoff(self, handoff=None, source="upgrade"):
         """What the previous process of this agent handed over, if it did: in
@@ -304,6 +330,7 @@ class Agent:
         self._rpc_fd = None
         try:
             await self.server.start()
+            self._start_metrics()
             LOG.info("spdk-backend-agent %s ready (pid %d)", __version__, os.getpid())
             sdnotify.ready("serving %s" % self.opts.rpc_socket)
             await self._stop.wait()
@@ -365,6 +392,7 @@ class Agent:
 
     def shutdown(self, keep_lock=False):
         """Stop the engine and release the lock; the state file is kept."""
+        self._stop_metrics()
         if self.executor is not None:
             self.executor.shutdown(wait=True)
             self.executor = None
@@ -403,6 +431,10 @@ class Agent:
             successor.wait_ready()
             if self._stop_requested:
                 raise agent_handoff.HandoffError(reason="a stop was asked meanwhile")
+            # The successor listens on the exporter's port once it serves;
+            # closed here, before the guests' pause (serve() starts it
+            # again if the hand-over fails).
+            self._stop_metrics()
             try:
                 records = self.engine.vhost_handoff_export()
             except exception.SpdkBackendException as exc:

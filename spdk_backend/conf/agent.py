@@ -293,6 +293,45 @@ Related options:
 
 * ``state_dir`` (the configuration replayed at every start)
 """),
+    cfg.PortOpt(
+        "metrics_port",
+        min=1,
+        help="""
+TCP port of the agent's Prometheus exporter (``http://<metrics_address>:<port>/metrics``).
+
+Unset (the default) turns the exporter off: the agent then listens on no
+TCP port at all.  The metrics are read from the engine at each scrape (bdev
+I/O counters and latency, controllers, reactor busy/idle time; docs/agent.md,
+"Metrics").  After an upgrade the new process listens on the same port.
+
+Possible values:
+
+* A port number from 1 to 65535 (9500, for example), or unset.
+
+Related options:
+
+* ``metrics_address``
+"""),
+    cfg.HostAddressOpt(
+        "metrics_address",
+        default="127.0.0.1",
+        help="""
+Address the Prometheus exporter listens on, when ``metrics_port`` is set.
+
+The metrics name every volume and controller of the host, so the default
+answers local scrapes only; give the address of the management network (or
+``0.0.0.0`` / ``::`` for every interface) for a Prometheus server on
+another host.
+
+Possible values:
+
+* An IPv4 or IPv6 address, or a host name that resolves to one of this
+  host's addresses.
+
+Related options:
+
+* ``metrics_port``
+"""),
 ]
 
 
