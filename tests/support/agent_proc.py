@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from spdk_backend.agent import client as agent_client
@@ -181,3 +182,60 @@ class AgentProcess:
             self.stop()
         finally:
             self.kill9()
+
+
+class ThreadedAgent:
+    """service.Agent with the real engine in this process, serving in a
+    thread: Agent.run's loop without signal handlers.  ``failed_upgrades``
+    counts hand-overs that left this process serving; ``error`` is what
+    ended the loop unexpectedly.  A context manager, or start()/stop()."""
+
+    def __init__(self, opts):
+        from spdk_backend.agent import service  # the engine: only for these tests
+        self.agent = service.Agent(opts)
+        self.error = None
+        self.thread = None
+        self.failed_upgrades = 0
+
+    def _run(self):
+        import asyncio
+        try:
+            while True:
+                asyncio.run(self.agent.serve(handle_signals=False))
+                if not self.agent._upgrade:
+                    return
+                self.agent._upgrade = False
+                if self.agent.hand_over():
+                    return
+                self.failed_upgrades += 1
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            self.error = exc
+
+    def _serving(self, timeout, also=lambda: False):
+        deadline = time.monotonic() + timeout
+        while not (self.agent._stop is not None or also()):
+            if time.monotonic() > deadline:
+                raise AssertionError("the in-process agent did not serve in %ss" % timeout)
+            time.sleep(0.05)
+
+    def start(self):
+        self.agent.prepare()
+        self.thread = threading.Thread(target=self._run, name="agent", daemon=True)
+        self.thread.start()
+        self._serving(10)
+        return self
+
+    def stop(self):
+        try:
+            if self.thread is not None:
+                self._serving(30, also=lambda: not self.thread.is_alive())
+                self.agent.request_stop()
+                self.thread.join(30)
+        finally:
+            self.agent.shutdown()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -12,7 +12,6 @@ failed one leaves it in the old process.
 Kept light (short runs, qd 8): the machine has 2 cores.
 """
 
-import asyncio
 import os
 import re
 import socket
@@ -27,7 +26,6 @@ from prometheus_client import parser
 
 from spdk_backend.agent import client as agent_client
 from spdk_backend.agent import handoff as agent_handoff
-from spdk_backend.agent import service
 from tests.support import agent_proc
 from tests.support import fake_engine
 from tests.support.initiator import BackgroundInitiator
@@ -310,46 +308,6 @@ sys.exit(4)
 """ % (agent_handoff.SUCCESSOR_ENV, agent_handoff.VERSION)
 
 
-class _InProcessAgent:
-    """service.Agent with the real engine in this process, serving in a
-    thread the way Agent.run does (no signal handlers)."""
-
-    def __init__(self, opts):
-        self.agent = service.Agent(opts)
-        self.error = None
-        self.thread = None
-        self.attempts = 0
-
-    def _loop(self):
-        try:
-            while True:
-                asyncio.run(self.agent.serve(handle_signals=False))
-                if not self.agent._upgrade:
-                    return
-                self.agent._upgrade = False
-                if self.agent.hand_over():
-                    return
-                self.attempts += 1
-        except BaseException as exc:  # noqa: BLE001 - the test reports it
-            self.error = exc
-
-    def __enter__(self):
-        self.agent.prepare()
-        self.thread = threading.Thread(target=self._loop, name="agent", daemon=True)
-        self.thread.start()
-        wait_for(lambda: self.agent._stop is not None, 10, "the agent to serve")
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            wait_for(lambda: self.agent._stop is not None or not self.thread.is_alive(), 30,
-                     "the agent to serve")
-            self.agent.request_stop()
-            self.thread.join(30)
-        finally:
-            self.agent.shutdown()
-
-
 def test_a_failed_upgrade_leaves_the_exporter_in_the_old_process(base_dir, port, initiator,
                                                                   monkeypatch, caplog):
     argv = [sys.executable, "-c", _DYING_SUCCESSOR]
@@ -358,7 +316,7 @@ def test_a_failed_upgrade_leaves_the_exporter_in_the_old_process(base_dir, port,
     opts = fake_engine.agent_opts(base_dir, allowed_backing_dirs=[tempfile.gettempdir()],
                                   allowed_block_devices=(), metrics_port=port,
                                   metrics_address="127.0.0.1")
-    with _InProcessAgent(opts) as running:
+    with agent_proc.ThreadedAgent(opts) as running:
         wait_for(lambda: try_scrape(port), 10, "the exporter")
         with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
             sock = make_malloc_controller(c, max_queues=1)
@@ -366,7 +324,7 @@ def test_a_failed_upgrade_leaves_the_exporter_in_the_old_process(base_dir, port,
             wait_for(lambda: connected(port), 20, "the controller connected in a scrape")
             with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
                 c.call("framework_upgrade")
-            wait_for(lambda: running.attempts == 1 or running.error, 60, "the upgrade attempt")
+            wait_for(lambda: running.failed_upgrades == 1 or running.error, 60, "the upgrade attempt")
             assert running.error is None, repr(running.error)
             # Taken back: the same process listens again, with the session.
             wait_for(lambda: connected(port), 20, "the exporter back in the old process")

@@ -16,7 +16,6 @@ Kept light (short runs, qd 8, small ranges): the machine has 2 cores and
 may run other tests meanwhile.
 """
 
-import asyncio
 import datetime
 import json
 import os
@@ -34,7 +33,6 @@ import pytest
 
 from spdk_backend.agent import client as agent_client
 from spdk_backend.agent import handoff as agent_handoff
-from spdk_backend.agent import service
 from tests.support import agent_proc
 from tests.support import fake_engine
 from tests.support.initiator import BackgroundInitiator, make_uring_controller
@@ -369,44 +367,6 @@ def test_upgrade_refused_while_dirty_pages_are_logged(agent, base_dir):
     assert agent.wait_upgraded(before["started_at"])["pid"] != before["pid"]
 
 
-class _ThreadedAgent:
-    """service.Agent with the real engine, in this process: Agent.run's loop
-    without signal handlers (serving in a thread)."""
-
-    def __init__(self, opts):
-        self.agent = service.Agent(opts)
-        self.error = None
-        self.thread = None
-        self.handovers = 0
-
-    def _run(self):
-        try:
-            while True:
-                asyncio.run(self.agent.serve(handle_signals=False))
-                if not self.agent._upgrade:
-                    return
-                self.agent._upgrade = False
-                if self.agent.hand_over():
-                    return
-                self.handovers += 1
-        except BaseException as exc:
-            self.error = exc
-
-    def start(self):
-        self.agent.prepare()
-        self.thread = threading.Thread(target=self._run, name="agent", daemon=True)
-        self.thread.start()
-        wait_for(lambda: self.agent._stop is not None, 10, "the agent to serve")
-
-    def stop(self):
-        if self.thread is not None:
-            wait_for(lambda: self.agent._stop is not None or not self.thread.is_alive(), 30,
-                     "the agent to serve")
-            self.agent.request_stop()
-            self.thread.join(30)
-        self.agent.shutdown()
-
-
 # Successors that fail, in order of how far they get: the old process keeps
 # its sessions (before the export) or takes them back (after it).
 _FAILING_SUCCESSOR = """
@@ -441,7 +401,7 @@ def test_a_failing_successor_leaves_the_agent_serving(mode, base_dir, initiator,
     monkeypatch.delenv(agent_handoff.ENV, raising=False)
     opts = fake_engine.agent_opts(base_dir, allowed_backing_dirs=[tempfile.gettempdir()],
                                   allowed_block_devices=())
-    running = _ThreadedAgent(opts)
+    running = agent_proc.ThreadedAgent(opts)
     taken_back = mode == "dies-holding-the-handoff"
     try:
         running.start()
@@ -453,7 +413,7 @@ def test_a_failing_successor_leaves_the_agent_serving(mode, base_dir, initiator,
             wait_io(here, "inproc")
             with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
                 c.call("framework_upgrade")
-            wait_for(lambda: running.handovers == 1 or running.error, 60, "the upgrade attempt")
+            wait_for(lambda: running.failed_upgrades == 1 or running.error, 60, "the upgrade attempt")
             assert running.error is None, repr(running.error)
             after = call(here, "framework_get_process")
             assert ini.proc.poll() is None, "the workload ended before the upgrade"

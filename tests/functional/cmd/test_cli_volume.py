@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -17,19 +16,6 @@ from spdk_backend.cmd import cli
 from tests.support import agent_proc
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def base_dir():
-    path = tempfile.mkdtemp(prefix="sbcv-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def agent(base_dir):
-    with agent_proc.AgentProcess(base_dir) as proc:
-        yield proc
 
 
 @pytest.fixture
