@@ -231,8 +231,9 @@ Possible values:
 
 Related options:
 
-* ``allowed_block_devices``; ``[backend] spdk_vhost_volume_dir`` of the
-  Cinder driver must be one of these directories.
+* ``allowed_block_devices``; ``spdk_vhost_volume_dir`` of the Cinder
+  driver (in the backend's section of cinder.conf) must be one of these
+  directories.
 """),
     cfg.ListOpt(
         "allowed_block_devices",

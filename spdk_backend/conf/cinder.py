@@ -1,14 +1,30 @@
-"""Options of the Cinder volume driver (a cinder.conf backend section)."""
+"""Options of the Cinder volume driver (a cinder.conf backend section).
+
+The driver reads them, and the volume options of
+:mod:`spdk_backend.conf.volume`, with Cinder's
+``configuration.append_config_values``: from the backend's own section (the
+name in ``[DEFAULT] enabled_backends``, such as ``[spdk-1]``), falling back
+to ``[backend_defaults]``.  The sample lists them under ``[backend_defaults]``,
+the group Cinder's own sample lists its driver options under.
+"""
 
 from oslo_config import cfg
 
-cinder_group = cfg.OptGroup(
-    "spdk_vhost_cinder",
+from spdk_backend.conf import volume
+
+SHARED_GROUP = "backend_defaults"  # cinder.volume.configuration.SHARED_CONF_GROUP
+
+backend_group = cfg.OptGroup(
+    SHARED_GROUP,
     title="spdk-backend Cinder driver options",
     help="""
-Options of ``spdk_backend.cinder.driver.SpdkVhostDriver``; set them in the
-backend's section of cinder.conf, together with the ``spdk_vhost_volume_*``
-options.
+Options of ``spdk_backend.cinder.driver.SpdkVhostDriver`` (cinder.conf).
+
+Set them in the backend's own section, the name listed in ``[DEFAULT]
+enabled_backends`` (for example ``[spdk-1]``, next to ``volume_driver =
+spdk_backend.cinder.driver.SpdkVhostDriver``); a value missing there is taken
+from ``[backend_defaults]``, as for every Cinder driver.  There is no
+``[spdk_vhost_cinder]`` section: the driver never read one.
 """)
 
 cinder_opts = [
@@ -55,10 +71,7 @@ Possible values:
 ]
 
 
-def register_opts(conf):
-    conf.register_group(cinder_group)
-    conf.register_opts(cinder_opts, group=cinder_group)
-
-
 def list_opts():
-    return {cinder_group: cinder_opts}
+    """The driver's options, this module's and the volume backends', under the
+    group Cinder's sample lists driver options under."""
+    return {backend_group: cinder_opts + volume.volume_opts}

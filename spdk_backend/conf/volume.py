@@ -1,18 +1,13 @@
-"""Options of the volume backends ([volume] group, or a Cinder backend section).
+"""Options of the volume backends (a Cinder backend section).
 
-The Cinder driver appends these options to its backend section, so they carry
-the ``spdk_vhost_`` prefix Cinder's shared option namespace needs.
+Only cinder-volume reads them: the Cinder driver appends them to its backend
+section (falling back to ``[backend_defaults]``), so they carry the
+``spdk_vhost_`` prefix Cinder's shared option namespace needs.  The agent
+does not read them; :func:`spdk_backend.conf.cinder.list_opts` lists them
+for cinder.conf's sample.
 """
 
 from oslo_config import cfg
-
-volume_group = cfg.OptGroup(
-    "volume",
-    title="spdk-backend volume options",
-    help="""
-Where volumes served as vhost-user-blk disks live, and how the agent serves
-them.  In cinder.conf these options go in the backend's own section.
-""")
 
 volume_opts = [
     cfg.StrOpt(
@@ -191,11 +186,3 @@ Possible values:
 """),
 ]
 
-
-def register_opts(conf):
-    conf.register_group(volume_group)
-    conf.register_opts(volume_opts, group=volume_group)
-
-
-def list_opts():
-    return {volume_group: volume_opts}

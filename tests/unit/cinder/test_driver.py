@@ -120,6 +120,25 @@ def test_driver_options_are_registered_and_listed(conf):
     assert d.configuration.spdk_vhost_volume_dir == "/srv/vols"
 
 
+def test_options_read_from_the_backend_section_then_backend_defaults(conf):
+    # As every Cinder driver: the backend's own section ([spdk-1]) first,
+    # [backend_defaults] for what it leaves out; the group the sample
+    # (etc/spdk-backend/cinder.conf.sample) lists the options under.
+    d = _make_driver(conf, spdk_vhost_agent_socket="/run/section.sock")
+    conf.config(group=configuration.SHARED_CONF_GROUP,
+                spdk_vhost_agent_socket="/run/defaults.sock", spdk_vhost_queues=4)
+    assert d.configuration.spdk_vhost_agent_socket == "/run/section.sock"
+    assert d.configuration.spdk_vhost_queues == 4
+    assert d.configuration.spdk_vhost_block_size == 512
+    sample = os.path.join(os.path.dirname(__file__), "..", "..", "..",
+                          "etc", "spdk-backend", "cinder.conf.sample")
+    with open(sample) as f:
+        text = f.read()
+    assert "[%s]" % configuration.SHARED_CONF_GROUP in text
+    for opt in driver.SpdkVhostDriver.get_driver_options():
+        assert "\n#%s =" % opt.dest in text, opt.dest
+
+
 # -- setup ----------------------------------------------------------------------------
 
 

@@ -1,21 +1,11 @@
-"""The agent's options: parsing, the generator entry point, the sample file."""
-
-import configparser
-import io
-import os
-from unittest import mock
+"""The agent's options: parsing and listing (the samples: test_samples.py)."""
 
 import pytest
 from oslo_config import cfg
 from oslo_config import fixture as config_fixture
-from oslo_config import generator
 
 from spdk_backend.conf import agent as agent_conf
 from spdk_backend.conf import opts
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-SAMPLE = os.path.join(REPO, "etc", "spdk-backend", "agent.conf.sample")
-GENERATOR_CONF = os.path.join(REPO, "etc", "oslo-config-generator", "agent.conf")
 
 
 @pytest.fixture
@@ -26,33 +16,6 @@ def conf():
     fix.setUp()
     yield fix
     fix.cleanUp()
-
-
-def render_sample():
-    gen_conf = cfg.ConfigOpts()
-    generator.register_cli_opts(gen_conf)
-    gen_conf(["--config-file", GENERATOR_CONF])
-    out = io.StringIO()
-    with mock.patch.object(generator, "_get_raw_opts_loaders",
-                           return_value=[("spdk_backend.agent", opts.list_opts)]):
-        generator.generate(gen_conf, output_file=out)
-    return out.getvalue()
-
-
-def test_sample_config_is_current():
-    with open(SAMPLE) as f:
-        current = f.read()
-    assert current == render_sample(), (
-        "etc/spdk-backend/agent.conf.sample is stale; regenerate it with "
-        "oslo-config-generator --config-file etc/oslo-config-generator/agent.conf")
-
-
-def test_entry_point_declared():
-    parser = configparser.ConfigParser()
-    parser.read(os.path.join(REPO, "setup.cfg"))
-    lines = parser["options.entry_points"]["oslo.config.opts"].split("\n")
-    assert "spdk_backend.agent = spdk_backend.conf.opts:list_opts" in [
-        line.strip() for line in lines]
 
 
 def test_defaults(conf):
@@ -80,7 +43,7 @@ def test_bad_socket_mode_rejected(tmp_path, bad):
 
 
 def test_agent_options_listed_with_help():
-    groups = {getattr(g, "name", g): o for g, o in opts.list_opts()}
-    assert groups["agent"] == agent_conf.agent_opts
+    groups = {getattr(g, "name", g): o for g, o in opts.list_agent_opts()}
+    assert groups == {"agent": agent_conf.agent_opts}
     for opt in agent_conf.agent_opts:
         assert opt.help.strip(), opt.name
