@@ -96,7 +96,14 @@ SCRAPE_BUDGET_S = 8.0
 # without the engine's metrics.
 SCRAPE_WAIT_S = 10.0
 # Accepted connections that send nothing are dropped after this long.
-REQUEST_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 5.0
+# Connections served at once; more are closed at once (scrapes of the
+# engine run one at a time anyway), so whoever reaches the port cannot make
+# the agent start threads without bound.
+MAX_CONNECTIONS = 4
+# close() waits this long for a scrape in progress before it lets the
+# engine stop anyway (the scrape then fails its engine calls).
+CLOSE_WAIT_S = 10.0
 # Binding a port that is still in use (the previous process of an upgrade,
 # a restart racing the old one) is retried this often; the log says so at
 # most once a minute.
@@ -139,9 +146,16 @@ class EngineCollector(prom_registry.Collector):
         # No scrape when the collector is registered (the engine may not run yet).
         return []
 
-    def close(self):
-        with self._lock:
-            self._closed = True
+    def close(self, wait_s=CLOSE_WAIT_S):
+        """No scrape touches the engine after this; waits up to ``wait_s``
+        for one in progress (a single engine call may take longer)."""
+        got = self._lock.acquire(timeout=wait_s)
+        self._closed = True
+        if got:
+            self._lock.release()
+        else:
+            LOG.warning("metrics: a scrape still reads the engine after %ss; going on",
+                        wait_s)
 
     @property
     def closed(self):
@@ -378,14 +392,42 @@ class _Handler(simple_server.WSGIRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, simple_server.WSGIServer):
     """One thread per request (daemon threads: a stuck client never holds
-    the agent's exit)."""
+    the agent's exit), at most MAX_CONNECTIONS at once."""
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, family, address):
         self.address_family = family
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _Handler)
+
+    def server_bind(self):
+        # WSGIServer's would look the address up in DNS (getfqdn): a slow
+        # resolver must not hold the agent's start.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+        self.setup_environ()
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address):
+        # A client that times out or goes away: not worth a traceback on stderr.
+        LOG.debug("metrics: request from %s failed", client_address, exc_info=True)
 
 
 def _resolve(address, port):
@@ -400,7 +442,9 @@ class Exporter:
     """The HTTP endpoint (any path, ``/metrics`` by convention) serving
     ``registry`` on ``address:port`` from a thread of this process."""
 
-    RETRY_ERRNOS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
+    # The port still held (an upgrade's previous process), the address not
+    # yet configured, or its name not yet resolvable at boot.
+    RETRY_ERRNOS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, socket.EAI_AGAIN)
 
     def __init__(self, address, port, registry, collector=None,
                  retry_s=BIND_RETRY_S, log_every_s=BIND_LOG_EVERY_S):
@@ -441,8 +485,8 @@ class Exporter:
                 target=httpd.serve_forever, kwargs={"poll_interval": POLL_INTERVAL_S},
                 name="metrics-http", daemon=True)
             self._thread.start()
-        LOG.info("metrics: Prometheus exporter listening on %s port %d",
-                 self.address, self.bound_port)
+            port = httpd.server_address[1]
+        LOG.info("metrics: Prometheus exporter listening on %s port %d", self.address, port)
         return True
 
     def start(self):

@@ -211,26 +211,32 @@ class ThreadedAgent:
         except BaseException as exc:  # noqa: BLE001 - the test reports it
             self.error = exc
 
-    def _serving(self, timeout, also=lambda: False):
-        deadline = time.monotonic() + timeout
-        while not (self.agent._stop is not None or also()):
-            if time.monotonic() > deadline:
-                raise AssertionError("the in-process agent did not serve in %ss" % timeout)
-            time.sleep(0.05)
-
     def start(self):
         self.agent.prepare()
         self.thread = threading.Thread(target=self._run, name="agent", daemon=True)
         self.thread.start()
-        self._serving(10)
+        deadline = time.monotonic() + 10
+        while self.agent._stop is None:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                self.stop()
+                raise AssertionError("the in-process agent did not serve: %r" % self.error)
+            time.sleep(0.05)
         return self
 
     def stop(self):
         try:
-            if self.thread is not None:
-                self._serving(30, also=lambda: not self.thread.is_alive())
-                self.agent.request_stop()
-                self.thread.join(30)
+            # Asked again until the thread ends: it may be between two
+            # serve() loops (a hand-over that failed serves anew).
+            deadline = time.monotonic() + 30
+            while self.thread is not None and self.thread.is_alive() and \
+                    time.monotonic() < deadline:
+                loop = self.agent._loop
+                if self.agent._stop is not None and loop is not None and loop.is_running():
+                    try:
+                        self.agent.request_stop()
+                    except RuntimeError:  # that loop closed meanwhile
+                        pass
+                self.thread.join(0.1)
         finally:
             self.agent.shutdown()
 

@@ -151,17 +151,24 @@ def test_a_scrape_under_io(metrics_agent, port, initiator):
                  ctrlr="vhost.0", bdev="m0") == 2
     assert "process_start_time_seconds" in before
 
+    c0 = dict(ctrlr="vhost.0", bdev="m0")
+
+    def both_queues_started():
+        s = try_scrape(port)
+        return s if s is not None and total(
+            s, "spdk_backend_vhost_controller_queues_started", **c0) == 2 else None
+
+    # Long enough for a loaded machine to see it run (it is waited for).
     with BackgroundInitiator(initiator, sock, *WORKLOAD, "--queues", "2",
-                             "--time", "3") as ini:
-        wait_for(lambda: connected(port), 20, "the controller connected in a scrape")
-        during = scrape(port)
+                             "--time", "10") as ini:
+        during = wait_for(both_queues_started, 20, "both queues started in a scrape")
         assert ini.wait(60) == 0, ini.describe() + agent.log()
     res = ini.result()
     assert res is not None and res["errors"] == 0, ini.describe()
     reads, writes = res["main"]["reads"], res["main"]["writes"]
     assert reads > 0 and writes > 0, res
 
-    c0 = dict(ctrlr="vhost.0", bdev="m0")
+    assert value(during, "spdk_backend_vhost_controller_connected", **c0) == 1
     assert value(during, "spdk_backend_vhost_controller_queues", **c0) == 2
     assert value(during, "spdk_backend_vhost_controller_queues_started", **c0) == 2
     assert total(during, "spdk_backend_vhost_controller_queue_started", **c0) == 2
@@ -271,7 +278,7 @@ def test_an_upgrade_moves_the_exporter_to_the_new_process(metrics_agent, port, i
         sock = make_malloc_controller(c, max_queues=1)
         before = c.call("framework_get_process")
     first = scrape(port)
-    with BackgroundInitiator(initiator, sock, *WORKLOAD, "--time", "6") as ini:
+    with BackgroundInitiator(initiator, sock, *WORKLOAD, "--time", "30") as ini:
         wait_for(lambda: connected(port), 20, "the controller connected in a scrape")
         old = agent.proc
         with agent.client() as c:
@@ -320,7 +327,7 @@ def test_a_failed_upgrade_leaves_the_exporter_in_the_old_process(base_dir, port,
         wait_for(lambda: try_scrape(port), 10, "the exporter")
         with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
             sock = make_malloc_controller(c, max_queues=1)
-        with BackgroundInitiator(initiator, sock, *WORKLOAD, "--time", "4") as ini:
+        with BackgroundInitiator(initiator, sock, *WORKLOAD, "--time", "30") as ini:
             wait_for(lambda: connected(port), 20, "the controller connected in a scrape")
             with agent_client.AgentClient(opts.rpc_socket, timeout=30) as c:
                 c.call("framework_upgrade")

@@ -454,13 +454,88 @@ def test_exporter_stop_while_retrying_ends_the_retries():
         holder.close()
 
 
-def test_exporter_cannot_listen_logs_and_does_not_raise(caplog):
+def _unresolvable(code):
+    def resolve(address, port):
+        raise socket.gaierror(code, "test: %s" % address)
+    return resolve
+
+
+def test_exporter_cannot_listen_logs_and_does_not_raise(caplog, monkeypatch):
+    # A name that does not exist (decided here: a machine without DNS would
+    # answer "try again" for any name).
+    monkeypatch.setattr(metrics, "_resolve", _unresolvable(socket.EAI_NONAME))
     exp = metrics.Exporter("no-such-host.invalid", free_port(), metrics.make_registry(
         metrics.EngineCollector(lambda: None)))
     assert exp.start() is False
     assert not exp.listening and exp._retrier is None
     assert "serves without its Prometheus exporter" in caplog.text
     exp.stop()
+
+
+def test_exporter_retries_a_name_dns_cannot_resolve_yet(caplog, monkeypatch):
+    real = metrics._resolve
+    calls = []
+
+    def resolve(address, port):
+        calls.append(address)
+        if len(calls) < 3:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real("127.0.0.1", port)
+
+    monkeypatch.setattr(metrics, "_resolve", resolve)
+    port = free_port()
+    exp = metrics.Exporter("metrics.example", port, metrics.make_registry(
+        metrics.EngineCollector(lambda: None)), retry_s=0.02)
+    try:
+        assert exp.start() is False
+        deadline = time.monotonic() + 5
+        while not exp.listening and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert exp.listening and len(calls) == 3
+        assert http_get(port)[0] == 200
+    finally:
+        exp.stop()
+
+
+def test_exporter_serves_few_connections_at_once_and_drops_idle_ones(capfd):
+    port = free_port()
+    exp = metrics.start_exporter(lambda: None, "127.0.0.1", port)
+    idle = []
+    try:
+        # Connections that send nothing hold their slots...
+        for _ in range(metrics.MAX_CONNECTIONS):
+            c = socket.create_connection(("127.0.0.1", port))
+            idle.append(c)
+        time.sleep(0.3)
+        # ...so one more is closed at once, without an answer.
+        extra = socket.create_connection(("127.0.0.1", port))
+        extra.settimeout(2)   # an idle one would be served for REQUEST_TIMEOUT_S
+        assert extra.recv(1) == b""
+        extra.close()
+        # The idle ones are dropped after REQUEST_TIMEOUT_S; then scrapes work.
+        for c in idle:
+            c.settimeout(metrics.REQUEST_TIMEOUT_S + 5)
+            assert c.recv(1) == b""
+        assert http_get(port)[0] == 200
+    finally:
+        for c in idle:
+            c.close()
+        exp.stop()
+    # The timed-out requests left no traceback on stderr.
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_exporter_start_asks_no_reverse_dns(monkeypatch):
+    def no_lookup(*args):
+        raise AssertionError("getfqdn called: a slow resolver would hold the agent's start")
+
+    monkeypatch.setattr(socket, "getfqdn", no_lookup)
+    port = free_port()
+    exp = metrics.start_exporter(lambda: None, "127.0.0.1", port)
+    try:
+        assert exp.listening and http_get(port)[0] == 200
+    finally:
+        exp.stop()
 
 
 # ---- the agent's wiring ----
