@@ -99,9 +99,9 @@ uint32_t sb_reactor_core(const struct sb_reactor *r);
 int sb_send_msg(struct sb_reactor *r, sb_msg_fn fn, void *ctx);
 
 /**
- * "The waiter gave up": sb_call_owned() (and every blocking control call
- * built on it) returns -SB_EWAITER_GAVE_UP when its timeout passed before
- * the work completed.  It is not an errno, so it is never confused with a
+ * "The waiter gave up": sb_call_owned(), sb_call() (and every blocking
+ * control call built on them) return -SB_EWAITER_GAVE_UP when the timeout
+ * passed before the work completed.  It is not an errno, so it is never confused with a
  * real -ETIMEDOUT the work completes with (librados returns one).  The work
  * may still run; the memory it uses is owned by the call, not the caller.
  */
@@ -137,10 +137,12 @@ void *sb_call_results(struct sb_completion *done);
 
 /**
  * The raw form of sb_call_owned(): ctx is the caller's and must stay valid
- * until fn completes, even after a timeout (the caller then leaks it).
- * Kept for callers that hand over objects they manage themselves.
- * \return the rc given to sb_complete(), -ETIMEDOUT (the waiter gave up),
- *         -EPERM (called on a reactor thread), -ESHUTDOWN.
+ * until fn completes, even after the waiter gave up.  For callers that
+ * hand over objects they manage themselves and keep alive until the
+ * reactor is done with them (lib/vhost parks a controller: vhost_park.c).
+ * \return the rc given to sb_complete(), -SB_EWAITER_GAVE_UP (timed out;
+ *         fn still runs later), -EPERM (called on a reactor thread),
+ *         -ESHUTDOWN.
  */
 int sb_call(struct sb_reactor *r, sb_call_fn fn, void *ctx, uint64_t timeout_us);
 
@@ -156,7 +158,7 @@ void sb_call_done_cb(void *cb_arg, int rc);
 /**
  * Test hooks, refused (-EPERM) unless SB_TEST_HOOKS is set in the
  * environment.  sb_test_set_call_timeout caps every later sb_call_owned()
- * wait at timeout_us (0 = no cap); sb_test_stall_reactor makes reactor
+ * and sb_call() wait at timeout_us (0 = no cap); sb_test_stall_reactor makes reactor
  * index sleep stall_us in a message, so calls queued behind it time out.
  */
 int sb_test_set_call_timeout(uint64_t timeout_us);

@@ -80,6 +80,14 @@ int sb_vhost_get_info(const char *name, struct sb_vhost_ctrlr_info *info);
 /** \return 0; *count is the total even when it exceeds max. */
 int sb_vhost_list(struct sb_vhost_ctrlr_info *out, uint32_t max, uint32_t *count);
 
+/**
+ * Controllers parked because one of their reactors did not answer a
+ * control call in time (their session is cut and their guest memory kept
+ * until the reactors catch up), including deleted ones not freed yet.
+ * 0 on a healthy engine.  \return 0, -EINVAL, -ESHUTDOWN.
+ */
+int sb_vhost_parked_count(uint32_t *count);
+
 /*
  * Restart without a disconnect (vhost_handoff.c).
  *

@@ -159,6 +159,18 @@ _call_wait(struct sb_reactor *r, struct sb_completion *c, uint64_t timeout_us, v
 	return rc;
 }
 
+/* 0 means the default; the test hook caps every wait. */
+static uint64_t
+_timeout(uint64_t timeout_us)
+{
+	uint64_t cap = atomic_load(&g_test_call_timeout_us);
+
+	if (timeout_us == 0) {
+		timeout_us = SB_CALL_TIMEOUT_US;
+	}
+	return cap != 0 && cap < timeout_us ? cap : timeout_us;
+}
+
 static int
 _call_check(struct sb_reactor *r, sb_call_fn fn)
 {
@@ -184,9 +196,7 @@ sb_call(struct sb_reactor *r, sb_call_fn fn, void *ctx, uint64_t timeout_us)
 	if (rc != 0) {
 		return rc;
 	}
-	if (timeout_us == 0) {
-		timeout_us = SB_CALL_TIMEOUT_US;
-	}
+	timeout_us = _timeout(timeout_us);
 	c = _completion_new(0);
 	if (c == NULL) {
 		return -ENOMEM;
@@ -194,7 +204,7 @@ sb_call(struct sb_reactor *r, sb_call_fn fn, void *ctx, uint64_t timeout_us)
 	c->fn = fn;
 	c->ctx = ctx;
 	rc = _call_wait(r, c, timeout_us, NULL, 0, &gave_up);
-	return gave_up ? -ETIMEDOUT : rc;
+	return gave_up ? -SB_EWAITER_GAVE_UP : rc;
 }
 
 int
@@ -203,7 +213,6 @@ sb_call_owned(struct sb_reactor *r, sb_call_fn fn, const void *args, size_t args
 	      uint64_t timeout_us)
 {
 	struct sb_completion *c = NULL;
-	uint64_t cap = atomic_load(&g_test_call_timeout_us);
 	size_t args_room = _round_up(args_size);
 	bool gave_up;
 	int rc;
@@ -223,12 +232,7 @@ sb_call_owned(struct sb_reactor *r, sb_call_fn fn, const void *args, size_t args
 		}
 		return rc;
 	}
-	if (timeout_us == 0) {
-		timeout_us = SB_CALL_TIMEOUT_US;
-	}
-	if (cap != 0 && cap < timeout_us) {
-		timeout_us = cap;
-	}
+	timeout_us = _timeout(timeout_us);
 	c->fn = fn;
 	c->ctx = c->data;
 	c->results = c->data + args_room;

@@ -135,7 +135,7 @@ sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
 	s->outstanding--;
 	/* Only this reactor writes it: no locked add, the control thread sums the slots. */
 	__atomic_store_n(&s->completed_ios, s->completed_ios + 1, __ATOMIC_RELAXED);
-	if (vq->inflight == 0 && vq->drain_done != NULL) {
+	if (vq->inflight == 0 && vq->draining) {
 		sb_vhost_vq_drained(vq);
 	}
 	if (s->removed && s->outstanding == 0) {

@@ -189,6 +189,16 @@ _accept(struct sb_vhost_ctrlr *c)
 		}
 		return;
 	}
+	if (c->parked) {
+		/* Its guest memory is still in use by a reactor: come back later. */
+		if (!c->park_refusal_logged) {
+			SB_WARNLOG("vhost %s: front-end refused until the controller's reactors "
+				   "catch up\n", c->name);
+			c->park_refusal_logged = true;
+		}
+		close(fd);
+		return;
+	}
 	/* The front-end we have may be gone already (its hang-up not seen yet). */
 	if (c->conn_fd >= 0 && !sb_vhost_ctl_reap_closed(c)) {
 		SB_WARNLOG("vhost %s: second front-end refused (one is connected)\n", c->name);
@@ -236,7 +246,8 @@ _conn_readable(struct sb_vhost_ctrlr *c)
 	rc = sb_vhost_handle_msg(c, msg);
 	if (rc != 0) {
 		c->broken = c->broken || rc == -EINVAL;
-		sb_vhost_ctl_disconnect(c, rc == -EINVAL ? "invalid message" : "reply failed");
+		sb_vhost_ctl_disconnect(c, c->parked ? "a reactor did not answer in time" :
+					   rc == -EINVAL ? "invalid message" : "reply failed");
 	}
 out:
 	free(msg);

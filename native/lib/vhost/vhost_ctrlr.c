@@ -182,6 +182,11 @@ _do_create(void *arg)
 	rc = sb_vhost_bdev_open(c);
 	if (rc != 0) {
 		SB_ERRLOG("vhost %s: cannot open bdev %s: %s\n", o->name, o->bdev_name, strerror(-rc));
+		if (c->parked) {
+			/* The open may still run: c goes when its reactor caught up. */
+			sb_vhost_ctrlr_free(c);
+			c = NULL;
+		}
 		goto out;
 	}
 	/* A previous agent process may have handed this controller over. */
@@ -191,10 +196,11 @@ _do_create(void *arg)
 		rc = _listen(c);
 	}
 	if (rc != 0) {
-		sb_vhost_bdev_close(c);
 		if (handoff != NULL) {
 			sb_vhost_handoff_adopt(NULL, handoff); /* closes its fds */
 		}
+		sb_vhost_ctrlr_free(c);
+		c = NULL;
 		goto out;
 	}
 	LIST_INSERT_HEAD(&g_sb_vhost_ctrlrs, c, link);
@@ -247,10 +253,9 @@ _destroy(struct sb_vhost_ctrlr *c)
 	if (!c->handed_off) {
 		unlink(c->socket_path);
 	}
-	sb_vhost_bdev_close(c);
 	LIST_REMOVE(c, link);
 	SB_NOTICELOG("vhost %s: controller deleted\n", c->name);
-	free(c);
+	sb_vhost_ctrlr_free(c);
 }
 
 struct _name_args {
@@ -527,6 +532,7 @@ sb_vhost_ctrlrs_check_pending(void)
 		}
 	}
 	seen_hits = hits;
+	sb_vhost_park_poll();
 }
 
 void
@@ -535,4 +541,6 @@ sb_vhost_ctrlrs_delete_all(void *arg)
 	while (!LIST_EMPTY(&g_sb_vhost_ctrlrs)) {
 		_destroy(LIST_FIRST(&g_sb_vhost_ctrlrs));
 	}
+	/* Controllers whose reactor stalled: wait for them as long as for a queue stop. */
+	sb_vhost_park_drain(SB_VHOST_STOP_TIMEOUT_US);
 }

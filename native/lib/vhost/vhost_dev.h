@@ -20,6 +20,9 @@ struct sb_completion;
 struct sb_vhost_ctrlr;
 struct sb_vhost_vq;
 struct sb_vhost_rslot;
+struct sb_vhost_parked_res;
+struct sb_vhost_log;
+struct sb_vhost_mem;
 
 /* One virtio-blk request in flight; tasks are indexed by head. */
 struct sb_vhost_task {
@@ -58,7 +61,8 @@ struct sb_vhost_vq {
 
 	/* Reactor state, valid while started (or draining). */
 	bool started;
-	bool detached;   /* a stop timed out: completions no longer touch the ring */
+	bool detached;   /* the controller is parked: completions no longer touch the ring */
+	bool draining;   /* stopped, waiting for its in-flight requests (or the flush) */
 	struct sb_vring vr;
 	struct sb_vhost_task *tasks;
 	uint32_t inflight;
@@ -110,6 +114,7 @@ struct sb_vhost_rslot {
 	uint32_t outstanding;  /* bdev I/O (and flushes) in flight from this reactor */
 	bool removed;   /* the bdev was hot-removed: this reactor submits nothing more */
 	bool released;  /* after removal: channel put, the home reactor told */
+	bool catching_up;  /* the controller is parked: tell it once no queue runs here */
 	uint64_t completed_ios;  /* written by the reactor, summed by the control thread */
 };
 
@@ -185,7 +190,19 @@ struct sb_vhost_ctrlr {
 	struct sb_vhost_fdstore_slots *fdstore; /* what the fd store holds (vhost_fdstore.c) */
 	uint32_t delay_base_us;
 	uint32_t iops_threshold;
-	LIST_ENTRY(sb_vhost_ctrlr) link;
+	/*
+	 * Parking (vhost_park.c): a reactor did not answer a control call in
+	 * time, so it may still run work that uses this controller.  Control
+	 * thread, except slots_caught_up (each slot's reactor adds one when no
+	 * queue of the controller runs there any more).
+	 */
+	bool parked;
+	bool zombie;             /* deleted while parked: freed once it recovers */
+	bool park_refusal_logged;
+	uint16_t catchup_sent;   /* slots the catch-up message went to */
+	uint16_t slots_caught_up;
+	struct sb_vhost_parked_res *parked_res;
+	LIST_ENTRY(sb_vhost_ctrlr) link;  /* in g_sb_vhost_ctrlrs, or the zombies */
 };
 
 /* The protocol features we offer (GET_PROTOCOL_FEATURES). */
@@ -220,7 +237,7 @@ void sb_vhost_vq_drained(struct sb_vhost_vq *vq);
 int sb_vhost_vq_set_call(struct sb_vhost_vq *vq, int fd);
 /** Give a running queue new used-ring logging settings from vq->addr (reactor message). */
 int sb_vhost_vq_set_log(struct sb_vhost_vq *vq);
-/** Wait until every reactor of the controller ran past this point (0, or -ETIMEDOUT). */
+/** Wait until every reactor of the controller ran past this point (0, -ETIMEDOUT, -EIO). */
 int sb_vhost_reactor_barrier(struct sb_vhost_ctrlr *c);
 /**
  * Give c its reactors: the cpumask's, in mask order (NULL or "": reactor
@@ -232,8 +249,54 @@ int sb_vhost_slots_init(struct sb_vhost_ctrlr *c, const char *cpumask);
 int sb_vhost_bdev_open(struct sb_vhost_ctrlr *c);
 /** Hot-removed and the slot's last I/O done: put its channel, tell home (slot's reactor). */
 void sb_vhost_slot_release(struct sb_vhost_rslot *s);
-/** Stop every slot's poller, put the channels, close the descriptor (each on its reactor). */
-void sb_vhost_bdev_close(struct sb_vhost_ctrlr *c);
+/**
+ * Stop every slot's poller, put the channels, close the descriptor (each on
+ * its reactor).  \return 0, or -ETIMEDOUT (a reactor did not answer: c is
+ * parked and must not be freed before it recovers), -EIO (c was parked).
+ */
+int sb_vhost_bdev_close(struct sb_vhost_ctrlr *c);
+/**
+ * Send the catch-up message to the slots of parked c that have not had it
+ * (control thread): each stops c's queues on its reactor and adds one to
+ * c->slots_caught_up once none runs or drains there.
+ */
+void sb_vhost_catchup_send(struct sb_vhost_ctrlr *c);
+/** Forget a queue's requests after its reactor caught up (control thread). */
+void sb_vhost_vq_forget(struct sb_vhost_vq *vq);
+
+/*
+ * vhost_park.c: a controller one of whose reactors did not answer a
+ * control call in time.  The reactor may still run that call and every
+ * message queued before it, so nothing it could touch is freed: the
+ * controller is parked.  Its session is cut, new front-ends are refused,
+ * and what the session would release (guest memory, the dirty log, the
+ * inflight region, kick and call fds, request arrays) is kept until every
+ * reactor of the controller ran a catch-up message and drained its
+ * queues; then all of it is released and the controller serves again.  A
+ * controller deleted while parked leaves the table at once and is freed
+ * when it recovers.
+ */
+/** Park c (control thread); what says which call timed out. */
+void sb_vhost_park(struct sb_vhost_ctrlr *c, const char *what);
+/** Close fd, or keep it until c recovers if c is parked. */
+void sb_vhost_release_fd(struct sb_vhost_ctrlr *c, int fd);
+/** Free a memory table (unmap: its regions too), now or when c recovers. */
+void sb_vhost_release_mem(struct sb_vhost_ctrlr *c, struct sb_vhost_mem *mem, bool unmap);
+/** Unmap a dirty log, now or when c recovers. */
+void sb_vhost_release_log(struct sb_vhost_ctrlr *c, struct sb_vhost_log *log);
+/** Unmap a mapping (and close fd if >= 0), now or when c recovers. */
+void sb_vhost_release_mapping(struct sb_vhost_ctrlr *c, void *addr, size_t len, int fd);
+/** free(p), now or when c recovers. */
+void sb_vhost_release_ptr(struct sb_vhost_ctrlr *c, void *p);
+/**
+ * c has left the controller table (or never entered it): close its bdev
+ * and free it, or keep it as a zombie until it recovers.
+ */
+void sb_vhost_ctrlr_free(struct sb_vhost_ctrlr *c);
+/** Control loop: cut parked sessions, resend catch-ups, release recovered controllers. */
+void sb_vhost_park_poll(void);
+/** Engine stop: give zombies up to timeout_us to recover; leak (and say so) the rest. */
+void sb_vhost_park_drain(uint64_t timeout_us);
 /** Requests completed on every reactor of c (any thread). */
 uint64_t sb_vhost_completed_ios(const struct sb_vhost_ctrlr *c);
 /**

@@ -120,6 +120,9 @@ _stop_session(struct sb_vhost_ctrlr *c, uint32_t *running)
 	if (c->broken) {
 		return "the device is broken (the front-end must reset it)";
 	}
+	if (c->parked) {
+		return "a reactor did not answer in time (the controller is parked)";
+	}
 	for (q = 0; q < c->max_queues; q++) {
 		if (c->vqs[q].started) {
 			*running |= 1u << q;

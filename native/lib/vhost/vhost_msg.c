@@ -29,6 +29,10 @@ static int
 _reply(struct _ctx *x, const void *payload, uint32_t size, int fd)
 {
 	x->replied = true;
+	if (x->c->parked) {
+		/* A reactor did not answer: no reply can say what happened; the session is cut. */
+		return -EIO;
+	}
 	return sb_vhost_wire_reply(x->c->conn_fd, x->msg, payload, size, fd);
 }
 
@@ -82,8 +86,8 @@ _log_replace(struct sb_vhost_ctrlr *c, struct sb_vhost_log *log)
 		return;
 	}
 	if (sb_vhost_reactor_barrier(c) != 0) {
-		/* A reactor may still hold the old log: leak it rather than unmap it. */
-		SB_ERRLOG("vhost %s: reactor did not answer; old dirty log left mapped\n", c->name);
+		/* A reactor may still hold the old log: c is parked, the log kept. */
+		sb_vhost_release_log(c, old);
 		return;
 	}
 	if (old->outside > 0) {
@@ -161,11 +165,8 @@ _swap_mem(struct sb_vhost_ctrlr *c, struct sb_vhost_mem *mem, bool unmap_old)
 	sb_vhost_pause_all(c, &mask);
 	old = c->mem;
 	c->mem = mem;
-	if (unmap_old) {
-		sb_vhost_mem_free(old);
-	} else {
-		free(old);
-	}
+	/* A stop that timed out parked c: the old table stays until it recovers. */
+	sb_vhost_release_mem(c, old, unmap_old);
 	sb_vhost_resume(c, mask);
 }
 
@@ -251,11 +252,7 @@ _h_rem_mem_reg(struct _ctx *x)
 	}
 	_swap_mem(x->c, mem, false);
 	if (gone.mmap_addr != NULL && x->c->mem == mem) {
-		sb_vhost_sigbus_unwatch(gone.mmap_addr);
-		munmap(gone.mmap_addr, gone.mmap_size);
-		if (gone.fd >= 0) {
-			close(gone.fd);
-		}
+		sb_vhost_release_mapping(x->c, gone.mmap_addr, gone.mmap_size, gone.fd);
 	}
 	return 0;
 }
@@ -351,7 +348,7 @@ _h_get_vring_base(struct _ctx *x)
 	sb_vhost_vq_stop(vq);
 	st.num = vq->base;
 	if (vq->kickfd >= 0) {
-		close(vq->kickfd);
+		sb_vhost_release_fd(x->c, vq->kickfd);
 		vq->kickfd = -1;
 	}
 	vq->kick_set = false;
@@ -377,7 +374,7 @@ _h_set_vring_kick(struct _ctx *x)
 
 	sb_vhost_vq_stop(vq);
 	if (vq->kickfd >= 0) {
-		close(vq->kickfd);
+		sb_vhost_release_fd(x->c, vq->kickfd);
 	}
 	/* Without an fd the ring is polled only (vhost-user.rst, NOFD flag). */
 	vq->kickfd = fd;
@@ -396,13 +393,14 @@ _h_set_vring_call(struct _ctx *x)
 	rc = sb_vhost_vq_set_call(vq, fd);
 	if (rc != 0) {
 		if (fd >= 0) {
-			close(fd);
+			/* Parked: the swap may still run and signal fd; kept until then. */
+			sb_vhost_release_fd(x->c, fd);
 		}
 		return rc;
 	}
 	vq->callfd = fd;
 	if (old >= 0) {
-		close(old);
+		sb_vhost_release_fd(x->c, old);
 	}
 	return 0;
 }
@@ -533,13 +531,12 @@ void
 sb_vhost_inflight_unmap(struct sb_vhost_ctrlr *c)
 {
 	if (c->inflight_base != NULL) {
-		sb_vhost_sigbus_unwatch(c->inflight_base);
-		munmap(c->inflight_base, c->inflight_size);
+		sb_vhost_release_mapping(c, c->inflight_base, c->inflight_size, -1);
 		c->inflight_base = NULL;
 		c->inflight_size = 0;
 	}
 	if (c->inflight_fd >= 0) {
-		close(c->inflight_fd);
+		sb_vhost_release_fd(c, c->inflight_fd);
 		c->inflight_fd = -1;
 	}
 }
@@ -621,10 +618,10 @@ _reset_queues(struct sb_vhost_ctrlr *c)
 
 		sb_vhost_vq_stop(vq);
 		if (vq->kickfd >= 0) {
-			close(vq->kickfd);
+			sb_vhost_release_fd(c, vq->kickfd);
 		}
 		if (vq->callfd >= 0) {
-			close(vq->callfd);
+			sb_vhost_release_fd(c, vq->callfd);
 		}
 		vq->kickfd = -1;
 		vq->callfd = -1;
@@ -644,7 +641,7 @@ void
 sb_vhost_session_reset(struct sb_vhost_ctrlr *c)
 {
 	_reset_queues(c);
-	sb_vhost_mem_free(c->mem);
+	sb_vhost_release_mem(c, c->mem, true);
 	c->mem = NULL;
 	_log_replace(c, NULL);
 	sb_vhost_inflight_unmap(c);
@@ -686,6 +683,11 @@ sb_vhost_handle_msg(struct sb_vhost_ctrlr *c, struct vhost_user_msg *msg)
 			  req, why);
 		sb_vhost_msg_close_fds(msg);
 		return -EINVAL;
+	}
+	if (c->parked) {
+		/* Cut before anything is handled: a reactor may still run its last call. */
+		sb_vhost_msg_close_fds(msg);
+		return -EIO;
 	}
 	SB_DEBUGLOG("vhost %s: %s size %u fds %u\n", c->name, sb_vhost_req_name(req), msg->hdr.size,
 		    msg->nfds);
@@ -781,6 +783,10 @@ sb_vhost_handle_msg(struct sb_vhost_ctrlr *c, struct vhost_user_msg *msg)
 		break;
 	}
 	sb_vhost_msg_close_fds(msg);
+	if (c->parked) {
+		/* A reactor did not answer in this message: the session is cut. */
+		return -EIO;
+	}
 	/* What the front-end set up is in the fd store before it hears back. */
 	if (rc == 0) {
 		sb_vhost_fdstore_sync(c);

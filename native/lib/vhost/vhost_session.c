@@ -7,6 +7,11 @@
  * that reactor touches the ring until a stop message (which waits for
  * in-flight requests) gives it back.  Each reactor has one poller per
  * controller, over the queues it owns, and its own bdev channel.
+ *
+ * Every such call goes through _reactor_call(): when a reactor does not
+ * answer in time, the call still runs there later, so the controller is
+ * parked (vhost_park.c) and nothing the reactor may touch is freed until
+ * it caught up (_catchup_on_reactor).
  */
 #include "vhost/vhost_dev.h"
 #include "sb/bdev.h"
@@ -35,6 +40,29 @@ sb_vhost_dev_break(struct sb_vhost_ctrlr *c, const char *why)
 	if (!__atomic_exchange_n(&c->broken, true, __ATOMIC_RELAXED)) {
 		SB_ERRLOG("vhost controller %s: guest violation, queues stopped: %s\n", c->name, why);
 	}
+}
+
+/*
+ * The one way the control thread runs work on a reactor of c.  A call the
+ * reactor did not answer in time is still queued there, with every
+ * pointer into c it carries: c is parked.  A parked controller makes no
+ * more calls (-EIO) until it recovered.
+ */
+static int
+_reactor_call(struct sb_vhost_ctrlr *c, struct sb_reactor *r, sb_call_fn fn, void *ctx,
+	      uint64_t timeout_us, const char *what)
+{
+	int rc;
+
+	if (c->parked) {
+		return -EIO;
+	}
+	rc = sb_call(r, fn, ctx, timeout_us);
+	if (rc == -SB_EWAITER_GAVE_UP) {
+		sb_vhost_park(c, what);
+		return -ETIMEDOUT;
+	}
+	return rc;
 }
 
 static bool
@@ -252,6 +280,7 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 	vq->log_used = (vq->addr.flags & (1u << VHOST_VRING_F_LOG)) != 0;
 	vq->log_used_gpa = vq->addr.log_guest_addr;
 	vq->started = true;
+	vq->draining = false;
 	vq->detached = false;
 	vq->coalesce = false;
 	vq->call_pending = false;
@@ -285,6 +314,9 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 	uint32_t i;
 	int rc;
 
+	if (c->parked) {
+		return -EIO;
+	}
 	if (vq->started || !vq->kick_set || !vq->addr_set || vq->num == 0 || c->mem == NULL ||
 	    c->mem->nregions == 0 || c->broken) {
 		return 0;
@@ -344,10 +376,12 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 		}
 	}
 	vq->run_callfd = vq->callfd;
-	rc = sb_call(vq->slot->reactor, _vq_start_on_reactor, vq, SB_CALL_TIMEOUT_US);
+	rc = _reactor_call(c, vq->slot->reactor, _vq_start_on_reactor, vq, SB_CALL_TIMEOUT_US,
+			   "queue start");
 	if (rc != 0) {
 		SB_ERRLOG("vhost %s: queue %u failed to start: %d\n", c->name, vq->index, rc);
-		if (rc != -ETIMEDOUT) {
+		if (!c->parked) {
+			/* Parked: the start may still run; the tasks go when c recovers. */
 			_vq_free_tasks(vq);
 		}
 		return rc;
@@ -384,15 +418,20 @@ _vq_stop_wants_flush(struct sb_vhost_vq *vq)
 	       !c->readonly && c->geo.flush && c->desc != NULL && s->ch != NULL;
 }
 
+static void _catchup_check(struct sb_vhost_rslot *s);
+
 static void
 _vq_stop_done(struct sb_vhost_vq *vq)
 {
 	struct sb_completion *done = vq->drain_done;
 
 	vq->drain_done = NULL;
+	vq->draining = false;
 	vq->slot->draining_queues--;
 	_slot_poller_maybe_stop(vq->slot);
+	/* NULL for a stop by the catch-up; a waiter that gave up only frees it. */
 	sb_complete(done, 0);
+	_catchup_check(vq->slot);
 }
 
 static void
@@ -409,7 +448,7 @@ _vq_stop_flushed(struct sb_bdev_io *io, int status, void *cb_arg)
 			  c->name, status);
 	}
 	s->outstanding--;
-	if (vq->drain_done != NULL) {
+	if (vq->draining) {
 		_vq_stop_done(vq);
 	}
 	if (s->removed && s->outstanding == 0) {
@@ -439,16 +478,12 @@ _vq_stop_flush(struct sb_vhost_vq *vq)
 	return true;
 }
 
+/* Stop a started queue; done (may be NULL) completes once it drained. */
 static void
-_vq_stop_on_reactor(void *ctx, struct sb_completion *done)
+_vq_stop_begin(struct sb_vhost_vq *vq, struct sb_completion *done)
 {
-	struct sb_vhost_vq *vq = ctx;
 	struct sb_vhost_rslot *s = vq->slot;
 
-	if (!vq->started) {
-		sb_complete(done, 0);
-		return;
-	}
 	vq->started = false;
 	s->started_queues--;
 	if (vq->notify_off) {
@@ -467,10 +502,23 @@ _vq_stop_on_reactor(void *ctx, struct sb_completion *done)
 	/* Finished by the last completion (sb_vhost_task_done) or the flush. */
 	vq->stop_flushed = false;
 	s->draining_queues++;
+	vq->draining = true;
 	vq->drain_done = done;
 	if (vq->inflight == 0) {
 		sb_vhost_vq_drained(vq);
 	}
+}
+
+static void
+_vq_stop_on_reactor(void *ctx, struct sb_completion *done)
+{
+	struct sb_vhost_vq *vq = ctx;
+
+	if (!vq->started) {
+		sb_complete(done, 0);
+		return;
+	}
+	_vq_stop_begin(vq, done);
 }
 
 void
@@ -482,16 +530,6 @@ sb_vhost_vq_drained(struct sb_vhost_vq *vq)
 	_vq_stop_done(vq);
 }
 
-static void
-_vq_detach_on_reactor(void *ctx, struct sb_completion *done)
-{
-	struct sb_vhost_vq *vq = ctx;
-
-	/* The front-end gave up waiting: late completions must not write the ring. */
-	vq->detached = true;
-	sb_complete(done, 0);
-}
-
 int
 sb_vhost_vq_stop(struct sb_vhost_vq *vq)
 {
@@ -500,6 +538,10 @@ sb_vhost_vq_stop(struct sb_vhost_vq *vq)
 	uint16_t q;
 	int rc;
 
+	if (c->parked) {
+		/* The queue is the reactor's until the catch-up stopped it. */
+		return -EIO;
+	}
 	if (!vq->started) {
 		return 0;
 	}
@@ -515,21 +557,16 @@ sb_vhost_vq_stop(struct sb_vhost_vq *vq)
 			vq->stop_last = false;
 		}
 	}
-	rc = sb_call(vq->slot->reactor, _vq_stop_on_reactor, vq,
-		     logging ? SB_VHOST_SWITCHOVER_TIMEOUT_US : SB_VHOST_STOP_TIMEOUT_US);
-	if (rc == -ETIMEDOUT) {
+	rc = _reactor_call(c, vq->slot->reactor, _vq_stop_on_reactor, vq,
+			   logging ? SB_VHOST_SWITCHOVER_TIMEOUT_US : SB_VHOST_STOP_TIMEOUT_US,
+			   "queue stop");
+	if (rc != 0) {
+		/*
+		 * Parked: requests still hold pointers into guest memory and the
+		 * task array, which stay until the reactor caught up.
+		 */
 		SB_ERRLOG("vhost %s: queue %u: in-flight requests%s did not finish in time\n",
 			  c->name, vq->index, logging ? " or the switch-over flush" : "");
-		sb_call(vq->slot->reactor, _vq_detach_on_reactor, vq, SB_CALL_TIMEOUT_US);
-		/*
-		 * Requests still hold pointers into guest memory and the task
-		 * array: leak both rather than let a late completion write
-		 * into freed memory.
-		 */
-		vq->tasks = NULL;
-		vq->resubmit = NULL;
-		c->mem = NULL;
-		vq->base = vq->vr.last_avail_idx;
 		return rc;
 	}
 	vq->base = vq->vr.last_avail_idx;
@@ -584,7 +621,10 @@ sb_vhost_vq_set_call(struct sb_vhost_vq *vq, int fd)
 	struct _set_call_ctx *sc;
 	int rc;
 
-	if (!vq->started && vq->drain_done == NULL) {
+	if (vq->ctrlr->parked) {
+		return -EIO;
+	}
+	if (!vq->started && !vq->draining) {
 		vq->run_callfd = fd;
 		return 0;
 	}
@@ -594,8 +634,12 @@ sb_vhost_vq_set_call(struct sb_vhost_vq *vq, int fd)
 	}
 	sc->vq = vq;
 	sc->fd = fd;
-	rc = sb_call(vq->slot->reactor, _vq_set_call_on_reactor, sc, SB_CALL_TIMEOUT_US);
-	if (rc != -ETIMEDOUT) {
+	rc = _reactor_call(vq->ctrlr, vq->slot->reactor, _vq_set_call_on_reactor, sc,
+			   SB_CALL_TIMEOUT_US, "call fd swap");
+	if (vq->ctrlr->parked) {
+		/* The swap may still run: sc (and fd, see the caller) stay until then. */
+		sb_vhost_release_ptr(vq->ctrlr, sc);
+	} else {
 		free(sc);
 	}
 	return rc;
@@ -615,11 +659,15 @@ _vq_set_log_on_reactor(void *ctx, struct sb_completion *done)
 int
 sb_vhost_vq_set_log(struct sb_vhost_vq *vq)
 {
+	if (vq->ctrlr->parked) {
+		return -EIO;
+	}
 	if (!vq->started) {
 		/* Read at the next start. */
 		return 0;
 	}
-	return sb_call(vq->slot->reactor, _vq_set_log_on_reactor, vq, SB_CALL_TIMEOUT_US);
+	return _reactor_call(vq->ctrlr, vq->slot->reactor, _vq_set_log_on_reactor, vq,
+			     SB_CALL_TIMEOUT_US, "dirty log switch");
 }
 
 static void
@@ -636,7 +684,8 @@ sb_vhost_reactor_barrier(struct sb_vhost_ctrlr *c)
 
 	/* Every reactor that may hold what the caller replaces (a queue of c runs there). */
 	for (i = 0; i < c->nslots; i++) {
-		rc = sb_call(c->slots[i].reactor, _barrier_on_reactor, NULL, SB_CALL_TIMEOUT_US);
+		rc = _reactor_call(c, c->slots[i].reactor, _barrier_on_reactor, NULL,
+				   SB_CALL_TIMEOUT_US, "barrier");
 		if (rc != 0) {
 			return rc;
 		}
@@ -826,7 +875,8 @@ out:
 int
 sb_vhost_bdev_open(struct sb_vhost_ctrlr *c)
 {
-	return sb_call(c->reactor, _bdev_open_on_reactor, c, SB_CALL_TIMEOUT_US);
+	return _reactor_call(c, c->reactor, _bdev_open_on_reactor, c, SB_CALL_TIMEOUT_US,
+			     "bdev open");
 }
 
 static void
@@ -860,13 +910,14 @@ _close_slot_on_reactor(void *ctx, struct sb_completion *done)
 	sb_complete(done, 0);
 }
 
-void
+int
 sb_vhost_bdev_close(struct sb_vhost_ctrlr *c)
 {
 	uint16_t i;
+	int rc;
 
 	if (c->nslots == 0) {
-		return;
+		return 0;
 	}
 	/*
 	 * The home reactor first stops fanning out a hot-remove; then every
@@ -874,9 +925,78 @@ sb_vhost_bdev_close(struct sb_vhost_ctrlr *c)
 	 * in that reactor's ring, and its answer to the home ahead of our last
 	 * call); the home last, which closes the descriptor.
 	 */
-	sb_call(c->reactor, _close_begin_on_home, c, SB_CALL_TIMEOUT_US);
-	for (i = 1; i < c->nslots; i++) {
-		sb_call(c->slots[i].reactor, _close_slot_on_reactor, &c->slots[i], SB_CALL_TIMEOUT_US);
+	rc = _reactor_call(c, c->reactor, _close_begin_on_home, c, SB_CALL_TIMEOUT_US, "bdev close");
+	for (i = 1; i < c->nslots && rc == 0; i++) {
+		rc = _reactor_call(c, c->slots[i].reactor, _close_slot_on_reactor, &c->slots[i],
+				   SB_CALL_TIMEOUT_US, "bdev close");
 	}
-	sb_call(c->reactor, _close_slot_on_reactor, &c->slots[0], SB_CALL_TIMEOUT_US);
+	if (rc == 0) {
+		rc = _reactor_call(c, c->reactor, _close_slot_on_reactor, &c->slots[0],
+				   SB_CALL_TIMEOUT_US, "bdev close");
+	}
+	return rc;
+}
+
+/* ---- catch-up of a parked controller (vhost_park.c) ---- */
+
+/* This slot's reactor: once no queue of c runs or drains here, tell the control thread. */
+static void
+_catchup_check(struct sb_vhost_rslot *s)
+{
+	struct sb_vhost_ctrlr *c = s->ctrlr;
+
+	if (!s->catching_up || s->started_queues > 0 || s->draining_queues > 0) {
+		return;
+	}
+	s->catching_up = false;
+	_slot_poller_maybe_stop(s);
+	__atomic_add_fetch(&c->slots_caught_up, 1, __ATOMIC_RELEASE);
+	sb_vhost_ctl_wake();
+}
+
+/*
+ * Runs after every call the control thread gave up on (messages to one
+ * reactor run in order): stop the queues the control thread could not
+ * stop, keep completions off the rings, wait for in-flight requests.
+ */
+static void
+_catchup_on_reactor(void *ctx)
+{
+	struct sb_vhost_rslot *s = ctx;
+	struct sb_vhost_ctrlr *c = s->ctrlr;
+	struct sb_vhost_vq *vq;
+	uint16_t q;
+
+	_FOREACH_SLOT_VQ(s, q) {
+		vq = &c->vqs[q];
+		vq->detached = true;
+		if (vq->started) {
+			_vq_stop_begin(vq, NULL);
+		}
+	}
+	s->catching_up = true;
+	_catchup_check(s);
+}
+
+void
+sb_vhost_catchup_send(struct sb_vhost_ctrlr *c)
+{
+	int rc;
+
+	while (c->catchup_sent < c->nslots) {
+		rc = sb_send_msg(c->slots[c->catchup_sent].reactor, _catchup_on_reactor,
+				 &c->slots[c->catchup_sent]);
+		if (rc != 0) {
+			/* The ring is full: the control loop tries again. */
+			return;
+		}
+		c->catchup_sent++;
+	}
+}
+
+void
+sb_vhost_vq_forget(struct sb_vhost_vq *vq)
+{
+	_vq_free_tasks(vq);
+	vq->iq = NULL;
 }

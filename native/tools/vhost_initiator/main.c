@@ -51,6 +51,9 @@ _usage(FILE *f)
 		"                     spdk, dpdk (even --queues, default 2; needs\n"
 		"                     --size-limit: it reads no config) or rust-vmm\n"
 		"  --hostile CASE     run a hostile case, 'all', or 'list'\n"
+		"  --stall-step STEP  start a queue, print 'ready', wait for a line on stdin,\n"
+		"                     then send one control message (call, log-addr,\n"
+		"                     log-base, stop, kick) and report what the target did\n"
 		"  --json             machine-readable output\n"
 		"  -v                 verbose (twice: trace messages)\n");
 }
@@ -98,7 +101,7 @@ main(int argc, char **argv)
 {
 	enum { O_RW = 256, O_MIX, O_BS, O_QD, O_QUEUES, O_QSIZE, O_TIME, O_IOS, O_LIMIT,
 	       O_VERIFY, O_SEED, O_CPU, O_INTR, O_MEM, O_ACKALL, O_NOACK, O_INFLIGHT, O_IOTO, O_TMO,
-	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD, O_EVIDX, O_INDIRECT, O_FRONTEND };
+	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD, O_EVIDX, O_INDIRECT, O_FRONTEND, O_STALL };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
 		{ "rw", required_argument, NULL, O_RW },
@@ -124,6 +127,7 @@ main(int argc, char **argv)
 		{ "io-timeout", required_argument, NULL, O_IOTO },
 		{ "timeout-ms", required_argument, NULL, O_TMO },
 		{ "hostile", required_argument, NULL, O_HOSTILE },
+		{ "stall-step", required_argument, NULL, O_STALL },
 		{ "frontend", required_argument, NULL, O_FRONTEND },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, 'h' },
@@ -133,6 +137,7 @@ main(int argc, char **argv)
 	struct vi_workload w = { .rw = VI_RW_RANDREAD, .rwmixread = 50, .bs = 4096, .qd = 32,
 				 .io_timeout_s = 10 };
 	const char *hostile = NULL;
+	const char *stall = NULL;
 	bool time_set = false, seed_set = false, queues_set = false;
 	uint64_t v;
 	int cpu = -1, opt, rc;
@@ -181,6 +186,7 @@ main(int argc, char **argv)
 		case O_IOTO: w.io_timeout_s = atoi(optarg); break;
 		case O_TMO: o.timeout_ms = atoi(optarg); break;
 		case O_HOSTILE: hostile = optarg; break;
+		case O_STALL: stall = optarg; break;
 		case O_FRONTEND:
 			o.frontend = vi_frontend_parse(optarg);
 			if (o.frontend < 0) {
@@ -256,6 +262,9 @@ main(int argc, char **argv)
 	}
 	if (hostile != NULL) {
 		return vi_hostile_run(&o, hostile, w.json);
+	}
+	if (stall != NULL) {
+		return vi_stall_step(&o, stall, w.json);
 	}
 
 	rc = vi_dev_open(&d, &o);

@@ -248,6 +248,7 @@ struct vi_dev_opts {
 	bool indirect;
 	bool event_idx;
 	bool inflight;
+	bool log_shmfd;          /* negotiate LOG_SHMFD (the --stall-step log cases) */
 	int frontend;            /* enum vi_frontend */
 	uint64_t capacity_bytes; /* VI_FE_DPDK reads no config space: the size to use */
 	int timeout_ms;
@@ -356,6 +357,14 @@ struct vi_workload {
 enum { VI_RW_READ, VI_RW_WRITE, VI_RW_RANDREAD, VI_RW_RANDWRITE, VI_RW_RANDRW };
 
 int vi_run_workload(struct vi_dev *d, const struct vi_workload *w);
+
+/*
+ * One control message sent while the test has the target's reactor stalled
+ * (stall.c): set up a started queue, do one read, print "ready", wait for a
+ * line on stdin, send the step's message, report what the target did.
+ * Steps: call, log-addr, log-base, stop, kick.
+ */
+int vi_stall_step(const struct vi_dev_opts *o, const char *step, bool json);
 
 /* hostile cases (hostile.c) */
 int vi_hostile_run(const struct vi_dev_opts *o, const char *name, bool json);

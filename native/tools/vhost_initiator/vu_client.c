@@ -495,7 +495,8 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	}
 	want_pf = pf & ((1ull << VU_PROTO_MQ) | (1ull << VU_PROTO_CONFIG) |
 			(o->no_reply_ack ? 0 : (1ull << VU_PROTO_REPLY_ACK)) |
-			(o->inflight ? (1ull << VU_PROTO_INFLIGHT_SHMFD) : 0));
+			(o->inflight ? (1ull << VU_PROTO_INFLIGHT_SHMFD) : 0) |
+			(o->log_shmfd ? (1ull << VU_PROTO_LOG_SHMFD) : 0));
 	if (o->inflight && !(want_pf & (1ull << VU_PROTO_INFLIGHT_SHMFD))) {
 		vu_set_error(c, "target does not offer VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD");
 		return -ENOTSUP;

@@ -40,6 +40,7 @@ struct sb_vhost_ctrlr_info {
 };
 int sb_vhost_get_info(const char *name, struct sb_vhost_ctrlr_info *info);
 int sb_vhost_list(struct sb_vhost_ctrlr_info *out, uint32_t max, uint32_t *count);
+int sb_vhost_parked_count(uint32_t *count);
 #define SB_VHOST_HANDOFF_MAX_REGIONS 32
 struct sb_vhost_handoff_region {
 	uint64_t gpa;
