@@ -93,16 +93,17 @@ class AgentHost:
         self.proc = None
 
     def config(self):
-        return ("[agent]\n"
+        return ("[DEFAULT]\n"
+                "log_file = %s\n"
+                "[agent]\n"
                 "core_mask = 0x1\n"
                 "no_pin = true\n"
                 "rpc_socket = %s\n"
                 "vhost_socket_dir = %s/vhost\n"
                 "%s"
                 "allowed_backing_dirs = %s\n"
-                "state_dir = %s/state\n"
-                "log_file = %s\n" % (self.rpc_socket, self.dir, Demo.socket_access(),
-                                     self.volume_dir, self.dir, self.log))
+                "state_dir = %s/state\n" % (self.log, self.rpc_socket, self.dir,
+                                            Demo.socket_access(), self.volume_dir, self.dir))
 
     def start(self):
         """Start the agent and wait until it answers."""

@@ -23,6 +23,7 @@ SYSTEM_PACKAGES=(
   linux-image-cloud-amd64 busybox-static cpio kmod xz-utils fio util-linux procps
   e2fsprogs xfsprogs shellcheck clang libclang-rt-14-dev
   ceph-mon ceph-mgr ceph-osd ceph-common librbd-dev librados-dev python3-rbd python3-rados
+  libsystemd-dev systemd
 )
 # The packages of the virtualization stack; libvirt-dev must match libvirt0.
 STACK_PACKAGES=(
@@ -128,7 +129,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 echo "== installing spdk-backend (builds the native engine)"
-.venv/bin/python -m pip install -q -e '.[test,openstack]'
+# journal: systemd-python (built against libsystemd-dev), which oslo.log's
+# use_journal sends with.
+.venv/bin/python -m pip install -q -e '.[test,openstack,journal]'
 # libvirt-python binds the symbols of the libvirt it was built against: a
 # module built against 11.3 does not load with 9.0's libvirt0.
 libvirt_now=$(pkg-config --modversion libvirt)

@@ -5,11 +5,13 @@ The C engine logs from its reactors and control thread (native/lib/log).
 for (a line the pipe has no room for is dropped and counted, and the next
 one says so), and a thread here turns each record into a ``LogRecord`` of
 the logger ``spdk_backend.engine``: its level, the engine's own time stamp,
-and a message naming the engine thread and the source location.  The
-engine's level follows the logger's (``DEBUG`` shows every vhost-user
-message the engine receives).  Records flow to whatever handlers the
-program set up: the agent's stderr (journald under systemd) or its
-``log_file``.
+and a message naming the engine thread and the source location (also as
+the record's pathname, lineno and funcName, which journald gets as
+CODE_FILE, CODE_LINE and CODE_FUNC).  The engine's level is the logger's
+when ``forward()`` is called (``DEBUG`` shows every vhost-user message the
+engine receives).  Records flow to whatever handlers the program set up:
+the agent's are oslo.log's (agent/main.py: standard output, ``log_file``,
+the journal, or a ``log_config_append`` file).
 """
 
 import fcntl

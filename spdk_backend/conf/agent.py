@@ -267,16 +267,31 @@ Possible values:
 """),
     cfg.StrOpt(
         "log_file",
+        deprecated_for_removal=True,
+        deprecated_reason="The agent logs with oslo.log: use [DEFAULT] log_file.",
         help="""
-File the agent logs to; unset logs to standard error (the journal under
-systemd).  The engine's lines go there too, in the agent's format.
+File the agent logs to, the engine's lines included.
+
+Possible values:
+
+* A path; unset, ``[DEFAULT] log_file`` (or ``log_dir``) decides.
+
+Related options:
+
+* ``[DEFAULT] log_file``: wins when both are set.
 """),
     cfg.BoolOpt(
         "debug",
         default=False,
+        deprecated_for_removal=True,
+        deprecated_reason="The agent logs with oslo.log: use [DEFAULT] debug.",
         help="""
-Log at DEBUG level (every RPC request and reply), the engine included
-(every vhost-user message it receives).
+Log at DEBUG level, as ``[DEFAULT] debug`` does: every RPC request, and the
+engine's vhost-user message trace.
+
+Related options:
+
+* ``[DEFAULT] debug``: either of the two turns DEBUG on.
 """),
     cfg.BoolOpt(
         "fd_store",

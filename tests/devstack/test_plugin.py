@@ -190,6 +190,10 @@ def test_stack_unstack_clean(sandbox_factory):
     assert conf.agent.vhost_socket_group == "kvm"
     assert conf.agent.vhost_socket_mode == 0o660
     assert conf.agent.no_pin is True
+    # Logging in oslo.log's [DEFAULT], not the deprecated [agent] options.
+    written = _ini(box.agent_conf)
+    assert dict(written["DEFAULT"]) == {"debug": "False"}
+    assert "debug" not in written["agent"] and "log_file" not in written["agent"]
     # ... and the agent it configured is running and answering.
     with AgentClient(str(box.socket), timeout=10, connect_timeout=10) as client:
         assert client.call("spdk_get_version")["version"].startswith("spdk-backend")

@@ -31,7 +31,11 @@ def agent_command():
 
 
 class AgentProcess:
-    def __init__(self, base_dir, core_mask="0x1", max_delay_us=100, **options):
+    """``options`` go in ``[agent]``, ``defaults`` (oslo.log's, for one) in
+    ``[DEFAULT]``."""
+
+    def __init__(self, base_dir, core_mask="0x1", max_delay_us=100, defaults=None,
+                 **options):
         self.base_dir = base_dir
         self.rpc_socket = os.path.join(base_dir, "rpc.sock")
         self.vhost_socket_dir = os.path.join(base_dir, "vhost")
@@ -46,17 +50,25 @@ class AgentProcess:
                 "allowed_backing_dirs": tempfile.gettempdir()}
         opts.update(options)
         with open(self.conf_file, "w") as f:
+            if defaults:
+                f.write("[DEFAULT]\n")
+                for key, value in defaults.items():
+                    f.write("%s = %s\n" % (key, value))
             f.write("[agent]\n")
             for key, value in opts.items():
                 f.write("%s = %s\n" % (key, value))
         self.proc = None
 
-    def start(self, wait=True, timeout=30, env=None, service_manager=None):
+    def start(self, wait=True, timeout=30, env=None, service_manager=None, command=None,
+              prefix=()):
         """Start the daemon; env: extra environment variables (test hooks).
         With ``service_manager`` (tests/support/fdstore.py) it starts the
-        daemon as systemd would, passing its fd store."""
+        daemon as systemd would, passing its fd store.  ``command``: the
+        agent's program (default agent_command()); ``prefix``: a program
+        that execs it (nsenter, say)."""
         log = open(self.log_file, "ab")
-        argv = agent_command() + ["--config-file", self.conf_file]
+        argv = (list(prefix) + list(command or agent_command())
+                + ["--config-file", self.conf_file])
         try:
             if service_manager is not None:
                 self.proc = service_manager.start(

@@ -2,10 +2,13 @@
 
 One namespace per service (setup.cfg), one generator config each in
 etc/oslo-config-generator/, and the sample each writes in etc/spdk-backend/
-must be current and name the sections the service really reads.
+must be current and name the sections the service really reads.  The
+agent's also takes oslo.log's namespace: it logs with oslo.log, whose
+options are in [DEFAULT].
 """
 
 import configparser
+import importlib.metadata
 import io
 import os
 import re
@@ -14,6 +17,7 @@ from unittest import mock
 import pytest
 from oslo_config import cfg
 from oslo_config import generator
+from oslo_log import _options as oslo_log_options
 
 from spdk_backend.conf import agent as agent_conf
 from spdk_backend.conf import cinder as cinder_conf
@@ -24,6 +28,8 @@ from spdk_backend.conf import volume as volume_conf
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 GENERATOR_DIR = os.path.join(REPO, "etc", "oslo-config-generator")
 SERVICES = ("agent", "cinder", "nova")
+# Namespaces of other projects each service's sample takes too.
+LIBRARY_NAMESPACES = {"agent": ["oslo.log"], "cinder": [], "nova": []}
 
 
 def _generator_conf(service):
@@ -41,10 +47,19 @@ def _sample_path(service):
     return os.path.join(REPO, _read_generator_conf(service).output_file)
 
 
+def _loader(namespace):
+    """Ours from this checkout (the installed entry points may be an older
+    install's), a library's from its entry point."""
+    if namespace in opts.NAMESPACES:
+        return opts.NAMESPACES[namespace]
+    (entry,) = importlib.metadata.entry_points(group="oslo.config.opts", name=namespace)
+    return entry.load()
+
+
 def render_sample(service):
     gen_conf = _read_generator_conf(service)
     out = io.StringIO()
-    loaders = [(ns, opts.NAMESPACES[ns]) for ns in gen_conf.namespace]
+    loaders = [(ns, _loader(ns)) for ns in gen_conf.namespace]
     with mock.patch.object(generator, "_get_raw_opts_loaders", return_value=loaders):
         generator.generate(gen_conf, output_file=out)
     return out.getvalue()
@@ -70,7 +85,8 @@ def test_one_generator_config_per_service():
     assert sorted(os.listdir(GENERATOR_DIR)) == sorted("%s.conf" % s for s in SERVICES)
     for service in SERVICES:
         gen_conf = _read_generator_conf(service)
-        assert gen_conf.namespace == ["spdk_backend.%s" % service]
+        assert gen_conf.namespace == (["spdk_backend.%s" % service]
+                                      + LIBRARY_NAMESPACES[service])
         assert gen_conf.output_file == "etc/spdk-backend/%s.conf.sample" % service
 
 
@@ -95,10 +111,28 @@ def test_entry_points_declared():
     assert set(declared) == {"spdk_backend.%s" % s for s in SERVICES}
 
 
-def test_agent_sample_holds_the_agent_only():
-    # Only [agent]; the volume options are cinder-volume's, not the agent's.
+def test_agent_sample_holds_the_agent_and_its_logging():
+    # [DEFAULT]: oslo.log's options, every one (the agent sets logging up with
+    # oslo.log); [agent]: the agent's.  The volume options are
+    # cinder-volume's, not the agent's.
+    ((group, log_opts),) = oslo_log_options.list_opts()
+    assert group is None
     assert _sample_options("agent") == {
-        "DEFAULT": [], "agent": [o.dest for o in agent_conf.agent_opts]}
+        "DEFAULT": [o.dest for o in log_opts],
+        "agent": [o.dest for o in agent_conf.agent_opts]}
+    for name in ("debug", "log_file", "log_dir", "log_config_append", "use_journal"):
+        assert name in _sample_options("agent")["DEFAULT"], name
+
+
+def test_agent_sample_marks_the_old_logging_options_deprecated():
+    with open(_sample_path("agent")) as f:
+        text = f.read()
+    agent_part = text[text.index("\n[agent]\n"):]
+    for name in ("log_file", "debug"):
+        block = agent_part[:agent_part.index("\n#%s = " % name)]
+        block = block[block.rindex("\n\n"):]
+        assert "This option is deprecated for removal." in block, (name, block)
+        assert "use [DEFAULT] %s" % name in block, (name, block)
 
 
 def test_cinder_sample_uses_cinders_driver_options_group():
