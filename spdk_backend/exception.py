@@ -161,7 +161,22 @@ def from_io_errno(errno, name, io, offset):
 
 
 class AgentError(SpdkBackendException):
+    """The agent answered a call with a JSON-RPC ``error``.
+
+    The subclasses for an errno the agent returned (-19, -17, -16, -22) are
+    also the engine's class for that errno (:class:`NotFound`,
+    :class:`AlreadyExists`, :class:`Busy`, :class:`InvalidArgument`), so a
+    caller that works both with an engine and through an agent catches one
+    class; ``errno`` is then the positive errno, as an engine error's.
+    """
+
     msg_fmt = "agent error %(code)s: %(reason)s"
+
+    def __init__(self, message=None, **kwargs):
+        super().__init__(message, **kwargs)
+        code = kwargs.get("code", type(self).code)
+        self.errno = (-code if isinstance(code, int) and not isinstance(code, bool)
+                      and -WAITER_GAVE_UP < code < 0 else None)
 
 
 class AgentUnavailable(SpdkBackendException):
@@ -169,19 +184,20 @@ class AgentUnavailable(SpdkBackendException):
 
 
 # Typed agent errors, keyed by the JSON-RPC error code the agent replied with.
-class AgentNotFound(AgentError):
+# Those of an errno are the engine's class for it too (see AgentError).
+class AgentNotFound(AgentError, NotFound):
     code = -_errno.ENODEV
 
 
-class AgentAlreadyExists(AgentError):
+class AgentAlreadyExists(AgentError, AlreadyExists):
     code = -_errno.EEXIST
 
 
-class AgentBusy(AgentError):
+class AgentBusy(AgentError, Busy):
     code = -_errno.EBUSY
 
 
-class AgentInvalidArgument(AgentError):
+class AgentInvalidArgument(AgentError, InvalidArgument):
     code = -_errno.EINVAL
 
 

@@ -106,7 +106,9 @@ class SpdkVhostDriver(driver.VolumeDriver):
         """Turn spdk-backend exceptions into the Cinder exception that fits."""
         try:
             yield
-        except (exception.AgentNotFound, exception.NotFound) as exc:
+        # The agent's typed errors are these classes too (AgentNotFound is a
+        # NotFound, AgentBusy a Busy).
+        except exception.NotFound as exc:
             LOG.error("%s: %s", what, exc)
             if snapshot is not None:
                 raise cinder_exception.SnapshotNotFound(snapshot_id=snapshot.id) from exc
@@ -114,7 +116,7 @@ class SpdkVhostDriver(driver.VolumeDriver):
                 raise cinder_exception.VolumeNotFound(volume_id=volume.id) from exc
             raise cinder_exception.VolumeBackendAPIException(
                 data="%s: %s" % (what, exc)) from exc
-        except (exception.AgentBusy, exception.Busy) as exc:
+        except exception.Busy as exc:
             LOG.error("%s: %s", what, exc)
             name = volume_bdev_name(volume) if volume is not None else what
             raise cinder_exception.VolumeIsBusy(volume_name=name) from exc

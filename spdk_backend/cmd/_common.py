@@ -14,11 +14,11 @@ a ``file`` volume (its backing file is the bdev's ``filename``), a
 
 import argparse
 import collections
-import errno
 import hashlib
 import os
 import re
 
+from spdk_backend import connector
 from spdk_backend import exception
 from spdk_backend.virt.libvirt import host as libvirt_host
 
@@ -165,42 +165,24 @@ def list_volumes(client):
 
 def get_volume(client, name):
     """The volume ``name``; :class:`VolumeNotFound` if the agent has none."""
-    try:
-        bdevs = client.call("bdev_get_bdevs", name=name)
-    except exception.AgentNotFound:
-        bdevs = ()
-    except exception.AgentInvalidParams:
-        # The agent refuses names it could never hold.
+    # A name the agent refuses is one it could never hold: no such volume.
+    bdev = connector.get_bdev(client, name, invalid_is_missing=True)
+    if bdev is None:
         raise VolumeNotFound(name=name)
-    for bdev in bdevs or ():
-        if bdev.get("name") == name:
-            vol = volume_from_bdev(bdev)
-            if vol is None:
-                raise exception.InvalidInput(
-                    reason="bdev %s is a %s bdev, not a volume (file or malloc)"
-                           % (name, bdev.get("module")))
-            return vol
-    raise VolumeNotFound(name=name)
+    vol = volume_from_bdev(bdev)
+    if vol is None:
+        raise exception.InvalidInput(
+            reason="bdev %s is a %s bdev, not a volume (file or malloc)"
+                   % (name, bdev.get("module")))
+    return vol
 
 
-def controllers(client):
-    """Every controller of the agent, by name."""
-    return {c["ctrlr"]: c for c in client.call("vhost_get_controllers") or ()}
-
-
-def controller_bdev(ctrlr):
-    return ctrlr.get("backend_specific", {}).get("block", {}).get("bdev")
-
-
-def users_of(client, volume):
-    """Names of the controllers serving bdev ``volume``, sorted."""
-    return sorted(n for n, c in controllers(client).items() if controller_bdev(c) == volume)
+controllers = connector.controllers
+controller_bdev = connector.controller_bdev
+users_of = connector.controllers_of
 
 
 def refuse_in_use(client, volume):
-    users = users_of(client, volume)
-    if users:
-        raise exception.Busy(
-            op="volume %s" % volume, errno=errno.EBUSY,
-            reason="it is attached through controller(s) %s; detach it first "
-                   "(spdk-backend detach DOMAIN %s)" % (", ".join(users), volume))
+    connector.refuse_in_use(
+        client, volume, reason="it is attached through controller(s) %(users)s; detach "
+                               "it first (spdk-backend detach DOMAIN %(bdev)s)")

@@ -11,8 +11,8 @@ unused) is deleted again when libvirt refuses the disk.
 import argparse
 import logging
 import os
-import time
 
+from spdk_backend import connector
 from spdk_backend import exception
 from spdk_backend.cmd import _common
 from spdk_backend.cmd import _progress
@@ -39,19 +39,11 @@ def _socket_in_use(host, domain, socket_path):
 
 
 def _delete_controller(client, name, wait=BUSY_WAIT):
-    """Delete controller ``name``; waits while QEMU still has it open."""
-    deadline = time.monotonic() + wait
+    """Delete controller ``name``; waits while QEMU still has it open
+    (asked every 0.1 s for ``wait`` seconds; 0: asked once)."""
     with _progress.waiting("QEMU to close the socket of controller %s" % name, limit=wait):
-        while True:
-            try:
-                client.call("vhost_delete_controller", ctrlr=name)
-                return
-            except exception.AgentNotFound:
-                return
-            except exception.AgentBusy:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.1)
+        connector.delete_controller(client, name, attempts=1 << 30, interval=0.1,
+                                    backoff=1.0, max_interval=0.1, timeout=wait)
 
 
 def attach(client, host, domain, volume, queues=None, live=None, config=None,
@@ -63,21 +55,8 @@ def attach(client, host, domain, volume, queues=None, live=None, config=None,
     vol = _common.get_volume(client, volume)
     host.get_guest(domain)                       # DomainNotFound before any change
     name = _common.ctrlr_name(domain, volume)
-    ctrlr = _common.controllers(client).get(name)
-    created = False
-    if ctrlr is None:
-        params = {"ctrlr": name, "dev_name": vol.name}
-        if queues:
-            params["max_queues"] = queues
-        if readonly:
-            params["readonly"] = True
-        client.call("vhost_create_blk_controller", **params)
-        created = True
-        ctrlr = client.call("vhost_get_controllers", name=name)[0]
-    elif _common.controller_bdev(ctrlr) != vol.name:
-        raise exception.AlreadyExists(
-            op="attach", reason="controller %s exists and serves bdev %s, not %s"
-                                % (name, _common.controller_bdev(ctrlr), vol.name))
+    ctrlr, created = connector.create_or_adopt_controller(
+        client, name, vol.name, readonly=readonly, max_queues=queues)
     socket_path = ctrlr["socket"]
     try:
         was_live = any(d.live for d in policy.list_vhost_disks(host, domain)
@@ -135,10 +114,9 @@ def _roll_back(client, host, domain, volume, name, socket_path, created, exc):
                  domain)
         return
     try:
-        _delete_controller(client, name, wait=0)
-    except exception.AgentBusy:
-        # Only QEMU would connect; libvirt refused the disk, so force it.
-        client.call("vhost_delete_controller", ctrlr=name, force=True)
+        # Only QEMU would connect; libvirt refused the disk, so force it
+        # (where the agent can).
+        connector.delete_controller(client, name, attempts=1, force=True)
     except exception.SpdkBackendException as err:
         LOG.error("attach failed and controller %s could not be deleted: %s", name, err)
         raise exception.SpdkBackendException(

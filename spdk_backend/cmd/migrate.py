@@ -28,6 +28,7 @@ import sys
 
 from lxml import etree
 
+from spdk_backend import connector
 from spdk_backend import exception
 from spdk_backend.cmd import _common
 from spdk_backend.cmd import attach as attach_cmd
@@ -42,21 +43,17 @@ _DELETE_METHODS = {"uring": "bdev_uring_delete", "rbd": "bdev_rbd_delete"}
 
 
 def _bdev(client, name):
-    try:
-        bdevs = client.call("bdev_get_bdevs", name=name) or ()
-    except (exception.AgentNotFound, exception.AgentInvalidParams):
-        bdevs = ()
-    for bdev in bdevs:
-        if bdev.get("name") == name:
-            return bdev
-    return None
+    return connector.get_bdev(client, name, invalid_is_missing=True)
 
 
 def _serve_file(client, volume, path):
     """A uring bdev ``volume`` on ``path``, opened as shared storage (the
-    source host's agent serves the same file until the switch-over)."""
-    client.call("bdev_uring_create", name=volume, filename=path, shared=True)
-    return True
+    source host's agent serves the same file until the switch-over); whether
+    the agent took ``shared`` (an SPDK target locks nothing)."""
+    params = connector.spdk_params(client, "bdev_uring_create",
+                                   {"name": volume, "filename": path, "shared": True})
+    client.call("bdev_uring_create", **params)
+    return bool(params.get("shared"))
 
 
 def rewrite_xml(xml, domain, volume, socket_path):
@@ -131,14 +128,8 @@ def prepare_incoming(client, domain, volume, path=None, xml=None, queues=None,
             created_bdev = True
             bdev = _bdev(client, volume)
         if ctrlr is None:
-            params = {"ctrlr": name, "dev_name": volume}
-            if queues:
-                params["max_queues"] = queues
-            if readonly:
-                params["readonly"] = True
-            client.call("vhost_create_blk_controller", **params)
-            created_ctrlr = True
-            ctrlr = client.call("vhost_get_controllers", name=name)[0]
+            ctrlr, created_ctrlr = connector.create_or_adopt_controller(
+                client, name, volume, readonly=readonly, max_queues=queues)
         elif queues and (ctrlr.get("max_queues") or queues) < queues:
             raise exception.InvalidInput(
                 reason="controller %s has %s queues, the disk uses %d: delete it "
@@ -172,7 +163,7 @@ def prepare_incoming(client, domain, volume, path=None, xml=None, queues=None,
 def _undo(client, name, volume, created_ctrlr, created_bdev, bdev):
     if created_ctrlr:
         try:
-            client.call("vhost_delete_controller", ctrlr=name, force=True)
+            connector.delete_controller(client, name, attempts=1, force=True)
         except exception.SpdkBackendException as err:
             LOG.error("could not delete controller %s again: %s", name, err)
     if created_bdev and bdev is not None:

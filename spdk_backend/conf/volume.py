@@ -161,13 +161,16 @@ Name under which the agents register the cluster connection
 (``bdev_rbd_register_cluster``) and share it between every volume's bdev
 (``rbd`` backend).
 
+The agent of cinder-volume and of each compute host registers the cluster
+under this name on first use, from ``spdk_vhost_rbd_ceph_conf``,
+``spdk_vhost_rbd_user`` and ``spdk_vhost_rbd_keyring``, and every bdev
+names it (``cluster_name``, as SPDK's ``bdev_rbd_create`` takes it).
+
 Possible values:
 
-* Empty: every bdev names the connection settings itself; the agent still
-  shares one connection per (ceph.conf, user, keyring).
-* A name: the agent of cinder-volume and of each compute host registers the
-  cluster under it on first use, from ``spdk_vhost_rbd_ceph_conf``,
-  ``spdk_vhost_rbd_user`` and ``spdk_vhost_rbd_keyring``.
+* Empty: a name derived from those three settings
+  (``spdk-backend-<hash>``), the same on every host.
+* A name.
 
 Related options:
 

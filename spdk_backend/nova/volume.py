@@ -25,8 +25,8 @@ from nova import exception as nova_exception
 from nova.virt.libvirt import config as vconfig
 from nova.virt.libvirt.volume import volume as libvirt_volume
 
+from spdk_backend import connector
 from spdk_backend import exception
-from spdk_backend import utils
 from spdk_backend.agent import client as agent_client
 from spdk_backend.conf import nova as nova_conf
 from spdk_backend.nova import config as sb_config
@@ -232,6 +232,26 @@ def _local_params(call):
     return params
 
 
+def _local_calls(spec, requires):
+    """The agent calls that make the bdev on this host: ``requires`` then
+    ``spec``, each with :func:`_local_params`.
+
+    An rbd bdev call that names its Ceph files itself (connection infos
+    from before the Cinder driver registered clusters) becomes the
+    registration of a cluster with those files and a ``bdev_rbd_create``
+    that names it: SPDK's ``bdev_rbd_create`` has no ``config_file`` or
+    ``key_file``.
+    """
+    calls = [{"method": c["method"], "params": _local_params(c)} for c in requires]
+    params = _local_params(spec)
+    if spec["method"] == "bdev_rbd_create":
+        cluster, params = connector.split_rbd_create(params)
+        if cluster is not None:
+            calls.append(cluster)
+    calls.append({"method": spec["method"], "params": params})
+    return calls
+
+
 class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
     """A Cinder volume as a vhost-user-blk disk served by the local agent."""
 
@@ -273,15 +293,16 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
                             volume_id=volume_id,
                             reason="the agent has no bdev %s and the volume's "
                                    "backend cannot recreate it" % bdev)
-                    for call in requires:
-                        try:
-                            client.call(call["method"], **_local_params(call))
-                        except exception.AgentAlreadyExists:
-                            pass  # e.g. the cluster is registered already
-                    client.call(spec["method"], **_local_params(spec))
+                    *prerequisites, create = _local_calls(spec, requires)
+                    for call in prerequisites:
+                        # The only prerequisite: a cluster, kept once registered.
+                        connector.register_cluster(client, call["params"])
+                    connector.call(client, create["method"], create["params"])
                     data["bdev_created"] = bdev_made = True
-                ctrlr_made = self._create_controller(client, ctrlr, bdev, data)
-                socket = self._controller(client, ctrlr)["socket"]
+                found, ctrlr_made = connector.create_or_adopt_controller(
+                    client, ctrlr, bdev, readonly=data.get("access_mode") == "ro",
+                    max_queues=data.get("num_queues"))
+                socket = found["socket"]
                 denied = self._qemu_cannot_connect(instance, socket)
                 if denied:
                     # Undo only what this call made (a retried attach may
@@ -330,39 +351,7 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
 
     @staticmethod
     def _get_bdev(client, name):
-        try:
-            bdevs = client.call("bdev_get_bdevs", name=name)
-        except exception.AgentNotFound:
-            return None
-        return next((b for b in bdevs or () if b.get("name") == name), None)
-
-    @staticmethod
-    def _controller(client, ctrlr):
-        ctrlrs = client.call("vhost_get_controllers", name=ctrlr)
-        found = next((c for c in ctrlrs or () if c.get("ctrlr") == ctrlr), None)
-        if found is None:
-            raise exception.AgentNotFound(code=-19, reason="controller %s vanished" % ctrlr)
-        return found
-
-    def _create_controller(self, client, ctrlr, bdev, data):
-        """Create controller ``ctrlr`` for ``bdev``; True if this call made
-        it, False if it existed for the same bdev (a retried attach)."""
-        params = {"ctrlr": ctrlr, "dev_name": bdev,
-                  "readonly": data.get("access_mode") == "ro"}
-        if data.get("num_queues"):
-            params["max_queues"] = int(data["num_queues"])
-        try:
-            client.call("vhost_create_blk_controller", **params)
-            return True
-        except exception.AgentAlreadyExists:
-            # A retried attach: fine if it is the same bdev, an error if not.
-            existing = self._controller(client, ctrlr)
-            serves = existing.get("backend_specific", {}).get("block", {}).get("bdev")
-            if serves != bdev:
-                raise exception.AgentAlreadyExists(
-                    code=-17, reason="controller %s already serves bdev %s, not %s"
-                                     % (ctrlr, serves, bdev))
-            return False
+        return connector.get_bdev(client, name)
 
     # -- config -------------------------------------------------------------------
 
@@ -409,19 +398,9 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
     @staticmethod
     def _delete_controller(client, ctrlr, force):
         # QEMU closes the socket when libvirt has removed the disk, which may
-        # lag the detach a little: retry while the controller is busy.
-        @utils.retry(exception.AgentBusy, attempts=10, interval=0.1, max_interval=1.0)
-        def delete():
-            client.call("vhost_delete_controller", ctrlr=ctrlr)
-
-        try:
-            delete()
-        except exception.AgentNotFound:
-            pass  # already gone: the state we want
-        except exception.AgentBusy:
-            if not force:
-                raise
-            client.call("vhost_delete_controller", ctrlr=ctrlr, force=True)
+        # lag the detach a little: retried while the controller is busy.
+        connector.delete_controller(client, ctrlr, attempts=10, interval=0.1,
+                                    max_interval=1.0, force=force)
 
     @staticmethod
     def _delete_bdev(client, spec):
@@ -446,8 +425,10 @@ class LibvirtVhostUserBlkVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
         with self._client() as client:
             try:
                 # Cinder grew the file; the rescan makes the bdev pick up the
-                # size and the controller tell the guest (config change).
-                client.call(rescan, name=bdev)
+                # size and the controller tell the guest (config change).  An
+                # SPDK target's rbd bdev has no rescan: it watches the image.
+                if rescan not in connector.OUR_METHODS or connector.has_extensions(client):
+                    client.call(rescan, name=bdev)
                 info = self._get_bdev(client, bdev)
             except exception.SpdkBackendException as exc:
                 raise nova_exception.VolumeExtendFailed(volume_id=data["volume_id"],

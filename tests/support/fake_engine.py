@@ -27,6 +27,9 @@ class FakeEngine:
         self.ctrlrs = {}
         self.ticks = 0
         self.calls = []
+        self.clusters = {}
+        # Controllers a front-end holds: deleted only with force.
+        self.busy_ctrlrs = set()
         self.block = threading.Event()  # cleared -> engine calls hang (for tests)
         self.block.set()
 
@@ -95,7 +98,7 @@ class FakeEngine:
         size = os.path.getsize(filename)
         bs = block_size or 512
         return self._add("bdev_uring_create", name, "uring", size // bs, bs, uuid,
-                         filename=filename)
+                         filename=filename, shared=bool(shared))
 
     def bdev_uring_delete(self, name):
         self._del("bdev_uring_delete", name, "uring")
@@ -103,6 +106,52 @@ class FakeEngine:
     def bdev_uring_rescan(self, name):
         if name not in self.bdevs:
             raise _err(errno.ENODEV, "bdev_uring_rescan", "bdev %s does not exist" % name)
+
+    def bdev_rbd_register_cluster(self, name, user_id=None, config_param=None,
+                                  config_file=None, key_file=None):
+        if name in self.clusters:
+            raise _err(errno.EEXIST, "bdev_rbd_register_cluster",
+                       "cluster %s already exists" % name)
+        self.clusters[name] = {"cluster_name": name, "user_id": user_id,
+                               "config_param": config_param, "config_file": config_file,
+                               "key_file": key_file}
+
+    def bdev_rbd_unregister_cluster(self, name):
+        if name not in self.clusters:
+            raise _err(errno.ENOENT, "bdev_rbd_unregister_cluster",
+                       "cluster %s does not exist" % name)
+        if any(b.get("cluster_name") == name for b in self.bdevs.values()):
+            raise _err(errno.EBUSY, "bdev_rbd_unregister_cluster",
+                       "cluster %s is in use" % name)
+        del self.clusters[name]
+
+    def bdev_rbd_get_clusters_info(self, name=None):
+        if name is not None and name not in self.clusters:
+            raise _err(errno.ENOENT, "bdev_rbd_get_clusters_info",
+                       "cluster %s does not exist" % name)
+        return [dict(c) for n, c in self.clusters.items() if name in (None, n)]
+
+    def bdev_rbd_create(self, name, pool_name, rbd_name, block_size=512, user_id=None,
+                        config=None, config_file=None, key_file=None, cluster_name=None,
+                        uuid=None, read_only=False):
+        if cluster_name is not None and cluster_name not in self.clusters:
+            raise _err(errno.ENOENT, "bdev_rbd_create",
+                       "cluster %s does not exist" % cluster_name)
+        return self._add("bdev_rbd_create", name, "rbd", 8192, block_size, uuid,
+                         cluster_name=cluster_name)
+
+    def bdev_rbd_delete(self, name):
+        self._del("bdev_rbd_delete", name, "rbd")
+
+    def bdev_rbd_resize(self, name, new_size):
+        b = self.bdevs.get(name)
+        if b is None or b["module"] != "rbd":
+            raise _err(errno.ENODEV, "bdev_rbd_resize", "bdev %s does not exist" % name)
+        b["num_blocks"] = new_size * 1048576 // b["block_size"]
+
+    def bdev_rbd_rescan(self, name):
+        if name not in self.bdevs:
+            raise _err(errno.ENODEV, "bdev_rbd_rescan", "bdev %s does not exist" % name)
 
     def bdev_get_bdevs(self, name=None):
         self._wait("bdev_get_bdevs")
@@ -156,6 +205,10 @@ class FakeEngine:
         if ctrlr not in self.ctrlrs:
             raise _err(errno.ENODEV, "vhost_delete_controller",
                        "controller %s does not exist" % ctrlr)
+        if ctrlr in self.busy_ctrlrs and not force:
+            raise _err(errno.EBUSY, "vhost_delete_controller",
+                       "controller %s has a front-end" % ctrlr)
+        self.busy_ctrlrs.discard(ctrlr)
         del self.ctrlrs[ctrlr]
 
     def vhost_get_controllers(self, name=None):
@@ -180,6 +233,24 @@ class FakeEngine:
             raise _err(errno.ENODEV, "vhost_controller_set_coalescing",
                        "controller %s does not exist" % ctrlr)
         self.ctrlrs[ctrlr].update(delay=delay_base_us, iops=iops_threshold)
+
+
+class VolumeFakeEngine(FakeEngine):
+    """A FakeEngine whose bdevs also say, as the engine's do, their
+    ``module`` and the ``driver_specific`` facts the volume commands and
+    backends read (a uring bdev's file, an rbd bdev's cluster)."""
+
+    def bdev_get_bdevs(self, name=None):
+        out = super().bdev_get_bdevs(name)
+        for bdev in out:
+            b = self.bdevs[bdev["name"]]
+            bdev["module"] = b["module"]
+            if b["module"] == "uring":
+                bdev["driver_specific"] = {"uring": {"filename": b["filename"],
+                                                     "shared": b["shared"]}}
+            elif b["module"] == "rbd":
+                bdev["driver_specific"] = {"rbd": {"cluster_name": b["cluster_name"]}}
+        return out
 
 
 def agent_opts(base_dir, **overrides):

@@ -41,3 +41,30 @@ def test_waiter_gave_up_is_an_engine_timeout_never_an_io_error():
     io = exception.from_io_errno(-exception.WAITER_GAVE_UP, "m0", "read", 0)
     assert type(io) is exception.EngineTimeout
     assert "bdev m0 read at offset 0" in str(io)
+
+
+def test_agent_errno_errors_are_the_engine_classes_too():
+    # One class to catch whether the engine or the agent said it.
+    for code, agent_cls, engine_cls in (
+            (-errno.ENODEV, exception.AgentNotFound, exception.NotFound),
+            (-errno.ENOENT, exception.AgentNotFound, exception.NotFound),
+            (-errno.EEXIST, exception.AgentAlreadyExists, exception.AlreadyExists),
+            (-errno.EBUSY, exception.AgentBusy, exception.Busy),
+            (-errno.EINVAL, exception.AgentInvalidArgument, exception.InvalidArgument)):
+        exc = exception.agent_error(code, "the agent's reason")
+        assert type(exc) is agent_cls
+        assert isinstance(exc, engine_cls) and isinstance(exc, exception.AgentError)
+        assert exc.errno == -code and exc.code == code
+        assert str(exc) == "agent error %d: the agent's reason" % code
+    raised = exception.AgentNotFound(code=-19, reason="controller c0 vanished")
+    assert isinstance(raised, exception.NotFound) and raised.errno == errno.ENODEV
+
+
+def test_agent_protocol_errors_are_no_engine_errors():
+    for code in (-32700, -32600, -32601, -32602, -errno.EIO, None):
+        exc = exception.agent_error(code, "why")
+        assert isinstance(exc, exception.AgentError)
+        assert not isinstance(exc, exception.EngineError)
+        assert exc.errno == (errno.EIO if code == -errno.EIO else None)
+    # An engine error is never an agent error: the engine said it, no agent.
+    assert not isinstance(exception.from_errno(-errno.ENODEV, "x"), exception.AgentError)

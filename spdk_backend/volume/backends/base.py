@@ -10,8 +10,8 @@ nothing is ever looked up by prefix or substring.
 """
 
 import abc
-import errno
 
+from spdk_backend import connector
 from spdk_backend import exception
 
 
@@ -111,9 +111,9 @@ class VolumeBackend(abc.ABC):
     def bdev_prerequisites(self, name):
         """Agent calls (like :meth:`bdev_spec`) that must succeed before it.
 
-        Things the bdev refers to and an agent may lack, such as a registered
-        cluster connection.  An agent that already has one answers "exists",
-        which is fine.  The compute host runs them too.
+        Things the bdev refers to and an agent may lack: a registered
+        cluster connection (``bdev_rbd_register_cluster``, the only kind),
+        which an agent that has it keeps.  The compute host runs them too.
         """
         return []
 
@@ -124,10 +124,7 @@ class VolumeBackend(abc.ABC):
     def ensure_prerequisites(self, client, name):
         """Run :meth:`bdev_prerequisites` on ``client``'s agent."""
         for call in self.bdev_prerequisites(name):
-            try:
-                client.call(call["method"], **call["params"])
-            except exception.AgentAlreadyExists:
-                pass
+            connector.register_cluster(client, call["params"])
 
     def export(self, name):
         """Make sure the agent serves volume ``name`` as bdev ``name``.
@@ -141,7 +138,7 @@ class VolumeBackend(abc.ABC):
             self.ensure_prerequisites(self.client, name)
             spec = self.bdev_spec(name)
             try:
-                self.client.call(spec["method"], **spec["params"])
+                connector.call(self.client, spec["method"], spec["params"])
             except exception.AgentAlreadyExists:
                 pass  # a concurrent export won the race; same bdev
             bdev = self.get_bdev(name)
@@ -160,25 +157,11 @@ class VolumeBackend(abc.ABC):
         The agent hot-removes a bdev from its controllers when it is deleted,
         so deleting a volume a guest still uses must be refused here.
         """
-        ctrlrs = self.client.call("vhost_get_controllers") or ()
-        return [c["ctrlr"] for c in ctrlrs
-                if c.get("backend_specific", {}).get("block", {}).get("bdev") == name]
+        return connector.controllers_of(self.client, name)
 
     def _refuse_if_in_use(self, name):
-        users = self.controllers_of(name)
-        if users:
-            raise exception.Busy(op="volume %s" % name,
-                                 reason="served by vhost controller(s) %s"
-                                        % ", ".join(sorted(users)),
-                                 errno=errno.EBUSY)
+        connector.refuse_in_use(self.client, name)
 
     def get_bdev(self, name):
         """The agent's description of bdev ``name`` (exact name), or ``None``."""
-        try:
-            bdevs = self.client.call("bdev_get_bdevs", name=name)
-        except exception.AgentNotFound:
-            return None
-        for bdev in bdevs or ():
-            if bdev.get("name") == name:
-                return bdev
-        return None
+        return connector.get_bdev(self.client, name)

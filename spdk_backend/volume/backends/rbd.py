@@ -23,6 +23,7 @@ import logging
 import sys
 import threading
 
+from spdk_backend import connector
 from spdk_backend import exception
 from spdk_backend.volume.backends import base
 
@@ -79,9 +80,10 @@ class RbdBackend(base.VolumeBackend):
     :param ceph_conf: ceph.conf path (librados' default search when None).
     :param user_id: Ceph user without ``client.``.
     :param keyring: keyring path (from the configuration when None).
-    :param cluster_name: an agent cluster registered with
-        ``bdev_rbd_register_cluster`` for the bdevs; when None each bdev
-        names the connection settings above (the agent shares connections).
+    :param cluster_name: the name of the cluster connection the bdevs use,
+        which each agent registers (``bdev_rbd_register_cluster``) with the
+        settings above; when None a name derived from those settings
+        (:func:`spdk_backend.connector.rbd_cluster_name`).
     :param connect_timeout: seconds to wait for the monitors.
     """
 
@@ -289,8 +291,9 @@ class RbdBackend(base.VolumeBackend):
                     reason="volume %s is %d bytes; shrinking to %d is not supported"
                            % (name, current, size))
             img.resize(size)
-        if self.get_bdev(name) is not None:
-            # The bdev's update watch sees it too; rescan makes it synchronous.
+        if self.get_bdev(name) is not None and connector.has_extensions(self.client):
+            # The bdev's update watch sees it too (SPDK's has nothing else);
+            # the agent's rescan makes it synchronous.
             self.client.call("bdev_rbd_rescan", name=name)
 
     # -- snapshots and clones ------------------------------------------------------------
@@ -370,42 +373,38 @@ class RbdBackend(base.VolumeBackend):
 
     # -- serving -------------------------------------------------------------------------
 
+    @property
+    def agent_cluster_name(self):
+        """The cluster the bdevs name: ``cluster_name``, else one named
+        after the connection settings."""
+        return self.cluster_name or connector.rbd_cluster_name(
+            user_id=self.user_id, config_file=self.ceph_conf, key_file=self.keyring)
+
     def cluster_spec(self):
-        """The ``bdev_rbd_register_cluster`` call of ``cluster_name``, or None."""
-        if not self.cluster_name:
-            return None
-        params = {"name": self.cluster_name, "user_id": self.user_id}
-        if self.ceph_conf:
-            params["config_file"] = self.ceph_conf
-        if self.keyring:
-            params["key_file"] = self.keyring
-        return {"method": "bdev_rbd_register_cluster", "params": params}
+        """The ``bdev_rbd_register_cluster`` call of the bdevs' cluster."""
+        return connector.rbd_cluster_call(self.agent_cluster_name, user_id=self.user_id,
+                                          config_file=self.ceph_conf,
+                                          key_file=self.keyring)
 
     def bdev_prerequisites(self, name):
-        # A bdev that names a cluster needs it registered on its agent: the
+        # The bdev names a cluster, which its agent needs registered: the
         # compute host's agent may never have heard of it.
-        spec = self.cluster_spec()
-        return [spec] if spec is not None else []
+        return [self.cluster_spec()]
 
     def connection_extras(self, name):
         return {"rbd": {"pool": self.pool, "image": name, "user_id": self.user_id,
-                        "cluster_name": self.cluster_name}}
+                        "cluster_name": self.agent_cluster_name}}
 
     def supports_live_migration(self):
         return True     # every host's librbd opens the image; its lock moves
 
     def bdev_spec(self, name):
-        params = {"name": name, "pool_name": self.pool, "rbd_name": name,
-                  "block_size": self.block_size}
-        if self.cluster_name:
-            params["cluster_name"] = self.cluster_name
-        else:
-            params["user_id"] = self.user_id
-            if self.ceph_conf:
-                params["config_file"] = self.ceph_conf
-            if self.keyring:
-                params["key_file"] = self.keyring
-        return {"method": "bdev_rbd_create", "params": params}
+        # SPDK's bdev_rbd_create names a registered cluster for the
+        # connection (it has no config_file or key_file).
+        return {"method": "bdev_rbd_create",
+                "params": {"name": name, "pool_name": self.pool, "rbd_name": name,
+                           "block_size": self.block_size,
+                           "cluster_name": self.agent_cluster_name}}
 
     @_ceph_errors
     def export(self, name):

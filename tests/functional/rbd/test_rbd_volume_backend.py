@@ -85,11 +85,16 @@ def test_volume_snapshot_clone_lifecycle(backend, agent, ceph_cluster):
 
     # Served by the agent: an rbd bdev any host could create from the spec.
     spec = be.bdev_spec("vol-b")
+    cluster = be.agent_cluster_name
     assert spec == {"method": "bdev_rbd_create",
                     "params": {"name": "vol-b", "pool_name": "rbd", "rbd_name": "vol-b",
-                               "block_size": 512, "user_id": "admin",
-                               "config_file": ceph_cluster.conf,
-                               "key_file": ceph_cluster.keyring}}
+                               "block_size": 512, "cluster_name": cluster}}
+    # ... after the registration of the cluster it names (SPDK's
+    # bdev_rbd_create takes no Ceph files).
+    assert be.bdev_prerequisites("vol-b") == [
+        {"method": "bdev_rbd_register_cluster",
+         "params": {"name": cluster, "user_id": "admin", "config_file": ceph_cluster.conf,
+                    "key_file": ceph_cluster.keyring}}]
     bdev = be.export("vol-b")
     assert bdev["module"] == "rbd" and bdev["num_blocks"] == 96 * MiB // 512
     assert be.export("vol-b")["uuid"] == bdev["uuid"]  # idempotent

@@ -22,6 +22,7 @@ from nova import objects  # noqa: E402
 from nova.tests.unit import fake_instance  # noqa: E402
 from oslo_config import fixture as config_fixture  # noqa: E402
 
+from spdk_backend import connector  # noqa: E402
 from spdk_backend import exception  # noqa: E402
 from spdk_backend.agent import methods as agent_methods  # noqa: E402,F401
 from spdk_backend.agent import rpc as agent_rpc  # noqa: E402
@@ -122,6 +123,7 @@ class FakeClient:
         self.calls = []
         self.bdevs = {b: {"name": b, "num_blocks": 8, "block_size": 512} for b in bdevs}
         self.ctrlrs = {}
+        self.clusters = set()
 
     def __enter__(self):
         return self
@@ -131,6 +133,18 @@ class FakeClient:
 
     def call(self, method, **params):
         self.calls.append((method, params))
+        if method == "bdev_rbd_register_cluster":
+            if params["name"] in self.clusters:
+                # SPDK's answer to a name it has: no errno.
+                raise exception.AgentError(code=-1, reason="Operation not permitted")
+            self.clusters.add(params["name"])
+            return params["name"]
+        if method == "bdev_rbd_get_clusters_info":
+            if params["name"] not in self.clusters:
+                raise exception.AgentNotFound(code=-2, reason="no cluster")
+            return {"cluster_name": params["name"]}
+        if method == "rpc_get_methods":
+            return list(agent_rpc.REGISTRY)
         if method == "bdev_get_bdevs":
             if params["name"] not in self.bdevs:
                 raise exception.AgentNotFound(code=-19, reason="no bdev")
@@ -177,14 +191,15 @@ def _info(backend="file", **data):
                 "params": {"name": name, "filename": "/v/" + name, "block_size": 512}}
         requires = []
     else:
+        # What the Cinder driver hands out: SPDK's bdev_rbd_create, naming
+        # a cluster the compute host registers first.
         spec = {"method": "bdev_rbd_create",
                 "params": {"name": name, "pool_name": "volumes", "rbd_name": name,
-                           "block_size": 512, "user_id": "cinder",
-                           "config_file": "/cinder/ceph.conf",
-                           "key_file": "/cinder/keyring"}}
+                           "block_size": 512, "cluster_name": "ceph-1"}}
         requires = [{"method": "bdev_rbd_register_cluster",
                      "params": {"name": "ceph-1", "user_id": "cinder",
-                                "config_file": "/cinder/ceph.conf"}}]
+                                "config_file": "/cinder/ceph.conf",
+                                "key_file": "/cinder/keyring"}}]
     info = {"volume_id": vol_id, "name": name, "bdev_name": name, "bdev": spec,
             "bdev_requires": requires, "block_size": 512, "num_queues": 1,
             "access_mode": "rw", "backend": backend}
@@ -315,7 +330,8 @@ def test_delete_and_rescan_come_from_the_table(drv, agent, backend, create, dele
         == ([] if backend == "file" else ["bdev_rbd_register_cluster"]) + [create]
     del agent.calls[:]
     assert drv.extend_volume(info, inst, 4096) == 8 * 512
-    assert agent.calls[0] == (rescan, {"name": data["bdev_name"]})
+    assert [c for c in agent.calls if c[0] != "rpc_get_methods"][0] == \
+        (rescan, {"name": data["bdev_name"]})
     del agent.calls[:]
     drv.disconnect_volume(info, inst)
     assert agent.calls[-1] == (delete, {"name": data["bdev_name"]})
@@ -327,11 +343,45 @@ def test_rbd_calls_take_this_hosts_ceph_files(drv, agent, conf):
     info = _info("rbd")
     drv.connect_volume(info, _instance("large"))
     made = {m: p for m, p in agent.calls}
-    for method in ("bdev_rbd_register_cluster", "bdev_rbd_create"):
-        assert made[method]["config_file"] == "/etc/ceph/ceph.conf"
-        assert made[method]["key_file"] == "/etc/ceph/nova.keyring"
+    # The cluster gets this host's files; the bdev names the cluster only.
+    assert made["bdev_rbd_register_cluster"] == {
+        "name": "ceph-1", "user_id": "cinder", "config_file": "/etc/ceph/ceph.conf",
+        "key_file": "/etc/ceph/nova.keyring"}
+    assert made["bdev_rbd_create"]["cluster_name"] == "ceph-1"
+    assert not {"config_file", "key_file", "user_id"} & set(made["bdev_rbd_create"])
     # The connection info itself is left as Cinder wrote it.
-    assert info["data"]["bdev"]["params"]["config_file"] == "/cinder/ceph.conf"
+    assert info["data"]["bdev_requires"][0]["params"]["config_file"] == "/cinder/ceph.conf"
+
+
+def test_an_earlier_rbd_connection_info_becomes_a_registered_cluster(drv, agent, conf):
+    # Connection infos made before the Cinder driver registered clusters
+    # name the Ceph files in bdev_rbd_create, which SPDK's does not take.
+    conf.config(group="spdk_vhost", rbd_keyring="/etc/ceph/nova.keyring")
+    info = _info("rbd", bdev_requires=[])
+    params = info["data"]["bdev"]["params"]
+    del params["cluster_name"]
+    params.update(user_id="cinder", config_file="/cinder/ceph.conf",
+                  key_file="/cinder/keyring")
+    drv.connect_volume(info, _instance("large"))
+    made = [(m, p) for m, p in agent.calls if m.startswith("bdev_rbd_")]
+    cluster = connector.rbd_cluster_name(user_id="cinder", config_file="/cinder/ceph.conf",
+                                         key_file="/etc/ceph/nova.keyring")
+    assert made == [
+        ("bdev_rbd_register_cluster", {"name": cluster, "user_id": "cinder",
+                                       "config_file": "/cinder/ceph.conf",
+                                       "key_file": "/etc/ceph/nova.keyring"}),
+        ("bdev_rbd_create", {"name": info["data"]["bdev_name"], "pool_name": "volumes",
+                             "rbd_name": info["data"]["bdev_name"], "block_size": 512,
+                             "cluster_name": cluster})]
+    # Connected twice (another volume of the same cluster): registered once.
+    agent.calls.clear()
+    agent.clusters = {cluster}
+    second = _info("rbd", bdev_requires=[])
+    second["data"]["bdev"]["params"] = dict(
+        params, name=second["data"]["bdev_name"], rbd_name=second["data"]["bdev_name"])
+    drv.connect_volume(second, _instance("large"))
+    assert [m for m, _ in agent.calls if m.startswith("bdev_rbd_")] == \
+        ["bdev_rbd_register_cluster", "bdev_rbd_get_clusters_info", "bdev_rbd_create"]
 
 
 def test_the_tables_cover_what_the_volume_backends_hand_out(tmp_path, monkeypatch):

@@ -135,16 +135,21 @@ def test_volume_lifecycle_and_connection(drv, ctx, client, ceph_cluster):
     info = drv.initialize_connection(vol, {"host": "h"})
     assert info["driver_volume_type"] == "vhost_user_blk"
     data = info["data"]
-    # Everything another host needs to serve the image: pool, image, user, files.
+    # Everything another host needs to serve the image: pool, image, and the
+    # cluster (user, files) to register first; SPDK's bdev_rbd_create names
+    # a cluster, never the files.
+    cluster = drv.backend.agent_cluster_name
+    assert cluster.startswith("spdk-backend-")
     assert data["bdev"] == {"method": "bdev_rbd_create",
                             "params": {"name": name, "pool_name": ceph_cluster.pool,
                                        "rbd_name": name, "block_size": 512,
-                                       "user_id": "admin",
-                                       "config_file": ceph_cluster.conf,
-                                       "key_file": ceph_cluster.keyring}}
-    assert data["bdev_requires"] == []
+                                       "cluster_name": cluster}}
+    assert data["bdev_requires"] == [{
+        "method": "bdev_rbd_register_cluster",
+        "params": {"name": cluster, "user_id": "admin", "config_file": ceph_cluster.conf,
+                   "key_file": ceph_cluster.keyring}}]
     assert data["rbd"] == {"pool": ceph_cluster.pool, "image": name, "user_id": "admin",
-                           "cluster_name": None}
+                           "cluster_name": cluster}
     assert data["num_blocks"] * data["block_size"] == GiB
     (bdev,) = client.call("bdev_get_bdevs", name=name)
     rbd = bdev["driver_specific"]["rbd"]

@@ -142,10 +142,12 @@ def test_compute_host_serves_the_image_from_the_connection_info(
         _attach_write_detach(drv, info, compute, ceph_cluster)
 
         # Another compute host keeps its Ceph files elsewhere: cinder-volume's
-        # paths do not exist there, [spdk_vhost] names this host's own.
-        params = info["data"]["bdev"]["params"]
+        # paths do not exist there, [spdk_vhost] names this host's own.  It
+        # has not registered the cluster yet.
+        params = info["data"]["bdev_requires"][0]["params"]
         params["config_file"] = "/nonexistent/ceph.conf"
         params["key_file"] = "/nonexistent/keyring"
+        compute.call("bdev_rbd_unregister_cluster", name=params["name"])
         conf.config(group="spdk_vhost",
                     rbd_ceph_conf=shutil.copy(ceph_cluster.conf, local),
                     rbd_keyring=shutil.copy(ceph_cluster.keyring, local))
