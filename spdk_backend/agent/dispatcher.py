@@ -3,8 +3,10 @@
 Engine calls are synchronous (the C side waits for the owning reactor), so
 handlers that touch the engine run in one worker thread: state changes are
 serialized and the server's event loop never waits on the engine.  After a
-successful state-changing call the whole configuration is written to the
-state file before the reply goes out.
+successful state-changing call the whole configuration goes to the state
+file's writer (group commit, state.StateWriter) and the reply goes out once
+a write that includes the change is on disk; the worker thread runs the
+next call meanwhile.
 """
 
 import asyncio
@@ -90,41 +92,60 @@ class Dispatcher:
         meth = self.lookup(name)
         params = rpc.decode(meth, raw_params)
         try:
-            return self._run(meth, params, persist)
+            result, saved = self._run(meth, params, persist)
         except RetryLater as again:
             raise error_from_exception(again.error) from None
+        self._check_saved(meth, saved, saved.exception() if saved is not None else None)
+        return result
 
     def _run(self, meth, params, persist=True):
+        """Run the handler: (result, Future of the state write or None)."""
         try:
             result = meth.func(self.ctx, params)
         except RetryLater:
             raise
         except Exception as exc:  # every failure becomes a JSON-RPC error
             raise error_from_exception(exc) from None
+        saved = None
         if meth.mutates and persist:
-            try:
-                self.ctx.state.save()
-            except OSError as exc:
-                LOG.error("%s succeeded but the state file could not be written: %s",
-                          meth.name, exc)
-                raise jsonrpc.RpcError(
-                    -(exc.errno or errno.EIO),
-                    "%s succeeded but the agent could not save its state (%s); the change "
-                    "is lost on restart unless the state directory is fixed"
-                    % (meth.name, exc.strerror or exc)) from None
-        return result
+            saved = self.ctx.state.save_later()
+        return result, saved
+
+    @staticmethod
+    def _check_saved(meth, saved, exc):
+        """The RpcError for a change whose state write failed (exc), if any."""
+        if saved is None or exc is None:
+            return
+        LOG.error("%s succeeded but the state file could not be written: %s", meth.name, exc)
+        raise jsonrpc.RpcError(
+            -(getattr(exc, "errno", None) or errno.EIO),
+            "%s succeeded but the agent could not save its state (%s); the change "
+            "is lost on restart unless the state directory is fixed"
+            % (meth.name, getattr(exc, "strerror", None) or exc)) from None
 
     async def call(self, name, raw_params):
         """Run one call from the event loop; the result or RpcError."""
         meth = self.lookup(name)
         params = rpc.decode(meth, raw_params)
         if meth.inline:
-            return self._run(meth, params)
-        loop = asyncio.get_running_loop()
-        while True:
+            result, saved = self._run(meth, params)
+        else:
+            loop = asyncio.get_running_loop()
+            while True:
+                try:
+                    result, saved = await loop.run_in_executor(self.executor, self._run,
+                                                               meth, params)
+                    break
+                except RetryLater as again:
+                    if time.monotonic() >= again.deadline:
+                        raise error_from_exception(again.error) from None
+                    await asyncio.sleep(RETRY_INTERVAL)
+        if saved is not None:
+            # Answered once the change is on disk; other calls run meanwhile.
             try:
-                return await loop.run_in_executor(self.executor, self._run, meth, params)
-            except RetryLater as again:
-                if time.monotonic() >= again.deadline:
-                    raise error_from_exception(again.error) from None
-                await asyncio.sleep(RETRY_INTERVAL)
+                await asyncio.wrap_future(saved)
+                exc = None
+            except OSError as err:
+                exc = err
+            self._check_saved(meth, saved, exc)
+        return result

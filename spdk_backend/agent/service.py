@@ -338,8 +338,10 @@ class Agent:
                 LOG.info("upgrade asked: handing every session over")
                 self._rpc_fd = self.server.detach()
                 self.server.stop_accepting()
-                # Calls already taken finish and their replies go out first.
+                # Calls already taken finish and their replies go out first;
+                # the successor reads the state file with all of them.
                 await loop.run_in_executor(self.executor, lambda: None)
+                await loop.run_in_executor(None, self.state.flush)
                 await asyncio.sleep(UPGRADE_GRACE_S / 4)
             else:
                 LOG.info("shutting down")
@@ -396,6 +398,8 @@ class Agent:
         if self.executor is not None:
             self.executor.shutdown(wait=True)
             self.executor = None
+        # Every change a call made is on disk before the engine goes.
+        self.state.close()
         if self.engine is not None:
             try:
                 self.engine.stop()

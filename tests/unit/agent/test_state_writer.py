@@ -1,0 +1,137 @@
+"""The state file's group commit (state.StateWriter) and cached rendering."""
+
+import errno
+import json
+import random
+import threading
+
+import pytest
+
+from spdk_backend.agent import state as agent_state
+
+
+def test_cached_render_is_the_rendered_config(tmp_path):
+    """AgentState.render() (cached lines) gives the bytes render(to_config()) gives."""
+    rnd = random.Random(7)
+    st = agent_state.AgentState(str(tmp_path))
+    names = []
+    for step in range(600):
+        op = rnd.random()
+        if op < 0.4 or not names:
+            name = "b%d" % step
+            st.add_bdev(name, "bdev_malloc_create", {"name": name, "num_blocks": step + 1,
+                                                     "block_size": 512})
+            st.add_ctrlr("c" + name, {"ctrlr": "c" + name, "dev_name": name})
+            names.append(name)
+        elif op < 0.55:
+            st.update_bdev(rnd.choice(names), num_blocks=rnd.randint(1, 1 << 20))
+        elif op < 0.65:
+            st.set_qos(rnd.choice(names), {"rw_ios_per_sec": rnd.choice([0, 1000])})
+        elif op < 0.75:
+            st.set_coalescing("c" + rnd.choice(names), rnd.randint(0, 50), 1000)
+        elif op < 0.78:
+            # Created again under a name it had: keeps its place.
+            name = rnd.choice(names)
+            st.add_bdev(name, "bdev_null_create", {"name": name, "num_blocks": step})
+            st.add_ctrlr("c" + name, {"ctrlr": "c" + name, "dev_name": name, "step": step})
+        elif op < 0.8:
+            st.add_pending("bdev", {"method": "bdev_uring_create",
+                                    "params": {"name": "u%d" % step, "filename": "/x"}})
+        else:
+            name = names.pop(rnd.randrange(len(names)))
+            st.remove_ctrlr("c" + name)
+            st.remove_bdev(name)
+        if step % 50 == 0:
+            assert st.render() == agent_state.render(st.to_config())
+    assert st.render() == agent_state.render(st.to_config())
+    json.loads(st.render())
+
+
+class _GatedWrites:
+    """atomic_write that waits for a go-ahead and records what it wrote."""
+
+    def __init__(self, monkeypatch, fail=None):
+        self.go = threading.Event()
+        self.started = threading.Event()
+        self.written = []
+        self.fail = fail
+        real = agent_state.atomic_write
+
+        def write(path, data):
+            self.started.set()
+            assert self.go.wait(10)
+            if self.fail is not None:
+                raise self.fail
+            real(path, data)
+            self.written.append(data)
+        monkeypatch.setattr(agent_state, "atomic_write", write)
+
+
+def test_changes_during_a_write_share_the_next(tmp_path, monkeypatch):
+    gate = _GatedWrites(monkeypatch)
+    w = agent_state.StateWriter(str(tmp_path / "config.json"))
+    first = w.submit(b"1")
+    assert gate.started.wait(10)
+    # While the first write waits, nine more snapshots come in.
+    rest = [w.submit(str(n).encode()) for n in range(2, 11)]
+    assert not first.done() and not any(f.done() for f in rest)
+    gate.go.set()
+    for fut in [first] + rest:
+        assert fut.result(10) is None
+    w.flush()
+    # Two writes for ten changes: the first, then the newest of the others.
+    assert gate.written == [b"1", b"10"]
+    assert w.writes == 2
+    assert (tmp_path / "config.json").read_bytes() == b"10"
+    w.close()
+
+
+def test_a_failed_write_fails_its_changes_and_the_next_may_succeed(tmp_path, monkeypatch):
+    gate = _GatedWrites(monkeypatch, fail=OSError(errno.ENOSPC, "No space left on device"))
+    w = agent_state.StateWriter(str(tmp_path / "config.json"))
+    fut = w.submit(b"a")
+    gate.go.set()
+    with pytest.raises(OSError) as err:
+        fut.result(10)
+    assert err.value.errno == errno.ENOSPC
+    gate.fail = None
+    assert w.submit(b"b").result(10) is None
+    assert (tmp_path / "config.json").read_bytes() == b"b"
+    w.close()
+
+
+def test_close_writes_what_is_queued_and_a_later_submit_works(tmp_path, monkeypatch):
+    gate = _GatedWrites(monkeypatch)
+    w = agent_state.StateWriter(str(tmp_path / "config.json"))
+    futs = [w.submit(b"x"), w.submit(b"y")]
+    gate.go.set()
+    w.close()
+    assert all(f.done() for f in futs)
+    assert (tmp_path / "config.json").read_bytes() == b"y"
+    # An agent whose upgrade failed serves on: the writer starts again.
+    assert w.submit(b"z").result(10) is None
+    assert (tmp_path / "config.json").read_bytes() == b"z"
+    w.close()
+
+
+def test_save_later_renders_now_and_writes_in_order(tmp_path):
+    st = agent_state.AgentState(str(tmp_path))
+    futs = []
+    for n in range(20):
+        st.add_bdev("b%d" % n, "bdev_null_create", {"name": "b%d" % n, "num_blocks": 8,
+                                                    "block_size": 512})
+        futs.append(st.save_later())
+    for fut in futs:
+        fut.result(10)
+    on_disk = agent_state.load_file(st.path)
+    assert on_disk == st.to_config()
+    assert 1 <= st.writes <= 20
+    st.close()
+
+
+def test_no_state_dir_no_writer():
+    st = agent_state.AgentState(None)
+    st.add_bdev("b", "bdev_null_create", {"name": "b"})
+    assert st.save_later() is None
+    st.flush()
+    st.close()
