@@ -76,6 +76,7 @@ struct sb_vhost_vq {
 	uint16_t n_resubmit;
 	uint16_t resubmit_pos;
 	bool kick_registered;
+	int kick_wake_fd;  /* the fd the reactor watches (kickfd may change while parked) */
 	bool notify_off;  /* kicks suppressed while the reactor polls (sb_vring_notify_off) */
 	int run_callfd;  /* the fd the reactor signals (swapped by message) */
 	/* Dirty logging of the used ring (SET_VRING_ADDR with VHOST_VRING_F_LOG). */

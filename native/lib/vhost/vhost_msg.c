@@ -613,6 +613,11 @@ _reset_queues(struct sb_vhost_ctrlr *c)
 {
 	uint16_t q;
 
+	if (c->parked) {
+		/* Its reactors still read the queues, c->mem and c->features: the
+		 * reset waits until they caught up (vhost_park.c). */
+		return;
+	}
 	for (q = 0; q < c->max_queues; q++) {
 		struct sb_vhost_vq *vq = &c->vqs[q];
 
@@ -640,6 +645,11 @@ _reset_queues(struct sb_vhost_ctrlr *c)
 void
 sb_vhost_session_reset(struct sb_vhost_ctrlr *c)
 {
+	if (c->parked) {
+		/* Only what no reactor reads; the rest when c recovers. */
+		sb_vhost_ctl_set_slave(c, -1);
+		return;
+	}
 	_reset_queues(c);
 	sb_vhost_release_mem(c, c->mem, true);
 	c->mem = NULL;

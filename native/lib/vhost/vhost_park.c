@@ -162,6 +162,8 @@ _recover(struct sb_vhost_ctrlr *c)
 		sb_vhost_vq_forget(&c->vqs[q]);
 	}
 	c->parked = false;
+	/* The session's reset, skipped while parked (its fds, memory, log, inflight). */
+	sb_vhost_session_reset(c);
 	while ((r = c->parked_res) != NULL) {
 		c->parked_res = r->next;
 		_release_now(r);
@@ -185,7 +187,9 @@ _caught_up(struct sb_vhost_ctrlr *c)
 void
 sb_vhost_ctrlr_free(struct sb_vhost_ctrlr *c)
 {
-	if (!c->parked && sb_vhost_bdev_close(c) == 0) {
+	if (!c->parked && (sb_vhost_bdev_close(c) == 0 || !c->parked)) {
+		/* Closed, or a call that never reached a reactor failed (no memory,
+		 * the engine stopping): nothing of c is queued anywhere. */
 		free(c);
 		return;
 	}
@@ -247,6 +251,9 @@ sb_vhost_park_drain(uint64_t timeout_us)
 		SB_ERRLOG("vhost %s: its reactor never caught up; the controller is left in "
 			  "memory\n", c->name);
 	}
+	/* Leaked on purpose: an engine started again in this process must not see them. */
+	LIST_INIT(&g_zombies);
+	g_nzombies = 0;
 }
 
 static void

@@ -271,6 +271,7 @@ _vq_start_on_reactor(void *ctx, struct sb_completion *done)
 				   c->name, vq->index, rc);
 		} else {
 			vq->kick_registered = true;
+			vq->kick_wake_fd = vq->kickfd;
 		}
 	}
 	if (!vq->kick_registered) {
@@ -496,7 +497,7 @@ _vq_stop_begin(struct sb_vhost_vq *vq, struct sb_completion *done)
 		sb_vhost_vq_flush_call(vq);
 	}
 	if (vq->kick_registered) {
-		sb_reactor_remove_wake_fd(vq->kickfd);
+		sb_reactor_remove_wake_fd(vq->kick_wake_fd);
 		vq->kick_registered = false;
 	}
 	/* Finished by the last completion (sb_vhost_task_done) or the flush. */
