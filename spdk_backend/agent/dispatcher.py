@@ -95,7 +95,8 @@ class Dispatcher:
             result, saved = self._run(meth, params, persist)
         except RetryLater as again:
             raise error_from_exception(again.error) from None
-        self._check_saved(meth, saved, saved.exception() if saved is not None else None)
+        if meth.mutates and saved is not None:
+            self._check_saved(meth, saved, saved.exception())
         return result
 
     def _run(self, meth, params, persist=True):
@@ -109,6 +110,9 @@ class Dispatcher:
         saved = None
         if meth.mutates and persist:
             saved = self.ctx.state.save_later()
+        elif not meth.inline:
+            # A read answers after the changes it may show are on disk.
+            saved = self.ctx.state.pending_write()
         return result, saved
 
     @staticmethod
@@ -142,10 +146,13 @@ class Dispatcher:
                     await asyncio.sleep(RETRY_INTERVAL)
         if saved is not None:
             # Answered once the change is on disk; other calls run meanwhile.
+            # Shielded: a connection that goes away must not cancel the
+            # write's future, which other calls' replies wait on too.
             try:
-                await asyncio.wrap_future(saved)
+                await asyncio.shield(asyncio.wrap_future(saved))
                 exc = None
-            except OSError as err:
+            except Exception as err:
                 exc = err
-            self._check_saved(meth, saved, exc)
+            if meth.mutates:
+                self._check_saved(meth, saved, exc)
         return result

@@ -142,6 +142,12 @@ def method(name, *params, mutates=False, inline=False, startup_only=False):
     the server's event loop.  ``startup_only``: callable only before init
     (``rpc_get_methods`` with ``current`` leaves it out, as SPDK does).
     """
+    if mutates and inline:
+        # Changes happen in the worker thread only: the state file's
+        # snapshots then follow the order of the changes (state.StateWriter).
+        raise RuntimeError("RPC method %s: a method that changes the configuration "
+                           "cannot run inline" % name)
+
     def register(func):
         if name in REGISTRY:
             raise RuntimeError("RPC method %s registered twice" % name)

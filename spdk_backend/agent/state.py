@@ -161,7 +161,7 @@ class StateWriter:
             self._seq += 1
             self._data = data
             self._waiting.append((self._seq, fut))
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="state-writer",
                                                 daemon=True)
                 self._thread.start()
@@ -180,19 +180,27 @@ class StateWriter:
             err = None
             try:
                 atomic_write(self.path, data)
-            except OSError as exc:
+            except Exception as exc:  # every failure goes to the changes it carried
                 err = exc
-            with self._cond:
-                self.writes += 1
-                done = [f for n, f in self._waiting if n <= seq]
-                self._waiting = [(n, f) for n, f in self._waiting if n > seq]
-                self._busy = False
-                self._cond.notify_all()
+            finally:
+                with self._cond:
+                    self.writes += 1
+                    done = [f for n, f in self._waiting if n <= seq]
+                    self._waiting = [(n, f) for n, f in self._waiting if n > seq]
+                    self._busy = False
+                    self._cond.notify_all()
             for fut in done:
+                if fut.done():      # a waiter that went away (cancelled)
+                    continue
                 if err is None:
                     fut.set_result(None)
                 else:
                     fut.set_exception(err)
+
+    def pending(self):
+        """The Future of the newest snapshot not written yet, or None."""
+        with self._cond:
+            return self._waiting[-1][1] if self._waiting else None
 
     def flush(self):
         """Wait until everything submitted so far is written (or failed)."""
@@ -352,12 +360,12 @@ class AgentState:
         return _render_lines(subsystems)
 
     def save(self):
-        """Write the whole configuration to the state file, atomically, now."""
+        """Write the whole configuration to the state file, atomically, and
+        wait for it (through the writer: one writer at a time); OSError."""
         if self.path is None:
             return
-        self.flush()
-        atomic_write(self.path, self.render())
         self.saves += 1
+        self._writer.submit(self.render()).result()
 
     def save_later(self):
         """Hand a snapshot to the writer thread (group commit); a Future of
@@ -372,6 +380,10 @@ class AgentState:
     def writes(self):
         """State file writes done by the writer thread."""
         return self._writer.writes if self._writer is not None else 0
+
+    def pending_write(self):
+        """The Future of the newest change not on disk yet, or None."""
+        return self._writer.pending() if self._writer is not None else None
 
     def flush(self):
         """Wait until every snapshot handed to the writer is on disk."""

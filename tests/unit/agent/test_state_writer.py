@@ -135,3 +135,68 @@ def test_no_state_dir_no_writer():
     assert st.save_later() is None
     st.flush()
     st.close()
+
+
+def test_a_cancelled_waiter_does_not_stop_the_writer(tmp_path, monkeypatch):
+    gate = _GatedWrites(monkeypatch)
+    w = agent_state.StateWriter(str(tmp_path / "config.json"))
+    first = w.submit(b"1")
+    assert gate.started.wait(10)
+    gone = w.submit(b"2")
+    stays = w.submit(b"3")
+    gone.cancel()       # its client went away
+    gate.go.set()
+    assert stays.result(10) is None and first.result(10) is None
+    # The writer lives on: later changes are written and flush returns.
+    assert w.submit(b"4").result(10) is None
+    w.flush()
+    assert (tmp_path / "config.json").read_bytes() == b"4"
+    w.close()
+
+
+def test_any_failure_reaches_the_changes_and_the_writer_lives_on(tmp_path, monkeypatch):
+    gate = _GatedWrites(monkeypatch, fail=RuntimeError("bug"))
+    w = agent_state.StateWriter(str(tmp_path / "config.json"))
+    fut = w.submit(b"a")
+    gate.go.set()
+    with pytest.raises(RuntimeError):
+        fut.result(10)
+    w.flush()
+    gate.fail = None
+    assert w.submit(b"b").result(10) is None
+    w.close()
+
+
+def test_the_reply_waits_for_the_write_and_reads_for_earlier_writes(tmp_path, monkeypatch):
+    """Through the dispatcher: a change is answered only after its write; a
+    read that may show it only after that write too."""
+    import asyncio
+    import concurrent.futures
+
+    from spdk_backend.agent import dispatcher as agent_dispatcher
+    import spdk_backend.agent.methods  # noqa: F401  (registers the methods)
+    from tests.support.fake_engine import FakeEngine
+
+    gate = _GatedWrites(monkeypatch)
+    st = agent_state.AgentState(str(tmp_path))
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    disp = agent_dispatcher.Dispatcher(agent_dispatcher.Context(FakeEngine(), st), pool)
+
+    async def scenario():
+        change = asyncio.ensure_future(disp.call(
+            "bdev_null_create", {"name": "n0", "num_blocks": 8, "block_size": 512}))
+        await asyncio.get_running_loop().run_in_executor(None, gate.started.wait, 10)
+        read = asyncio.ensure_future(disp.call("bdev_get_bdevs", {"name": "n0"}))
+        await asyncio.sleep(0.2)
+        assert not change.done() and not read.done()
+        gate.go.set()
+        assert await asyncio.wait_for(change, 10) == "n0"
+        assert (await asyncio.wait_for(read, 10))[0]["name"] == "n0"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.go.set()
+        st.close()
+        pool.shutdown()
+    assert agent_state.load_file(st.path) == st.to_config()
