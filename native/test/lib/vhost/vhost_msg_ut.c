@@ -96,7 +96,8 @@ test_features(void)
 	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1, 8), -1);
 	CHECK_EQ(g_c->features, f);
 	/* Unoffered bits are refused (with an ack when asked). */
-	g_req.p.u64 = f | (1ull << VIRTIO_F_RING_PACKED);
+	CHECK(f & (1ull << VIRTIO_F_RING_PACKED));
+	g_req.p.u64 = f | (1ull << 35);  /* VIRTIO_F_IN_ORDER */
 	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
 	CHECK_EQ(g_rep.p.u64 != 0, 1);
 	CHECK_EQ(g_c->features, f);
@@ -189,6 +190,16 @@ test_refusals(void)
 	CHECK_EQ(_do(VHOST_USER_GET_VRING_BASE, 1, 8), 0);
 	CHECK_EQ(g_rep.p.state.index, 1);
 	CHECK_EQ(g_rep.p.state.num, 77);
+	/* A split ring's base is 16 bits; a packed ring's carries both indexes. */
+	g_req.p.state.num = 0x80008000u;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_BASE, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
+	CHECK_EQ(g_rep.p.u64 != 0, 1);
+	g_c->features |= 1ull << VIRTIO_F_RING_PACKED;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_BASE, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
+	CHECK_EQ(g_rep.p.u64, 0);
+	g_req.p.state.num = 0;
+	CHECK_EQ(_do(VHOST_USER_GET_VRING_BASE, 1, 8), 0);
+	CHECK_EQ(g_rep.p.state.num, 0x80008000u);
 	_teardown();
 }
 
