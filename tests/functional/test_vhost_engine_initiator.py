@@ -33,6 +33,16 @@ MESSAGE_CASES = ["truncated-header", "short-payload", "oversized-size",
 IO_CASES = ["write-readonly", "sector-oob"]
 # The front-end truncates its guest RAM file under the engine's mapping.
 MEMORY_CASES = ["shrink-data", "shrink-rings"]
+# Packed virtqueues (virtio 1.2 §2.8): descriptors a driver may not write.
+PACKED_CASES = ["packed-wrap", "packed-id-oob", "packed-chain-too-long",
+                "packed-indirect-next", "packed-addr-outside"]
+PACKED_WHY = {
+    "packed-wrap": "not made available (wrap counter)",
+    "packed-id-oob": "buffer id out of range",
+    "packed-chain-too-long": "descriptor chain longer than the ring",
+    "packed-indirect-next": "indirect descriptor with NEXT set",
+    "packed-addr-outside": "descriptor buffer outside guest memory",
+}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +80,13 @@ def _wait_disconnected(eng, name, timeout=5):
 
 @pytest.mark.parametrize("mode", [[], ["--interrupt"],
                                   ["--interrupt", "--event-idx"],
-                                  ["--queues", "4", "--qd", "16"]],
-                         ids=["poll", "interrupt", "event-idx", "4-queues"])
+                                  ["--queues", "4", "--qd", "16"],
+                                  ["--packed"], ["--packed", "--interrupt"],
+                                  ["--packed", "--interrupt", "--event-idx"],
+                                  ["--packed", "--queues", "4", "--qd", "16"]],
+                         ids=["poll", "interrupt", "event-idx", "4-queues",
+                              "packed-poll", "packed-interrupt",
+                              "packed-event-idx", "packed-4-queues"])
 def test_verify_randrw(target, initiator, mode):
     eng, _ = target
     res = run_initiator(initiator, _sock(target, "c0"), "--rw", "randrw",
@@ -96,13 +111,14 @@ def test_readonly_controller(target, initiator):
 
 def test_case_lists_match(initiator):
     assert hostile_cases(initiator) == (DESCRIPTOR_CASES + MESSAGE_CASES
-                                        + IO_CASES + MEMORY_CASES)
+                                        + IO_CASES + MEMORY_CASES
+                                        + PACKED_CASES)
 
 
 def _judge(case, info):
     """What a target must have done with each hostile input."""
     name = case["case"]
-    if name in DESCRIPTOR_CASES:
+    if name in DESCRIPTOR_CASES or name in PACKED_CASES:
         # The bad request must not complete as OK, and the queue is broken
         # from then on (no more service until a new session); if the
         # device cut the session, it says so.
@@ -137,7 +153,7 @@ def _judge(case, info):
 
 
 @pytest.mark.parametrize("name", DESCRIPTOR_CASES + MESSAGE_CASES + IO_CASES
-                         + MEMORY_CASES)
+                         + MEMORY_CASES + PACKED_CASES)
 def test_hostile(target, initiator, name):
     eng, _ = target
     attacked = "ro" if name == "write-readonly" else "c0"
@@ -174,6 +190,9 @@ def test_hostile(target, initiator, name):
         assert why, log
     if name in MEMORY_CASES:
         assert "shrank a guest memory file" in log, log
+    if name in PACKED_CASES:
+        # The packed walker's own reason, not a generic failure.
+        assert PACKED_WHY[name] in log, log
 
     # The attacked controller serves the next, well-behaved front-end.
     if name == "write-readonly":

@@ -190,7 +190,11 @@ sb_vring_packed_walk(const struct sb_vring *vr, const struct sb_vhost_mem *mem,
 	for (i = 0; i < vr->scratch_n; i++) {
 		d = &vr->scratch[i];
 		if (d->flags & VRING_DESC_F_INDIRECT) {
-			/* An indirect descriptor is the only one of its buffer. */
+			/* §2.8.7: never with NEXT; the only descriptor of its buffer. */
+			if (d->flags & VRING_DESC_F_NEXT) {
+				*why = "indirect descriptor with NEXT set";
+				return -EINVAL;
+			}
 			if (vr->scratch_n != 1) {
 				*why = "indirect descriptor inside a chain";
 				return -EINVAL;
