@@ -401,13 +401,18 @@ KEPT_WORKLOAD = ["--rw", "randrw", "--verify", "--qd", "8", "--interrupt", "--js
 
 
 @pytest.mark.timeout(120)
-def test_inflight_resubmitted_on_both_reactors_after_crashes(initiator):
+@pytest.mark.parametrize("ring", [[], ["--packed"]], ids=["split", "packed"])
+def test_inflight_resubmitted_on_both_reactors_after_crashes(initiator, ring):
     """An agent on cores 0 and 1 serves a 2-queue --inflight --verify
     front-end from a controller whose queues run on both reactors; three
     SIGKILLs: each restart takes the session over from the fd store
     (tests/support/fdstore.py plays systemd's part, as in
     tests/functional/agent/test_agent_fdstore.py), puts the queues back on
-    their reactors and resubmits what was in flight on each of them."""
+    their reactors and resubmits what was in flight on each of them.
+
+    Packed rings: the restarted process finds its ring positions in the
+    packed inflight region (the base it kept is stale) and resubmits from
+    the region's copies of the descriptors."""
     base = tempfile.mkdtemp(prefix="sbv-", dir="/tmp")
     agent = agent_proc.AgentProcess(base, core_mask="0x3")
     sm = fdstore.ServiceManager()
@@ -431,7 +436,7 @@ def test_inflight_resubmitted_on_both_reactors_after_crashes(initiator):
     try:
         start()
         info = _agent_controller(agent, base, "v2")
-        with BackgroundInitiator(initiator, info["socket"], *KEPT_WORKLOAD,
+        with BackgroundInitiator(initiator, info["socket"], *KEPT_WORKLOAD, *ring,
                                  "--time", "9") as ini:
             wait_for(lambda: ios() > 4096, 30, "the verify run's main phase")
             for i in range(3):

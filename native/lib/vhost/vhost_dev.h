@@ -29,6 +29,7 @@ struct sb_vhost_task {
 	struct sb_vhost_vq *vq;
 	uint16_t head;
 	uint16_t ndesc;  /* ring slots the request took (packed rings step over them) */
+	uint16_t iq_entry;  /* packed inflight region: the request's head entry */
 	bool busy;
 	uint32_t used_len;
 	struct sb_blk_req_parsed req;
@@ -73,6 +74,7 @@ struct sb_vhost_vq {
 	bool stop_flushed;  /* the migration flush of this stop was sent */
 	bool stop_last;     /* set by the control thread before a stop: no other queue runs */
 	struct sb_inflight_queue *iq;
+	struct sb_inflight_queue_packed *iqp;  /* a packed ring's region (iq is NULL then) */
 	uint64_t iq_counter;
 	uint16_t *resubmit;
 	uint16_t n_resubmit;

@@ -644,7 +644,10 @@ struct sb_inflight_queue {
 
 /** Bytes of one queue's region (64-byte aligned). */
 uint64_t sb_inflight_queue_bytes(uint16_t queue_size);
-/** Create the shared region: a memfd of num_queues regions. \return fd or -errno; *size set. */
+/**
+ * Create the shared region: a memfd with room for num_queues regions of
+ * either layout (split or packed).  \return fd or -errno; *size set.
+ */
 int sb_inflight_create(uint16_t num_queues, uint16_t queue_size, uint64_t *size);
 /** The region of queue q inside a mapping of size bytes (NULL if it does not fit). */
 struct sb_inflight_queue *sb_inflight_queue_get(void *base, uint64_t size, uint16_t queue_size,
@@ -663,5 +666,70 @@ void sb_inflight_fetch(struct sb_inflight_queue *iq, uint16_t head, uint64_t cou
 /** Complete head: the used ring update with the inflight steps around it. */
 void sb_inflight_push_used(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t head,
 			   uint32_t len);
+
+/*
+ * Packed rings (vhost-user.rst "Inflight I/O tracking", packed layout):
+ * each fetched descriptor is copied into an entry taken from a free list,
+ * the buffer's first entry (its "head entry") carries inflight, counter,
+ * num and last; completing a buffer puts its entries back on the free
+ * list, moves used_idx by num, and the old_* fields are the state before
+ * the update in progress (commit or roll back on reconnect).
+ */
+struct sb_inflight_desc_packed {
+	uint8_t inflight;
+	uint8_t padding;
+	uint16_t next;
+	uint16_t last;
+	uint16_t num;
+	uint64_t counter;
+	uint16_t id;
+	uint16_t flags;
+	uint32_t len;
+	uint64_t addr;
+};
+
+struct sb_inflight_queue_packed {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t free_head;
+	uint16_t old_free_head;
+	uint16_t used_idx;
+	uint16_t old_used_idx;
+	uint8_t used_wrap_counter;
+	uint8_t old_used_wrap_counter;
+	uint8_t padding[7];
+	struct sb_inflight_desc_packed desc[];
+};
+
+/** Bytes of one packed queue's region (64-byte aligned). */
+uint64_t sb_inflight_packed_queue_bytes(uint16_t queue_size);
+/** The packed region of queue q inside a mapping of size bytes (NULL if it does not fit). */
+struct sb_inflight_queue_packed *sb_inflight_packed_queue_get(void *base, uint64_t size,
+							      uint16_t queue_size, uint16_t q);
+/**
+ * Adopt a packed region for a ring about to start (vr's base set).  A
+ * fresh one (version 0) is initialised from vr; a used one is repaired
+ * (the update in progress committed or rolled back), vr's used and avail
+ * positions are taken from it (avail = used + the slots of the buffers
+ * in flight), and the head entries in flight are returned in counter
+ * order.  \return 0, -EINVAL (*why: the region is inconsistent), -ENOMEM.
+ */
+int sb_inflight_packed_adopt(struct sb_inflight_queue_packed *iq, struct sb_vring *vr,
+			     uint16_t *entries, uint16_t *count, uint64_t *next_counter,
+			     const char **why);
+/**
+ * Record the buffer sb_vring_packed_pop copied (vr->scratch, n
+ * descriptors).  \return 0 (*entry: its head entry), -EINVAL (free list
+ * broken: *why).
+ */
+int sb_inflight_packed_fetch(struct sb_inflight_queue_packed *iq, const struct sb_vring *vr,
+			     uint64_t counter, uint16_t *entry, const char **why);
+/** Copy in-flight head entry back into vr->scratch for resubmission: *id, *ndesc. */
+int sb_inflight_packed_load(const struct sb_inflight_queue_packed *iq, struct sb_vring *vr,
+			    uint16_t entry, uint16_t *id, uint16_t *ndesc, const char **why);
+/** Complete a buffer: the used descriptor with the inflight steps around it. */
+void sb_inflight_packed_push_used(struct sb_inflight_queue_packed *iq, struct sb_vring *vr,
+				  uint16_t entry, uint16_t id, uint16_t ndesc, uint32_t len);
 
 #endif /* SB_VHOST_INTERNAL_H */

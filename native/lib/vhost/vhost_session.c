@@ -106,12 +106,28 @@ _vq_coalesce(struct sb_vhost_vq *vq)
 	}
 }
 
+/*
+ * Packed inflight tracking: the task of buffer id head completes through
+ * region entry entry.  A busy task is the driver reusing an id in flight:
+ * left to sb_vhost_blk_handle to refuse, the entry is not recorded.
+ */
+static bool
+_vq_task_entry(struct sb_vhost_vq *vq, uint16_t head, uint16_t entry, const char **why)
+{
+	if (vq->tasks[head].busy) {
+		*why = "buffer id made available twice while in flight";
+		return false;
+	}
+	vq->tasks[head].iq_entry = entry;
+	return true;
+}
+
 static int
 _vq_poll(struct sb_vhost_vq *vq)
 {
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
 	const char *why = NULL;
-	uint16_t head, ndesc;
+	uint16_t head, ndesc, entry;
 	int n, i, work = 0;
 
 	if (vq->started) {
@@ -134,7 +150,17 @@ _vq_poll(struct sb_vhost_vq *vq)
 	while (vq->resubmit_pos < vq->n_resubmit) {
 		/* Inflight recovery: these were fetched by a previous process. */
 		head = vq->resubmit[vq->resubmit_pos++];
-		if (!sb_vhost_blk_handle(vq, head, 1)) {
+		ndesc = 1;
+		if (vq->iqp != NULL) {
+			/* Packed: the buffer's descriptors come from the region's copies. */
+			entry = head;
+			if (sb_inflight_packed_load(vq->iqp, &vq->vr, entry, &head, &ndesc,
+						    &why) != 0 || !_vq_task_entry(vq, head, entry, &why)) {
+				sb_vhost_dev_break(c, why);
+				return 1;
+			}
+		}
+		if (!sb_vhost_blk_handle(vq, head, ndesc)) {
 			return 1;
 		}
 		work = 1;
@@ -150,6 +176,12 @@ _vq_poll(struct sb_vhost_vq *vq)
 		}
 		if (vq->iq != NULL) {
 			sb_inflight_fetch(vq->iq, head, vq->iq_counter++);
+		} else if (vq->iqp != NULL &&
+			   (sb_inflight_packed_fetch(vq->iqp, &vq->vr, vq->iq_counter++, &entry,
+						     &why) != 0 ||
+			    !_vq_task_entry(vq, head, entry, &why))) {
+			sb_vhost_dev_break(c, why);
+			return 1;
 		}
 		if (!sb_vhost_blk_handle(vq, head, ndesc)) {
 			return 1;
@@ -358,9 +390,30 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 	TAILQ_INIT(&vq->retry);
 	vq->inflight = 0;
 	vq->iq = NULL;
+	vq->iqp = NULL;
 	if (c->inflight_base != NULL && vq->vr.packed) {
-		SB_WARNLOG("vhost %s: queue %u is packed: in-flight requests are not tracked "
-			   "(no resubmission after a reconnect)\n", c->name, vq->index);
+		/* The packed layout, laid out with the queue size the front-end announced. */
+		if (vq->num <= c->inflight_qsize && vq->index < c->inflight_nq) {
+			vq->iqp = sb_inflight_packed_queue_get(c->inflight_base, c->inflight_size,
+							       c->inflight_qsize, vq->index);
+		}
+		if (vq->iqp == NULL) {
+			SB_WARNLOG("vhost %s: inflight region too small for packed queue %u; "
+				   "not tracked\n", c->name, vq->index);
+		} else {
+			rc = sb_inflight_packed_adopt(vq->iqp, &vq->vr, vq->resubmit,
+						      &vq->n_resubmit, &vq->iq_counter, &why);
+			if (rc != 0) {
+				SB_ERRLOG("vhost %s: queue %u inflight region refused: %s\n",
+					  c->name, vq->index, why ? why : "no memory");
+				_vq_free_tasks(vq);
+				return rc;
+			}
+			if (vq->n_resubmit > 0) {
+				SB_NOTICELOG("vhost %s: queue %u resubmits %u inflight requests\n",
+					     c->name, vq->index, vq->n_resubmit);
+			}
+		}
 	} else if (c->inflight_base != NULL) {
 		/* Regions are laid out with the queue size the front-end announced. */
 		if (vq->num <= c->inflight_qsize && vq->index < c->inflight_nq) {
@@ -582,6 +635,7 @@ sb_vhost_vq_stop(struct sb_vhost_vq *vq)
 	vq->base = vq->vr.packed ? sb_vring_packed_get_base(&vq->vr) : vq->vr.last_avail_idx;
 	_vq_free_tasks(vq);
 	vq->iq = NULL;
+	vq->iqp = NULL;
 	return rc;
 }
 
@@ -1009,4 +1063,5 @@ sb_vhost_vq_forget(struct sb_vhost_vq *vq)
 {
 	_vq_free_tasks(vq);
 	vq->iq = NULL;
+	vq->iqp = NULL;
 }

@@ -641,10 +641,15 @@ vi_dev_start_rings(struct vi_dev *d)
 	if (d->frontend != VI_FE_QEMU) {
 		return vi_fe_start_rings(d);
 	}
-	/* vhost_user_blk_start: the inflight region (asked for once, kept), then
-	 * vhost_dev_start's order: calls, features, memory, rings. */
+	/* vhost_user_blk_start: the inflight region (asked for once, kept) after
+	 * vhost_dev_prepare_inflight's SET_FEATURES (the back-end knows the
+	 * ring layout), then vhost_dev_start's order: calls, features, memory,
+	 * rings. */
 	if (d->inflight) {
-		rc = vi_dev_get_inflight(d);
+		rc = vu_set_u64(c, VU_SET_FEATURES, c->acked_features, false, NULL, 0);
+		if (rc == 0) {
+			rc = vi_dev_get_inflight(d);
+		}
 		if (rc != 0) {
 			return rc;
 		}

@@ -264,7 +264,7 @@ test_mem_and_fds(void)
 	CHECK_EQ(_do(VHOST_USER_GET_INFLIGHT_FD, 1, 24), 0);
 	CHECK_EQ(g_rep.hdr.size, 24);
 	CHECK_EQ(g_rep.nfds, 1);
-	CHECK_EQ(g_rep.p.inflight.mmap_size, 2 * sb_inflight_queue_bytes(128));
+	CHECK_EQ(g_rep.p.inflight.mmap_size, 2 * sb_inflight_packed_queue_bytes(128));
 	p = mmap(NULL, g_rep.p.inflight.mmap_size, PROT_READ, MAP_SHARED, g_rep.fds[0], 0);
 	CHECK(p != MAP_FAILED);
 	munmap(p, g_rep.p.inflight.mmap_size);
