@@ -482,12 +482,13 @@ class Engine:
         self.vhost_socket_dir = path
 
     def vhost_create_blk_controller(self, ctrlr, dev_name, cpumask=None, readonly=False,
-                                    max_queues=0, serial=None):
+                                    max_queues=0, serial=None, packed_ring=False):
         self._require_running("vhost_create_blk_controller")
         opts = ffi.new("struct sb_vhost_blk_opts *")
         keep = [_b(ctrlr), _b(dev_name), _b(cpumask), _b(serial)]
         opts.name, opts.bdev_name, opts.cpumask, opts.serial = keep
         opts.readonly = bool(readonly)
+        opts.packed_ring = bool(packed_ring)
         opts.max_queues = _u(max_queues, "max_queues", 16)
         _check(lib.sb_vhost_blk_create(opts), "vhost_create_blk_controller", ctrlr=ctrlr,
                dev_name=dev_name)

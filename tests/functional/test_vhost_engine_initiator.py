@@ -57,7 +57,8 @@ def target(tmp_path_factory):
     try:
         for name in ("m0", "m1", "m2"):
             eng.bdev_malloc_create(name, 16 * MB // 512, 512)
-        eng.vhost_create_blk_controller("c0", "m0", max_queues=4)
+        # packed_ring: c0 offers packed virtqueues too (the --packed cases).
+        eng.vhost_create_blk_controller("c0", "m0", max_queues=4, packed_ring=True)
         eng.vhost_create_blk_controller("c1", "m1")
         eng.vhost_create_blk_controller("ro", "m2", readonly=True)
         yield eng, sock_dir
@@ -98,6 +99,17 @@ def test_verify_randrw(target, initiator, mode):
     # The initiator's data is in the bdev, where it put it.
     block = eng.bdev_io("m0", "read", offset=4096 * 100, length=512)
     assert int.from_bytes(block[8:16], "little") == 800  # sector number
+
+
+def test_packed_only_where_offered(target, initiator):
+    """packed_ring is SPDK's opt-in: c1 was created without it, so a driver
+    that wants packed rings finds VIRTIO_F_RING_PACKED missing."""
+    res = run_initiator(initiator, _sock(target, "c1"), "--packed", "--rw", "randread",
+                        "--ios", "10")
+    assert res.rc != 0 and "VIRTIO_F_RING_PACKED" in res.stderr, res.stderr
+    res = run_initiator(initiator, _sock(target, "c0"), "--packed", "--rw", "randread",
+                        "--ios", "10", "--json")
+    assert res.rc == 0, res.stderr
 
 
 def test_readonly_controller(target, initiator):

@@ -346,15 +346,16 @@ def _agent_call(agent, method, **params):
         return c.call(method, **params)
 
 
-def _agent_controller(agent, base, name):
+def _agent_controller(agent, base, name, **extra):
     """A uring bdev u-<name> over a new 64 MiB file and a 2-queue controller
-    on cores 0 and 1; its info."""
+    on cores 0 and 1 (extra: more vhost_create_blk_controller parameters);
+    its info."""
     img = os.path.join(base, name + ".img")
     with open(img, "wb") as f:
         f.truncate(64 * MB)
     _agent_call(agent, "bdev_uring_create", name="u-" + name, filename=img)
     _agent_call(agent, "vhost_create_blk_controller", ctrlr=name, dev_name="u-" + name,
-                cpumask="0x3", max_queues=2)
+                cpumask="0x3", max_queues=2, **extra)
     (info,) = _agent_call(agent, "vhost_get_controllers", name=name)
     assert [q["reactor_core"] for q in info["queues"]] == [0, 1], info
     return info
@@ -435,7 +436,7 @@ def test_inflight_resubmitted_on_both_reactors_after_crashes(initiator, ring):
 
     try:
         start()
-        info = _agent_controller(agent, base, "v2")
+        info = _agent_controller(agent, base, "v2", packed_ring=bool(ring))
         with BackgroundInitiator(initiator, info["socket"], *KEPT_WORKLOAD, *ring,
                                  "--time", "9") as ini:
             wait_for(lambda: ios() > 4096, 30, "the verify run's main phase")

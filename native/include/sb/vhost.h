@@ -34,7 +34,7 @@ struct sb_vhost_blk_opts {
 	bool readonly;
 	uint16_t max_queues;   /* 0 = SB_VHOST_MAX_QUEUES */
 	const char *serial;    /* GET_ID answer (20 bytes max); NULL = bdev name */
-	bool packed_ring;      /* reserved, must be false */
+	bool packed_ring;      /* offer VIRTIO_F_RING_PACKED (SPDK's packed_ring; off by default) */
 };
 
 /**

@@ -132,6 +132,7 @@ struct sb_vhost_ctrlr {
 	char cpumask[64];
 	char serial[VIRTIO_BLK_ID_BYTES];
 	bool readonly;
+	bool packed_ring;  /* VIRTIO_F_RING_PACKED is offered */
 	uint16_t max_queues;
 	/*
 	 * The home reactor (slots[0]'s, queue 0's): it opens and closes the

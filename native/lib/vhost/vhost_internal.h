@@ -617,6 +617,7 @@ struct sb_blk_geometry {
 	bool write_zeroes;
 	bool flush;
 	bool readonly;
+	bool packed;   /* offer packed virtqueues (the controller's packed_ring) */
 };
 
 /** Virtio features offered for a blk device (bit 30 included). */

@@ -932,6 +932,7 @@ _bdev_open_on_reactor(void *ctx, struct sb_completion *done)
 	c->geo.write_zeroes = sb_bdev_io_type_supported(c->bdev, SB_BDEV_IO_WRITE_ZEROES);
 	c->geo.readonly = c->readonly;
 	c->geo.num_queues = c->max_queues;
+	c->geo.packed = c->packed_ring;
 out:
 	sb_complete(done, rc);
 }
