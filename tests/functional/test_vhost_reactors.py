@@ -367,17 +367,20 @@ def _agent_ios(agent, name):
 
 
 @pytest.mark.timeout(120)
-def test_upgrade_hands_over_queues_on_both_reactors(initiator):
+@pytest.mark.parametrize("ring", [[], ["--packed"]], ids=["split", "packed"])
+def test_upgrade_hands_over_queues_on_both_reactors(initiator, ring):
     """framework_upgrade of an agent on cores 0 and 1 while a 2-queue
     --verify front-end runs on a controller with a queue on each reactor:
-    the new process resumes each ring on its reactor, no disconnect."""
+    the new process resumes each ring on its reactor, no disconnect
+    (packed rings: at both indexes and wrap counters the old one stopped
+    them at)."""
     base = tempfile.mkdtemp(prefix="sbv-", dir="/tmp")
     try:
         with agent_proc.AgentProcess(base, core_mask="0x3") as agent:
-            info = _agent_controller(agent, base, "up2")
+            info = _agent_controller(agent, base, "up2", packed_ring=bool(ring))
             before = _agent_call(agent, "framework_get_process")
             args = VERIFY + ["--queues", "2", "--time", "5", "--interrupt", "--io-timeout",
-                             "20", "--timeout-ms", "20000"]
+                             "20", "--timeout-ms", "20000"] + ring
             with BackgroundInitiator(initiator, info["socket"], *args) as ini:
                 wait_for(lambda: _agent_ios(agent, "up2") > 4096, 30, "the main phase")
                 assert _agent_call(agent, "framework_upgrade")["sessions"] == ["up2"]
