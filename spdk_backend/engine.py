@@ -740,7 +740,10 @@ _HANDOFF_SCALARS = ("listen_fd", "conn_fd", "slave_fd", "features", "protocol_fe
                     "inflight_qsize", "inflight_nq")
 _HANDOFF_REGION = ("gpa", "size", "uva", "mmap_offset", "fd")
 _HANDOFF_VQ = ("num", "base", "addr_flags", "desc_addr", "avail_addr", "used_addr",
-               "log_addr", "kickfd", "callfd", "addr_set", "kick_set", "enabled", "running")
+               "log_addr", "kickfd", "callfd", "addr_set", "kick_set", "enabled", "running",
+               "base_used")
+# Fields an earlier agent's records do not have, and what they mean there.
+_HANDOFF_VQ_DEFAULTS = {"base_used": 0}
 
 
 def _handoff_dict(h):
@@ -771,7 +774,8 @@ def _handoff_fill(h, d):
             setattr(h.regions[i], key, r[key])
     for i, v in enumerate(vqs):
         for key in _HANDOFF_VQ:
-            setattr(h.vqs[i], key, v[key])
+            setattr(h.vqs[i], key, v[key] if key not in _HANDOFF_VQ_DEFAULTS
+                    else v.get(key, _HANDOFF_VQ_DEFAULTS[key]))
 
 
 class BdevWatch:

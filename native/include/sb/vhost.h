@@ -113,7 +113,7 @@ struct sb_vhost_handoff_region {
 
 struct sb_vhost_handoff_vq {
 	uint16_t num;
-	uint32_t base;         /* next avail index to take (packed: GET_VRING_BASE's value) */
+	uint16_t base;         /* next avail index to take (packed: with its wrap counter, bit 15) */
 	uint32_t addr_flags;
 	uint64_t desc_addr;    /* front-end virtual addresses (SET_VRING_ADDR) */
 	uint64_t avail_addr;
@@ -125,6 +125,12 @@ struct sb_vhost_handoff_vq {
 	bool kick_set;
 	bool enabled;
 	bool running;          /* was being polled: resumes at adoption */
+	/*
+	 * Packed rings: the used index with its wrap counter (GET_VRING_BASE's
+	 * bits 16-31).  It sits in what was tail padding, so the fd store's
+	 * state of an earlier agent keeps its layout (and reads 0 here).
+	 */
+	uint16_t base_used;
 };
 
 struct sb_vhost_handoff {

@@ -51,7 +51,7 @@ struct sb_vhost_handoff_region {
 };
 struct sb_vhost_handoff_vq {
 	uint16_t num;
-	uint32_t base;
+	uint16_t base;
 	uint32_t addr_flags;
 	uint64_t desc_addr;
 	uint64_t avail_addr;
@@ -63,6 +63,7 @@ struct sb_vhost_handoff_vq {
 	bool kick_set;
 	bool enabled;
 	bool running;
+	uint16_t base_used;
 };
 struct sb_vhost_handoff {
 	char name[128];
