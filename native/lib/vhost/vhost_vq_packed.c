@@ -40,6 +40,19 @@ sb_vring_packed_set_base(struct sb_vring *vr, uint32_t base, const char **why)
 {
 	uint16_t avail = base & 0x7fff, used = (base >> 16) & 0x7fff;
 
+	/*
+	 * QEMU sends both halves (virtio_queue_packed_get_last_avail_idx), and
+	 * they are equal: a ring is stopped only once drained.  A front-end
+	 * that sends the avail half alone (DPDK's vhost library reads only
+	 * that and takes the used half from it) leaves the upper half 0, which
+	 * for QEMU would mean used index 0 of an odd lap while avail is
+	 * elsewhere: take the used half from the avail one then.
+	 */
+	if ((base >> 16) == 0 && (base & 0xffff) != 0) {
+		base |= base << 16;
+		used = avail;
+	}
+
 	if (avail >= vr->size || used >= vr->size) {
 		*why = "packed ring base index outside the ring";
 		return -EINVAL;

@@ -323,6 +323,14 @@ test_base(void)
 	CHECK_EQ(g_vr.last_used_idx, 5);
 	CHECK(g_vr.used_wrap);
 	CHECK_EQ(sb_vring_packed_get_base(&g_vr), 3u | 5u << 16 | 1u << 31);
+	/* The avail half alone (a front-end that sends no used half): used = avail. */
+	CHECK_EQ(sb_vring_packed_set_base(&g_vr, 0x8000 | 6, &why), 0);
+	CHECK_EQ(g_vr.last_used_idx, 6);
+	CHECK(g_vr.used_wrap);
+	CHECK_EQ(sb_vring_packed_get_base(&g_vr), 0x80068006u);
+	/* Both halves 0: used index 0 of an odd lap, like the avail one. */
+	CHECK_EQ(sb_vring_packed_set_base(&g_vr, 0, &why), 0);
+	CHECK(!g_vr.used_wrap && !g_vr.avail_wrap);
 	CHECK_EQ(sb_vring_packed_set_base(&g_vr, Q, &why), -EINVAL);
 	CHECK_EQ(sb_vring_packed_set_base(&g_vr, (uint32_t)Q << 16, &why), -EINVAL);
 	CHECK_EQ(sb_vring_packed_set_base(&g_vr, 0x7fff, &why), -EINVAL);
