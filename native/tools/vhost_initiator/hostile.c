@@ -441,6 +441,40 @@ _case_packed(const struct vi_dev_opts *o, struct hres *res, const char *which)
 		__atomic_store_n(&vq->pdesc[first].flags,
 				 (uint16_t)(_wrap_bits(vq->avail_wrap) | VRING_DESC_F_INDIRECT |
 					    VRING_DESC_F_NEXT), __ATOMIC_RELEASE);
+	} else if (strcmp(which, "packed-id-dup") == 0) {
+		/*
+		 * §2.8.6: an id names one buffer until it is used.  Two buffers
+		 * under id 1 (slots first .. first + 5, no wrap after the
+		 * baseline's 3), published at once by the first head's flags:
+		 * the device takes both in one poll, before the first can
+		 * complete (a bdev never completes inside its submit call).
+		 */
+		struct vi_buf b2[3];
+		struct req dup;
+		uint16_t head_flags;
+
+		if (_alloc_req(&d, &dup, 4096) != 0) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		_packed_bufs(&d, &dup, VIRTIO_BLK_T_IN, 4096, b2);
+		for (i = 0; i < 6; i++) {
+			const struct vi_buf *x = i < 3 ? &b[i] : &b2[i - 3];
+			uint16_t f = _wrap_bits(vq->avail_wrap) | (x->write ? VRING_DESC_F_WRITE : 0) |
+				     (i % 3 != 2 ? VRING_DESC_F_NEXT : 0);
+
+			vq->pdesc[first + i].addr = x->addr;
+			vq->pdesc[first + i].len = x->len;
+			vq->pdesc[first + i].id = 1;
+			if (i == 0) {
+				head_flags = f;
+			} else {
+				vq->pdesc[first + i].flags = f;
+			}
+		}
+		vq->ndesc[1] = 3;
+		__atomic_store_n(&vq->pdesc[first].flags, head_flags, __ATOMIC_RELEASE);
+		vq->next_avail = first + 6;
 	} else if (strcmp(which, "packed-addr-outside") == 0) {
 		b[1].addr = d.mem.gpa + d.mem.size + (1ull << 20);
 		vq_add(vq, 1, b, 3);
@@ -844,6 +878,7 @@ static const struct hcase g_cases[] = {
 	{ "packed-id-oob", 5, "packed ring: buffer id >= queue size" },
 	{ "packed-chain-too-long", 5, "packed ring: every slot chained (longer than the ring)" },
 	{ "packed-indirect-next", 5, "packed ring: descriptor with both INDIRECT and NEXT" },
+	{ "packed-id-dup", 5, "packed ring: a buffer id made available again while in flight" },
 	{ "packed-addr-outside", 5, "packed ring: data buffer outside guest memory" },
 };
 
