@@ -113,7 +113,7 @@ struct sb_vhost_handoff_region {
 
 struct sb_vhost_handoff_vq {
 	uint16_t num;
-	uint16_t base;         /* next avail index to take (packed: with its wrap counter, bit 15) */
+	uint16_t base;         /* next avail index to take (packed: wrap counter in bit 15) */
 	uint32_t addr_flags;
 	uint64_t desc_addr;    /* front-end virtual addresses (SET_VRING_ADDR) */
 	uint64_t avail_addr;

@@ -119,8 +119,8 @@ sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
 		if (vq->iq != NULL) {
 			sb_inflight_push_used(vq->iq, &vq->vr, t->head, t->used_len);
 		} else if (vq->iqp != NULL) {
-			sb_inflight_packed_push_used(vq->iqp, &vq->vr, t->iq_entry, t->head, t->ndesc,
-						     t->used_len);
+			sb_inflight_packed_push_used(vq->iqp, &vq->vr, t->iq_entry, t->head,
+						     t->ndesc, t->used_len);
 		} else {
 			sb_vq_push_used(&vq->vr, t->head, t->ndesc, t->used_len);
 		}

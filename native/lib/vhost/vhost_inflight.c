@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Inflight I/O tracking for split rings (vhost-user.rst "Inflight I/O
- * tracking"; packed rings: vhost_inflight_packed.c).  The region lives in a memfd this process creates and the
- * front-end keeps across our restarts, so a new process can resubmit what
- * the old one had fetched but not completed.
+ * tracking"; packed rings: vhost_inflight_packed.c).  The region lives in
+ * a memfd this process creates and the front-end keeps across our
+ * restarts, so a new process can resubmit what the old one had fetched
+ * but not completed.
  */
 #include "vhost/vhost_internal.h"
 

@@ -155,7 +155,8 @@ _vq_poll(struct sb_vhost_vq *vq)
 			/* Packed: the buffer's descriptors come from the region's copies. */
 			entry = head;
 			if (sb_inflight_packed_load(vq->iqp, &vq->vr, entry, &head, &ndesc,
-						    &why) != 0 || !_vq_task_entry(vq, head, entry, &why)) {
+						    &why) != 0 ||
+			    !_vq_task_entry(vq, head, entry, &why)) {
 				sb_vhost_dev_break(c, why);
 				return 1;
 			}
@@ -379,7 +380,8 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 	if (vq->vr.packed) {
 		vq->vr.scratch = calloc(vq->num, sizeof(*vq->vr.scratch));
 	}
-	if (vq->tasks == NULL || vq->resubmit == NULL || (vq->vr.packed && vq->vr.scratch == NULL)) {
+	if (vq->tasks == NULL || vq->resubmit == NULL ||
+	    (vq->vr.packed && vq->vr.scratch == NULL)) {
 		_vq_free_tasks(vq);
 		return -ENOMEM;
 	}

@@ -96,7 +96,7 @@ sb_vring_packed_pop(struct sb_vring *vr, uint16_t *id, uint16_t *ndesc, const ch
 			if (n == 0) {
 				return 0;
 			}
-			/* §2.8.6: the driver marks every descriptor of a buffer, the first last. */
+			/* §2.8.6: the driver marks every descriptor of a buffer, head last. */
 			*why = "descriptor of an available chain not made available (wrap counter)";
 			return -EINVAL;
 		}
@@ -281,7 +281,7 @@ sb_vring_packed_need_call(struct sb_vring *vr)
 		return true;
 	}
 	if (flags != VRING_PACKED_EVENT_FLAG_DESC || !vr->event_idx) {
-		/* DISABLE, or a value the driver may not write (reserved; DESC without EVENT_IDX). */
+		/* DISABLE, or what the driver may not write (reserved; DESC without EVENT_IDX). */
 		return flags != VRING_PACKED_EVENT_FLAG_DISABLE;
 	}
 	if (!valid) {
