@@ -482,12 +482,13 @@ class Engine:
         self.vhost_socket_dir = path
 
     def vhost_create_blk_controller(self, ctrlr, dev_name, cpumask=None, readonly=False,
-                                    max_queues=0, serial=None):
+                                    max_queues=0, serial=None, packed_ring=False):
         self._require_running("vhost_create_blk_controller")
         opts = ffi.new("struct sb_vhost_blk_opts *")
         keep = [_b(ctrlr), _b(dev_name), _b(cpumask), _b(serial)]
         opts.name, opts.bdev_name, opts.cpumask, opts.serial = keep
         opts.readonly = bool(readonly)
+        opts.packed_ring = bool(packed_ring)
         opts.max_queues = _u(max_queues, "max_queues", 16)
         _check(lib.sb_vhost_blk_create(opts), "vhost_create_blk_controller", ctrlr=ctrlr,
                dev_name=dev_name)
@@ -739,7 +740,10 @@ _HANDOFF_SCALARS = ("listen_fd", "conn_fd", "slave_fd", "features", "protocol_fe
                     "inflight_qsize", "inflight_nq")
 _HANDOFF_REGION = ("gpa", "size", "uva", "mmap_offset", "fd")
 _HANDOFF_VQ = ("num", "base", "addr_flags", "desc_addr", "avail_addr", "used_addr",
-               "log_addr", "kickfd", "callfd", "addr_set", "kick_set", "enabled", "running")
+               "log_addr", "kickfd", "callfd", "addr_set", "kick_set", "enabled", "running",
+               "base_used")
+# Fields an earlier agent's records do not have, and what they mean there.
+_HANDOFF_VQ_DEFAULTS = {"base_used": 0}
 
 
 def _handoff_dict(h):
@@ -770,7 +774,8 @@ def _handoff_fill(h, d):
             setattr(h.regions[i], key, r[key])
     for i, v in enumerate(vqs):
         for key in _HANDOFF_VQ:
-            setattr(h.vqs[i], key, v[key])
+            setattr(h.vqs[i], key, v[key] if key not in _HANDOFF_VQ_DEFAULTS
+                    else v.get(key, _HANDOFF_VQ_DEFAULTS[key]))
 
 
 class BdevWatch:

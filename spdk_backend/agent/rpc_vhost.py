@@ -27,8 +27,7 @@ CTRLR = Param("ctrlr", NAME, required=True, check=_ctrlr_name)
             Param("dev_name", NAME, required=True),
             Param("cpumask", NAME),
             Param("readonly", BOOL),
-            Param("packed_ring", BOOL, only=(False,),
-                  why="only split virtqueues are implemented"),
+            Param("packed_ring", BOOL),
             Param("transport", STRING, only=("vhost_user_blk",)),
             Param("max_queues", UINT16),
             Param("serial", STRING),
@@ -44,9 +43,10 @@ def vhost_create_blk_controller(ctx, p):
                        % (path, _SUN_PATH_MAX))
     ctx.engine.vhost_create_blk_controller(
         p["ctrlr"], p["dev_name"], cpumask=p["cpumask"], readonly=bool(p["readonly"]),
-        max_queues=p["max_queues"] or 0, serial=p["serial"])
+        max_queues=p["max_queues"] or 0, serial=p["serial"],
+        packed_ring=bool(p["packed_ring"]))
     saved = {"ctrlr": p["ctrlr"], "dev_name": p["dev_name"], "readonly": bool(p["readonly"])}
-    for key in ("cpumask", "max_queues", "serial"):
+    for key in ("cpumask", "max_queues", "serial", "packed_ring"):
         if p[key]:
             saved[key] = p[key]
     ctx.state.add_ctrlr(p["ctrlr"], saved)

@@ -130,10 +130,11 @@ class RbdVolume:
         self.cluster.rbd("rm", "--no-progress", self.spec)
 
 
-def _serve(host, ctrlr, vol, max_queues=None, cpumask=None):
+def _serve(host, ctrlr, vol, max_queues=None, cpumask=None, packed=False):
     if isinstance(vol, str):
-        return host.serve_file(ctrlr, vol, max_queues=max_queues, cpumask=cpumask)
-    assert cpumask is None, "rbd volumes are served from the default reactor here"
+        return host.serve_file(ctrlr, vol, max_queues=max_queues, cpumask=cpumask,
+                               packed_ring=packed)
+    assert cpumask is None and not packed, "rbd volumes are served plainly here"
     return vol.serve(host, ctrlr, max_queues=max_queues)
 
 
@@ -238,31 +239,37 @@ def _report(name, info, stall, extra=None):
     print("MIGRATION-RESULT " + json.dumps(rec, sort_keys=True))
 
 
-def _disks(sockets, queues=None):
+def _disks(sockets, queues=None, packed=False):
     queues = queues or [1] * len(sockets)
-    return [guest_support.VhostDisk(s, num_queues=q) for s, q in zip(sockets, queues)]
+    return [guest_support.VhostDisk(s, num_queues=q, packed=packed)
+            for s, q in zip(sockets, queues)]
 
 
 def _migrate_and_check(image, workdir, a, b, ctrlrs, queues=None, name="file",
                        mem_backend="memfd", hugepage_path=None, mem_mb=GUEST_MB,
-                       expect_lost=False, booted=None, done=None, cpumask=None, smp=1):
+                       expect_lost=False, booted=None, done=None, cpumask=None, smp=1,
+                       packed=False):
     """Boot on A, migrate to B under guest I/O, check what the guest sees.
 
     ctrlrs: {ctrlr: backing file or RbdVolume}; the first is the disk the
     workload and the page-cache check use (vda).  booted(shell) runs on A
     before the migration, done(shell, src) on B after the checks; cpumask:
     every controller's, on both hosts; smp: the guest's vCPUs (Linux uses
-    no more queues than it has CPUs).  Returns
+    no more queues than it has CPUs); packed: packed virtqueues (controllers
+    with packed_ring, disks with packed=on).  Returns
     (query-migrate, stall, whether the page cache matched).
     """
     names = list(ctrlrs)
-    src_socks = [_serve(a, c, ctrlrs[c], (queues or {}).get(c), cpumask) for c in names]
-    dst_socks = [_serve(b, c, ctrlrs[c], (queues or {}).get(c), cpumask) for c in names]
+    src_socks = [_serve(a, c, ctrlrs[c], (queues or {}).get(c), cpumask, packed)
+                 for c in names]
+    dst_socks = [_serve(b, c, ctrlrs[c], (queues or {}).get(c), cpumask, packed)
+                 for c in names]
     qs = [(queues or {}).get(c, 1) for c in names]
     uri = "unix:%s/mig-%s.sock" % (workdir, name)
     kw = dict(mem_mb=mem_mb, mem_backend=mem_backend, hugepage_path=hugepage_path,
               cmdline=GUEST_CMDLINE, smp=smp)
-    src = guest_support.QemuGuest(image, workdir, disks=_disks(src_socks, qs), **kw).start()
+    src = guest_support.QemuGuest(image, workdir, disks=_disks(src_socks, qs, packed),
+                                  **kw).start()
     dst = None
     try:
         shell = src.shell
@@ -270,7 +277,8 @@ def _migrate_and_check(image, workdir, a, b, ctrlrs, queues=None, name="file",
                                                     for i in range(len(names))}
         if booted is not None:
             booted(shell)
-        dst = migration.incoming_guest(image, workdir, _disks(dst_socks, qs), uri, **kw)
+        dst = migration.incoming_guest(image, workdir, _disks(dst_socks, qs, packed), uri,
+                                       **kw)
         saw_logging = []
 
         def _active(info):
@@ -357,6 +365,23 @@ def test_migrate_file_two_disks_two_queues(image, workdir, hosts):
     a, b = hosts
     vols = {"m0": _volume(workdir, "m0"), "m1": _volume(workdir, "m1", 8)}
     _migrate_and_check(image, workdir, a, b, vols, queues={"m1": 2}, name="file-2disks")
+
+
+def test_migrate_packed_rings(image, workdir, hosts):
+    """Packed virtqueues (packed=on): QEMU moves the rings' indexes and wrap
+    counters; A's dirty log marks the used descriptors it writes into the
+    descriptor ring; the guest on B reads its page cache intact and its
+    disks work, on two queues of the second disk too."""
+    a, b = hosts
+    vols = {"p0": _volume(workdir, "p0"), "p1": _volume(workdir, "p1", 8)}
+
+    def booted(shell):
+        vdev = shell.check("basename $(readlink /sys/block/vda/device)").strip()
+        features = shell.check("cat /sys/bus/virtio/devices/%s/features" % vdev).strip()
+        assert features[34] == "1", features   # VIRTIO_F_RING_PACKED
+
+    _migrate_and_check(image, workdir, a, b, vols, queues={"p1": 2}, name="file-packed",
+                       booted=booted, packed=True, smp=2)
 
 
 def test_migrate_with_queues_on_two_reactors(image, workdir):

@@ -101,7 +101,7 @@ def test_hostile_cases_against_asan_target(asan_build, native_tools):
     with tempfile.TemporaryDirectory(prefix="sbsan-", dir="/tmp") as sock_dir:
         target = _Target(asan_build / "tools" / "vhost_target", sock_dir,
                          "--malloc", "m0:32768:512", "--malloc", "m1:32768:512",
-                         "--malloc", "m2:8192:4096", "--ctrlr", "c0:m0:4",
+                         "--malloc", "m2:8192:4096", "--ctrlr", "c0:m0:4:packed",
                          "--ctrlr", "c1:m1", "--ctrlr", "ro:m2:1:ro")
         rc = None
         try:
@@ -127,6 +127,7 @@ def test_hostile_cases_against_asan_target(asan_build, native_tools):
             assert bystander.returncode == 0, out
             # ... and as the other front-ends speak (vhost_initiator --frontend).
             for mode in ([], ["--interrupt", "--event-idx"], ["--queues", "4", "--qd", "8"],
+                         ["--packed", "--interrupt", "--event-idx", "--queues", "2"],
                          ["--frontend", "spdk"], ["--frontend", "dpdk", "--queues", "2"],
                          ["--frontend", "rust-vmm", "--queues", "2"]):
                 res = run_initiator(initiator, sock / "c0", "--rw", "randrw", "--verify",

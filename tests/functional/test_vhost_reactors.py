@@ -346,15 +346,16 @@ def _agent_call(agent, method, **params):
         return c.call(method, **params)
 
 
-def _agent_controller(agent, base, name):
+def _agent_controller(agent, base, name, **extra):
     """A uring bdev u-<name> over a new 64 MiB file and a 2-queue controller
-    on cores 0 and 1; its info."""
+    on cores 0 and 1 (extra: more vhost_create_blk_controller parameters);
+    its info."""
     img = os.path.join(base, name + ".img")
     with open(img, "wb") as f:
         f.truncate(64 * MB)
     _agent_call(agent, "bdev_uring_create", name="u-" + name, filename=img)
     _agent_call(agent, "vhost_create_blk_controller", ctrlr=name, dev_name="u-" + name,
-                cpumask="0x3", max_queues=2)
+                cpumask="0x3", max_queues=2, **extra)
     (info,) = _agent_call(agent, "vhost_get_controllers", name=name)
     assert [q["reactor_core"] for q in info["queues"]] == [0, 1], info
     return info
@@ -366,17 +367,20 @@ def _agent_ios(agent, name):
 
 
 @pytest.mark.timeout(120)
-def test_upgrade_hands_over_queues_on_both_reactors(initiator):
+@pytest.mark.parametrize("ring", [[], ["--packed"]], ids=["split", "packed"])
+def test_upgrade_hands_over_queues_on_both_reactors(initiator, ring):
     """framework_upgrade of an agent on cores 0 and 1 while a 2-queue
     --verify front-end runs on a controller with a queue on each reactor:
-    the new process resumes each ring on its reactor, no disconnect."""
+    the new process resumes each ring on its reactor, no disconnect
+    (packed rings: at both indexes and wrap counters the old one stopped
+    them at)."""
     base = tempfile.mkdtemp(prefix="sbv-", dir="/tmp")
     try:
         with agent_proc.AgentProcess(base, core_mask="0x3") as agent:
-            info = _agent_controller(agent, base, "up2")
+            info = _agent_controller(agent, base, "up2", packed_ring=bool(ring))
             before = _agent_call(agent, "framework_get_process")
             args = VERIFY + ["--queues", "2", "--time", "5", "--interrupt", "--io-timeout",
-                             "20", "--timeout-ms", "20000"]
+                             "20", "--timeout-ms", "20000"] + ring
             with BackgroundInitiator(initiator, info["socket"], *args) as ini:
                 wait_for(lambda: _agent_ios(agent, "up2") > 4096, 30, "the main phase")
                 assert _agent_call(agent, "framework_upgrade")["sessions"] == ["up2"]
@@ -401,13 +405,18 @@ KEPT_WORKLOAD = ["--rw", "randrw", "--verify", "--qd", "8", "--interrupt", "--js
 
 
 @pytest.mark.timeout(120)
-def test_inflight_resubmitted_on_both_reactors_after_crashes(initiator):
+@pytest.mark.parametrize("ring", [[], ["--packed"]], ids=["split", "packed"])
+def test_inflight_resubmitted_on_both_reactors_after_crashes(initiator, ring):
     """An agent on cores 0 and 1 serves a 2-queue --inflight --verify
     front-end from a controller whose queues run on both reactors; three
     SIGKILLs: each restart takes the session over from the fd store
     (tests/support/fdstore.py plays systemd's part, as in
     tests/functional/agent/test_agent_fdstore.py), puts the queues back on
-    their reactors and resubmits what was in flight on each of them."""
+    their reactors and resubmits what was in flight on each of them.
+
+    Packed rings: the restarted process finds its ring positions in the
+    packed inflight region (the base it kept is stale) and resubmits from
+    the region's copies of the descriptors."""
     base = tempfile.mkdtemp(prefix="sbv-", dir="/tmp")
     agent = agent_proc.AgentProcess(base, core_mask="0x3")
     sm = fdstore.ServiceManager()
@@ -430,8 +439,8 @@ def test_inflight_resubmitted_on_both_reactors_after_crashes(initiator):
 
     try:
         start()
-        info = _agent_controller(agent, base, "v2")
-        with BackgroundInitiator(initiator, info["socket"], *KEPT_WORKLOAD,
+        info = _agent_controller(agent, base, "v2", packed_ring=bool(ring))
+        with BackgroundInitiator(initiator, info["socket"], *KEPT_WORKLOAD, *ring,
                                  "--time", "9") as ini:
             wait_for(lambda: ios() > 4096, 30, "the verify run's main phase")
             for i in range(3):

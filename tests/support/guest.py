@@ -36,8 +36,10 @@ API
     is idle makes BusyBox's ash exit, and init with it).  ``console_text()`` is
     everything read so far.
 
-``VhostDisk(socket, num_queues=1, queue_size=128, reconnect=1, serial=None)``
-    One ``vhost-user-blk-pci`` device (``/dev/vda``, ``/dev/vdb``... in order).
+``VhostDisk(socket, num_queues=1, queue_size=128, reconnect=1, serial=None,
+packed=False)``
+    One ``vhost-user-blk-pci`` device (``/dev/vda``, ``/dev/vdb``... in order);
+    ``packed=True`` gives it packed virtqueues (``packed=on``).
 
 ``QemuGuest(image, workdir, disks=(), mem_mb=256, mem_backend='memfd',
 hugepage_path=None, smp=1, extra_args=(), boot_timeout=90, no_reboot=False)``
@@ -524,13 +526,14 @@ class Qmp:
 
 
 class VhostDisk(collections.namedtuple(
-        "VhostDisk", "socket num_queues queue_size reconnect serial")):
-    """A vhost-user-blk-pci disk served at unix socket `socket`."""
+        "VhostDisk", "socket num_queues queue_size reconnect serial packed")):
+    """A vhost-user-blk-pci disk served at unix socket `socket`
+    (``packed=True``: packed virtqueues, QEMU's ``packed=on``)."""
 
     def __new__(cls, socket, num_queues=1, queue_size=128, reconnect=1,
-                serial=None):
+                serial=None, packed=False):
         return super().__new__(cls, str(socket), num_queues, queue_size,
-                               reconnect, serial)
+                               reconnect, serial, packed)
 
 
 class QemuGuest:
@@ -599,6 +602,8 @@ class QemuGuest:
                    "queue-size=%d" % (i, i, d.num_queues, d.queue_size))
             if d.serial:
                 dev += ",serial=%s" % d.serial
+            if d.packed:
+                dev += ",packed=on"
             args += ["-chardev", chardev, "-device", dev]
         if self.incoming:
             args += ["-incoming", self.incoming]

@@ -50,12 +50,13 @@ class Host:
         with self.agent.client() as c:
             return c.call(method, params or None)
 
-    def serve_file(self, ctrlr, path, shared=True, max_queues=None, cpumask=None):
+    def serve_file(self, ctrlr, path, shared=True, max_queues=None, cpumask=None,
+                   packed_ring=False):
         """A uring bdev on path behind vhost-blk controller ctrlr; its socket path."""
         self.call("bdev_uring_create", name=ctrlr + "-bdev", filename=str(path),
                   shared=shared)
         self._bdev_delete[ctrlr] = "bdev_uring_delete"
-        return self.add_controller(ctrlr, ctrlr + "-bdev", max_queues, cpumask)
+        return self.add_controller(ctrlr, ctrlr + "-bdev", max_queues, cpumask, packed_ring)
 
     def serve_rbd(self, ctrlr, pool, image, config, max_queues=None):
         """An rbd bdev on pool/image (config: bdev_rbd_create's) behind ctrlr."""
@@ -64,12 +65,14 @@ class Host:
         self._bdev_delete[ctrlr] = "bdev_rbd_delete"
         return self.add_controller(ctrlr, ctrlr + "-bdev", max_queues)
 
-    def add_controller(self, ctrlr, bdev, max_queues=None, cpumask=None):
+    def add_controller(self, ctrlr, bdev, max_queues=None, cpumask=None, packed_ring=False):
         params = {"ctrlr": ctrlr, "dev_name": bdev}
         if max_queues:
             params["max_queues"] = max_queues
         if cpumask:
             params["cpumask"] = cpumask
+        if packed_ring:
+            params["packed_ring"] = True
         self.call("vhost_create_blk_controller", **params)
         return self.socket(ctrlr)
 

@@ -187,7 +187,8 @@ def _create(eng, config):
                                         cpumask=c.get("cpumask"),
                                         readonly=c.get("readonly", False),
                                         max_queues=c.get("max_queues", 0),
-                                        serial=c.get("serial"))
+                                        serial=c.get("serial"),
+                                        packed_ring=c.get("packed_ring", False))
 
 
 def main(argv):

@@ -34,7 +34,7 @@ struct sb_vhost_blk_opts {
 	bool readonly;
 	uint16_t max_queues;   /* 0 = SB_VHOST_MAX_QUEUES */
 	const char *serial;    /* GET_ID answer (20 bytes max); NULL = bdev name */
-	bool packed_ring;      /* reserved, must be false */
+	bool packed_ring;      /* offer VIRTIO_F_RING_PACKED (SPDK's packed_ring; off by default) */
 };
 
 /**
@@ -113,7 +113,7 @@ struct sb_vhost_handoff_region {
 
 struct sb_vhost_handoff_vq {
 	uint16_t num;
-	uint16_t base;         /* next avail index to take */
+	uint16_t base;         /* next avail index to take (packed: wrap counter in bit 15) */
 	uint32_t addr_flags;
 	uint64_t desc_addr;    /* front-end virtual addresses (SET_VRING_ADDR) */
 	uint64_t avail_addr;
@@ -125,6 +125,12 @@ struct sb_vhost_handoff_vq {
 	bool kick_set;
 	bool enabled;
 	bool running;          /* was being polled: resumes at adoption */
+	/*
+	 * Packed rings: the used index with its wrap counter (GET_VRING_BASE's
+	 * bits 16-31).  It sits in what was tail padding, so the fd store's
+	 * state of an earlier agent keeps its layout (and reads 0 here).
+	 */
+	uint16_t base_used;
 };
 
 struct sb_vhost_handoff {

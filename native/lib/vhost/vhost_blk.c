@@ -115,6 +115,14 @@ sb_blk_features(const struct sb_blk_geometry *g)
 		     (1ull << VIRTIO_F_EVENT_IDX) | (1ull << VIRTIO_F_VERSION_1) |
 		     (1ull << VHOST_USER_F_PROTOCOL_FEATURES) | (1ull << VHOST_F_LOG_ALL);
 
+	if (g->packed) {
+		/*
+		 * As SPDK: only when the controller asks (packed_ring).  A guest
+		 * that negotiated packed rings can only migrate to back-ends that
+		 * offer them, so the default stays what every agent offers.
+		 */
+		f |= 1ull << VIRTIO_F_RING_PACKED;
+	}
 	if (g->flush) {
 		/* Without it the guest knows there is no volatile cache ("write through"). */
 		f |= 1ull << VIRTIO_BLK_F_FLUSH;

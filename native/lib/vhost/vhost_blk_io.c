@@ -22,7 +22,7 @@ void
 sb_vhost_vq_flush_call(struct sb_vhost_vq *vq)
 {
 	vq->call_pending = false;
-	if (vq->run_callfd >= 0 && sb_vring_need_call(&vq->vr)) {
+	if (vq->run_callfd >= 0 && sb_vq_need_call(&vq->vr)) {
 		eventfd_write(vq->run_callfd, 1);
 	}
 }
@@ -40,6 +40,11 @@ sb_vhost_vq_log_used(struct sb_vhost_vq *vq, uint64_t off, uint64_t len)
 void
 sb_vhost_vq_log_notify(struct sb_vhost_vq *vq)
 {
+	if (vq->vr.packed) {
+		/* The device event structure is the whole device area (§2.8.10). */
+		sb_vhost_vq_log_used(vq, 0, sizeof(struct vring_packed_desc_event));
+		return;
+	}
 	/* used->flags, and avail_event behind the ring (virtio 1.2 §2.7.8). */
 	sb_vhost_vq_log_used(vq, 0, 2);
 	if (vq->vr.event_idx) {
@@ -84,7 +89,12 @@ _log_task(struct sb_vhost_task *t, struct sb_vhost_log *log, uint16_t slot)
 		}
 		sb_vhost_log_write(log, t->req.status_gpa, 1);
 	}
-	if (vq->log_used) {
+	if (vq->vr.packed) {
+		/* The used descriptor went into the descriptor ring. */
+		if (vq->log_desc) {
+			sb_vhost_log_write(log, vq->log_desc_gpa + 16ull * slot, 16);
+		}
+	} else if (vq->log_used) {
 		sb_vhost_log_write(log, vq->log_used_gpa + 4 + 8ull * slot, 8);
 		sb_vhost_log_write(log, vq->log_used_gpa + 2, 2);
 	}
@@ -104,16 +114,19 @@ sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
 		if (status != VIRTIO_BLK_S_OK) {
 			t->used_len = 1;
 		}
+		/* Split: the entry before the index once pushed; packed: the used slot. */
+		slot = vq->vr.packed ? vq->vr.last_used_idx : vq->vr.last_used_idx % vq->vr.size;
 		if (vq->iq != NULL) {
 			sb_inflight_push_used(vq->iq, &vq->vr, t->head, t->used_len);
+		} else if (vq->iqp != NULL) {
+			sb_inflight_packed_push_used(vq->iqp, &vq->vr, t->iq_entry, t->head,
+						     t->ndesc, t->used_len);
 		} else {
-			sb_vring_push_used(&vq->vr, t->head, t->used_len);
+			sb_vq_push_used(&vq->vr, t->head, t->ndesc, t->used_len);
 		}
 		/* Logging off costs this one load and branch. */
 		log = __atomic_load_n(&c->log_active, __ATOMIC_ACQUIRE);
 		if (log != NULL) {
-			/* Both pushes above fill one used entry: the one before the index. */
-			slot = (uint16_t)(vq->vr.last_used_idx - 1) % vq->vr.size;
 			_log_task(t, log, slot);
 		}
 		vq->win_count++;
@@ -332,7 +345,7 @@ _start(struct sb_vhost_task *t, bool *submitted)
 }
 
 bool
-sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head)
+sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head, uint16_t ndesc)
 {
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
 	struct sb_vhost_task *t = &vq->tasks[head];
@@ -355,7 +368,8 @@ sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head)
 	t->chain.gpa = __atomic_load_n(&c->log_active, __ATOMIC_RELAXED) != NULL
 			       ? t->gpa : NULL;
 	t->chain.max_iov = SB_VHOST_REQ_MAX_IOV;
-	rc = sb_vring_walk(&vq->vr, c->mem, head, &t->chain, &why);
+	t->ndesc = ndesc;
+	rc = sb_vq_walk(&vq->vr, c->mem, head, &t->chain, &why);
 	if (rc != 0) {
 		sb_vhost_dev_break(c, why);
 		return false;

@@ -124,7 +124,7 @@ _do_create(void *arg)
 	uint16_t q;
 	int rc, len;
 
-	if (!_valid_name(o->name) || o->bdev_name == NULL || o->packed_ring ||
+	if (!_valid_name(o->name) || o->bdev_name == NULL ||
 	    o->max_queues > SB_VHOST_MAX_QUEUES || strlen(o->bdev_name) >= 128 ||
 	    (o->cpumask != NULL && strlen(o->cpumask) >= 64)) {
 		rc = -EINVAL;
@@ -162,6 +162,7 @@ _do_create(void *arg)
 		memcpy(c->serial, id, idlen);
 	}
 	c->readonly = o->readonly;
+	c->packed_ring = o->packed_ring;
 	c->max_queues = o->max_queues ? o->max_queues : SB_VHOST_MAX_QUEUES;
 	c->listen_fd = c->conn_fd = c->slave_fd = c->inflight_fd = -1;
 	for (q = 0; q < SB_VHOST_MAX_QUEUES; q++) {

@@ -28,6 +28,8 @@ struct sb_vhost_mem;
 struct sb_vhost_task {
 	struct sb_vhost_vq *vq;
 	uint16_t head;
+	uint16_t ndesc;  /* ring slots the request took (packed rings step over them) */
+	uint16_t iq_entry;  /* packed inflight region: the request's head entry */
 	bool busy;
 	uint32_t used_len;
 	struct sb_blk_req_parsed req;
@@ -51,7 +53,8 @@ struct sb_vhost_vq {
 
 	/* Front-end configuration (control thread; read by the reactor only at start). */
 	uint16_t num;
-	uint16_t base;
+	/* Split: next avail index; packed: avail and used index with wrap counters. */
+	uint32_t base;
 	struct vhost_user_vring_addr addr;
 	bool addr_set;
 	bool kick_set;
@@ -71,6 +74,7 @@ struct sb_vhost_vq {
 	bool stop_flushed;  /* the migration flush of this stop was sent */
 	bool stop_last;     /* set by the control thread before a stop: no other queue runs */
 	struct sb_inflight_queue *iq;
+	struct sb_inflight_queue_packed *iqp;  /* a packed ring's region (iq is NULL then) */
 	uint64_t iq_counter;
 	uint16_t *resubmit;
 	uint16_t n_resubmit;
@@ -82,6 +86,9 @@ struct sb_vhost_vq {
 	/* Dirty logging of the used ring (SET_VRING_ADDR with VHOST_VRING_F_LOG). */
 	bool log_used;
 	uint64_t log_used_gpa;
+	/* Packed: where used descriptors go (the descriptor ring's guest-physical address). */
+	bool log_desc;
+	uint64_t log_desc_gpa;
 	/* Interrupt coalescing (sb_vhost_set_coalescing). */
 	bool coalesce;          /* the last window's IOPS reached the threshold */
 	bool call_pending;
@@ -126,6 +133,7 @@ struct sb_vhost_ctrlr {
 	char cpumask[64];
 	char serial[VIRTIO_BLK_ID_BYTES];
 	bool readonly;
+	bool packed_ring;  /* VIRTIO_F_RING_PACKED is offered */
 	uint16_t max_queues;
 	/*
 	 * The home reactor (slots[0]'s, queue 0's): it opens and closes the
@@ -334,8 +342,8 @@ void sb_vhost_ctrlrs_check_pending(void);
 void sb_vhost_ctrlrs_delete_all(void *arg);
 
 /* vhost_blk_io.c (reactor) */
-/** Walk, parse and submit one head; false when the device broke. */
-bool sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head);
+/** Walk, parse and submit one request (head, ndesc ring slots); false when the device broke. */
+bool sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head, uint16_t ndesc);
 /** Signal the driver now if it wants an interrupt (reactor). */
 void sb_vhost_vq_flush_call(struct sb_vhost_vq *vq);
 /** Task finished: status, used ring, call, drain bookkeeping (reactor). */

@@ -65,6 +65,9 @@ struct sb_vhost_fdstore_slots {
 	uint32_t nold_state;
 };
 
+/* The state's layout is FDSTORE_VERSION's: a change to the record must bump it. */
+_Static_assert(sizeof(struct sb_vhost_handoff_vq) == 56, "fd store state layout");
+
 struct fdstore_blob {
 	char magic[8];
 	uint32_t version;

@@ -177,7 +177,8 @@ sb_vhost_handoff_fill(const struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h
 		const struct sb_vhost_vq *vq = &c->vqs[q];
 
 		h->vqs[q] = (struct sb_vhost_handoff_vq){
-			.num = vq->num, .base = vq->base, .addr_flags = vq->addr.flags,
+			.num = vq->num, .base = (uint16_t)vq->base,
+			.base_used = (uint16_t)(vq->base >> 16), .addr_flags = vq->addr.flags,
 			.desc_addr = vq->addr.desc_user_addr, .avail_addr = vq->addr.avail_user_addr,
 			.used_addr = vq->addr.used_user_addr, .log_addr = vq->addr.log_guest_addr,
 			.kickfd = vq->kickfd, .callfd = vq->callfd, .addr_set = vq->addr_set,
@@ -514,7 +515,7 @@ _take_session(struct sb_vhost_ctrlr *c, struct sb_vhost_handoff *h)
 		const struct sb_vhost_handoff_vq *hv = &h->vqs[q];
 
 		vq->num = hv->num;
-		vq->base = hv->base;
+		vq->base = hv->base | (uint32_t)hv->base_used << 16;
 		vq->addr = (struct vhost_user_vring_addr){
 			.index = q, .flags = hv->addr_flags, .desc_user_addr = hv->desc_addr,
 			.used_user_addr = hv->used_addr, .avail_user_addr = hv->avail_addr,

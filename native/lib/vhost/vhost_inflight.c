@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Inflight I/O tracking for split rings (vhost-user.rst "Inflight I/O
- * tracking").  The region lives in a memfd this process creates and the
- * front-end keeps across our restarts, so a new process can resubmit what
- * the old one had fetched but not completed.
+ * tracking"; packed rings: vhost_inflight_packed.c).  The region lives in
+ * a memfd this process creates and the front-end keeps across our
+ * restarts, so a new process can resubmit what the old one had fetched
+ * but not completed.
  */
 #include "vhost/vhost_internal.h"
 
@@ -28,7 +29,13 @@ sb_inflight_queue_bytes(uint16_t queue_size)
 int
 sb_inflight_create(uint16_t num_queues, uint16_t queue_size, uint64_t *size)
 {
-	uint64_t bytes = sb_inflight_queue_bytes(queue_size) * num_queues;
+	/*
+	 * Room for either layout: which one the queues use is decided when
+	 * they start, by VIRTIO_F_RING_PACKED, and a front-end may ask for the
+	 * region before SET_FEATURES.  Queue q of the split layout stays at q
+	 * split strides, as regions of earlier processes have it.
+	 */
+	uint64_t bytes = sb_inflight_packed_queue_bytes(queue_size) * num_queues;
 	int fd;
 
 	if (num_queues == 0 || queue_size == 0 || queue_size > SB_VHOST_MAX_QUEUE_SIZE) {

@@ -334,18 +334,60 @@ struct vring_used {
 	/* uint16_t avail_event after ring[size] */
 };
 
-/** The device-side view of one split ring. */
+/* ---- packed virtqueue (vhost_vq_packed.c), virtio 1.2 §2.8 ---- */
+
+#define VRING_PACKED_DESC_F_AVAIL (1u << 7)
+#define VRING_PACKED_DESC_F_USED (1u << 15)
+/* Event suppression structure flags (§2.8.10). */
+#define VRING_PACKED_EVENT_FLAG_ENABLE 0
+#define VRING_PACKED_EVENT_FLAG_DISABLE 1
+#define VRING_PACKED_EVENT_FLAG_DESC 2
+#define VRING_PACKED_EVENT_F_WRAP_CTR 15
+/* SET/GET_VRING_BASE of a packed ring: avail index | wrap << 15, used the same << 16. */
+#define SB_VRING_PACKED_WRAP (1u << 15)
+
+struct vring_packed_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t id;
+	uint16_t flags;
+};
+
+struct vring_packed_desc_event {
+	uint16_t off_wrap;
+	uint16_t flags;
+};
+
+/** The device-side view of one ring: split (§2.7) or packed (§2.8). */
 struct sb_vring {
 	uint16_t size;
+	bool packed;
+	bool event_idx;
+	bool indirect;
+	/* split */
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
+	uint16_t avail_pending;     /* heads seen in avail->idx, not popped yet (sb_vq_pop) */
+	/*
+	 * Both: the next index to take and to fill.  Split: free-running
+	 * (used ring index); packed: a slot of the descriptor ring, with its
+	 * wrap counter.
+	 */
 	uint16_t last_avail_idx;
-	uint16_t last_used_idx;     /* our copy of used->idx */
+	uint16_t last_used_idx;     /* split: our copy of used->idx */
 	uint16_t signalled_used;
 	bool signalled_used_valid;
-	bool event_idx;
-	bool indirect;
+	/* packed */
+	bool avail_wrap;
+	bool used_wrap;
+	bool signalled_used_wrap;
+	struct vring_packed_desc *pdesc;
+	struct vring_packed_desc_event *driver_event;  /* driver area: read only */
+	struct vring_packed_desc_event *device_event;  /* device area: ours */
+	/* The chain sb_vring_packed_pop copied out of the ring (size entries), used by walk. */
+	struct vring_packed_desc *scratch;
+	uint16_t scratch_n;
 };
 
 /** Bytes a ring part occupies for a queue of size n. */
@@ -402,6 +444,71 @@ void sb_vring_notify_off(struct sb_vring *vr);
 bool sb_vring_notify_on(struct sb_vring *vr);
 /** Whether the driver wants an interrupt now (EVENT_IDX or NO_INTERRUPT); updates signalled state. */
 bool sb_vring_need_call(struct sb_vring *vr);
+/**
+ * Account one descriptor's buffer in chain (shared by both ring layouts):
+ * writable after readable, 4 GiB bound, every byte inside guest memory.
+ */
+int sb_vring_add_buffer(const struct sb_vhost_mem *mem, uint64_t addr, uint32_t len,
+			bool writable, struct sb_vring_chain *chain, bool *seen_writable,
+			const char **why);
+
+/* packed (vhost_vq_packed.c) */
+/** Bytes of a packed descriptor ring of n entries; an event structure is 4. */
+static inline uint64_t sb_vring_packed_desc_bytes(uint32_t n) { return 16ull * n; }
+/**
+ * Translate and check a packed ring (descriptor ring, driver and device
+ * event structures: SET_VRING_ADDR's desc, avail and used addresses).
+ * \return 0 or -EFAULT (*why set).
+ */
+int sb_vring_packed_map(struct sb_vring *vr, const struct sb_vhost_mem *mem, uint64_t desc_uva,
+			uint64_t driver_uva, uint64_t device_uva, const char **why);
+/**
+ * Set the indexes and wrap counters from a SET_VRING_BASE value.
+ * \return 0, -EINVAL (an index outside the ring: *why).
+ */
+int sb_vring_packed_set_base(struct sb_vring *vr, uint32_t base, const char **why);
+/** The GET_VRING_BASE value of a packed ring (avail and used, with wrap counters). */
+uint32_t sb_vring_packed_get_base(const struct sb_vring *vr);
+/**
+ * Take the next available buffer: copy its descriptors out of the ring
+ * into vr->scratch (every flag checked once, on the copy), check its
+ * buffer id.  \return 1 (*id, *ndesc: ring slots it took), 0 (nothing
+ * available), -EINVAL (guest violation: *why).
+ */
+int sb_vring_packed_pop(struct sb_vring *vr, uint16_t *id, uint16_t *ndesc, const char **why);
+/** Map the buffer sb_vring_packed_pop copied into chain (§2.8.6, §2.8.7). */
+int sb_vring_packed_walk(const struct sb_vring *vr, const struct sb_vhost_mem *mem,
+			 struct sb_vring_chain *chain, const char **why);
+/**
+ * Write the used descriptor of buffer id (which took ndesc slots) at the
+ * used index, flags last (release), and step over its slots (§2.8.6).
+ */
+void sb_vring_packed_push_used(struct sb_vring *vr, uint16_t id, uint16_t ndesc, uint32_t len);
+/** Device event structure: no kicks while we poll (§2.8.10). */
+void sb_vring_packed_notify_off(struct sb_vring *vr);
+/** Kicks on, full barrier, look again.  \return true when a buffer is available. */
+bool sb_vring_packed_notify_on(struct sb_vring *vr);
+/** Whether the driver's event structure asks for an interrupt now. */
+bool sb_vring_packed_need_call(struct sb_vring *vr);
+
+/*
+ * The ring interface the request code uses (vhost_ring.c): the same calls
+ * for both layouts, a request is a (head, ndesc) pair whose head indexes
+ * the task array (split: the chain's head; packed: its buffer id).
+ */
+/** Map the ring of vr->size entries (vr->packed chooses the layout). */
+int sb_vq_map(struct sb_vring *vr, const struct sb_vhost_mem *mem, uint64_t desc_uva,
+	      uint64_t avail_uva, uint64_t used_uva, const char **why);
+/** Next request: 1 (*head, *ndesc), 0 (none), -EINVAL (guest violation: *why). */
+int sb_vq_pop(struct sb_vring *vr, uint16_t *head, uint16_t *ndesc, const char **why);
+/** Walk the request just popped (split: the chain of head). */
+int sb_vq_walk(const struct sb_vring *vr, const struct sb_vhost_mem *mem, uint16_t head,
+	       struct sb_vring_chain *chain, const char **why);
+/** Return a request to the driver. */
+void sb_vq_push_used(struct sb_vring *vr, uint16_t head, uint16_t ndesc, uint32_t len);
+void sb_vq_notify_off(struct sb_vring *vr);
+bool sb_vq_notify_on(struct sb_vring *vr);
+bool sb_vq_need_call(struct sb_vring *vr);
 
 /* ---- virtio-blk requests (vhost_blk.c) ---- */
 
@@ -510,6 +617,7 @@ struct sb_blk_geometry {
 	bool write_zeroes;
 	bool flush;
 	bool readonly;
+	bool packed;   /* offer packed virtqueues (the controller's packed_ring) */
 };
 
 /** Virtio features offered for a blk device (bit 30 included). */
@@ -537,7 +645,10 @@ struct sb_inflight_queue {
 
 /** Bytes of one queue's region (64-byte aligned). */
 uint64_t sb_inflight_queue_bytes(uint16_t queue_size);
-/** Create the shared region: a memfd of num_queues regions. \return fd or -errno; *size set. */
+/**
+ * Create the shared region: a memfd with room for num_queues regions of
+ * either layout (split or packed).  \return fd or -errno; *size set.
+ */
 int sb_inflight_create(uint16_t num_queues, uint16_t queue_size, uint64_t *size);
 /** The region of queue q inside a mapping of size bytes (NULL if it does not fit). */
 struct sb_inflight_queue *sb_inflight_queue_get(void *base, uint64_t size, uint16_t queue_size,
@@ -556,5 +667,70 @@ void sb_inflight_fetch(struct sb_inflight_queue *iq, uint16_t head, uint64_t cou
 /** Complete head: the used ring update with the inflight steps around it. */
 void sb_inflight_push_used(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t head,
 			   uint32_t len);
+
+/*
+ * Packed rings (vhost-user.rst "Inflight I/O tracking", packed layout):
+ * each fetched descriptor is copied into an entry taken from a free list,
+ * the buffer's first entry (its "head entry") carries inflight, counter,
+ * num and last; completing a buffer puts its entries back on the free
+ * list, moves used_idx by num, and the old_* fields are the state before
+ * the update in progress (commit or roll back on reconnect).
+ */
+struct sb_inflight_desc_packed {
+	uint8_t inflight;
+	uint8_t padding;
+	uint16_t next;
+	uint16_t last;
+	uint16_t num;
+	uint64_t counter;
+	uint16_t id;
+	uint16_t flags;
+	uint32_t len;
+	uint64_t addr;
+};
+
+struct sb_inflight_queue_packed {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t free_head;
+	uint16_t old_free_head;
+	uint16_t used_idx;
+	uint16_t old_used_idx;
+	uint8_t used_wrap_counter;
+	uint8_t old_used_wrap_counter;
+	uint8_t padding[7];
+	struct sb_inflight_desc_packed desc[];
+};
+
+/** Bytes of one packed queue's region (64-byte aligned). */
+uint64_t sb_inflight_packed_queue_bytes(uint16_t queue_size);
+/** The packed region of queue q inside a mapping of size bytes (NULL if it does not fit). */
+struct sb_inflight_queue_packed *sb_inflight_packed_queue_get(void *base, uint64_t size,
+							      uint16_t queue_size, uint16_t q);
+/**
+ * Adopt a packed region for a ring about to start (vr's base set).  A
+ * fresh one (version 0) is initialised from vr; a used one is repaired
+ * (the update in progress committed or rolled back), vr's used and avail
+ * positions are taken from it (avail = used + the slots of the buffers
+ * in flight), and the head entries in flight are returned in counter
+ * order.  \return 0, -EINVAL (*why: the region is inconsistent), -ENOMEM.
+ */
+int sb_inflight_packed_adopt(struct sb_inflight_queue_packed *iq, struct sb_vring *vr,
+			     uint16_t *entries, uint16_t *count, uint64_t *next_counter,
+			     const char **why);
+/**
+ * Record the buffer sb_vring_packed_pop copied (vr->scratch, n
+ * descriptors).  \return 0 (*entry: its head entry), -EINVAL (free list
+ * broken: *why).
+ */
+int sb_inflight_packed_fetch(struct sb_inflight_queue_packed *iq, const struct sb_vring *vr,
+			     uint64_t counter, uint16_t *entry, const char **why);
+/** Copy in-flight head entry back into vr->scratch for resubmission: *id, *ndesc. */
+int sb_inflight_packed_load(const struct sb_inflight_queue_packed *iq, struct sb_vring *vr,
+			    uint16_t entry, uint16_t *id, uint16_t *ndesc, const char **why);
+/** Complete a buffer: the used descriptor with the inflight steps around it. */
+void sb_inflight_packed_push_used(struct sb_inflight_queue_packed *iq, struct sb_vring *vr,
+				  uint16_t entry, uint16_t id, uint16_t ndesc, uint32_t len);
 
 #endif /* SB_VHOST_INTERNAL_H */

@@ -311,13 +311,20 @@ _h_set_vring_base(struct _ctx *x)
 {
 	struct sb_vhost_vq *vq = _vq(x, x->msg->p.state.index);
 
-	if (x->msg->p.state.num > UINT16_MAX) {
+	/*
+	 * vhost-user.rst: a packed ring's base carries both indexes, each with
+	 * its wrap counter (avail in bits 0-15, used in 16-31); a split ring's
+	 * is the avail index.  The indexes are checked against the ring size
+	 * at start.
+	 */
+	if (x->msg->p.state.num > UINT16_MAX &&
+	    !(x->c->features & (1ull << VIRTIO_F_RING_PACKED))) {
 		return -EINVAL;
 	}
 	if (vq->started) {
 		return -EBUSY;
 	}
-	vq->base = (uint16_t)x->msg->p.state.num;
+	vq->base = x->msg->p.state.num;
 	return 0;
 }
 

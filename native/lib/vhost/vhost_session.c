@@ -106,12 +106,28 @@ _vq_coalesce(struct sb_vhost_vq *vq)
 	}
 }
 
+/*
+ * Packed inflight tracking: the task of buffer id head completes through
+ * region entry entry.  A busy task is the driver reusing an id in flight:
+ * left to sb_vhost_blk_handle to refuse, the entry is not recorded.
+ */
+static bool
+_vq_task_entry(struct sb_vhost_vq *vq, uint16_t head, uint16_t entry, const char **why)
+{
+	if (vq->tasks[head].busy) {
+		*why = "buffer id made available twice while in flight";
+		return false;
+	}
+	vq->tasks[head].iq_entry = entry;
+	return true;
+}
+
 static int
 _vq_poll(struct sb_vhost_vq *vq)
 {
 	struct sb_vhost_ctrlr *c = vq->ctrlr;
 	const char *why = NULL;
-	uint16_t head;
+	uint16_t head, ndesc, entry;
 	int n, i, work = 0;
 
 	if (vq->started) {
@@ -127,39 +143,50 @@ _vq_poll(struct sb_vhost_vq *vq)
 	}
 	if (!vq->notify_off) {
 		/* The reactor is awake: no kicks until it is about to sleep (_slot_arm). */
-		sb_vring_notify_off(&vq->vr);
+		sb_vq_notify_off(&vq->vr);
 		sb_vhost_vq_log_notify(vq);
 		vq->notify_off = true;
 	}
 	while (vq->resubmit_pos < vq->n_resubmit) {
 		/* Inflight recovery: these were fetched by a previous process. */
 		head = vq->resubmit[vq->resubmit_pos++];
-		if (!sb_vhost_blk_handle(vq, head)) {
+		ndesc = 1;
+		if (vq->iqp != NULL) {
+			/* Packed: the buffer's descriptors come from the region's copies. */
+			entry = head;
+			if (sb_inflight_packed_load(vq->iqp, &vq->vr, entry, &head, &ndesc,
+						    &why) != 0 ||
+			    !_vq_task_entry(vq, head, entry, &why)) {
+				sb_vhost_dev_break(c, why);
+				return 1;
+			}
+		}
+		if (!sb_vhost_blk_handle(vq, head, ndesc)) {
 			return 1;
 		}
 		work = 1;
 	}
-	n = sb_vring_avail_count(&vq->vr, &why);
-	if (n < 0) {
-		sb_vhost_dev_break(c, why);
-		return 1;
-	}
-	if (n > SB_VHOST_POLL_BATCH) {
-		n = SB_VHOST_POLL_BATCH;
-	}
-	for (i = 0; i < n; i++) {
-		if (sb_vring_pop(&vq->vr, &head, &why) != 0) {
+	for (i = 0; i < SB_VHOST_POLL_BATCH; i++) {
+		n = sb_vq_pop(&vq->vr, &head, &ndesc, &why);
+		if (n < 0) {
 			sb_vhost_dev_break(c, why);
 			return 1;
 		}
+		if (n == 0) {
+			break;
+		}
 		if (vq->iq != NULL) {
 			sb_inflight_fetch(vq->iq, head, vq->iq_counter++);
-		}
-		if (!sb_vhost_blk_handle(vq, head)) {
+		} else if (vq->iqp != NULL &&
+			   (sb_inflight_packed_fetch(vq->iqp, &vq->vr, vq->iq_counter++, &entry,
+						     &why) != 0 ||
+			    !_vq_task_entry(vq, head, entry, &why))) {
+			sb_vhost_dev_break(c, why);
 			return 1;
 		}
-	}
-	if (n > 0) {
+		if (!sb_vhost_blk_handle(vq, head, ndesc)) {
+			return 1;
+		}
 		work = 1;
 	}
 	if (vq->call_pending && !vq->coalesce) {
@@ -211,7 +238,7 @@ _slot_arm(void *ctx)
 		}
 		if (vq->notify_off) {
 			vq->notify_off = false;
-			pending |= sb_vring_notify_on(&vq->vr);
+			pending |= sb_vq_notify_on(&vq->vr);
 			sb_vhost_vq_log_notify(vq);
 		}
 		pending |= vq->resubmit_pos < vq->n_resubmit || !TAILQ_EMPTY(&vq->retry);
@@ -301,6 +328,8 @@ _vq_free_tasks(struct sb_vhost_vq *vq)
 {
 	free(vq->tasks);
 	vq->tasks = NULL;
+	free(vq->vr.scratch);
+	vq->vr.scratch = NULL;
 	free(vq->resubmit);
 	vq->resubmit = NULL;
 	vq->n_resubmit = 0;
@@ -328,20 +357,32 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 	}
 	memset(&vq->vr, 0, sizeof(vq->vr));
 	vq->vr.size = vq->num;
-	vq->vr.last_avail_idx = vq->base;
+	vq->vr.packed = (c->features & (1ull << VIRTIO_F_RING_PACKED)) != 0;
 	vq->vr.event_idx = (c->features & (1ull << VIRTIO_F_EVENT_IDX)) != 0;
 	vq->vr.indirect = (c->features & (1ull << VIRTIO_F_INDIRECT_DESC)) != 0;
-	rc = sb_vring_map(&vq->vr, c->mem, vq->addr.desc_user_addr, vq->addr.avail_user_addr,
-			  vq->addr.used_user_addr, &why);
+	rc = sb_vq_map(&vq->vr, c->mem, vq->addr.desc_user_addr, vq->addr.avail_user_addr,
+		       vq->addr.used_user_addr, &why);
+	if (rc == 0 && vq->vr.packed) {
+		/* Packed: both indexes and wrap counters come from SET_VRING_BASE. */
+		rc = sb_vring_packed_set_base(&vq->vr, vq->base, &why);
+		vq->log_desc = sb_vhost_va_to_gpa(c->mem, vq->vr.pdesc, &vq->log_desc_gpa) == 0;
+	}
 	if (rc != 0) {
 		SB_ERRLOG("vhost %s: queue %u not started: %s\n", c->name, vq->index, why);
 		return rc;
 	}
-	/* used->idx is ours to keep; trust the ring (it is what the driver saw). */
-	vq->vr.last_used_idx = __atomic_load_n(&vq->vr.used->idx, __ATOMIC_ACQUIRE);
+	if (!vq->vr.packed) {
+		vq->vr.last_avail_idx = (uint16_t)vq->base;
+		/* used->idx is ours to keep; trust the ring (it is what the driver saw). */
+		vq->vr.last_used_idx = __atomic_load_n(&vq->vr.used->idx, __ATOMIC_ACQUIRE);
+	}
 	vq->tasks = calloc(vq->num, sizeof(*vq->tasks));
 	vq->resubmit = calloc(vq->num, sizeof(*vq->resubmit));
-	if (vq->tasks == NULL || vq->resubmit == NULL) {
+	if (vq->vr.packed) {
+		vq->vr.scratch = calloc(vq->num, sizeof(*vq->vr.scratch));
+	}
+	if (vq->tasks == NULL || vq->resubmit == NULL ||
+	    (vq->vr.packed && vq->vr.scratch == NULL)) {
 		_vq_free_tasks(vq);
 		return -ENOMEM;
 	}
@@ -352,7 +393,31 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 	TAILQ_INIT(&vq->retry);
 	vq->inflight = 0;
 	vq->iq = NULL;
-	if (c->inflight_base != NULL) {
+	vq->iqp = NULL;
+	if (c->inflight_base != NULL && vq->vr.packed) {
+		/* The packed layout, laid out with the queue size the front-end announced. */
+		if (vq->num <= c->inflight_qsize && vq->index < c->inflight_nq) {
+			vq->iqp = sb_inflight_packed_queue_get(c->inflight_base, c->inflight_size,
+							       c->inflight_qsize, vq->index);
+		}
+		if (vq->iqp == NULL) {
+			SB_WARNLOG("vhost %s: inflight region too small for packed queue %u; "
+				   "not tracked\n", c->name, vq->index);
+		} else {
+			rc = sb_inflight_packed_adopt(vq->iqp, &vq->vr, vq->resubmit,
+						      &vq->n_resubmit, &vq->iq_counter, &why);
+			if (rc != 0) {
+				SB_ERRLOG("vhost %s: queue %u inflight region refused: %s\n",
+					  c->name, vq->index, why ? why : "no memory");
+				_vq_free_tasks(vq);
+				return rc;
+			}
+			if (vq->n_resubmit > 0) {
+				SB_NOTICELOG("vhost %s: queue %u resubmits %u inflight requests\n",
+					     c->name, vq->index, vq->n_resubmit);
+			}
+		}
+	} else if (c->inflight_base != NULL) {
 		/* Regions are laid out with the queue size the front-end announced. */
 		if (vq->num <= c->inflight_qsize && vq->index < c->inflight_nq) {
 			vq->iq = sb_inflight_queue_get(c->inflight_base, c->inflight_size,
@@ -489,7 +554,7 @@ _vq_stop_begin(struct sb_vhost_vq *vq, struct sb_completion *done)
 	s->started_queues--;
 	if (vq->notify_off) {
 		/* Leave the ring as the driver expects it from a stopped device: kicks on. */
-		sb_vring_notify_on(&vq->vr);
+		sb_vq_notify_on(&vq->vr);
 		sb_vhost_vq_log_notify(vq);
 		vq->notify_off = false;
 	}
@@ -570,9 +635,10 @@ sb_vhost_vq_stop(struct sb_vhost_vq *vq)
 			  c->name, vq->index, logging ? " or the switch-over flush" : "");
 		return rc;
 	}
-	vq->base = vq->vr.last_avail_idx;
+	vq->base = vq->vr.packed ? sb_vring_packed_get_base(&vq->vr) : vq->vr.last_avail_idx;
 	_vq_free_tasks(vq);
 	vq->iq = NULL;
+	vq->iqp = NULL;
 	return rc;
 }
 
@@ -869,6 +935,7 @@ _bdev_open_on_reactor(void *ctx, struct sb_completion *done)
 	c->geo.write_zeroes = sb_bdev_io_type_supported(c->bdev, SB_BDEV_IO_WRITE_ZEROES);
 	c->geo.readonly = c->readonly;
 	c->geo.num_queues = c->max_queues;
+	c->geo.packed = c->packed_ring;
 out:
 	sb_complete(done, rc);
 }
@@ -1000,4 +1067,5 @@ sb_vhost_vq_forget(struct sb_vhost_vq *vq)
 {
 	_vq_free_tasks(vq);
 	vq->iq = NULL;
+	vq->iqp = NULL;
 }

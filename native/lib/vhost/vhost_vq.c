@@ -70,14 +70,13 @@ _read_desc(const struct vring_desc *src, struct vring_desc *d)
 	d->next = _LOAD(&src->next);
 }
 
-static int
-_add_buffer(const struct sb_vhost_mem *mem, const struct vring_desc *d,
-	    struct sb_vring_chain *chain, bool *seen_writable, const char **why)
+int
+sb_vring_add_buffer(const struct sb_vhost_mem *mem, uint64_t addr, uint32_t len, bool writable,
+		    struct sb_vring_chain *chain, bool *seen_writable, const char **why)
 {
-	bool writable = (d->flags & VRING_DESC_F_WRITE) != 0;
 	int rc;
 
-	/* §2.7.4.2: device-writable descriptors come after readable ones. */
+	/* §2.7.4.2, §2.8.4: device-writable descriptors come after readable ones. */
 	if (writable) {
 		*seen_writable = true;
 	} else if (*seen_writable) {
@@ -85,18 +84,18 @@ _add_buffer(const struct sb_vhost_mem *mem, const struct vring_desc *d,
 		return -EINVAL;
 	}
 	if (writable) {
-		chain->writable_bytes += d->len;
+		chain->writable_bytes += len;
 	} else {
-		chain->readable_bytes += d->len;
+		chain->readable_bytes += len;
 	}
 	if (chain->readable_bytes + chain->writable_bytes >= (1ull << 32)) {
 		*why = "chain carries 4 GiB or more";
 		return -EINVAL;
 	}
-	if (d->len == 0) {
+	if (len == 0) {
 		return 0;
 	}
-	rc = sb_vhost_gpa_to_iov_gpa(mem, d->addr, d->len, chain->iov, chain->gpa, &chain->n_iov,
+	rc = sb_vhost_gpa_to_iov_gpa(mem, addr, len, chain->iov, chain->gpa, &chain->n_iov,
 				     chain->max_iov);
 	if (rc == -EFAULT) {
 		*why = "descriptor buffer outside guest memory";
@@ -110,6 +109,14 @@ _add_buffer(const struct sb_vhost_mem *mem, const struct vring_desc *d,
 		chain->n_readable = chain->n_iov;
 	}
 	return 0;
+}
+
+static inline int
+_add_buffer(const struct sb_vhost_mem *mem, const struct vring_desc *d,
+	    struct sb_vring_chain *chain, bool *seen_writable, const char **why)
+{
+	return sb_vring_add_buffer(mem, d->addr, d->len, (d->flags & VRING_DESC_F_WRITE) != 0,
+				   chain, seen_writable, why);
 }
 
 static int

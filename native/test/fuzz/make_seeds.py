@@ -86,6 +86,53 @@ def vring_seed(requests, feat, indirect_at=None):
     return head + ring_image(requests, indirect_at)
 
 
+F_AVAIL, F_USED = 1 << 7, 1 << 15
+# feature byte of the vring harness: packed ring (4), its inflight region (8)
+PACKED, PACKED_INFLIGHT = 4, 8
+
+
+def packed_ring_image(requests, indirect_at=None):
+    """RAM bytes with `requests` made available in a packed ring at DESC
+    (virtio 1.2 §2.8: buffer id = request number, first lap: AVAIL set);
+    the driver event structure at AVAIL, the device's at USED."""
+    ram = bytearray(ring_image([]))
+    slot = 0
+
+    def put(addr, length, flags, buf_id):
+        nonlocal slot
+        struct.pack_into("<QIHH", ram, DESC + 16 * slot, addr, length, buf_id, flags | F_AVAIL)
+        slot += 1
+
+    for i, (rtype, sector, dlen) in enumerate(requests):
+        hdr = REQ + 16 * i
+        struct.pack_into("<IIQ", ram, hdr, rtype, 0, sector)
+        if rtype == T_DISCARD:
+            struct.pack_into("<QII", ram, DATA + 512 * i, sector, 8, 0)
+        write = rtype in (T_IN, T_GET_ID)
+        put(hdr, 16, F_NEXT, i)
+        if dlen:
+            put(DATA + 512 * i, dlen, F_NEXT | (F_WRITE if write else 0), i)
+        put(STATUS + i, 1, F_WRITE, i)
+    if indirect_at is not None:
+        # One more request through an indirect table (§2.8.7: no NEXT inside).
+        n = len(requests)
+        struct.pack_into("<IIQ", ram, REQ + 0x80, T_IN, 0, 7)
+        table = [(REQ + 0x80, 16, 0, 0), (DATA + 0xe00, 512, 0, F_WRITE),
+                 (STATUS + 0x40, 1, 0, F_WRITE)]
+        for j, d in enumerate(table):
+            struct.pack_into("<QIHH", ram, indirect_at + 16 * j, *d)
+        put(indirect_at, 16 * len(table), F_INDIRECT, n)
+    assert slot <= QSIZE
+    return bytes(ram)
+
+
+def packed_vring_seed(requests, feat, indirect_at=None):
+    qsel = QSIZE.bit_length() - 1
+    # base: avail index 0 with wrap counter 1 (the harness uses it for used too)
+    head = struct.pack("<BBHIIIH", qsel, PACKED | feat, 0x8000, DESC, AVAIL, USED, 0xFFFF)
+    return head + packed_ring_image(requests, indirect_at)
+
+
 # ---- vhost_msg harness ----
 
 GET_FEATURES, SET_FEATURES, SET_OWNER, RESET_OWNER, SET_MEM_TABLE = 1, 2, 3, 4, 5
@@ -128,8 +175,8 @@ def region(gpa, size, uva, off):
 
 
 def session(mem="table", inflight=False, event_idx=False, stop=True, log=False,
-            config="qemu"):
-    feats = FEATURES & ~((0 if event_idx else 1) << 29)
+            config="qemu", packed=False):
+    feats = FEATURES & ~((0 if event_idx else 1) << 29) | ((1 << 34) if packed else 0)
     proto = PROTO | (LOG_SHMFD if log else 0)
     m = [msg(GET_FEATURES), msg(GET_PROTOCOL_FEATURES), msg(SET_PROTOCOL_FEATURES, u64(proto)),
          msg(GET_QUEUE_NUM), msg(GET_MAX_MEM_SLOTS), msg(SET_OWNER),
@@ -155,7 +202,9 @@ def session(mem="table", inflight=False, event_idx=False, stop=True, log=False,
         m.append(msg(ADD_MEM_REG, u64(0) + region(0, half, UVA, 0), fds=[FD_RAM]))
         m.append(msg(ADD_MEM_REG, u64(0) + region(half, half, UVA + half, half),
                      fds=[FD_RAM]))
-    m += [msg(SET_VRING_NUM, state(0, QSIZE)), msg(SET_VRING_BASE, state(0, 0)),
+    # A packed ring's base: both indexes 0 with their wrap counters 1.
+    m += [msg(SET_VRING_NUM, state(0, QSIZE)),
+          msg(SET_VRING_BASE, state(0, 0x80008000 if packed else 0)),
           msg(SET_VRING_ADDR, vring_addr(0)), msg(SET_VRING_CALL, u64(0), fds=[FD_EVENT]),
           msg(SET_VRING_ERR, u64(0), fds=[FD_EVENT]),
           msg(SET_VRING_KICK, u64(0), fds=[FD_EVENT]), msg(SET_VRING_ENABLE, state(0, 1))]
@@ -180,7 +229,7 @@ def session(mem="table", inflight=False, event_idx=False, stop=True, log=False,
 
 
 def vhost_msg_seed(requests, **kw):
-    ram = ring_image(requests)
+    ram = packed_ring_image(requests) if kw.get("packed") else ring_image(requests)
     return struct.pack("<H", len(ram)) + ram + session(**kw)
 
 
@@ -234,7 +283,11 @@ def write(name, seeds):
 
 def main():
     write("vring", [vring_seed(r, feat) for r in REQUEST_SETS for feat in (0, 2)]
-          + [vring_seed(REQUEST_SETS[0], 1, indirect_at=INDIRECT)])
+          + [vring_seed(REQUEST_SETS[0], 1, indirect_at=INDIRECT)]
+          + [packed_vring_seed(r, feat) for r in REQUEST_SETS
+             for feat in (0, 2, PACKED_INFLIGHT)]
+          + [packed_vring_seed(REQUEST_SETS[0], 1, indirect_at=INDIRECT),
+             packed_vring_seed(REQUEST_SETS[1], 1 | PACKED_INFLIGHT, indirect_at=INDIRECT)])
     write("vhost_msg", [vhost_msg_seed(REQUEST_SETS[0]),
                         vhost_msg_seed(REQUEST_SETS[1], event_idx=True),
                         vhost_msg_seed(REQUEST_SETS[2], mem="add", inflight=True),
@@ -242,7 +295,10 @@ def main():
                         vhost_msg_seed(REQUEST_SETS[0], log=True, stop=False),
                         vhost_msg_seed(REQUEST_SETS[1], event_idx=True, inflight=True,
                                        log=True),
-                        vhost_msg_seed(REQUEST_SETS[2], config="spdk")])
+                        vhost_msg_seed(REQUEST_SETS[2], config="spdk"),
+                        vhost_msg_seed(REQUEST_SETS[0], packed=True),
+                        vhost_msg_seed(REQUEST_SETS[3], packed=True, event_idx=True,
+                                       inflight=True, stop=False)])
     write("jsonrpc", jsonrpc_seeds())
     return 0
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * libFuzzer harness: the split-virtqueue walker and the virtio-blk request
- * parser over a fuzzed guest-memory image.
+ * libFuzzer harness: the split and packed virtqueue walkers (and the
+ * packed inflight region) and the virtio-blk request parser over a fuzzed
+ * guest-memory image.
  *
  * Guest memory is two regions the way QEMU lays out a small guest: RAM
  * below a hole at gpa 0 and a second piece above it, each backed by its
@@ -17,9 +18,13 @@
  *
  * Input layout (little endian):
  *   u8  queue size selector (size = 1 << (sel % 11), 1..1024)
- *   u8  feature bits: 1 = INDIRECT_DESC, 2 = EVENT_IDX
- *   u16 last_avail_idx (the ring's base)
- *   u32 desc offset, u32 avail offset, u32 used offset (in region 0 uva)
+ *   u8  feature bits: 1 = INDIRECT_DESC, 2 = EVENT_IDX, 4 = RING_PACKED,
+ *       8 = (packed) an inflight region at the start of region 1, its
+ *       bytes from the input like the rest (the front-end's to garble)
+ *   u16 last_avail_idx (split: the base; packed: avail index | wrap << 15,
+ *       and the same value as the used half)
+ *   u32 desc offset, u32 avail offset, u32 used offset (in region 0 uva;
+ *       packed: descriptor ring, driver and device event structures)
  *   u16 split: bytes of the rest that go to region 0 (others: region 1)
  *   rest: region contents
  */
@@ -102,6 +107,126 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* Every iovec of a walked chain inside guest memory, its gpa naming the same bytes. */
+static void
+_check_chain(const struct sb_vring_chain *chain)
+{
+	uint32_t i;
+
+	if (chain->n_iov > chain->max_iov || chain->n_readable > chain->n_iov) {
+		_die("chain counts");
+	}
+	for (i = 0; i < chain->n_iov; i++) {
+		uint64_t glen = chain->iov[i].iov_len;
+
+		if (!_in_guest(chain->iov[i].iov_base, chain->iov[i].iov_len)) {
+			_die("iovec outside guest memory");
+		}
+		if (sb_vhost_gpa_to_va(g_mem, g_gpa[i], &glen) != chain->iov[i].iov_base ||
+		    glen != chain->iov[i].iov_len) {
+			_die("iovec guest-physical address does not match");
+		}
+	}
+}
+
+/*
+ * Packed ring (virtio 1.2 §2.8): pop, walk, parse and complete through the
+ * ring interface, with the inflight region when asked; a restart adopts
+ * the region and resubmits from its copies.
+ */
+static void
+_packed(const struct _hdr *h)
+{
+	static struct vring_packed_desc scratch[SB_VHOST_MAX_QUEUE_SIZE];
+	static uint16_t ents[SB_VHOST_MAX_QUEUE_SIZE];
+	static uint16_t entry_of[SB_VHOST_MAX_QUEUE_SIZE];
+	struct sb_inflight_queue_packed *iq = NULL;
+	struct sb_vring_chain chain;
+	struct sb_blk_req_parsed req;
+	struct sb_vring vr = { 0 };
+	const char *why = NULL;
+	uint64_t counter = 1;
+	uint16_t id, nd, n = 0, i;
+	int k, rc, budget;
+
+	vr.size = (uint16_t)(1u << (h->qsel % 11));
+	vr.packed = true;
+	vr.indirect = h->feat & 1;
+	vr.event_idx = (h->feat & 2) != 0;
+	vr.scratch = scratch;
+	if (sb_vq_map(&vr, g_mem, R0_UVA + h->desc_off, R0_UVA + h->avail_off,
+		      R0_UVA + h->used_off, &why) != 0 ||
+	    sb_vring_packed_set_base(&vr, h->base | (uint32_t)h->base << 16, &why) != 0) {
+		return;
+	}
+	if (!_in_guest(vr.pdesc, sb_vring_packed_desc_bytes(vr.size)) ||
+	    !_in_guest(vr.driver_event, 4) || !_in_guest(vr.device_event, 4)) {
+		_die("ring mapped outside guest memory");
+	}
+	if ((h->feat & 8) && sb_inflight_packed_queue_bytes(vr.size) <= R1_SIZE) {
+		iq = (struct sb_inflight_queue_packed *)(g_buf1 + GUARD);
+		if (sb_inflight_packed_adopt(iq, &vr, ents, &n, &counter, &why) != 0) {
+			return;
+		}
+		if (n > vr.size || vr.last_avail_idx >= vr.size || vr.last_used_idx >= vr.size) {
+			_die("inflight adopt out of range");
+		}
+	}
+	sb_vq_notify_off(&vr);
+	for (k = 0, budget = 2 * vr.size + 4; budget > 0; budget--) {
+		if (k < n) {
+			if (sb_inflight_packed_load(iq, &vr, ents[k], &id, &nd, &why) != 0) {
+				return;
+			}
+			entry_of[id] = ents[k++];
+		} else {
+			rc = sb_vq_pop(&vr, &id, &nd, &why);
+			if (rc <= 0) {
+				break;
+			}
+			if (iq != NULL &&
+			    sb_inflight_packed_fetch(iq, &vr, counter++, &entry_of[id], &why) != 0) {
+				return;
+			}
+		}
+		if (id >= vr.size || nd == 0 || nd > vr.size || vr.scratch_n != nd) {
+			_die("packed pop out of range");
+		}
+		memset(&chain, 0, sizeof(chain));
+		chain.iov = g_iov;
+		chain.max_iov = SB_VHOST_REQ_MAX_IOV;
+		chain.gpa = g_gpa;
+		rc = sb_vq_walk(&vr, g_mem, id, &chain, &why);
+		if (rc == -EINVAL) {
+			return;
+		}
+		if (rc == 0) {
+			_check_chain(&chain);
+			if (sb_blk_req_parse(&chain, &req) == 0) {
+				if (!_in_guest(req.status, 1)) {
+					_die("status byte outside guest memory");
+				}
+				for (i = 0; i < req.data_cnt; i++) {
+					if (!_in_guest(req.data[i].iov_base, req.data[i].iov_len)) {
+						_die("data iovec outside guest memory");
+					}
+				}
+				*req.status = VIRTIO_BLK_S_OK;
+			}
+		}
+		if (iq != NULL) {
+			sb_inflight_packed_push_used(iq, &vr, entry_of[id], id, nd, 1);
+		} else {
+			sb_vq_push_used(&vr, id, nd, 1);
+		}
+		if (vr.last_used_idx >= vr.size) {
+			_die("used index outside the ring");
+		}
+		(void)sb_vq_need_call(&vr);
+	}
+	(void)sb_vq_notify_on(&vr);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -132,6 +257,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(g_buf0 + GUARD, data, n0);
 	memcpy(g_buf1 + GUARD, data + n0, rest - n0 < R1_SIZE ? rest - n0 : R1_SIZE);
 
+	if (h.feat & 4) {
+		_packed(&h);
+		goto out;
+	}
 	vr.size = (uint16_t)(1u << (h.qsel % 11));
 	vr.indirect = h.feat & 1;
 	vr.event_idx = (h.feat & 2) != 0;

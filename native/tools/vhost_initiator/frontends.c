@@ -444,7 +444,7 @@ _rust_vmm_start_rings(struct vi_dev *d)
 	for (i = 0; i < d->num_queues && rc == 0; i++) {
 		rc = _vring_addr(d, (uint32_t)i);
 		if (rc == 0) {
-			rc = vu_set_state(c, VU_SET_VRING_BASE, (uint32_t)i, d->vqs[i].avail_idx);
+			rc = vu_set_state(c, VU_SET_VRING_BASE, (uint32_t)i, vq_base(&d->vqs[i]));
 		}
 		if (rc == 0) {
 			rc = _vring_fd(c, VU_SET_VRING_CALL, (uint32_t)i, d->vqs[i].call_fd);

@@ -312,6 +312,206 @@ out:
 	return rc;
 }
 
+/* --- packed ring cases (virtio 1.2 §2.8) ------------------------------- */
+
+/* header / data / status of r as the buffers of one request */
+static void
+_packed_bufs(struct vi_dev *d, struct req *r, uint32_t type, uint32_t len, struct vi_buf *b)
+{
+	r->hdr->type = type;
+	r->hdr->ioprio = 0;
+	r->hdr->sector = 0;
+	*r->status = 0xff;
+	b[0] = (struct vi_buf){ gm_gpa(&d->mem, r->hdr), sizeof(*r->hdr), false };
+	b[1] = (struct vi_buf){ gm_gpa(&d->mem, r->buf), len, type == VIRTIO_BLK_T_IN };
+	b[2] = (struct vi_buf){ gm_gpa(&d->mem, r->status), 1, true };
+}
+
+/* Packed: one read under id, kicked, waited for. */
+static int
+_packed_read(struct vi_dev *d, struct req *r, uint16_t id, int ms, uint32_t *used_id)
+{
+	struct vi_buf b[3];
+
+	_packed_bufs(d, r, VIRTIO_BLK_T_IN, 4096, b);
+	vq_add(&d->vqs[0], id, b, 3);
+	vq_kick(&d->vqs[0], true);
+	return _wait_used(d, &d->vqs[0], ms, used_id);
+}
+
+static uint16_t
+_wrap_bits(bool wrap)
+{
+	return wrap ? VRING_PACKED_DESC_F_AVAIL : VRING_PACKED_DESC_F_USED;
+}
+
+static int
+_case_packed(const struct vi_dev_opts *o, struct hres *res, const char *which)
+{
+	struct vi_dev_opts c = _opts(o);
+	struct vi_dev d;
+	struct req good, bad;
+	struct vi_buf b[3];
+	struct vq *vq;
+	uint32_t id;
+	uint16_t i, first;
+	int rc;
+
+	c.packed = true;
+	rc = vi_dev_open(&d, &c);
+	if (rc != 0) {
+		fprintf(stderr, "hostile: setup failed: %s\n", d.conn.last_error);
+		goto out;
+	}
+	vq = &d.vqs[0];
+	if (_alloc_req(&d, &good, 4096) != 0 || _alloc_req(&d, &bad, 4096) != 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = _packed_read(&d, &good, 0, 3000, &id);
+	if (rc != 1 || *good.status != VIRTIO_BLK_S_OK) {
+		fprintf(stderr, "hostile: baseline packed read failed (rc %d status %u)\n", rc,
+			*good.status);
+		rc = -EIO;
+		goto out;
+	}
+	_packed_bufs(&d, &bad, VIRTIO_BLK_T_IN, 4096, b);
+	first = vq->next_avail;
+	if (strcmp(which, "packed-wrap") == 0) {
+		/*
+		 * §2.8.6: the driver marks every descriptor of a buffer.  The head
+		 * is available; the two after it carry the previous lap's bits
+		 * (the baseline took slots 0-2, so no slot here wraps).
+		 */
+		for (i = 1; i < 3; i++) {
+			vq->pdesc[first + i] = (struct vring_packed_desc){
+				b[i].addr, b[i].len, 1,
+				(uint16_t)(_wrap_bits(!vq->avail_wrap) | VRING_DESC_F_WRITE |
+					   (i == 1 ? VRING_DESC_F_NEXT : 0)) };
+		}
+		vq->pdesc[first].addr = b[0].addr;
+		vq->pdesc[first].len = b[0].len;
+		vq->pdesc[first].id = 1;
+		__atomic_store_n(&vq->pdesc[first].flags,
+				 (uint16_t)(_wrap_bits(vq->avail_wrap) | VRING_DESC_F_NEXT),
+				 __ATOMIC_RELEASE);
+	} else if (strcmp(which, "packed-id-oob") == 0) {
+		/* §2.8.6: buffer ids index the driver's table of queue-size entries. */
+		vq_add(vq, 1, b, 3);
+		vq->pdesc[first + 2].id = vq->size;
+		vq->pdesc[first + 1].id = vq->size;
+		vq->pdesc[first].id = vq->size;
+	} else if (strcmp(which, "packed-chain-too-long") == 0) {
+		/* Every slot of the ring chained (NEXT), the lap's bits on each. */
+		snprintf(res->note, sizeof(res->note), "%u chained descriptors, queue size %u",
+			 vq->size, vq->size);
+		for (i = 1; i < vq->size; i++) {
+			uint16_t slot = (uint16_t)((first + i) % vq->size);
+			bool wrap = first + i < vq->size ? vq->avail_wrap : !vq->avail_wrap;
+
+			vq->pdesc[slot].addr = b[0].addr;
+			vq->pdesc[slot].len = 16;
+			vq->pdesc[slot].id = 1;
+			vq->pdesc[slot].flags = _wrap_bits(wrap) | VRING_DESC_F_NEXT;
+		}
+		vq->pdesc[first].addr = b[0].addr;
+		vq->pdesc[first].len = 16;
+		vq->pdesc[first].id = 1;
+		__atomic_store_n(&vq->pdesc[first].flags,
+				 (uint16_t)(_wrap_bits(vq->avail_wrap) | VRING_DESC_F_NEXT),
+				 __ATOMIC_RELEASE);
+	} else if (strcmp(which, "packed-indirect-next") == 0) {
+		struct vring_packed_desc *tab = gm_alloc(&d.mem, 48, 16);
+
+		if (tab == NULL) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < 3; i++) {
+			tab[i] = (struct vring_packed_desc){ b[i].addr, b[i].len, 0,
+							     b[i].write ? VRING_DESC_F_WRITE : 0 };
+		}
+		/* §2.8.7: INDIRECT and NEXT are exclusive. */
+		vq->pdesc[(first + 1) % vq->size] = (struct vring_packed_desc){
+			b[2].addr, 1, 1, (uint16_t)(_wrap_bits(first + 1 < vq->size ? vq->avail_wrap :
+							       !vq->avail_wrap) | VRING_DESC_F_WRITE) };
+		vq->pdesc[first].addr = gm_gpa(&d.mem, tab);
+		vq->pdesc[first].len = 48;
+		vq->pdesc[first].id = 1;
+		__atomic_store_n(&vq->pdesc[first].flags,
+				 (uint16_t)(_wrap_bits(vq->avail_wrap) | VRING_DESC_F_INDIRECT |
+					    VRING_DESC_F_NEXT), __ATOMIC_RELEASE);
+	} else if (strcmp(which, "packed-id-dup") == 0) {
+		/*
+		 * §2.8.6: an id names one buffer until it is used.  Two buffers
+		 * under id 1 (slots first .. first + 5, no wrap after the
+		 * baseline's 3), published at once by the first head's flags:
+		 * the device takes both in one poll, before the first can
+		 * complete (a bdev never completes inside its submit call).
+		 */
+		struct vi_buf b2[3];
+		struct req dup;
+		uint16_t head_flags;
+
+		if (_alloc_req(&d, &dup, 4096) != 0) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		_packed_bufs(&d, &dup, VIRTIO_BLK_T_IN, 4096, b2);
+		for (i = 0; i < 6; i++) {
+			const struct vi_buf *x = i < 3 ? &b[i] : &b2[i - 3];
+			uint16_t f = _wrap_bits(vq->avail_wrap) | (x->write ? VRING_DESC_F_WRITE : 0) |
+				     (i % 3 != 2 ? VRING_DESC_F_NEXT : 0);
+
+			vq->pdesc[first + i].addr = x->addr;
+			vq->pdesc[first + i].len = x->len;
+			vq->pdesc[first + i].id = 1;
+			if (i == 0) {
+				head_flags = f;
+			} else {
+				vq->pdesc[first + i].flags = f;
+			}
+		}
+		vq->ndesc[1] = 3;
+		__atomic_store_n(&vq->pdesc[first].flags, head_flags, __ATOMIC_RELEASE);
+		vq->next_avail = first + 6;
+	} else if (strcmp(which, "packed-addr-outside") == 0) {
+		b[1].addr = d.mem.gpa + d.mem.size + (1ull << 20);
+		vq_add(vq, 1, b, 3);
+	} else {
+		rc = -EINVAL;
+		goto out;
+	}
+	vq_kick(vq, true);
+
+	res->io_status = -1;
+	res->good_after = -1;
+	rc = _wait_used(&d, vq, 1500, &id);
+	if (rc == 1) {
+		res->io_status = *bad.status;
+		snprintf(res->reply, sizeof(res->reply), "used id %u", id);
+	} else if (rc == 0) {
+		snprintf(res->reply, sizeof(res->reply), "no completion");
+	} else {
+		snprintf(res->reply, sizeof(res->reply), "connection closed");
+		res->disconnected = true;
+		rc = 0;
+		goto out;
+	}
+	/* A valid read after it, at whatever slot the driver is at. */
+	if (strcmp(which, "packed-chain-too-long") != 0) {
+		rc = _packed_read(&d, &good, 2, 1500, &id);
+		if (rc == 1) {
+			res->good_after = *good.status;
+		}
+	}
+	_probe(&d, res);
+	rc = 0;
+out:
+	vi_dev_close(&d, false);
+	return rc;
+}
+
 static int
 _case_sector_oob(const struct vi_dev_opts *o, struct hres *res)
 {
@@ -641,7 +841,8 @@ out:
 
 struct hcase {
 	const char *name;
-	int kind;  /* 0 chain, 1 message, 2 sector-oob, 3 write-readonly, 4 memory shrink */
+	/* 0 chain, 1 message, 2 sector-oob, 3 write-readonly, 4 memory shrink, 5 packed ring */
+	int kind;
 	const char *what;
 };
 
@@ -673,6 +874,12 @@ static const struct hcase g_cases[] = {
 	{ "sector-oob", 2, "reads at/over the capacity and at sector 2^63" },
 	{ "shrink-data", 4, "guest RAM file truncated under a read's data buffer" },
 	{ "shrink-rings", 4, "guest RAM file truncated to 0 under the rings" },
+	{ "packed-wrap", 5, "packed ring: a chain whose next descriptor has the wrong wrap counter" },
+	{ "packed-id-oob", 5, "packed ring: buffer id >= queue size" },
+	{ "packed-chain-too-long", 5, "packed ring: every slot chained (longer than the ring)" },
+	{ "packed-indirect-next", 5, "packed ring: descriptor with both INDIRECT and NEXT" },
+	{ "packed-id-dup", 5, "packed ring: a buffer id made available again while in flight" },
+	{ "packed-addr-outside", 5, "packed ring: data buffer outside guest memory" },
 };
 
 void
@@ -718,6 +925,9 @@ _run_one(const struct vi_dev_opts *o, const struct hcase *hc, bool json)
 		break;
 	case 4:
 		rc = _case_mem_shrink(o, &res, hc->name);
+		break;
+	case 5:
+		rc = _case_packed(o, &res, hc->name);
 		break;
 	default:
 		rc = _case_write_readonly(o, &res);

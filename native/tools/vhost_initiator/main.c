@@ -41,6 +41,7 @@ _usage(FILE *f)
 		"                     (the JSON output counts the calls: \"calls\")\n"
 		"  --event-idx        negotiate VIRTIO_F_EVENT_IDX (kick/call suppression)\n"
 		"  --indirect         negotiate VIRTIO_F_INDIRECT_DESC (hostile cases always do)\n"
+		"  --packed           packed virtqueues (VIRTIO_F_RING_PACKED, virtio 1.2 §2.8)\n"
 		"  --mem-mb N         guest memory size (default 64)\n"
 		"  --ack-all          NEED_REPLY on every set message (QEMU: mem table only)\n"
 		"  --no-reply-ack     do not negotiate REPLY_ACK\n"
@@ -101,7 +102,8 @@ main(int argc, char **argv)
 {
 	enum { O_RW = 256, O_MIX, O_BS, O_QD, O_QUEUES, O_QSIZE, O_TIME, O_IOS, O_LIMIT,
 	       O_VERIFY, O_SEED, O_CPU, O_INTR, O_MEM, O_ACKALL, O_NOACK, O_INFLIGHT, O_IOTO, O_TMO,
-	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD, O_EVIDX, O_INDIRECT, O_FRONTEND, O_STALL };
+	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD, O_EVIDX, O_INDIRECT, O_FRONTEND, O_STALL,
+	       O_PACKED };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
 		{ "rw", required_argument, NULL, O_RW },
@@ -120,6 +122,7 @@ main(int argc, char **argv)
 		{ "interrupt", no_argument, NULL, O_INTR },
 		{ "event-idx", no_argument, NULL, O_EVIDX },
 		{ "indirect", no_argument, NULL, O_INDIRECT },
+		{ "packed", no_argument, NULL, O_PACKED },
 		{ "mem-mb", required_argument, NULL, O_MEM },
 		{ "ack-all", no_argument, NULL, O_ACKALL },
 		{ "no-reply-ack", no_argument, NULL, O_NOACK },
@@ -179,6 +182,7 @@ main(int argc, char **argv)
 		case O_INTR: o.interrupts = true; break;
 		case O_EVIDX: o.event_idx = true; break;
 		case O_INDIRECT: o.indirect = true; break;
+		case O_PACKED: o.packed = true; break;
 		case O_MEM: o.mem_size = strtoull(optarg, NULL, 0) << 20; break;
 		case O_ACKALL: o.ack_all = true; break;
 		case O_NOACK: o.no_reply_ack = true; break;
@@ -207,6 +211,10 @@ main(int argc, char **argv)
 	}
 	if (o.socket == NULL || optind != argc) {
 		_usage(stderr);
+		return 2;
+	}
+	if (o.frontend != VI_FE_QEMU && o.packed) {
+		fprintf(stderr, "--packed speaks as QEMU: no --frontend with it\n");
 		return 2;
 	}
 	if (o.frontend != VI_FE_QEMU && hostile != NULL) {

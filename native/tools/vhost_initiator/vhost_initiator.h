@@ -65,6 +65,7 @@ enum {
 #define VIRTIO_F_INDIRECT_DESC 28
 #define VIRTIO_F_EVENT_IDX 29
 #define VIRTIO_F_VERSION_1 32
+#define VIRTIO_F_RING_PACKED 34
 #define VIRTIO_BLK_F_SIZE_MAX 1
 #define VIRTIO_BLK_F_SEG_MAX 2
 #define VIRTIO_BLK_F_GEOMETRY 4
@@ -88,6 +89,13 @@ enum {
 #define VRING_DESC_F_INDIRECT 4
 #define VRING_AVAIL_F_NO_INTERRUPT 1
 #define VRING_USED_F_NO_NOTIFY 1
+/* packed ring (virtio 1.2 §2.8) */
+#define VRING_PACKED_DESC_F_AVAIL (1u << 7)
+#define VRING_PACKED_DESC_F_USED (1u << 15)
+#define VRING_PACKED_EVENT_FLAG_ENABLE 0
+#define VRING_PACKED_EVENT_FLAG_DISABLE 1
+#define VRING_PACKED_EVENT_FLAG_DESC 2
+#define VI_MAX_QUEUE_SIZE 1024
 
 #define VI_GPA_BASE 0x0ull
 #define VI_MAX_QUEUES 16
@@ -157,6 +165,19 @@ struct vring_used {
 	struct vring_used_elem ring[];
 };
 
+/* virtio 1.2 §2.8.13: packed descriptor and event suppression structure */
+struct vring_packed_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t id;
+	uint16_t flags;
+};
+
+struct vring_packed_desc_event {
+	uint16_t off_wrap;
+	uint16_t flags;
+};
+
 struct virtio_blk_outhdr {
 	uint32_t type;
 	uint32_t ioprio;
@@ -203,9 +224,24 @@ struct guest_mem {
 struct vq {
 	uint16_t index;
 	uint16_t size;
+	/*
+	 * Split: the three parts.  Packed: desc is the descriptor ring, avail
+	 * the driver event structure, used the device event structure (what
+	 * SET_VRING_ADDR carries in those fields); pdesc, drv_event and
+	 * dev_event are the same memory, typed.
+	 */
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
+	bool packed;
+	struct vring_packed_desc *pdesc;
+	struct vring_packed_desc_event *drv_event;
+	struct vring_packed_desc_event *dev_event;
+	uint16_t next_avail;     /* packed: next slot we fill, and its wrap counter */
+	bool avail_wrap;
+	uint16_t next_used;      /* packed: next slot the device returns a buffer in */
+	bool used_wrap;
+	uint16_t ndesc[VI_MAX_QUEUE_SIZE];  /* packed: slots each buffer id took */
 	uint16_t avail_idx;      /* next avail index we publish */
 	uint16_t last_used;      /* next used index we consume */
 	uint16_t kicked_idx;     /* avail idx at the last kick decision */
@@ -231,6 +267,7 @@ struct vi_dev {
 	bool interrupts;         /* ask the target for calls */
 	bool indirect;           /* negotiate VIRTIO_F_INDIRECT_DESC */
 	bool event_idx;          /* negotiate VIRTIO_F_EVENT_IDX */
+	bool packed;             /* negotiate VIRTIO_F_RING_PACKED */
 	bool inflight;           /* INFLIGHT_SHMFD: the target tracks requests in a region we keep */
 	int inflight_fd;         /* that region (-1: none) */
 	uint8_t inflight_msg[24]; /* GET_INFLIGHT_FD's reply, given back by SET_INFLIGHT_FD */
@@ -247,6 +284,7 @@ struct vi_dev_opts {
 	bool no_reply_ack;
 	bool indirect;
 	bool event_idx;
+	bool packed;             /* VIRTIO_F_RING_PACKED: packed rings (virtio 1.2 §2.8) */
 	bool inflight;
 	bool log_shmfd;          /* negotiate LOG_SHMFD (the --stall-step log cases) */
 	int frontend;            /* enum vi_frontend */
@@ -268,6 +306,23 @@ void gm_fini(struct guest_mem *m);
 void *gm_alloc(struct guest_mem *m, uint64_t size, uint64_t align);
 uint64_t gm_gpa(const struct guest_mem *m, const void *p);
 int vq_init(struct vq *vq, struct guest_mem *m, uint16_t index, uint16_t size, bool interrupts);
+/** vq_init for either layout (packed: a descriptor ring and two event structures). */
+int vq_init_ring(struct vq *vq, struct guest_mem *m, uint16_t index, uint16_t size,
+		 bool interrupts, bool packed);
+/** One buffer of a request: guest address, length, device-writable. */
+struct vi_buf {
+	uint64_t addr;
+	uint32_t len;
+	bool write;
+};
+/**
+ * Make a request of n buffers available under head (split: descriptors
+ * head .. head + n - 1 chained, then the avail ring; packed: the next n
+ * slots with buffer id head, the first slot's flags last).  Does not kick.
+ */
+void vq_add(struct vq *vq, uint16_t head, const struct vi_buf *bufs, uint16_t n);
+/** The SET_VRING_BASE value of the ring now (packed: both indexes with wrap counters). */
+uint32_t vq_base(const struct vq *vq);
 void vq_fini(struct vq *vq);
 /** Publish head `head` in the avail ring (does not kick). */
 void vq_push(struct vq *vq, uint16_t head);

@@ -445,6 +445,7 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	d->interrupts = o->interrupts;
 	d->indirect = o->indirect;
 	d->event_idx = o->event_idx;
+	d->packed = o->packed;
 	d->num_queues = o->num_queues ? o->num_queues : 1;
 	d->queue_size = o->queue_size ? o->queue_size : 128;
 	if (d->num_queues > VI_MAX_QUEUES) {
@@ -466,7 +467,8 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 		return rc;
 	}
 	for (i = 0; i < d->num_queues; i++) {
-		rc = vq_init(&d->vqs[i], &d->mem, (uint16_t)i, d->queue_size, d->interrupts);
+		rc = vq_init_ring(&d->vqs[i], &d->mem, (uint16_t)i, d->queue_size, d->interrupts,
+				  d->packed);
 		if (rc != 0) {
 			vu_set_error(c, "vring %d: %s", i, strerror(-rc));
 			return rc;
@@ -582,6 +584,10 @@ vi_dev_accept_features(struct vi_dev *d, uint64_t want)
 	d->readonly = want & (1ull << VIRTIO_BLK_F_RO);
 	d->indirect = want & (1ull << VIRTIO_F_INDIRECT_DESC);
 	d->event_idx = want & (1ull << VIRTIO_F_EVENT_IDX);
+	if (d->packed && !(want & (1ull << VIRTIO_F_RING_PACKED))) {
+		vu_set_error(c, "target does not offer VIRTIO_F_RING_PACKED");
+		return -ENOTSUP;
+	}
 	for (i = 0; i < d->num_queues; i++) {
 		d->vqs[i].event_idx = d->event_idx;
 		vq_want_call(&d->vqs[i], d->interrupts);
@@ -604,7 +610,8 @@ vi_dev_driver_features(const struct vi_dev *d)
 	       (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
 	       (1ull << VIRTIO_BLK_F_MQ) |
 	       (d->indirect ? (1ull << VIRTIO_F_INDIRECT_DESC) : 0) |
-	       (d->event_idx ? (1ull << VIRTIO_F_EVENT_IDX) : 0);
+	       (d->event_idx ? (1ull << VIRTIO_F_EVENT_IDX) : 0) |
+	       (d->packed ? (1ull << VIRTIO_F_RING_PACKED) : 0);
 }
 
 int
@@ -634,10 +641,15 @@ vi_dev_start_rings(struct vi_dev *d)
 	if (d->frontend != VI_FE_QEMU) {
 		return vi_fe_start_rings(d);
 	}
-	/* vhost_user_blk_start: the inflight region (asked for once, kept), then
-	 * vhost_dev_start's order: calls, features, memory, rings. */
+	/* vhost_user_blk_start: the inflight region (asked for once, kept) after
+	 * vhost_dev_prepare_inflight's SET_FEATURES (the back-end knows the
+	 * ring layout), then vhost_dev_start's order: calls, features, memory,
+	 * rings. */
 	if (d->inflight) {
-		rc = vi_dev_get_inflight(d);
+		rc = vu_set_u64(c, VU_SET_FEATURES, c->acked_features, false, NULL, 0);
+		if (rc == 0) {
+			rc = vi_dev_get_inflight(d);
+		}
 		if (rc != 0) {
 			return rc;
 		}
@@ -672,7 +684,7 @@ vi_dev_start_rings(struct vi_dev *d)
 
 		rc = vu_set_state(c, VU_SET_VRING_NUM, (uint32_t)i, vq->size);
 		if (rc == 0) {
-			rc = vu_set_state(c, VU_SET_VRING_BASE, (uint32_t)i, vq->avail_idx);
+			rc = vu_set_state(c, VU_SET_VRING_BASE, (uint32_t)i, vq_base(vq));
 		}
 		if (rc == 0) {
 			rc = vu_set_msg(c, VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0);
@@ -737,9 +749,9 @@ vi_dev_close(struct vi_dev *d, bool graceful)
 			} else if (r != (int)sizeof(st) || st.index != (uint32_t)i) {
 				vu_set_error(c, "GET_VRING_BASE reply malformed");
 				rc = -EPROTO;
-			} else if (st.num != d->vqs[i].avail_idx) {
-				vu_set_error(c, "GET_VRING_BASE(%d) = %u, avail idx %u", i, st.num,
-					     d->vqs[i].avail_idx);
+			} else if (st.num != vq_base(&d->vqs[i])) {
+				vu_set_error(c, "GET_VRING_BASE(%d) = 0x%x, expected 0x%x", i, st.num,
+					     vq_base(&d->vqs[i]));
 				rc = -EPROTO;
 			}
 		}

@@ -292,9 +292,9 @@ static void
 _submit(struct run *r, struct qstate *q, struct slot *s, uint64_t block, bool write)
 {
 	const struct vi_workload *w = r->w;
-	struct vring_desc *desc = q->vq->desc;
 	uint64_t sector = block * (w->bs / 512);
 	struct guest_mem *m = &r->d->mem;
+	struct vi_buf bufs[3];
 
 	s->busy = true;
 	s->write = write;
@@ -315,20 +315,11 @@ _submit(struct run *r, struct qstate *q, struct slot *s, uint64_t block, bool wr
 			s->gen = r->gens[block];
 		}
 	}
-	desc[s->head].addr = gm_gpa(m, s->hdr);
-	desc[s->head].len = sizeof(*s->hdr);
-	desc[s->head].flags = VRING_DESC_F_NEXT;
-	desc[s->head].next = s->head + 1;
-	desc[s->head + 1].addr = gm_gpa(m, s->buf);
-	desc[s->head + 1].len = w->bs;
-	desc[s->head + 1].flags = VRING_DESC_F_NEXT | (write ? 0 : VRING_DESC_F_WRITE);
-	desc[s->head + 1].next = s->head + 2;
-	desc[s->head + 2].addr = gm_gpa(m, s->status);
-	desc[s->head + 2].len = 1;
-	desc[s->head + 2].flags = VRING_DESC_F_WRITE;
-	desc[s->head + 2].next = 0;
+	bufs[0] = (struct vi_buf){ gm_gpa(m, s->hdr), sizeof(*s->hdr), false };
+	bufs[1] = (struct vi_buf){ gm_gpa(m, s->buf), w->bs, !write };
+	bufs[2] = (struct vi_buf){ gm_gpa(m, s->status), 1, true };
 	s->t0 = _now_ns();
-	vq_push(q->vq, s->head);
+	vq_add(q->vq, s->head, bufs, 3);
 	q->inflight++;
 	r->submitted++;
 }

@@ -13,7 +13,7 @@
  *                [--malloc NAME:BLOCKS:BLOCK_SIZE]...
  *                [--null NAME:BLOCKS:BLOCK_SIZE]...
  *                [--uring NAME:FILE]...
- *                [--ctrlr NAME:BDEV[:QUEUES[:ro]]]...
+ *                [--ctrlr NAME:BDEV[:QUEUES[:ro|packed]]]...
  *
  * Exit status: 0 clean shutdown, 1 setup failure, 2 usage.
  */
@@ -50,7 +50,7 @@ _usage(FILE *f)
 {
 	fprintf(f, "usage: vhost_target --socket-dir DIR [--cpumask MASK] [--no-pin]\n"
 		   "       [--malloc NAME:BLOCKS:BS]... [--null NAME:BLOCKS:BS]...\n"
-		   "       [--uring NAME:FILE]... [--ctrlr NAME:BDEV[:QUEUES[:ro]]]...\n");
+		   "       [--uring NAME:FILE]... [--ctrlr NAME:BDEV[:QUEUES[:ro|packed]]]...\n");
 }
 
 /* Split s at ':' into at most max fields; returns the count. */
@@ -128,6 +128,8 @@ _create_ctrlr(char *spec)
 	o.bdev_name = f[1];
 	o.max_queues = n > 2 ? (uint16_t)strtoul(f[2], NULL, 0) : 0;
 	o.readonly = n > 3 && strcmp(f[3], "ro") == 0;
+	/* packed: offer packed virtqueues (the agent's packed_ring). */
+	o.packed_ring = n > 3 && strcmp(f[3], "packed") == 0;
 	return sb_vhost_blk_create(&o);
 }
 

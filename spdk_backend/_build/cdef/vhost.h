@@ -63,6 +63,7 @@ struct sb_vhost_handoff_vq {
 	bool kick_set;
 	bool enabled;
 	bool running;
+	uint16_t base_used;
 };
 struct sb_vhost_handoff {
 	char name[128];

@@ -35,8 +35,8 @@ def test_every_method_documents_and_registers_once():
     ("bdev_get_bdevs", {"name": None}, ["name", "null"]),
     ("vhost_create_blk_controller", {"ctrlr": "../x", "dev_name": "b"},
      ["ctrlr", "valid controller name"]),
-    ("vhost_create_blk_controller", {"ctrlr": "c", "dev_name": "b", "packed_ring": True},
-     ["packed_ring", "split"]),
+    ("vhost_create_blk_controller", {"ctrlr": "c", "dev_name": "b", "packed_ring": 1},
+     ["packed_ring"]),
     ("bdev_get_iostat", {"names": ["a", 1]}, ["names", "non-string"]),
     ("framework_get_config", [1], ["named parameters"]),
 ])

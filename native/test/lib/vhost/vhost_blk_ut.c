@@ -200,6 +200,9 @@ test_config_and_features(void)
 	CHECK(f & (1ull << VHOST_USER_F_PROTOCOL_FEATURES));
 	CHECK(!(f & (1ull << VIRTIO_BLK_F_RO)));
 	CHECK(!(f & (1ull << VIRTIO_F_RING_PACKED)));
+	g.packed = true;
+	CHECK(sb_blk_features(&g) & (1ull << VIRTIO_F_RING_PACKED));
+	g.packed = false;
 	g.readonly = true;
 	f = sb_blk_features(&g);
 	CHECK(f & (1ull << VIRTIO_BLK_F_RO));

@@ -44,15 +44,19 @@ test_create_and_regions(void)
 	int fd = sb_inflight_create(2, Q, &size);
 
 	CHECK(fd >= 0);
-	CHECK_EQ(size, 2 * sb_inflight_queue_bytes(Q));
+	/* Room for two queues of either layout (packed entries are the larger). */
+	CHECK_EQ(size, 2 * sb_inflight_packed_queue_bytes(Q));
+	CHECK(sb_inflight_packed_queue_bytes(Q) >= sb_inflight_queue_bytes(Q));
 	CHECK_EQ(lseek(fd, 0, SEEK_END), (off_t)size);
 	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	CHECK(base != MAP_FAILED);
 	CHECK(sb_inflight_queue_get(base, size, Q, 0) == base);
 	CHECK((uint8_t *)sb_inflight_queue_get(base, size, Q, 1) ==
 	      (uint8_t *)base + sb_inflight_queue_bytes(Q));
-	CHECK(sb_inflight_queue_get(base, size, Q, 2) == NULL);
-	CHECK(sb_inflight_queue_get(base, size, 2 * Q, 1) == NULL);
+	CHECK((uint8_t *)sb_inflight_packed_queue_get(base, size, Q, 1) ==
+	      (uint8_t *)base + sb_inflight_packed_queue_bytes(Q));
+	CHECK(sb_inflight_packed_queue_get(base, size, Q, 2) == NULL);
+	CHECK(sb_inflight_queue_get(base, size, 4 * Q, 1) == NULL);
 	munmap(base, size);
 	close(fd);
 	CHECK_EQ(sb_inflight_create(0, Q, &size), -EINVAL);

@@ -96,6 +96,8 @@ test_features(void)
 	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1, 8), -1);
 	CHECK_EQ(g_c->features, f);
 	/* Unoffered bits are refused (with an ack when asked). */
+	/* Packed rings only for a controller created with packed_ring. */
+	CHECK(!(f & (1ull << VIRTIO_F_RING_PACKED)));
 	g_req.p.u64 = f | (1ull << VIRTIO_F_RING_PACKED);
 	CHECK_EQ(_do(VHOST_USER_SET_FEATURES, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
 	CHECK_EQ(g_rep.p.u64 != 0, 1);
@@ -189,6 +191,16 @@ test_refusals(void)
 	CHECK_EQ(_do(VHOST_USER_GET_VRING_BASE, 1, 8), 0);
 	CHECK_EQ(g_rep.p.state.index, 1);
 	CHECK_EQ(g_rep.p.state.num, 77);
+	/* A split ring's base is 16 bits; a packed ring's carries both indexes. */
+	g_req.p.state.num = 0x80008000u;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_BASE, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
+	CHECK_EQ(g_rep.p.u64 != 0, 1);
+	g_c->features |= 1ull << VIRTIO_F_RING_PACKED;
+	CHECK_EQ(_do(VHOST_USER_SET_VRING_BASE, 1 | VHOST_USER_NEED_REPLY_MASK, 8), 0);
+	CHECK_EQ(g_rep.p.u64, 0);
+	g_req.p.state.num = 0;
+	CHECK_EQ(_do(VHOST_USER_GET_VRING_BASE, 1, 8), 0);
+	CHECK_EQ(g_rep.p.state.num, 0x80008000u);
 	_teardown();
 }
 
@@ -253,7 +265,7 @@ test_mem_and_fds(void)
 	CHECK_EQ(_do(VHOST_USER_GET_INFLIGHT_FD, 1, 24), 0);
 	CHECK_EQ(g_rep.hdr.size, 24);
 	CHECK_EQ(g_rep.nfds, 1);
-	CHECK_EQ(g_rep.p.inflight.mmap_size, 2 * sb_inflight_queue_bytes(128));
+	CHECK_EQ(g_rep.p.inflight.mmap_size, 2 * sb_inflight_packed_queue_bytes(128));
 	p = mmap(NULL, g_rep.p.inflight.mmap_size, PROT_READ, MAP_SHARED, g_rep.fds[0], 0);
 	CHECK(p != MAP_FAILED);
 	munmap(p, g_rep.p.inflight.mmap_size);
