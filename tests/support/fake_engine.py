@@ -189,7 +189,7 @@ class FakeEngine:
         self.bdevs[name]["qos"].update(limits)
 
     def vhost_create_blk_controller(self, ctrlr, dev_name, cpumask=None, readonly=False,
-                                    max_queues=0, serial=None):
+                                    max_queues=0, serial=None, packed_ring=False):
         self._wait("vhost_create_blk_controller")
         if ctrlr in self.ctrlrs:
             raise _err(errno.EEXIST, "vhost_create_blk_controller",
@@ -198,7 +198,8 @@ class FakeEngine:
             raise _err(errno.ENODEV, "vhost_create_blk_controller",
                        "bdev %s does not exist" % dev_name)
         self.ctrlrs[ctrlr] = {"bdev": dev_name, "cpumask": cpumask or "0x1",
-                              "readonly": readonly, "delay": 0, "iops": 0, "done": 0}
+                              "readonly": readonly, "packed_ring": packed_ring, "delay": 0,
+                              "iops": 0, "done": 0}
 
     def vhost_delete_controller(self, ctrlr, force=False):
         self._wait("vhost_delete_controller")
