@@ -34,7 +34,27 @@ from spdk_backend.volume import manager
 LOG = logging.getLogger(__name__)
 
 DRIVER_VOLUME_TYPE = "vhost_user_blk"
-STORAGE_PROTOCOL = "vhost_user_blk"
+#: The connector property of a host that can attach ``vhost_user_blk``
+#: volumes (Nova's subclass adds it to ``get_volume_connector``).
+CONNECTOR_FLAG = "vhost_user_blk"
+#: ``storage_protocol`` in the style of ``cinder.common.constants``.
+STORAGE_PROTOCOL = "vhost-user-blk"
+
+
+def wants_vhost(connector):
+    """Whether ``connector`` says its host attaches vhost-user-blk disks."""
+    return bool(connector and connector.get(CONNECTOR_FLAG))
+
+
+def refuse_encryption(volume):
+    """libvirt rejects ``<encryption>`` on a vhostuser disk: an encrypted
+    volume could never be attached, so it is not created."""
+    if volume.obj_attr_is_set("encryption_key_id") and volume.encryption_key_id:
+        raise cinder_exception.VolumeDriverException(
+            message="volume %s has an encrypted volume type, which vhost-user-blk "
+                    "volumes do not support (libvirt refuses <encryption> on a "
+                    "vhostuser disk); use a volume type without encryption"
+                    % volume.id)
 
 
 def volume_bdev_name(volume):
@@ -172,6 +192,7 @@ class SpdkVhostDriver(driver.VolumeDriver):
     # -- volumes -------------------------------------------------------------------
 
     def create_volume(self, volume):
+        refuse_encryption(volume)
         name = volume_bdev_name(volume)
         with self._errors("create volume %s" % name):
             self._backend().create(name, volume.size * units.Gi)
@@ -198,6 +219,7 @@ class SpdkVhostDriver(driver.VolumeDriver):
             self._backend().delete_snapshot(snapshot_name(snapshot))
 
     def create_volume_from_snapshot(self, volume, snapshot):
+        refuse_encryption(volume)
         with self._errors("create volume from snapshot %s" % snapshot.id,
                           snapshot=snapshot):
             self._backend().create_from_snapshot(
@@ -206,6 +228,7 @@ class SpdkVhostDriver(driver.VolumeDriver):
         return {}
 
     def create_cloned_volume(self, volume, src_vref):
+        refuse_encryption(volume)
         with self._errors("clone volume %s" % src_vref.id, volume=src_vref):
             self._backend().clone(volume_bdev_name(src_vref), volume_bdev_name(volume),
                                   volume.size * units.Gi)
@@ -226,25 +249,73 @@ class SpdkVhostDriver(driver.VolumeDriver):
 
     def copy_image_to_volume(self, context, volume, image_service, image_id,
                              disable_sparse=False):
-        path = self._local_path(volume)
+        name = volume_bdev_name(volume)
+        backend = self._backend()
+        path = backend.local_path(name)
+        if path is None:
+            # No path to convert into (rbd): convert into a temporary raw
+            # file and have the backend write it, as Cinder's RBD driver
+            # imports one.
+            with image_utils.temporary_file(prefix="image_download_%s_" % image_id) as tmp:
+                self._fetch_to_raw(context, image_service, image_id, tmp, volume,
+                                   disable_sparse)
+                with self._errors("write image %s into volume %s" % (image_id, name),
+                                  volume=volume):
+                    backend.import_raw(name, tmp)
+            return
+        self._fetch_to_raw(context, image_service, image_id, path, volume, disable_sparse)
+        # qemu-img convert truncates its target to the image's size: give the
+        # volume its own size back (a hole, so nothing is written).
+        with self._errors("resize volume %s after the image copy" % name, volume=volume):
+            backend.extend(name, volume.size * units.Gi)
+
+    def _fetch_to_raw(self, context, image_service, image_id, path, volume,
+                      disable_sparse):
         image_utils.fetch_to_raw(
             context, image_service, image_id, path,
             self.configuration.volume_dd_blocksize, size=volume.size,
             run_as_root=False, disable_sparse=disable_sparse)
-        # qemu-img convert truncates its target to the image's size: give the
-        # volume its own size back (a hole, so nothing is written).
-        name = volume_bdev_name(volume)
-        with self._errors("resize volume %s after the image copy" % name, volume=volume):
-            self._backend().extend(name, volume.size * units.Gi)
 
     def copy_volume_to_image(self, context, volume, image_service, image_meta):
-        path = self._local_path(volume)
-        volume_utils.upload_volume(context, image_service, image_meta, path, volume,
-                                   run_as_root=False)
+        name = volume_bdev_name(volume)
+        backend = self._backend()
+        path = backend.local_path(name)
+        if path is not None:
+            volume_utils.upload_volume(context, image_service, image_meta, path, volume,
+                                       run_as_root=False)
+            return
+        with image_utils.temporary_file(prefix="volume_upload_%s_" % volume.id) as tmp:
+            with self._errors("read volume %s for an image" % name, volume=volume):
+                backend.export_raw(name, tmp)
+            volume_utils.upload_volume(context, image_service, image_meta, tmp, volume,
+                                       run_as_root=False)
+
+    def clone_image(self, context, volume, image_location, image_meta, image_service):
+        """A copy-on-write clone of a raw Glance image stored in the volume
+        backend's own storage (an RBD image of the same Ceph cluster);
+        ``({}, False)`` lets Cinder copy the image instead."""
+        refuse_encryption(volume)
+        if not image_location or image_meta.get("disk_format") != "raw":
+            return {}, False
+        direct_url, locations = image_location
+        urls = [loc["url"] for loc in locations] if locations else [direct_url]
+        name = volume_bdev_name(volume)
+        backend = self._backend()
+        for url in urls:
+            if not url:
+                continue
+            with self._errors("clone image %s into volume %s"
+                              % (image_meta.get("id"), name)):
+                if backend.clone_from_location(url, name, volume.size * units.Gi):
+                    return {"provider_location": None}, True
+        return {}, False
 
     # -- exports and connections --------------------------------------------------------
 
     def create_export(self, context, volume, connector):
+        if connector is not None and not wants_vhost(connector):
+            # os-brick reaches the storage itself: no agent bdev needed.
+            return {}
         name = volume_bdev_name(volume)
         with self._errors("export volume %s" % name, volume=volume):
             self._backend().export(name)
@@ -261,6 +332,8 @@ class SpdkVhostDriver(driver.VolumeDriver):
             self._backend().unexport(name)
 
     def initialize_connection(self, volume, connector, initiator_data=None):
+        if not wants_vhost(connector):
+            return self._native_connection(volume, connector)
         name = volume_bdev_name(volume)
         backend = self._backend()
         with self._errors("connect volume %s" % name, volume=volume):
@@ -298,6 +371,26 @@ class SpdkVhostDriver(driver.VolumeDriver):
         data.update(extras)
         return {"driver_volume_type": DRIVER_VOLUME_TYPE, "data": data}
 
+    def _native_connection(self, volume, connector):
+        """Connection info for os-brick's own connector of the volume's
+        storage, for a host that does not attach vhost-user-blk disks:
+        cinder-volume or cinder-backup moving data themselves."""
+        name = volume_bdev_name(volume)
+        backend = self._backend()
+        with self._errors("connect volume %s" % name, volume=volume):
+            native = backend.native_connection(name)
+            if native is None:
+                raise cinder_exception.VolumeBackendAPIException(
+                    data="volume %s: the %s volume backend has no os-brick connector; "
+                         "only a host whose connector has %s: True can attach it"
+                         % (volume.id, backend.name, CONNECTOR_FLAG))
+            volume_type, data = native
+            data = dict(data, volume_id=volume.id)
+        if volume.obj_attr_is_set("admin_metadata"):
+            readonly = str(volume.admin_metadata.get("readonly", "False")).lower() == "true"
+            data["access_mode"] = "ro" if readonly else "rw"
+        return {"driver_volume_type": volume_type, "data": data}
+
     def terminate_connection(self, volume, connector, **kwargs):
         # The compute host deletes its controller in disconnect_volume; the
         # bdev stays until remove_export, which Cinder calls when the last
@@ -308,15 +401,24 @@ class SpdkVhostDriver(driver.VolumeDriver):
 
     def _update_volume_stats(self):
         backend = self._backend()
-        with self._errors("volume stats"):
+        try:
             total, free = backend.capacity()
             provisioned = backend.provisioned_bytes()
+            location = backend.location_info()
+        except (exception.SpdkBackendException, OSError) as exc:
+            # Reported as a down backend (the scheduler skips it), as
+            # Cinder's drivers do, rather than failing the stats report.
+            LOG.error("volume stats of the %s volume backend: %s", backend.name, exc)
+            state, capacity, location = "down", {
+                "total_capacity_gb": "unknown", "free_capacity_gb": "unknown"}, None
+        else:
+            state, capacity = "up", {
+                "total_capacity_gb": _gib(total),
+                "free_capacity_gb": _gib(free),
+                "provisioned_capacity_gb": _gib(provisioned)}
         cfg = self.configuration
         pool = {
             "pool_name": self.backend_name,
-            "total_capacity_gb": _gib(total),
-            "free_capacity_gb": _gib(free),
-            "provisioned_capacity_gb": _gib(provisioned),
             "reserved_percentage": cfg.safe_get("reserved_percentage") or 0,
             "max_over_subscription_ratio": volume_utils.get_max_over_subscription_ratio(
                 cfg.safe_get("max_over_subscription_ratio") or 20.0,
@@ -325,15 +427,22 @@ class SpdkVhostDriver(driver.VolumeDriver):
             "thick_provisioning_support": False,
             "QoS_support": False,
             "multiattach": False,
+            "backend_state": state,
         }
+        pool.update(capacity)
+        if location:
+            pool["location_info"] = location
         self._stats = {
             "volume_backend_name": self.backend_name,
             "vendor_name": "spdk-backend",
             "driver_version": self.VERSION,
             "storage_protocol": STORAGE_PROTOCOL,
             "sparse_copy_volume": True,
+            "backend_state": state,
             "pools": [pool],
         }
+        if location:
+            self._stats["location_info"] = location
 
 
 def _gib(nbytes):

@@ -37,6 +37,14 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
             drv = self.volume_drivers.setdefault(driver_type, cls(self._host))
         return drv
 
+    def get_volume_connector(self, instance):
+        # Cinder hands vhost_user_blk connection info only to a host that
+        # says it can attach it; any other host (cinder-volume, cinder-backup
+        # moving data through os-brick) gets os-brick's own kind.
+        props = super().get_volume_connector(instance)
+        props[sb_volume.CONNECTOR_FLAG] = True
+        return props
+
     def extend_volume(self, context, connection_info, instance, requested_size):
         if connection_info.get("driver_volume_type") not in self.EXTRA_VOLUME_DRIVERS:
             return super().extend_volume(context, connection_info, instance,

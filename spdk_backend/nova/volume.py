@@ -38,6 +38,9 @@ CONF = nova.conf.CONF
 nova_conf.register_opts(CONF)
 
 DRIVER_VOLUME_TYPE = "vhost_user_blk"
+#: The property of this host's volume connector that asks Cinder for
+#: vhost_user_blk connection info (spdk_backend.cinder.driver reads it).
+CONNECTOR_FLAG = "vhost_user_blk"
 
 
 def controller_name(instance, volume_id):

@@ -47,6 +47,9 @@ def modules():
         def get_cluster_stats(self):
             return {"kb": 1 << 30, "kb_avail": 1 << 29}
 
+        def get_fsid(self):
+            return "00000000-0000-4000-8000-000000000000"
+
     class RBD:
         def list(self, ioctx):
             return list(images)

@@ -73,6 +73,25 @@ class VolumeBackend(abc.ABC):
         """A path on this host holding the volume's bytes, or ``None``."""
         return None
 
+    # -- raw data in and out (image copies without a local path) ------------------
+
+    def import_raw(self, name, path):
+        """Write the raw file ``path`` into volume ``name`` from offset 0."""
+        raise exception.InvalidInput(
+            reason="the %s volume backend cannot import raw data" % self.name)
+
+    def export_raw(self, name, path):
+        """Volume ``name``'s bytes into the new (sparse) file ``path``."""
+        raise exception.InvalidInput(
+            reason="the %s volume backend cannot export raw data" % self.name)
+
+    def clone_from_location(self, location, volume_name, size):
+        """Make volume ``volume_name`` (``size`` bytes) a copy-on-write clone
+        of the raw image stored at ``location`` (an image store's URL, such
+        as Glance's ``rbd://<fsid>/<pool>/<image>/<snapshot>``) if that
+        storage is this backend's own; ``False`` (nothing done) otherwise."""
+        return False
+
     # -- snapshots and clones ----------------------------------------------------
 
     def create_snapshot(self, volume_name, snapshot_name):
@@ -120,6 +139,22 @@ class VolumeBackend(abc.ABC):
     def connection_extras(self, name):
         """Backend facts for the connection info (e.g. the pool and image)."""
         return {}
+
+    def native_connection(self, name):
+        """``(driver_volume_type, data)`` for an os-brick connector that
+        reaches volume ``name``'s storage itself, without the agent, or
+        ``None`` when os-brick has no connector for it.
+
+        Cinder moves data itself (backups, host-assisted migration, generic
+        revert to snapshot, image copies) through os-brick, which has no
+        vhost-user-blk connector.
+        """
+        return None
+
+    def location_info(self):
+        """A string naming the storage the volumes live in (for the
+        scheduler's ``location_info`` capability), or ``None``."""
+        return None
 
     def ensure_prerequisites(self, client, name):
         """Run :meth:`bdev_prerequisites` on ``client``'s agent."""

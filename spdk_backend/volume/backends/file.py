@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import re
+import socket
 
 from spdk_backend import exception
 from spdk_backend.volume.backends import base
@@ -285,6 +286,18 @@ class FileBackend(base.VolumeBackend):
 
     def supports_live_migration(self):
         return self.shared
+
+    def native_connection(self, name):
+        # os-brick's local connector: the file itself.
+        if not self.exists(name):
+            raise exception.NotFound(op="connect %s" % name, reason="no such volume file",
+                                     errno=errno.ENOENT)
+        return "local", {"device_path": self.path(name)}
+
+    def location_info(self):
+        # A directory on shared storage is the same place from every host.
+        host = "shared" if self.shared else socket.gethostname()
+        return "file:%s:%s" % (host, self.volume_dir)
 
     def export(self, name):
         if not self.exists(name):

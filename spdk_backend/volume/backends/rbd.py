@@ -19,9 +19,12 @@ the running interpreter (a venv) cannot import them, they are loaded from
 import errno
 import functools
 import importlib
+import json
 import logging
+import os
 import sys
 import threading
+import urllib.parse
 
 from spdk_backend import connector
 from spdk_backend import exception
@@ -32,6 +35,11 @@ LOG = logging.getLogger(__name__)
 SYSTEM_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 INDEX_OBJECT = "spdk_backend.snapshots"
 CLONE_SNAP_PREFIX = "clone-"
+# Ceph's cluster name (its files' prefix, /etc/ceph/<cluster>.conf), which
+# os-brick needs; not the agent's registered cluster name.
+CEPH_CLUSTER = "ceph"
+# Bytes per librbd read or write of an image copy.
+IO_CHUNK = 4 << 20
 
 
 def import_ceph():
@@ -371,6 +379,111 @@ class RbdBackend(base.VolumeBackend):
                     img.remove_snap(snap)
                 raise
 
+    # -- raw data in and out (image copies) ------------------------------------------------
+
+    @_ceph_errors
+    def import_raw(self, name, path, chunk=IO_CHUNK):
+        """Write the raw file ``path`` into volume ``name`` from offset 0.
+
+        Runs of zeroes are skipped: a new image reads them as zeroes anyway
+        and stays thin.
+        """
+        with self._ioctx() as ioctx, self._image(ioctx, name) as img, \
+                open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > img.size():
+                raise exception.InvalidInput(
+                    reason="%s holds %d bytes, more than volume %s (%d)"
+                           % (path, size, name, img.size()))
+            offset = 0
+            while True:
+                data = f.read(chunk)
+                if not data:
+                    break
+                if data.count(0) != len(data):
+                    img.write(data, offset)
+                offset += len(data)
+            img.flush()
+
+    @_ceph_errors
+    def export_raw(self, name, path):
+        """Volume ``name``'s bytes into the new sparse file ``path``: only
+        the extents librbd reports as allocated are read and written."""
+        with self._ioctx() as ioctx, self._image(ioctx, name, read_only=True) as img, \
+                open(path, "wb") as f:
+            size = img.size()
+            extents = []
+            img.diff_iterate(0, size, None,
+                             lambda off, length, exists: exists and extents.append(
+                                 (off, length)))
+            for off, length in extents:
+                for pos in range(off, off + length, IO_CHUNK):
+                    n = min(IO_CHUNK, off + length - pos)
+                    f.seek(pos)
+                    f.write(img.read(pos, n))
+            f.truncate(size)
+
+    def clone_from_location(self, location, volume_name, size):
+        # Glance's RBD store: rbd://<fsid>/<pool>/<image>/<snapshot>, each
+        # part URL-quoted.  Only an image of this cluster that this user
+        # can open is cloned.
+        prefix = "rbd://"
+        if not isinstance(location, str) or not location.startswith(prefix):
+            return False
+        parts = [urllib.parse.unquote(p) for p in location[len(prefix):].split("/")]
+        if len(parts) != 4 or not all(parts):
+            LOG.debug("not an rbd image location: %s", location)
+            return False
+        fsid, pool, image, snapshot = parts
+        if fsid != self._fsid():
+            LOG.debug("%s is in another Ceph cluster", location)
+            return False
+        if not self._can_open(pool, image, snapshot):
+            return False
+        self._clone_foreign(pool, image, snapshot, volume_name, size)
+        LOG.info("volume %s cloned from %s/%s@%s", volume_name, pool, image, snapshot)
+        return True
+
+    @_ceph_errors
+    def _fsid(self):
+        return self._connect().get_fsid()
+
+    @_ceph_errors
+    def _clone_foreign(self, pool, image, snapshot, volume_name, size):
+        """Volume ``volume_name`` as a copy-on-write clone of another
+        image's snapshot (a Glance image in this cluster), grown to ``size``."""
+        self._check_size(size)
+        rbd = self._rbd_mod
+        try:
+            src_ioctx = self._connect().open_ioctx(pool)
+        except self._rados_mod.ObjectNotFound as exc:
+            raise exception.NotFound(op="clone from %s/%s@%s" % (pool, image, snapshot),
+                                     reason="no pool %s" % pool,
+                                     errno=errno.ENOENT) from exc
+        with src_ioctx, self._ioctx() as ioctx:
+            try:
+                rbd.RBD().clone(src_ioctx, image, snapshot, ioctx, volume_name,
+                                features=rbd.RBD_FEATURE_LAYERING)
+            except rbd.ImageExists:
+                raise exception.AlreadyExists(op="clone to %s" % volume_name,
+                                              reason="RBD image %s/%s exists"
+                                                     % (self.pool, volume_name),
+                                              errno=errno.EEXIST) from None
+            with self._image(ioctx, volume_name) as img:
+                if size > img.size():
+                    img.resize(size)
+
+    def _can_open(self, pool, image, snapshot):
+        """Whether ``pool/image@snapshot`` opens (read-only) for this user."""
+        try:
+            with self._connect().open_ioctx(pool) as ioctx:
+                self._rbd_mod.Image(ioctx, image, snapshot=snapshot, read_only=True).close()
+            return True
+        except (self._rados_mod.Error, self._rbd_mod.Error,
+                exception.SpdkBackendException) as exc:
+            LOG.debug("cannot open %s/%s@%s: %s", pool, image, snapshot, exc)
+            return False
+
     # -- serving -------------------------------------------------------------------------
 
     @property
@@ -397,6 +510,40 @@ class RbdBackend(base.VolumeBackend):
 
     def supports_live_migration(self):
         return True     # every host's librbd opens the image; its lock moves
+
+    @_ceph_errors
+    def monitors(self):
+        """``(hosts, ports)`` of the cluster's monitors, from its monmap."""
+        ret, out, err = self._connect().mon_command(
+            json.dumps({"prefix": "mon dump", "format": "json"}), b"")
+        if ret:
+            raise exception.from_errno(abs(ret), op="mon dump", reason=err)
+        hosts, ports = [], []
+        for mon in json.loads(out)["mons"]:
+            # "addr" is "IP:PORT/NONCE" (v1), an IPv6 IP in brackets.
+            host, port = mon["addr"].rsplit("/", 1)[0].rsplit(":", 1)
+            hosts.append(host.strip("[]"))
+            ports.append(port)
+        return hosts, ports
+
+    def native_connection(self, name):
+        # os-brick's rbd connector (librbd in the caller's process): the
+        # data Cinder's own RBD driver hands out.  Never the keyring: any
+        # caller of initialize_connection would get it (OSSN-0085); os-brick
+        # reads /etc/ceph/ceph.client.<user>.keyring on its host.
+        hosts, ports = self.monitors()
+        return "rbd", {"name": "%s/%s" % (self.pool, name),
+                       "hosts": hosts, "ports": ports,
+                       "cluster_name": CEPH_CLUSTER,
+                       "auth_enabled": True,
+                       "auth_username": self.user_id,
+                       "secret_type": "ceph",
+                       "secret_uuid": None,
+                       "discard": True}
+
+    @_ceph_errors
+    def location_info(self):
+        return "rbd:%s:%s" % (self._connect().get_fsid(), self.pool)
 
     def bdev_spec(self, name):
         # SPDK's bdev_rbd_create names a registered cluster for the

@@ -25,6 +25,11 @@ from oslo_config import cfg  # noqa: E402
 
 from spdk_backend.cinder import driver  # noqa: E402
 
+# Connectors of compute hosts (Nova's get_volume_connector says they attach
+# vhost_user_blk volumes).
+COMPUTE = {"host": "e2e", "vhost_user_blk": True}
+DEST = {"host": "e2e-dest", "vhost_user_blk": True}
+
 SECTION = "spdk-rbd-e2e"
 
 
@@ -42,10 +47,10 @@ def main(action, options, volume_id):
     try:
         if action == "create":
             drv.create_volume(vol)
-            drv.create_export(ctx, vol, {"host": "e2e"})
-            print(json.dumps(drv.initialize_connection(vol, {"host": "e2e"})))
+            drv.create_export(ctx, vol, COMPUTE)
+            print(json.dumps(drv.initialize_connection(vol, COMPUTE)))
         elif action == "connect":
-            print(json.dumps(drv.initialize_connection(vol, {"host": "e2e-dest"})))
+            print(json.dumps(drv.initialize_connection(vol, DEST)))
         elif action == "delete":
             drv.remove_export(ctx, vol)
             drv.delete_volume(vol)

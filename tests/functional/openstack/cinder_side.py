@@ -26,6 +26,11 @@ from oslo_config import cfg  # noqa: E402
 
 from spdk_backend.cinder import driver  # noqa: E402
 
+# Connectors of compute hosts (Nova's get_volume_connector says they attach
+# vhost_user_blk volumes).
+COMPUTE = {"host": "e2e", "vhost_user_blk": True}
+DEST = {"host": "e2e-dest", "vhost_user_blk": True}
+
 
 def main(action, socket, voldir, volume_id, size_gb="1", shared=""):
     objects.register_all()
@@ -43,10 +48,10 @@ def main(action, socket, voldir, volume_id, size_gb="1", shared=""):
     vol = fake_volume.fake_volume_obj(ctx, id=volume_id, size=int(size_gb))
     if action == "create":
         drv.create_volume(vol)
-        drv.create_export(ctx, vol, {"host": "e2e"})
-        print(json.dumps(drv.initialize_connection(vol, {"host": "e2e"})))
+        drv.create_export(ctx, vol, COMPUTE)
+        print(json.dumps(drv.initialize_connection(vol, COMPUTE)))
     elif action == "connect":
-        print(json.dumps(drv.initialize_connection(vol, {"host": "e2e-dest"})))
+        print(json.dumps(drv.initialize_connection(vol, DEST)))
     elif action == "extend":
         drv.extend_volume(vol, int(size_gb))
     elif action == "delete":

@@ -14,7 +14,8 @@ from tests.support import openstack_groups
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 GROUPS = {
-    "cinder": ["tests/unit/cinder", "tests/functional/openstack/cinder_rbd"],
+    "cinder": ["tests/unit/cinder", "tests/functional/openstack/cinder_rbd",
+               "tests/functional/openstack/cinder_data"],
     "nova": ["tests/unit/nova", "tests/functional/openstack/nova_e2e",
              "tests/functional/openstack/nova_rbd",
              "tests/functional/openstack/nova_migration"],

@@ -2,6 +2,7 @@
 
 import inspect
 import os
+import socket
 import uuid
 import warnings
 
@@ -190,8 +191,8 @@ def test_names_are_exact_and_follow_name_id(drv, ctx):
 def test_connection_and_exports(drv, ctx, agent):
     vol = _volume(ctx, size=1)
     drv.create_volume(vol)
-    drv.create_export(ctx, vol, {"host": "compute1"})
-    info = drv.initialize_connection(vol, {"host": "compute1"})
+    drv.create_export(ctx, vol, {"host": "compute1", "vhost_user_blk": True})
+    info = drv.initialize_connection(vol, {"host": "compute1", "vhost_user_blk": True})
     assert info["driver_volume_type"] == "vhost_user_blk"
     data = info["data"]
     name = "volume-%s" % vol.id
@@ -218,7 +219,7 @@ def test_readonly_volume_connects_ro(drv, ctx):
     vol = _volume(ctx, size=1)
     vol.admin_metadata = {"readonly": "True"}  # what "cinder readonly-mode-update" sets
     drv.create_volume(vol)
-    assert drv.initialize_connection(vol, {})["data"]["access_mode"] == "ro"
+    assert drv.initialize_connection(vol, {"vhost_user_blk": True})["data"]["access_mode"] == "ro"
     drv.remove_export(ctx, vol)
     drv.delete_volume(vol)
 
@@ -238,12 +239,12 @@ def test_destination_connection_while_the_source_is_attached(conf, agent, ctx, t
     vol = _volume(ctx, size=1)
     name = "volume-%s" % vol.id
     d.create_volume(vol)
-    d.create_export(ctx, vol, {"host": "compute1"})
-    source = d.initialize_connection(vol, {"host": "compute1"})
+    d.create_export(ctx, vol, {"host": "compute1", "vhost_user_blk": True})
+    source = d.initialize_connection(vol, {"host": "compute1", "vhost_user_blk": True})
     with agent.client() as c, running_agent() as dest_agent, dest_agent.client() as dc:
         c.call("vhost_create_blk_controller", ctrlr="source", dev_name=name)
         try:
-            dest = d.initialize_connection(vol, {"host": "compute2"})
+            dest = d.initialize_connection(vol, {"host": "compute2", "vhost_user_blk": True})
             assert dest == source
             data = dest["data"]
             assert data["supports_live_migration"] is shared
@@ -269,7 +270,7 @@ def test_destination_connection_while_the_source_is_attached(conf, agent, ctx, t
 def test_delete_of_attached_volume_is_busy(drv, ctx, agent):
     vol = _volume(ctx, size=1)
     drv.create_volume(vol)
-    drv.create_export(ctx, vol, {})
+    drv.create_export(ctx, vol, {"vhost_user_blk": True})
     name = "volume-%s" % vol.id
     with agent.client() as c:
         c.call("vhost_create_blk_controller", ctrlr="attached", dev_name=name)
@@ -284,7 +285,7 @@ def test_delete_of_attached_volume_is_busy(drv, ctx, agent):
 def test_extend(drv, ctx, agent):
     vol = _volume(ctx, size=1)
     drv.create_volume(vol)
-    drv.create_export(ctx, vol, {})
+    drv.create_export(ctx, vol, {"vhost_user_blk": True})
     drv.extend_volume(vol, 3)
     name = "volume-%s" % vol.id
     assert os.stat(drv.backend.path(name)).st_size == 3 * GiB
@@ -339,7 +340,9 @@ def test_stats(drv, ctx, tmp_path):
         drv.create_volume(v)
     stats = drv.get_volume_stats(refresh=True)
     assert stats["volume_backend_name"] == "fast-vhost"
-    assert stats["storage_protocol"] == "vhost_user_blk"
+    assert stats["storage_protocol"] == "vhost-user-blk"
+    assert stats["backend_state"] == "up"
+    assert stats["location_info"] == "file:%s:%s" % (socket.gethostname(), tmp_path)
     assert stats["driver_version"] == "1.0.0"
     (pool,) = stats["pools"]
     assert pool["pool_name"] == "fast-vhost"
@@ -349,8 +352,159 @@ def test_stats(drv, ctx, tmp_path):
     assert pool["provisioned_capacity_gb"] == 3.0
     assert pool["thin_provisioning_support"] is True
     assert pool["max_over_subscription_ratio"] > 0
+    assert pool["backend_state"] == "up"
+    assert pool["location_info"] == stats["location_info"]
     for v in vols:
         drv.delete_volume(v)
+
+
+def test_stats_of_an_unusable_backend_say_it_is_down(conf, agent, tmp_path):
+    voldir = tmp_path / "gone"
+    voldir.mkdir()
+    d = _make_driver(conf, spdk_vhost_agent_socket=agent.rpc_socket,
+                     spdk_vhost_volume_dir=str(voldir))
+    d.do_setup(None)
+    voldir.rmdir()
+    stats = d.get_volume_stats(refresh=True)
+    assert stats["backend_state"] == "down"
+    (pool,) = stats["pools"]
+    assert pool["backend_state"] == "down"
+    assert pool["free_capacity_gb"] == "unknown"
+    assert "location_info" not in stats
+    d.client.close()
+
+
+def test_shared_volume_dir_location_names_no_host(conf, agent, tmp_path):
+    d = _make_driver(conf, spdk_vhost_agent_socket=agent.rpc_socket,
+                     spdk_vhost_volume_dir=str(tmp_path),
+                     spdk_vhost_volume_dir_shared=True)
+    d.do_setup(None)
+    assert d.get_volume_stats(refresh=True)["location_info"] == "file:shared:%s" % tmp_path
+    d.client.close()
+
+
+# -- connectors that are not a vhost-user-blk compute host ------------------------------
+
+
+@pytest.fixture
+def brick_in_process():
+    """The tests run as root: os-brick's privileged calls run in this
+    process instead of through sudo + privsep-helper."""
+    from os_brick import privileged
+
+    privileged.default.set_client_mode(False)
+    yield
+    privileged.default.set_client_mode(True)
+
+
+def test_other_connectors_get_os_brick_local_info(drv, ctx, agent, brick_in_process):
+    """cinder-volume and cinder-backup move data through os-brick, which has
+    no vhost_user_blk connector: their connectors (os-brick's own properties,
+    without the flag Nova's driver adds) get the file through 'local'."""
+    from cinder.volume import volume_utils
+    from os_brick.initiator import connector as brick_connector
+
+    vol = _volume(ctx, size=1)
+    drv.create_volume(vol)
+    name = "volume-%s" % vol.id
+    with open(drv.backend.path(name), "r+b") as f:
+        f.seek(4096)
+        f.write(b"x" * 512)
+    props = brick_connector.get_connector_properties(None, "127.0.0.1", False, False)
+    assert "vhost_user_blk" not in props
+    drv.create_export(ctx, vol, props)
+    info = drv.initialize_connection(vol, props)
+    assert info == {"driver_volume_type": "local",
+                    "data": {"device_path": drv.backend.path(name), "volume_id": vol.id,
+                             "access_mode": "rw"}}
+    # No agent bdev: os-brick reads the storage itself.
+    assert drv.backend.get_bdev(name) is None
+    # Cinder's own way to a connector, and the bytes through it.
+    brick = volume_utils.brick_get_connector(info["driver_volume_type"])
+    device = brick.connect_volume(info["data"])
+    with open(device["path"], "rb") as f:
+        f.seek(4096)
+        assert f.read(512) == b"x" * 512
+    brick.disconnect_volume(info["data"], device)
+    drv.terminate_connection(vol, props)
+    drv.remove_export(ctx, vol)
+    drv.delete_volume(vol)
+
+
+def test_vhost_connector_gets_vhost_user_blk(drv, ctx):
+    vol = _volume(ctx, size=1)
+    drv.create_volume(vol)
+    for connector, kind in (({"host": "c", "vhost_user_blk": True}, "vhost_user_blk"),
+                            ({"host": "c", "vhost_user_blk": False}, "local"),
+                            ({"host": "c"}, "local"),
+                            ({}, "local"),
+                            (None, "local")):
+        assert drv.initialize_connection(vol, connector)["driver_volume_type"] == kind
+    drv.remove_export(ctx, vol)
+    drv.delete_volume(vol)
+
+
+def test_native_readonly_volume_connects_ro(drv, ctx):
+    vol = _volume(ctx, size=1)
+    vol.admin_metadata = {"readonly": "True"}
+    drv.create_volume(vol)
+    assert drv.initialize_connection(vol, {"host": "c"})["data"]["access_mode"] == "ro"
+    drv.delete_volume(vol)
+
+
+def test_native_connection_of_a_missing_volume_is_volume_not_found(drv, ctx):
+    with pytest.raises(cinder_exception.VolumeNotFound):
+        drv.initialize_connection(_volume(ctx, size=1), {"host": "c"})
+
+
+def test_backend_without_a_native_connector_says_so(conf, agent, ctx):
+    d = _make_driver(conf, spdk_vhost_agent_socket=agent.rpc_socket,
+                     spdk_vhost_volume_backend="malloc")
+    d.do_setup(None)
+    vol = _volume(ctx, size=1)
+    d.create_volume(vol)
+    try:
+        with pytest.raises(cinder_exception.VolumeBackendAPIException,
+                           match="no os-brick connector.*vhost_user_blk: True"):
+            d.initialize_connection(vol, {"host": "c"})
+    finally:
+        d.delete_volume(vol)
+        d.client.close()
+
+
+def test_file_volumes_are_never_cloned_from_an_image_location(drv, ctx, tmp_path):
+    """Cinder copies the image instead (copy_image_to_volume)."""
+    vol = _volume(ctx, size=1)
+    url = "rbd://fsid/pool/image/snap"
+    for location in ((url, None), (url, [{"url": url, "metadata": {}}]), (None, None), None):
+        assert drv.clone_image(ctx, vol, location, {"disk_format": "raw"}, None) == ({}, False)
+    assert not os.listdir(tmp_path)
+
+
+# -- encryption ----------------------------------------------------------------------
+
+
+def test_encrypted_volume_types_are_refused_at_create(drv, ctx, tmp_path):
+    """libvirt refuses <encryption> on a vhostuser disk: the volume would
+    never attach, so it is not created."""
+    src = _volume(ctx, size=1)
+    drv.create_volume(src)
+    snap = fake_snapshot.fake_snapshot_obj(ctx, id=str(uuid.uuid4()), volume=src,
+                                           volume_size=1)
+    drv.create_snapshot(snap)
+    before = sorted(os.listdir(tmp_path))
+    location = ("rbd://fsid/pool/image/snap", None)
+    for create in (drv.create_volume,
+                   lambda v: drv.create_volume_from_snapshot(v, snap),
+                   lambda v: drv.create_cloned_volume(v, src),
+                   lambda v: drv.clone_image(ctx, v, location, {"disk_format": "raw"}, None)):
+        vol = _volume(ctx, size=1, encryption_key_id=str(uuid.uuid4()))
+        with pytest.raises(cinder_exception.VolumeDriverException,
+                           match="encrypted volume type.*<encryption> on a vhostuser disk"):
+            create(vol)
+    assert sorted(os.listdir(tmp_path)) == before
+    drv.delete_snapshot(snap)
+    drv.delete_volume(src)
 
 
 def test_backend_name_defaults_to_the_section(conf, agent, tmp_path):

@@ -92,7 +92,7 @@ def _life_of_a_volume(drv, snapshots=True):
     drv.create_volume(vol)
     drv.create_export(ctx, vol, None)
     drv.ensure_export(ctx, vol)
-    info = drv.initialize_connection(vol, {"host": "compute1"})
+    info = drv.initialize_connection(vol, {"host": "compute1", "vhost_user_blk": True})
     handed = [info["data"]["bdev"]] + info["data"]["bdev_requires"]
     drv.extend_volume(vol, 2)
     if snapshots:

@@ -51,6 +51,28 @@ def test_volume_driver_lookup(libvirt_driver):
         libvirt_driver._get_volume_driver({"driver_volume_type": "nosuch"})
 
 
+def test_volume_connector_says_it_attaches_vhost_user_blk(libvirt_driver):
+    """Cinder hands vhost_user_blk connection info only to a connector with
+    the flag; the rest is os-brick's connector properties, as Nova's."""
+    from os_brick import privileged
+
+    # The tests run as root: os-brick's privileged reads (the iSCSI
+    # initiator name...) run in this process, not through privsep-helper.
+    privileged.default.set_client_mode(False)
+    try:
+        _check_volume_connector(libvirt_driver)
+    finally:
+        privileged.default.set_client_mode(True)
+
+
+def _check_volume_connector(libvirt_driver):
+    props = libvirt_driver.get_volume_connector(None)
+    assert props["vhost_user_blk"] is True
+    nova_props = nova_libvirt_driver.LibvirtDriver.get_volume_connector(libvirt_driver, None)
+    assert "vhost_user_blk" not in nova_props
+    assert {k: v for k, v in props.items() if k != "vhost_user_blk"} == nova_props
+
+
 def test_extend_resizes_through_the_agent_not_qemu(libvirt_driver):
     """No block_resize on the guest: the agent's rescan is the whole resize."""
     fixture = config_fixture.Config(nova.conf.CONF)

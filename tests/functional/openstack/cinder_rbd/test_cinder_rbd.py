@@ -131,8 +131,8 @@ def test_volume_lifecycle_and_connection(drv, ctx, client, ceph_cluster):
     name = "volume-%s" % vol.id
     drv.create_volume(vol)
     assert name in _images(ceph_cluster)
-    drv.create_export(ctx, vol, {"host": "h"})
-    info = drv.initialize_connection(vol, {"host": "h"})
+    drv.create_export(ctx, vol, {"host": "h", "vhost_user_blk": True})
+    info = drv.initialize_connection(vol, {"host": "h", "vhost_user_blk": True})
     assert info["driver_volume_type"] == "vhost_user_blk"
     data = info["data"]
     # Everything another host needs to serve the image: pool, image, and the
@@ -173,7 +173,7 @@ def test_snapshot_and_clones_hold_the_data_written_through_the_bdev(
     src = _volume(ctx)
     src_name = "volume-%s" % src.id
     drv.create_volume(src)
-    drv.create_export(ctx, src, {"host": "h"})
+    drv.create_export(ctx, src, {"host": "h", "vhost_user_blk": True})
     old, new = os.urandom(256 * 1024), os.urandom(256 * 1024)
     off = 3 * MiB + 4096
 
@@ -206,7 +206,7 @@ def test_snapshot_and_clones_hold_the_data_written_through_the_bdev(
     path = os.path.join(short_tmp, "export")
     assert _export(ceph_cluster, snap_vol_name, path, off, len(old)) == old
     assert _export(ceph_cluster, clone_name, path, off, len(new)) == new
-    drv.create_export(ctx, from_snap, {"host": "h"})
+    drv.create_export(ctx, from_snap, {"host": "h", "vhost_user_blk": True})
     with vhost_io.served(client, snap_vol_name) as fe:
         assert vhost_io.read(fe, off, len(old)) == old
         # The child is writable and its writes stay its own.
@@ -230,7 +230,7 @@ def test_delete_of_a_served_volume_is_busy(drv, ctx, client):
     vol = _volume(ctx)
     name = "volume-%s" % vol.id
     drv.create_volume(vol)
-    drv.create_export(ctx, vol, {"host": "h"})
+    drv.create_export(ctx, vol, {"host": "h", "vhost_user_blk": True})
     with vhost_io.served(client, name):
         with pytest.raises(cinder_exception.VolumeIsBusy):
             drv.delete_volume(vol)
@@ -244,12 +244,12 @@ def test_named_cluster_is_registered_and_handed_to_the_compute_host(
     name = "volume-%s" % vol.id
     try:
         d.create_volume(vol)
-        d.create_export(ctx, vol, {"host": "h"})
+        d.create_export(ctx, vol, {"host": "h", "vhost_user_blk": True})
         clusters = {c["cluster_name"] for c in client.call("bdev_rbd_get_clusters_info")}
         assert "ceph-t" in clusters
         (bdev,) = client.call("bdev_get_bdevs", name=name)
         assert bdev["driver_specific"]["rbd"]["cluster_name"] == "ceph-t"
-        data = d.initialize_connection(vol, {"host": "h"})["data"]
+        data = d.initialize_connection(vol, {"host": "h", "vhost_user_blk": True})["data"]
         assert data["bdev"]["params"]["cluster_name"] == "ceph-t"
         assert "config_file" not in data["bdev"]["params"]
         assert data["bdev_requires"] == [{
@@ -281,3 +281,265 @@ def test_ceph_errors_become_cinder_errors(drv, ctx, ceph_cluster):
     assert "exists" in str(info.value).lower()
     drv.delete_volume(vol)  # its snapshots go with it
     assert "volume-%s" % vol.id not in _images(ceph_cluster)
+
+
+# -- Cinder's own data paths: os-brick's rbd connector, images ---------------------------
+
+
+@pytest.fixture
+def in_process_privileges():
+    from tests.support import cinder_services
+
+    with cinder_services.privileges_in_process():
+        yield
+
+
+@pytest.fixture
+def brick_rbd(ceph_cluster, monkeypatch):
+    """os-brick's rbd connector as on a cinder-volume host of this cluster.
+
+    That host's Python has python3-rados and python3-rbd (this venv has
+    not: os-brick gets the system's modules the backend loaded) and
+    /etc/ceph/ceph.client.<user>.keyring, where os-brick reads the keyring
+    (here: the test cluster's keyring file).
+    """
+    from os_brick.initiator import linuxrbd
+    from os_brick.initiator.connectors import rbd as brick_rbd_connector
+
+    from spdk_backend.volume.backends import rbd as rbd_backend
+
+    rados_mod, rbd_mod = rbd_backend.import_ceph()
+    monkeypatch.setattr(linuxrbd, "rados", rados_mod)
+    monkeypatch.setattr(linuxrbd, "rbd", rbd_mod)
+    read_keyring = brick_rbd_connector.RBDConnector._check_or_get_keyring_contents
+
+    def keyring(keyring, cluster_name, user):
+        if keyring is None:
+            assert (cluster_name, user) == ("ceph", "admin")
+            with open(ceph_cluster.keyring) as f:
+                return f.read()
+        return read_keyring(keyring, cluster_name, user)
+
+    monkeypatch.setattr(brick_rbd_connector.RBDConnector, "_check_or_get_keyring_contents",
+                        staticmethod(keyring))
+
+
+def test_other_connectors_get_os_brick_rbd_info(drv, ctx, client, ceph_cluster,
+                                                in_process_privileges, brick_rbd):
+    """A connector without the vhost_user_blk flag (cinder-volume or
+    cinder-backup moving data) gets Cinder's RBD connection info, which
+    os-brick's own rbd connector opens with librbd."""
+    import socket
+
+    from cinder.volume import volume_utils
+
+    vol = _volume(ctx)
+    name = "volume-%s" % vol.id
+    drv.create_volume(vol)
+    data = os.urandom(128 * 1024)
+    drv.create_export(ctx, vol, {"host": "h", "vhost_user_blk": True})
+    with vhost_io.served(client, name) as fe:
+        vhost_io.write(fe, MiB, data)
+    drv.remove_export(ctx, vol)
+
+    other = drv.initialize_connection(vol, {"host": "elsewhere"})
+    assert other["driver_volume_type"] == "rbd"
+    info = other["data"]
+    assert info["name"] == "%s/%s" % (ceph_cluster.pool, name)
+    # The monitor's v1 address, as Cinder's RBD driver hands it out.
+    assert (info["hosts"], info["ports"]) == (["127.0.0.1"], [str(ceph_cluster.mon_ports[1])])
+    assert info["auth_username"] == "admin" and info["cluster_name"] == "ceph"
+    # Never the keyring (any caller of initialize_connection would get it),
+    # not even for this host's own connector.
+    own = drv.initialize_connection(vol, {"host": socket.gethostname()})["data"]
+    assert "keyring" not in info and "keyring" not in own
+    assert drv.backend.get_bdev(name) is None  # no agent bdev for os-brick
+
+    brick = volume_utils.brick_get_connector("rbd")
+    device = brick.connect_volume(own)
+    try:
+        handle = device["path"]
+        assert brick.check_valid_device(handle)
+        handle.seek(MiB)
+        assert handle.read(len(data)) == data
+    finally:
+        brick.disconnect_volume(own, device)
+    drv.delete_volume(vol)
+
+
+def _image_service():
+    from cinder.tests.unit.image import fake as fake_image
+
+    class ImageService(fake_image._FakeImageService):
+        """Cinder's fake, keeping what an upload streams (its update drops it)."""
+
+        uploads = {}
+
+        def update(self, context, image_id, metadata, data=None, **kwargs):
+            image = super().update(context, image_id, metadata, **kwargs)
+            if data is not None:
+                self.uploads[image_id] = b"".join(iter(lambda: data.read(MiB), b""))
+            return image
+
+    service = ImageService()
+    service.temp_images = None  # a MagicMock in the fake: use Cinder's real cache
+    return service
+
+
+def test_image_copies_both_ways(drv, ctx, conf, client, ceph_cluster, tmp_path,
+                                in_process_privileges):
+    """Glance image -> rbd volume -> Glance image, each byte checked: in
+    the volume through the agent (what the guest booted from the volume
+    reads) and with ``rbd export``, in the upload as streamed."""
+    import io
+
+    conf.config(image_conversion_dir=str(tmp_path / "conversion"))
+    service = _image_service()
+    payload = os.urandom(MiB) + b"\0" * (3 * MiB) + b"tail" * 1024
+    image = service.create(ctx, {"name": "img", "disk_format": "raw",
+                                 "container_format": "bare", "size": len(payload),
+                                 "status": "active"}, data=io.BytesIO(payload))
+    vol = _volume(ctx, size=1)
+    name = "volume-%s" % vol.id
+    drv.create_volume(vol)
+    drv.copy_image_to_volume(ctx, vol, service, image["id"])
+    assert drv.backend.size(name) == GiB
+    assert _export(ceph_cluster, name, str(tmp_path / "e"), 0, len(payload)) == payload
+    drv.create_export(ctx, vol, {"host": "h", "vhost_user_blk": True})
+    with vhost_io.served(client, name) as fe:
+        assert vhost_io.read(fe, 0, len(payload)) == payload
+        assert vhost_io.read(fe, 512 * MiB, 4096) == b"\0" * 4096
+        vhost_io.write(fe, 700 * MiB, b"late" * 1024)
+    drv.remove_export(ctx, vol)
+    # Thin: the image's zero run and the rest of the volume hold no objects.
+    du = json.loads(ceph_cluster.rbd("du", "--format", "json",
+                                     "%s/%s" % (ceph_cluster.pool, name)))
+    assert du["images"][0]["used_size"] <= 12 * MiB
+
+    vol.volume_type = fake_volume.fake_volume_type_obj(ctx)
+    vol.glance_metadata = {}  # loaded from the database in a real cinder-volume
+    meta = service.create(ctx, {"name": "from-volume", "disk_format": "raw",
+                                "container_format": "bare"})
+    drv.copy_volume_to_image(ctx, vol, service, meta)
+    uploaded = service.uploads[meta["id"]]
+    assert len(uploaded) == GiB
+    assert uploaded[:len(payload)] == payload
+    assert uploaded[700 * MiB:700 * MiB + 4096] == b"late" * 1024
+    assert uploaded.count(0, len(payload), 700 * MiB) == 700 * MiB - len(payload)
+    assert not os.listdir(tmp_path / "conversion")  # temporary files removed
+    drv.delete_volume(vol)
+
+
+def _glance_image(ceph_cluster, tmp_path, payload):
+    """An image as Glance's RBD store keeps it: ``<pool>/<id>@snap``, protected."""
+    image_id = str(uuid.uuid4())
+    src = tmp_path / "glance.raw"
+    src.write_bytes(payload)
+    spec = "%s/%s" % (ceph_cluster.pool, image_id)
+    ceph_cluster.rbd("import", "--no-progress", str(src), spec)
+    ceph_cluster.rbd("snap", "create", spec + "@snap")
+    ceph_cluster.rbd("snap", "protect", spec + "@snap")
+    return image_id, "rbd://%s/%s/%s/snap" % (ceph_cluster.fsid, ceph_cluster.pool, image_id)
+
+
+def _remove_glance_image(ceph_cluster, image_id):
+    spec = "%s/%s" % (ceph_cluster.pool, image_id)
+    ceph_cluster.rbd("snap", "unprotect", spec + "@snap")
+    ceph_cluster.rbd("snap", "rm", spec + "@snap")
+    ceph_cluster.rbd("rm", "--no-progress", spec)
+
+
+def test_clone_image_from_the_same_cluster(drv, ctx, client, ceph_cluster, tmp_path):
+    """Boot from image on rbd: the volume is a copy-on-write clone of the
+    Glance image's snapshot, nothing copied, and the guest reads the image."""
+    payload = os.urandom(2 * MiB)
+    image_id, url = _glance_image(ceph_cluster, tmp_path, payload)
+    service = _image_service()
+    raw = {"id": image_id, "disk_format": "raw", "container_format": "bare"}
+    try:
+        # Not cloneable: another cluster, another format, no location.
+        vol = _volume(ctx, size=1)
+        other = url.replace(ceph_cluster.fsid, str(uuid.uuid4()))
+        assert drv.clone_image(ctx, vol, (other, None), raw, service) == ({}, False)
+        assert drv.clone_image(ctx, vol, (url, None), dict(raw, disk_format="qcow2"),
+                               service) == ({}, False)
+        assert drv.clone_image(ctx, vol, (None, None), raw, service) == ({}, False)
+        missing = url.replace(image_id, str(uuid.uuid4()))
+        assert drv.clone_image(ctx, vol, (missing, None), raw, service) == ({}, False)
+        assert "volume-%s" % vol.id not in _images(ceph_cluster)
+
+        # Glance's locations list (show_multiple_locations) wins over direct_url.
+        update, cloned = drv.clone_image(
+            ctx, vol, (other, [{"url": other, "metadata": {}}, {"url": url, "metadata": {}}]),
+            raw, service)
+        assert cloned and update == {"provider_location": None}
+        name = "volume-%s" % vol.id
+        info = json.loads(ceph_cluster.rbd("info", "--format", "json",
+                                           "%s/%s" % (ceph_cluster.pool, name)))
+        assert info["parent"]["image"] == image_id and info["parent"]["snapshot"] == "snap"
+        assert info["size"] == GiB
+        drv.create_export(ctx, vol, {"host": "h", "vhost_user_blk": True})
+        with vhost_io.served(client, name) as fe:
+            assert vhost_io.read(fe, 0, len(payload)) == payload
+            vhost_io.write(fe, 0, b"\1" * 4096)
+        drv.remove_export(ctx, vol)
+        drv.delete_volume(vol)
+        # The image is untouched by the clone's writes and its deletion.
+        assert _export(ceph_cluster, image_id, str(tmp_path / "e"), 0, 4096) == payload[:4096]
+    finally:
+        _remove_glance_image(ceph_cluster, image_id)
+
+
+def test_stats_report_location_and_state(drv, ceph_cluster):
+    stats = drv.get_volume_stats(refresh=True)
+    assert stats["storage_protocol"] == "vhost-user-blk"
+    assert stats["backend_state"] == "up"
+    assert stats["location_info"] == "rbd:%s:%s" % (ceph_cluster.fsid, ceph_cluster.pool)
+    assert stats["pools"][0]["location_info"] == stats["location_info"]
+
+
+def test_cinder_data_paths_on_rbd(conf, agent, client, ceph_cluster, tmp_path, monkeypatch,
+                                  brick_rbd):
+    """Cinder's own data paths (tests/support/cinder_services.py) with rbd
+    volumes, through os-brick's rbd connector (librbd): a backup of an
+    attached, written rbd volume restored into a file volume, the generic
+    revert to snapshot, and migrations rbd -> file and file -> rbd."""
+    from tests.support import cinder_services
+
+    voldir = tmp_path / "files"
+    voldir.mkdir()
+    backends = {
+        "ceph-a": {"spdk_vhost_agent_socket": agent.rpc_socket,
+                   "spdk_vhost_volume_backend": "rbd",
+                   "spdk_vhost_rbd_pool": ceph_cluster.pool,
+                   "spdk_vhost_rbd_ceph_conf": ceph_cluster.conf,
+                   "spdk_vhost_rbd_keyring": ceph_cluster.keyring},
+        "file-b": {"spdk_vhost_agent_socket": agent.rpc_socket,
+                   "spdk_vhost_volume_dir": str(voldir)},
+    }
+    before = _images(ceph_cluster)
+    ctx = cinder_services.request_context()
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    with cinder_services.database(conf, tmp_path / "cinder.sqlite"), \
+            cinder_services.privileges_in_process(), \
+            cinder_services.running_managers(conf, monkeypatch, backends) as managers:
+        kind, seen = cinder_services.backup_and_restore(ctx, client, managers,
+                                                        "ceph-a", "file-b", backup_dir)
+        assert kind == ("rbd", "local")  # read with librbd, restored into a file
+        for expected, read in seen:
+            assert read == expected
+        assert os.listdir(backup_dir)
+
+        seen, temps, left = cinder_services.revert_generic(ctx, client, managers, "ceph-a")
+        for expected, read in seen:
+            assert read == expected
+        assert len(temps) == 1 and not left
+
+        for src, dst in (("ceph-a", "file-b"), ("file-b", "ceph-a")):
+            seen, dest = cinder_services.migrate_data(ctx, client, managers, src, dst)
+            for expected, read in seen:
+                assert read == expected, (src, dst)
+            cinder_services.delete_volume(managers, dest)
+    assert _images(ceph_cluster) == before
+    assert not os.listdir(voldir)
