@@ -9,8 +9,6 @@ drivers are checked the same way in tests/unit/nova and tests/unit/cinder.
 """
 
 import os
-import shutil
-import tempfile
 
 import pytest
 
@@ -27,8 +25,8 @@ from spdk_backend.virt.libvirt import policy
 from spdk_backend.volume import manager
 from spdk_backend.volume.backends import rbd as rbd_backend
 from tests.support import fake_ceph
-from tests.support import fake_engine
 from tests.support import spdk_rules
+from tests.support.spdk_requests import agent, short_tmp, target  # noqa: F401 (fixtures)
 
 MiB = 1 << 20
 
@@ -103,29 +101,7 @@ def test_the_rules_take_what_spdk_takes():
 # -- a recorded agent -------------------------------------------------------------------
 
 
-@pytest.fixture
-def short_tmp():
-    """A short directory: unix socket paths are limited to 107 bytes."""
-    path = tempfile.mkdtemp(prefix="sbq-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
-
-@pytest.fixture
-def agent(short_tmp):
-    engine = fake_engine.VolumeFakeEngine(
-        vhost_socket_dir=os.path.join(short_tmp, "vhost"))
-    with fake_engine.InProcessAgent(short_tmp, engine=engine) as running:
-        yield running
-
-
-@pytest.fixture(params=["agent", "spdk"])
-def target(request, monkeypatch):
-    """"agent": the agent as it is; "spdk": it poses as SPDK."""
-    recorder = spdk_rules.RequestRecorder(monkeypatch,
-                                          spdk_target=request.param == "spdk")
-    recorder.extensions = request.param == "agent"
-    return recorder
 
 
 def _client(agent):

@@ -21,16 +21,9 @@ from spdk_backend import exception
 from spdk_backend._native import ffi, lib
 
 STALL_S = 0.6
+# What the hooks fixture (conftest.py) caps every control call wait at.
 WAIT_US = 150_000
 MiB = 1 << 20
-
-
-@pytest.fixture
-def hooks(monkeypatch):
-    monkeypatch.setenv("SB_TEST_HOOKS", "1")
-    assert lib.sb_test_set_call_timeout(WAIT_US) == 0
-    yield
-    lib.sb_test_set_call_timeout(0)
 
 
 def _churn(size, count=64):

@@ -5,8 +5,6 @@ against the real agent service over the fake engine, as it is and posing
 as SPDK (see tests/unit/test_spdk_requests.py)."""
 
 import os
-import shutil
-import tempfile
 import uuid
 import warnings
 
@@ -26,34 +24,14 @@ from oslo_config import fixture as config_fixture  # noqa: E402
 from spdk_backend.cinder import driver  # noqa: E402
 from spdk_backend.volume.backends import rbd as rbd_backend  # noqa: E402
 from tests.support import fake_ceph  # noqa: E402
-from tests.support import fake_engine  # noqa: E402
 from tests.support import spdk_rules  # noqa: E402
+from tests.support.spdk_requests import agent, short_tmp, target  # noqa: E402,F401 (fixtures)
 
 objects.register_all()
 BACKEND = "spdk-req"
 
 
-@pytest.fixture
-def short_tmp():
-    path = tempfile.mkdtemp(prefix="sbc-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
-
-@pytest.fixture
-def agent(short_tmp):
-    engine = fake_engine.VolumeFakeEngine(
-        vhost_socket_dir=os.path.join(short_tmp, "vhost"))
-    with fake_engine.InProcessAgent(short_tmp, engine=engine) as running:
-        yield running
-
-
-@pytest.fixture(params=["agent", "spdk"])
-def target(request, monkeypatch):
-    recorder = spdk_rules.RequestRecorder(monkeypatch,
-                                          spdk_target=request.param == "spdk")
-    recorder.extensions = request.param == "agent"
-    return recorder
 
 
 @pytest.fixture
