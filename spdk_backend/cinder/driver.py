@@ -397,6 +397,55 @@ class SpdkVhostDriver(driver.VolumeDriver):
         # attachment is gone.
         pass
 
+    # -- snapshots attached by Cinder (backups from a snapshot) -------------------------
+
+    def backup_use_temp_snapshot(self):
+        """``backup_use_temp_snapshot`` where the backend lets os-brick read
+        a snapshot in place (file); otherwise (rbd: os-brick's rbd connector
+        opens images, not snapshots) Cinder's temporary clone, as
+        ``BaseVD.backup_use_temp_snapshot`` asks of a driver that cannot."""
+        wanted = super().backup_use_temp_snapshot()
+        if wanted and not self._backend().snapshot_connections:
+            LOG.warning("backup_use_temp_snapshot is set, but snapshots of the %s "
+                        "volume backend cannot be attached: Cinder backs up a "
+                        "temporary volume instead",
+                        self._backend().name)
+            return False
+        return bool(wanted)
+
+    def create_export_snapshot(self, context, snapshot, connector):
+        # os-brick reads the snapshot's storage itself: nothing to export.
+        return None
+
+    def remove_export_snapshot(self, context, snapshot):
+        return None
+
+    def initialize_connection_snapshot(self, snapshot, connector, **kwargs):
+        """os-brick's connection info for reading ``snapshot`` in place (a
+        backup from a snapshot); read only."""
+        name = snapshot_name(snapshot)
+        if wants_vhost(connector):
+            # Only Cinder's data paths attach snapshots; no agent bdev serves one.
+            raise cinder_exception.VolumeBackendAPIException(
+                data="snapshot %s: snapshots are attached through os-brick only, "
+                     "not as vhost_user_blk disks" % snapshot.id)
+        backend = self._backend()
+        with self._errors("connect snapshot %s" % snapshot.id, snapshot=snapshot):
+            native = backend.native_snapshot_connection(name)
+        if native is None:
+            raise cinder_exception.VolumeBackendAPIException(
+                data="snapshot %s: the %s volume backend cannot attach snapshots "
+                     "(backup_use_temp_snapshot is not used with it)"
+                     % (snapshot.id, backend.name))
+        volume_type, data = native
+        data = dict(data, snapshot_id=snapshot.id, volume_id=snapshot.volume_id,
+                    access_mode="ro")
+        return {"driver_volume_type": volume_type, "data": data}
+
+    def terminate_connection_snapshot(self, snapshot, connector, **kwargs):
+        # Nothing was exported: os-brick's disconnect is all there is.
+        pass
+
     # -- stats ---------------------------------------------------------------------------
 
     def _update_volume_stats(self):

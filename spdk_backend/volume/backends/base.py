@@ -25,6 +25,9 @@ class VolumeBackend(abc.ABC):
 
     #: The name of the backend in the ``spdk_backend.volume_backends`` namespace.
     name = None
+    #: Whether :meth:`native_snapshot_connection` answers (os-brick can
+    #: read a snapshot of this backend in place).
+    snapshot_connections = False
 
     def __init__(self, client, block_size=512, **kwargs):
         if block_size not in (512, 4096):
@@ -149,6 +152,12 @@ class VolumeBackend(abc.ABC):
         revert to snapshot, image copies) through os-brick, which has no
         vhost-user-blk connector.
         """
+        return None
+
+    def native_snapshot_connection(self, snapshot_name):
+        """Like :meth:`native_connection`, for snapshot ``snapshot_name``
+        (read only), or ``None`` when os-brick cannot reach a snapshot
+        (Cinder then backs up a temporary volume made from it)."""
         return None
 
     def location_info(self):

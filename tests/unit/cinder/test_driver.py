@@ -472,6 +472,49 @@ def test_backend_without_a_native_connector_says_so(conf, agent, ctx):
         d.client.close()
 
 
+def test_backup_use_temp_snapshot_where_snapshots_can_be_attached(conf, agent, tmp_path):
+    """Cinder's backup_use_temp_snapshot is followed where os-brick can read
+    a snapshot in place (file) and declined otherwise (Cinder then clones a
+    temporary volume), as BaseVD asks of a driver that cannot."""
+    for backend, honoured in (("file", True), ("malloc", False)):
+        d = _make_driver(conf, spdk_vhost_agent_socket=agent.rpc_socket,
+                         spdk_vhost_volume_backend=backend,
+                         spdk_vhost_volume_dir=str(tmp_path))
+        d.do_setup(None)
+        try:
+            assert d.backup_use_temp_snapshot() is False
+            conf.config(group=BACKEND, backup_use_temp_snapshot=True)
+            assert d.backup_use_temp_snapshot() is honoured
+        finally:
+            conf.config(group=BACKEND, backup_use_temp_snapshot=False)
+            d.client.close()
+
+
+def test_snapshot_connection_is_os_brick_local_and_read_only(drv, ctx, tmp_path):
+    vol = _volume(ctx, size=1)
+    drv.create_volume(vol)
+    snap = fake_snapshot.fake_snapshot_obj(ctx, id=str(uuid.uuid4()), volume_id=vol.id,
+                                           volume=vol, volume_size=1)
+    drv.create_snapshot(snap)
+    try:
+        assert drv.create_export_snapshot(ctx, snap, {"host": "b"}) is None
+        info = drv.initialize_connection_snapshot(snap, {"host": "b"})
+        assert info == {"driver_volume_type": "local",
+                        "data": {"device_path": str(tmp_path / ("snapshot-%s" % snap.id)),
+                                 "snapshot_id": snap.id, "volume_id": vol.id,
+                                 "access_mode": "ro"}}
+        with pytest.raises(cinder_exception.VolumeBackendAPIException,
+                           match="os-brick only"):
+            drv.initialize_connection_snapshot(snap, {"host": "c", "vhost_user_blk": True})
+        drv.terminate_connection_snapshot(snap, {"host": "b"})
+        drv.remove_export_snapshot(ctx, snap)
+    finally:
+        drv.delete_snapshot(snap)
+        drv.delete_volume(vol)
+    with pytest.raises(cinder_exception.SnapshotNotFound):
+        drv.initialize_connection_snapshot(snap, {"host": "b"})
+
+
 def test_file_volumes_are_never_cloned_from_an_image_location(drv, ctx, tmp_path):
     """Cinder copies the image instead (copy_image_to_volume)."""
     vol = _volume(ctx, size=1)

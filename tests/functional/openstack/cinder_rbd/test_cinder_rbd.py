@@ -501,9 +501,15 @@ def test_stats_report_location_and_state(drv, ceph_cluster):
 def test_cinder_data_paths_on_rbd(conf, agent, client, ceph_cluster, tmp_path, monkeypatch,
                                   brick_rbd):
     """Cinder's own data paths (tests/support/cinder_services.py) with rbd
-    volumes, through os-brick's rbd connector (librbd): a backup of an
-    attached, written rbd volume restored into a file volume, the generic
-    revert to snapshot, and migrations rbd -> file and file -> rbd."""
+    volumes, through os-brick's rbd connector (librbd): Cinder's
+    BackupManager backing up an attached, written rbd volume (a temporary
+    clone: os-brick's rbd connector cannot open a snapshot, so the driver
+    declines backup_use_temp_snapshot) restored into a file volume, the
+    generic revert to snapshot, and VolumeManager.migrate_volume rbd ->
+    file and retype file -> rbd with the generic host-assisted migration."""
+    from cinder import exception as cinder_exception
+    from cinder.volume import volume_types
+
     from tests.support import cinder_services
 
     voldir = tmp_path / "files"
@@ -513,7 +519,8 @@ def test_cinder_data_paths_on_rbd(conf, agent, client, ceph_cluster, tmp_path, m
                    "spdk_vhost_volume_backend": "rbd",
                    "spdk_vhost_rbd_pool": ceph_cluster.pool,
                    "spdk_vhost_rbd_ceph_conf": ceph_cluster.conf,
-                   "spdk_vhost_rbd_keyring": ceph_cluster.keyring},
+                   "spdk_vhost_rbd_keyring": ceph_cluster.keyring,
+                   "backup_use_temp_snapshot": True},
         "file-b": {"spdk_vhost_agent_socket": agent.rpc_socket,
                    "spdk_vhost_volume_dir": str(voldir)},
     }
@@ -523,12 +530,24 @@ def test_cinder_data_paths_on_rbd(conf, agent, client, ceph_cluster, tmp_path, m
     backup_dir.mkdir()
     with cinder_services.database(conf, tmp_path / "cinder.sqlite"), \
             cinder_services.privileges_in_process(), \
-            cinder_services.running_managers(conf, monkeypatch, backends) as managers:
-        kind, seen = cinder_services.backup_and_restore(ctx, client, managers,
-                                                        "ceph-a", "file-b", backup_dir)
-        assert kind == ("rbd", "local")  # read with librbd, restored into a file
+            cinder_services.running_managers(conf, monkeypatch, backends) as managers, \
+            cinder_services.backup_manager(conf, managers, backup_dir) as bm:
+        rbd_drv = managers["ceph-a"].driver
+        assert rbd_drv.backup_use_temp_snapshot() is False
+        vol = cinder_services.new_volume(ctx, managers, "ceph-a")
+        snap = cinder_services.new_snapshot(ctx, managers, vol)
+        with pytest.raises(cinder_exception.VolumeBackendAPIException) as info:
+            rbd_drv.initialize_connection_snapshot(snap, {"host": "backup1"})
+        assert "cannot attach snapshots" in str(info.value)
+        rbd_drv.delete_snapshot(snap)
+        cinder_services.delete_volume(managers, vol)
+
+        seen, temps, left = cinder_services.backup_in_use(ctx, client, managers, bm,
+                                                          "ceph-a", "file-b")
         for expected, read in seen:
             assert read == expected
+        assert temps == {"volume": 1, "snapshot": 0} and not left
+        assert bm.attached == ["rbd", "local"]  # read with librbd, restored into a file
         assert os.listdir(backup_dir)
 
         seen, temps, left = cinder_services.revert_generic(ctx, client, managers, "ceph-a")
@@ -536,10 +555,20 @@ def test_cinder_data_paths_on_rbd(conf, agent, client, ceph_cluster, tmp_path, m
             assert read == expected
         assert len(temps) == 1 and not left
 
-        for src, dst in (("ceph-a", "file-b"), ("file-b", "ceph-a")):
-            seen, dest = cinder_services.migrate_data(ctx, client, managers, src, dst)
+        to_rbd = volume_types.create(ctx.elevated(), "ceph-a",
+                                     {"volume_backend_name": "ceph-a"})["id"]
+        for src, dst, retype_to in (("ceph-a", "file-b", None), ("file-b", "ceph-a", to_rbd)):
+            seen, vol, (temp,) = cinder_services.migrate_through_manager(
+                ctx, client, managers, src, dst, retype_to=retype_to)
             for expected, read in seen:
                 assert read == expected, (src, dst)
-            cinder_services.delete_volume(managers, dest)
+            assert (vol.status, vol.migration_status) == ("available", "success")
+            assert vol.host == "host1@%s#%s" % (dst, dst) and vol.name_id == temp
+            if retype_to:
+                assert vol.volume_type_id == retype_to
+            # The source's storage is gone, the destination's is the volume's.
+            assert not managers[src].driver.backend.exists("volume-%s" % vol.id)
+            assert managers[dst].driver.backend.exists("volume-%s" % temp)
+            cinder_services.delete_volume(managers, vol)
     assert _images(ceph_cluster) == before
     assert not os.listdir(voldir)
