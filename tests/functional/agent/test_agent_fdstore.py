@@ -148,10 +148,16 @@ def io_ops(svc, name):
 
 
 def wait_io(svc, name, timeout=30):
-    """Until the front-end of `name` is connected and its verify run's
-    initial fill is over (reads are being done: the randrw phase)."""
-    wait_for(lambda: controller(svc, name)["connected"] and io_ops(svc, name)[0] > 0,
-             timeout, "I/O on %s" % name)
+    """Until the front-end of `name` is connected, its rings run and its
+    verify run's initial fill is over (reads are being done: the randrw
+    phase).  The ring check matters after an earlier front-end: the bdev's
+    read count is the process's, so reads alone may be the earlier one's,
+    with the new front-end still in its handshake."""
+    def going():
+        c = controller(svc, name)
+        return (c["connected"] and any(q["started"] for q in c["queues"])
+                and io_ops(svc, name)[0] > 0)
+    wait_for(going, timeout, "I/O on %s" % name)
 
 
 def kinds(names):
