@@ -228,6 +228,9 @@ def serve_engine(kind, sock, file, size, spin_us):
                 busy = sum(r["busy"] for r in eng.reactors())
                 print(json.dumps({"busy": busy, "tick_rate": eng.tick_rate}),
                       flush=True)
+        # No stdin (a --target command): serve until SIGTERM.
+        while True:
+            signal.pause()
     finally:
         eng.stop()
 
