@@ -415,9 +415,11 @@ vi_dev_send_mem_table(struct vi_dev *d)
 {
 	struct vu_mem_table mt;
 
-	if (d->conn.protocol_features & (1ull << VU_PROTO_CONFIGURE_MEM_SLOTS)) {
+	if (d->profile != NULL &&
+	    (d->conn.protocol_features & (1ull << VU_PROTO_CONFIGURE_MEM_SLOTS))) {
 		/* QEMU with CONFIGURE_MEM_SLOTS: one ADD_MEM_REG per region
-		 * (vhost-user.rst "VHOST_USER_ADD_MEM_REG"). */
+		 * (vhost-user.rst "VHOST_USER_ADD_MEM_REG"); rust-vmm's
+		 * front-end, which negotiates it too, still sends the table. */
 		struct vu_mem_reg reg = {
 			.region = { .guest_phys_addr = d->mem.gpa, .memory_size = d->mem.size,
 				    .userspace_addr = (uint64_t)(uintptr_t)d->mem.base,
