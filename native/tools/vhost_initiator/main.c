@@ -51,7 +51,7 @@ _usage(FILE *f)
 		"  --frontend NAME    whose vhost-user message shapes to use: qemu (default),\n"
 		"                     spdk, dpdk (even --queues, default 2; needs\n"
 		"                     --size-limit: it reads no config) or rust-vmm\n"
-"  --like-qemu VER    be QEMU VER's vhost-user-blk as it was under a real\n"
+		"  --like-qemu VER    be QEMU VER's vhost-user-blk as it was under a real\n"
 		"                     guest (recorded by the e2e tests; 'list' shows them):\n"
 		"                     exactly its features and protocol features where\n"
 		"                     offered, its messages for them, the inflight region,\n"

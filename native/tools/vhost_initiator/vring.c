@@ -195,8 +195,8 @@ vq_add(struct vq *vq, uint16_t head, const struct vi_buf *bufs, uint16_t n)
 				     (bufs[i].write ? VRING_DESC_F_WRITE : 0);
 			t[i].next = i + 1 < n ? i + 1 : 0;
 		}
-		vq->desc[head].addr = vq->indirect_gpa + (uint64_t)head * VI_INDIRECT_MAX * 16;
-		vq->desc[head].len = n * 16u;
+		vq->desc[head].addr = vq->indirect_gpa + (uint64_t)head * VI_INDIRECT_MAX * sizeof(*t);
+		vq->desc[head].len = n * (uint32_t)sizeof(*t);
 		vq->desc[head].flags = VRING_DESC_F_INDIRECT;
 		vq->desc[head].next = 0;
 		vq_push(vq, head);

@@ -654,7 +654,8 @@ vi_dev_accept_features(struct vi_dev *d, uint64_t want)
 		for (i = 0; i < d->num_queues; i++) {
 			struct vq *vq = &d->vqs[i];
 
-			vq->indirect = gm_alloc(&d->mem, 16ull * vq->size * VI_INDIRECT_MAX, 16);
+			vq->indirect = gm_alloc(&d->mem, sizeof(struct vring_desc) * vq->size *
+						 VI_INDIRECT_MAX, 16);
 			if (vq->indirect == NULL) {
 				vu_set_error(c, "no guest memory for indirect tables");
 				return -ENOMEM;
