@@ -14,7 +14,17 @@ for every workload runs, alternating A B C A B C ... (``--rounds``):
   layer + the librbd completion hand-off, in this process);
 * ``vhost``: the native vhost_initiator (a vhost-user-blk driver in another
   process, CPU 1) through a vhost-blk controller of the engine on that bdev:
-  the whole data path a guest uses.
+  the whole data path a guest uses, driven as a guest does
+  (``--like-qemu VERSION``, default the installed QEMU's: that QEMU's
+  negotiated features, interrupt mode, the inflight region;
+  ``--interrupt-only``: the earlier profile).
+
+Besides IOPS and latency, each round's IOPS over fio-rbd's in the same
+round (and their median, min-max), the reactor busy time per completed I/O
+(framework_get_reactors' busy ticks around the run) for the engine rows,
+and the CPU seconds per million I/Os of this process (the engine and its
+librbd threads) for the interrupt-mode vhost row.  The header gives the
+commit and the load average, and what the vhost runs negotiated.
 
 ``--layout`` says where they run.  ``split`` (the default) gives the Ceph
 daemons CPU 0 and the client side CPU 1: fio with its librbd threads, or the
@@ -48,6 +58,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support import ceph  # noqa: E402
+from bench.vhost_bench import provenance, qemu_version  # noqa: E402
 
 IMAGE = "bench"
 
@@ -85,33 +96,61 @@ def fio_rbd(cluster, rw, bs, qd, seconds):
             "p99": pct.get("99.000000", 0) / 1000.0}
 
 
+def _busy(eng):
+    return sum(r["busy"] for r in eng.reactors())
+
+
+def _cpu_seconds():
+    """This process's user + system CPU seconds (the engine, its librbd
+    threads; not fio or the initiator, which are other processes)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def engine_run(eng, rw, bs, qd, seconds):
+    busy0 = _busy(eng)
     res = eng.run_workload("rbd0", rw=rw, io_size=bs, qd=qd, seconds=seconds)
+    busy1 = _busy(eng)
     if res["errors"]:
         raise RuntimeError("engine workload errors: %s" % res)
-    return {"iops": res["iops"], "p50": res["lat_p50_us"], "p99": res["lat_p99_us"]}
+    ios = res["ios"]
+    return {"iops": res["iops"], "p50": res["lat_p50_us"], "p99": res["lat_p99_us"],
+            "busy_ns_per_io": (busy1 - busy0) * 1e9 / eng.tick_rate / ios if ios else None}
 
 
-def vhost_run(eng, initiator, sock, rw, bs, qd, seconds, cpu):
+def vhost_run(eng, initiator, sock, rw, bs, qd, seconds, cpu, like_qemu):
     # The controller claims the bdev for writing: it lives only for this run.
     eng.vhost_create_blk_controller(os.path.basename(sock), "rbd0")
     try:
-        return _initiator(initiator, sock, rw, bs, qd, seconds, cpu)
+        busy0, cpu0 = _busy(eng), _cpu_seconds()
+        res = _initiator(initiator, sock, rw, bs, qd, seconds, cpu, like_qemu)
+        busy1, cpu1 = _busy(eng), _cpu_seconds()
     finally:
         eng.vhost_delete_controller(os.path.basename(sock))
+    ios = res["ios"]
+    res["busy_ns_per_io"] = (busy1 - busy0) * 1e9 / eng.tick_rate / ios if ios else None
+    # Interrupt mode: the target's CPU seconds per million I/Os.
+    res["cpu_s_per_mio"] = (cpu1 - cpu0) * 1e6 / ios if ios else None
+    return res
 
 
-def _initiator(initiator, sock, rw, bs, qd, seconds, cpu):
+def _initiator(initiator, sock, rw, bs, qd, seconds, cpu, like_qemu):
+    # As a QEMU guest drives the target: that QEMU's negotiated features,
+    # interrupt mode, the inflight region (vhost_initiator --like-qemu).
     cmd = [str(initiator), "--socket", sock, "--rw", rw, "--bs", str(bs), "--qd", str(qd),
-           "--queues", "1", "--time", str(seconds), "--interrupt", "--json"]
+           "--queues", "1", "--time", str(seconds), "--json"]
+    cmd += ["--like-qemu", like_qemu] if like_qemu else ["--interrupt"]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0:
         raise RuntimeError("initiator failed (%d): %s %s"
                            % (proc.returncode, proc.stdout, proc.stderr))
-    res = json.loads(proc.stdout[proc.stdout.find("{"):])["main"]
-    return {"iops": res["iops"], "p50": res["p50_us"], "p99": res["p99_us"]}
+    out = json.loads(proc.stdout[proc.stdout.find("{"):])
+    res = out["main"]
+    return {"iops": res["iops"], "p50": res["p50_us"], "p99": res["p99_us"],
+            "ios": res["ios"], "features": out["features"],
+            "protocol_features": out["protocol_features"]}
 
 
 def parse_workload(text):
@@ -121,6 +160,11 @@ def parse_workload(text):
 
 def fmt(vals, digits=0):
     return "%.*f" % (digits, statistics.median(vals))
+
+
+def fmt_range(vals, digits=0):
+    return "%.*f (%.*f-%.*f)" % (digits, statistics.median(vals), digits, min(vals),
+                                 digits, max(vals))
 
 
 def main(argv=None):
@@ -136,8 +180,17 @@ def main(argv=None):
                     help="where everything runs (see the module docstring)")
     ap.add_argument("--spin-us", type=int, default=0,
                     help="reactor spin after work (0 = the engine's default)")
+    prof = ap.add_mutually_exclusive_group()
+    prof.add_argument("--like-qemu", metavar="VERSION",
+                      help="the vhost initiator's --like-qemu profile (default: the "
+                      "installed qemu-system-x86_64's version)")
+    prof.add_argument("--interrupt-only", action="store_true",
+                      help="the vhost initiator with --interrupt and its default "
+                      "features (the profile of the runs before 2026-12-07)")
     ap.add_argument("--append", action="store_true", help="append to bench/RESULTS.md")
     args = ap.parse_args(argv)
+    if not args.no_vhost and not args.like_qemu and not args.interrupt_only:
+        args.like_qemu = qemu_version()
     workloads = args.workload or [("randread", 4096, 32), ("randwrite", 4096, 32),
                                   ("randread", 4096, 1)]
 
@@ -149,6 +202,7 @@ def main(argv=None):
     from spdk_backend.engine import Engine
 
     rows = []
+    negotiated = set()
     load_before = os.getloadavg()[0]
     layout = LAYOUTS[args.layout]
     cpus = os.sched_getaffinity(0)
@@ -183,19 +237,33 @@ def main(argv=None):
                     res["fio-rbd"].append(fio_rbd(cluster, rw, bs, qd, args.seconds))
                     res["engine"].append(engine_run(eng, rw, bs, qd, args.seconds))
                     if sock:
-                        res["vhost"].append(vhost_run(eng, initiator, sock, rw, bs, qd,
-                                                      args.seconds, layout["initiator"]))
+                        v = vhost_run(eng, initiator, sock, rw, bs, qd, args.seconds,
+                                      layout["initiator"], args.like_qemu)
+                        negotiated.add((v["features"], v["protocol_features"]))
+                        res["vhost"].append(v)
                 base = statistics.median(r["iops"] for r in res["fio-rbd"])
+                base_iops = [r["iops"] for r in res["fio-rbd"]]
                 for name, runs in res.items():
                     if not runs:
                         continue
                     iops = [r["iops"] for r in runs]
                     over = 100.0 * (1 - statistics.median(iops) / base) if base else 0.0
-                    rows.append("| %s %d QD%d | %s | %s | %.0f-%.0f | %s | %s | %s |" % (
-                        rw, bs, qd, name, fmt(iops), min(iops), max(iops),
-                        fmt([r["p50"] for r in runs], 1),
-                        fmt([r["p99"] for r in runs], 1),
-                        "-" if name == "fio-rbd" else "%+.1f%%" % over))
+                    # Each round's IOPS over fio-rbd's of the same round.
+                    ratios = [a / b for a, b in zip(iops, base_iops) if b]
+                    busy = [r["busy_ns_per_io"] for r in runs
+                            if r.get("busy_ns_per_io") is not None]
+                    cpu = [r["cpu_s_per_mio"] for r in runs
+                           if r.get("cpu_s_per_mio") is not None]
+                    rows.append("| %s %d QD%d | %s | %s | %.0f-%.0f | %s | %s | %s | %s | "
+                                "%s | %s | %s |" % (
+                                    rw, bs, qd, name, fmt(iops), min(iops), max(iops),
+                                    fmt([r["p50"] for r in runs], 1),
+                                    fmt([r["p99"] for r in runs], 1),
+                                    "-" if name == "fio-rbd" else "%+.1f%%" % over,
+                                    " ".join("%.2f" % r for r in ratios),
+                                    fmt_range(ratios, 2) if ratios else "-",
+                                    fmt_range(busy) if busy else "-",
+                                    fmt_range(cpu, 1) if cpu else "-"))
                     print(rows[-1], flush=True)
         finally:
             eng.stop()
@@ -206,14 +274,22 @@ def main(argv=None):
             "`%s` (%s, %s, %d CPUs; Ceph %s single-node cluster on 127.0.0.1, one "
             "bluestore OSD on a sparse file, rbd_cache off; %d x %d s per target, A B C "
             "alternating, medians; the vhost initiator in interrupt mode; layout %s: %s; "
-            "reactor spin %s). Load average (1 min) %.1f before, %.1f after." % (
+            "reactor spin %s). Load average (1 min) %.1f before, %.1f after; %s." % (
                 cmd.strip(), datetime.date.today().isoformat(), platform.machine(),
                 os.cpu_count(), _ceph_version(), args.rounds, args.seconds, args.layout,
                 layout["doc"], "%d us" % args.spin_us if args.spin_us else "default",
-                load_before, os.getloadavg()[0]),
-            "",
-            "| workload | target | IOPS | IOPS range | p50 us | p99 us | overhead vs fio-rbd |",
-            "|---|---|---|---|---|---|---|"] + rows + [""]
+                load_before, os.getloadavg()[0], provenance()),
+            ""]
+    for feat, proto in sorted(negotiated):
+        text.append("vhost: %s, negotiated features %s, protocol features %s "
+                    "(interrupt mode)." % ("`--like-qemu %s`" % args.like_qemu
+                                           if args.like_qemu else "`--interrupt`",
+                                           feat, proto))
+    text += ["",
+             "| workload | target | IOPS | IOPS range | p50 us | p99 us | overhead vs fio-rbd "
+             "| IOPS / fio-rbd per round | median (min-max) | reactor busy ns/IO "
+             "| target CPU s / M IOs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"] + rows + [""]
     print("\n".join(text))
     if args.append:
         with open(ROOT / "bench" / "RESULTS.md", "a") as f:

@@ -3,11 +3,16 @@
 
     python bench/vhost_bench.py [--time 5] [--rounds 3] [--size-mb 256]
         [--engine null|malloc|uring] [--target 'NAME=SHELL COMMAND'] ...
-        [--file PATH] [--buffered]
+        [--file PATH] [--buffered] [--like-qemu VERSION | --polling]
 
 The initiator (native/build/tools/vhost_initiator) runs pinned to CPU 1 and
 each target pinned to CPU 0 (``taskset -c 0``), 4 KiB random reads, one
-queue, at QD1 and QD32.  Built-in targets:
+queue, at QD1 and QD32.  It is what guests use: ``--like-qemu VERSION``
+(default: the installed QEMU's version) negotiates exactly what that QEMU's
+vhost-user-blk negotiated with our target under a real guest (recorded by
+tests/e2e/test_vhost_guest.py in tests/data/qemu_vhost_features.json),
+waits on the call eventfds and gives the target an inflight region.
+``--polling`` is the earlier busy-polling profile.  Built-in targets:
 
 * ``qsd-null``: qemu-storage-daemon, null-co (read-zeroes=off, size in bytes)
 * ``qsd-uring``: qemu-storage-daemon, a prefilled file with aio=io_uring
@@ -21,18 +26,25 @@ uring bdev on the same file, each behind a vhost-blk controller.
 process group and must serve vhost-user-blk on ``{socket}``; ``{file}``
 (the prefilled file), ``{size}`` (bytes) and ``{size_mb}`` are substituted.
 Every target is started fresh for every run, and runs alternate
-A B C A B C ... so drift on a shared machine hits all of them.  Prints the
-commit, the qemu-storage-daemon version (each QEMU/libvirt stack ships its
-own: scripts/install-deps.sh, ``SB_STACK``) and the load average, then a
-markdown table: medians with min-max spread, and each target's IOPS over
-the first target's in the same round (paired per round: median and
-min-max of those ratios).
+A B C A B C ... so drift on a shared machine hits all of them.
+
+Prints the commit, the qemu-storage-daemon version (each QEMU/libvirt stack
+ships its own: scripts/install-deps.sh, ``SB_STACK``) and the load average
+(at the start and the end), what each target negotiated (features, protocol
+features, interrupt mode, inflight region), then a markdown table: medians
+with min-max spread; each target's IOPS over the first target's in the same
+round, every round's ratio and their median (min-max); the target's CPU cost
+per I/O: our engine's reactor busy time per completed I/O (busy ticks of
+framework_get_reactors before and after the timed run) and, in interrupt
+mode, the CPU seconds per million I/Os of the target's processes
+(/proc/<pid>/stat utime + stime over its process group).
 """
 
 import argparse
 import json
 import os
 import pathlib
+import re
 import signal
 import statistics
 import subprocess
@@ -45,23 +57,30 @@ INITIATOR = ROOT / "native" / "build" / "tools" / "vhost_initiator"
 
 
 class Target:
-    """One target command, started pinned to the target CPU."""
+    """One target command, started pinned to the target CPU.
 
-    def __init__(self, name, argv, sock, log):
+    An engine target (``engine=True``: ``--serve-engine``) answers "stats"
+    on its stdin with its reactors' busy ticks, as framework_get_reactors
+    reports them.
+    """
+
+    def __init__(self, name, argv, sock, log, engine=False):
         self.name = name
         self.argv = argv
         self.sock = sock
         self.log = log
+        self.engine = engine
         self.proc = None
 
     def __enter__(self):
         if os.path.exists(self.sock):
             os.unlink(self.sock)
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log,
-                                         stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv, stdout=subprocess.PIPE if self.engine else log,
+                stderr=log if self.engine else subprocess.STDOUT,
+                stdin=subprocess.PIPE if self.engine else subprocess.DEVNULL,
+                start_new_session=True, text=self.engine)
         deadline = time.monotonic() + 30
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None:
@@ -75,6 +94,39 @@ class Target:
                                    % (self.name, self.sock))
             time.sleep(0.02)
         return self
+
+    def reactor_stats(self):
+        """(busy ticks summed over reactors, ticks per second); None for a
+        target that is not our engine."""
+        if not self.engine:
+            return None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("target %s exited" % self.name)
+        st = json.loads(line)
+        return st["busy"], st["tick_rate"]
+
+    def cpu_seconds(self):
+        """User + system CPU seconds of every process of the target's group
+        (a shell wrapper's children too), from /proc/<pid>/stat."""
+        hz = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            # Fields after the parenthesised command: 3 state, 5 pgrp,
+            # 14 utime, 15 stime (proc(5)).
+            rest = stat[stat.rindex(")") + 2:].split()
+            if int(rest[2]) == self.proc.pid:
+                total += int(rest[11]) + int(rest[12])
+        return total / hz
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -100,17 +152,41 @@ def qsd_argv(sock, blockdev):
             "--blockdev", blockdev + ",node-name=n0", "--export", export]
 
 
-def run_initiator(initiator, sock, qd, seconds, cpu):
+def run_initiator(initiator, sock, qd, seconds, cpu, like_qemu=None):
     cmd = [str(initiator), "--socket", sock, "--rw", "randread", "--bs",
            "4096", "--qd", str(qd), "--queues", "1", "--time", str(seconds),
            "--cpu", str(cpu), "--json"]
+    if like_qemu:
+        cmd += ["--like-qemu", like_qemu]
     proc = subprocess.run(cmd, capture_output=True, text=True,
                           timeout=seconds + 60)
     if proc.returncode != 0:
         raise RuntimeError("initiator failed (%d): %s %s"
                            % (proc.returncode, proc.stdout, proc.stderr))
-    res = json.loads(proc.stdout[proc.stdout.find("{"):])["main"]
-    return {"iops": res["iops"], "p50": res["p50_us"], "p99": res["p99_us"]}
+    out = json.loads(proc.stdout[proc.stdout.find("{"):])
+    res = out["main"]
+    return {"iops": res["iops"], "p50": res["p50_us"], "p99": res["p99_us"],
+            "ios": res["ios"], "seconds": res["seconds"],
+            "features": out["features"], "protocol_features": out["protocol_features"],
+            "interrupts": out["interrupts"], "inflight": out["inflight"]}
+
+
+def measured_run(target, args, qd):
+    """One timed initiator run with the target's CPU cost around it:
+    reactor busy time per completed I/O (our engine) and, in interrupt mode,
+    the target's CPU seconds per million I/Os."""
+    busy0 = target.reactor_stats()
+    cpu0 = target.cpu_seconds()
+    res = run_initiator(args.initiator, target.sock, qd, args.time,
+                        args.initiator_cpu, args.like_qemu)
+    cpu1 = target.cpu_seconds()
+    busy1 = target.reactor_stats()
+    ios = res["ios"]
+    res["busy_ns_per_io"] = ((busy1[0] - busy0[0]) * 1e9 / busy1[1] / ios
+                             if busy0 is not None and ios else None)
+    res["cpu_s_per_mio"] = ((cpu1 - cpu0) * 1e6 / ios
+                            if res["interrupts"] and ios else None)
+    return res
 
 
 def prefill(path, size):
@@ -146,6 +222,13 @@ def serve_engine(kind, sock, file, size, spin_us):
             raise SystemExit("unknown engine bdev %r" % kind)
         # The controller's socket is <socket dir>/<name>.
         eng.vhost_create_blk_controller(os.path.basename(sock), "b0")
+        # "stats": the reactors' busy ticks (framework_get_reactors).
+        for line in sys.stdin:
+            if line.strip() == "stats":
+                busy = sum(r["busy"] for r in eng.reactors())
+                print(json.dumps({"busy": busy, "tick_rate": eng.tick_rate}),
+                      flush=True)
+        # No stdin (a --target command): serve until SIGTERM.
         while True:
             signal.pause()
     finally:
@@ -170,6 +253,57 @@ def provenance():
     return "commit %s%s; %s; load average %s" % (
         commit or "unknown", " (modified)" if dirty else "", qsd,
         " ".join("%.2f" % x for x in os.getloadavg()))
+
+
+def loadavg():
+    return " ".join("%.2f" % x for x in os.getloadavg())
+
+
+def qemu_version():
+    """major.minor of the installed QEMU: the guests' QEMU on this stack."""
+    line = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                          text=True, check=True).stdout.splitlines()[0]
+    m = re.search(r"version (\d+)\.(\d+)", line)
+    if m is None:
+        raise SystemExit("no version in %r" % line)
+    return "%s.%s" % m.groups()
+
+
+def print_negotiated(targets, qds, samples):
+    """What each target negotiated with the initiator (every run's)."""
+    print("| target | features | protocol features | interrupts | inflight |")
+    print("|---|---|---|---|---|")
+    for name, _ in targets:
+        runs = [x for qd in qds for x in samples[(name, qd)]]
+        seen = sorted({(x["features"], x["protocol_features"], x["interrupts"],
+                        x["inflight"]) for x in runs})
+        for feat, proto, intr, infl in seen:
+            print("| %s | %s | %s | %s | %s |" % (name, feat, proto, intr, infl))
+    print()
+
+
+def print_table(targets, qds, samples):
+    base = targets[0][0]
+    print("| target | QD | IOPS | p50 us | p99 us | IOPS spread %% | "
+          "IOPS / %s per round | median (min-max) | reactor busy ns/IO | "
+          "target CPU s / M IOs |" % base)
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for qd in qds:
+        base_iops = [x["iops"] for x in samples[(base, qd)]]
+        for name, _ in targets:
+            s = samples[(name, qd)]
+            iops = [x["iops"] for x in s]
+            med = statistics.median(iops)
+            spread = 100.0 * (max(iops) - min(iops)) / med if med else 0
+            ratios = [a / b for a, b in zip(iops, base_iops) if b]
+            busy = [x["busy_ns_per_io"] for x in s if x["busy_ns_per_io"] is not None]
+            cpu = [x["cpu_s_per_mio"] for x in s if x["cpu_s_per_mio"] is not None]
+            print("| %s | %d | %s | %s | %s | %.1f | %s | %s | %s | %s |"
+                  % (name, qd, fmt(iops), fmt([x["p50"] for x in s], 1),
+                     fmt([x["p99"] for x in s], 1), spread,
+                     " ".join("%.2f" % r for r in ratios) if ratios else "-",
+                     fmt(ratios, 2) if ratios else "-",
+                     fmt(busy) if busy else "-", fmt(cpu, 2) if cpu else "-"))
 
 
 def fmt(vals, digits=0):
@@ -200,6 +334,13 @@ def main(argv=None):
                     choices=["null", "malloc", "uring"], help="add our engine")
     ap.add_argument("--spin-us", type=int, default=0,
                     help="engine reactor spin after work (0 = default)")
+    prof = ap.add_mutually_exclusive_group()
+    prof.add_argument("--like-qemu", metavar="VERSION",
+                      help="the initiator's --like-qemu profile of this QEMU "
+                      "version (default: the installed qemu-system-x86_64's)")
+    prof.add_argument("--polling", action="store_true",
+                      help="the initiator busy-polls with MQ/CONFIG/REPLY_ACK "
+                      "only (the profile of the runs before 2026-12-07)")
     ap.add_argument("--serve-engine", help=argparse.SUPPRESS)
     ap.add_argument("--socket", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -207,6 +348,10 @@ def main(argv=None):
         return serve_engine(args.serve_engine, args.socket, args.file,
                             args.size_mb << 20, args.spin_us)
 
+    if not args.polling and not args.like_qemu:
+        args.like_qemu = qemu_version()
+    if args.polling:
+        args.like_qemu = None
     if not os.path.exists(args.initiator):
         subprocess.run(["make", "-C", str(ROOT / "native"), "-j2", "tools"],
                        check=True, stdout=subprocess.DEVNULL)
@@ -217,6 +362,7 @@ def main(argv=None):
         if not args.file or not os.path.exists(file):
             prefill(file, size)
         targets = []
+        engines = set()
         if not args.no_builtin:
             targets.append(("qsd-null", qsd_argv(
                 sock, "driver=null-co,size=%d,read-zeroes=off" % size)))
@@ -224,6 +370,7 @@ def main(argv=None):
                 sock, "driver=file,filename=%s,aio=io_uring%s"
                 % (file, "" if args.buffered else ",cache.direct=on"))))
         for kind in args.engine:
+            engines.add("engine-" + kind)
             targets.append(("engine-" + kind, [
                 "taskset", "-c", "0", sys.executable, os.path.abspath(__file__),
                 "--serve-engine", kind, "--socket", sock, "--file", file,
@@ -241,40 +388,38 @@ def main(argv=None):
 
         samples = {(n, qd): [] for n, _ in targets for qd in args.qd}
         log = os.path.join(tmp, "target.log")
+        load_start = loadavg()
         for rnd in range(args.rounds):
             for qd in args.qd:
                 for name, targv in targets:
-                    with Target(name, targv, sock, log):
+                    with Target(name, targv, sock, log,
+                                engine=name in engines) as target:
                         if args.warmup > 0:
                             run_initiator(args.initiator, sock, qd,
-                                          args.warmup, args.initiator_cpu)
-                        res = run_initiator(args.initiator, sock, qd,
-                                            args.time, args.initiator_cpu)
+                                          args.warmup, args.initiator_cpu,
+                                          args.like_qemu)
+                        res = measured_run(target, args, qd)
                     samples[(name, qd)].append(res)
                     print("round %d qd %d %-12s %8.0f IOPS p50 %.1f p99 %.1f"
+                          " features %s protocol %s%s%s"
                           % (rnd + 1, qd, name, res["iops"], res["p50"],
-                             res["p99"]), file=sys.stderr)
+                             res["p99"], res["features"],
+                             res["protocol_features"],
+                             "" if res["busy_ns_per_io"] is None else
+                             " busy %.0f ns/IO" % res["busy_ns_per_io"],
+                             "" if res["cpu_s_per_mio"] is None else
+                             " cpu %.2f s/M IOs" % res["cpu_s_per_mio"]),
+                          file=sys.stderr)
 
-    base = targets[0][0]
-    print("\n%s" % provenance())
-    print("4 KiB randread, 1 queue, initiator on CPU %d, targets on CPU 0,"
-          " %d rounds x %gs; median (min-max)\n"
-          % (args.initiator_cpu, args.rounds, args.time))
-    print("| target | QD | IOPS | p50 us | p99 us | IOPS spread %% | "
-          "IOPS / %s, paired per round |" % base)
-    print("|---|---|---|---|---|---|---|")
-    for qd in args.qd:
-        base_iops = [x["iops"] for x in samples[(base, qd)]]
-        for name, _ in targets:
-            s = samples[(name, qd)]
-            iops = [x["iops"] for x in s]
-            med = statistics.median(iops)
-            spread = 100.0 * (max(iops) - min(iops)) / med if med else 0
-            ratios = [a / b for a, b in zip(iops, base_iops) if b]
-            print("| %s | %d | %s | %s | %s | %.1f | %s |"
-                  % (name, qd, fmt(iops), fmt([x["p50"] for x in s], 1),
-                     fmt([x["p99"] for x in s], 1), spread,
-                     fmt(ratios, 2) if ratios else "-"))
+    print("\n%s; load average at the start %s" % (provenance(), load_start))
+    print("4 KiB randread, 1 queue, initiator on CPU %d (%s), targets on CPU 0,"
+          " fresh for every run, alternating; %d rounds x %gs; median (min-max)\n"
+          % (args.initiator_cpu,
+             "--like-qemu %s: interrupt mode, inflight region" % args.like_qemu
+             if args.like_qemu else "busy-polling, MQ/CONFIG/REPLY_ACK only",
+             args.rounds, args.time))
+    print_negotiated(targets, args.qd, samples)
+    print_table(targets, args.qd, samples)
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"%s/qd%d" % k: v for k, v in samples.items()}, f,

@@ -36,7 +36,7 @@ import zlib
 
 import pytest
 
-from tests.support import agent_proc, guest
+from tests.support import agent_proc, guest, qemu_features
 from tests.support.vhost_target import EngineTarget
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -461,6 +461,33 @@ _WRITE_CMD = (
     "2>/tmp/dd$i.log; echo $? >/tmp/rc$i) & done; wait; cat /tmp/rc*; cat /tmp/dd*.log"
     % {"ids": " ".join(str(i) for i in range(WRITERS)), "bs": WRITE_BS_KB,
        "n": DISK_MB * 1024 // WRITE_BS_KB // WRITERS})
+
+
+def test_negotiated_features_match_recording(bench):
+    """What this QEMU's vhost-user-blk (and the guest driver behind it)
+    negotiated on c0 is what tests/data/qemu_vhost_features.json says for
+    this QEMU version: the file vhost_initiator's --like-qemu profile is
+    built from.  SB_RECORD_QEMU_FEATURES=1 records it instead."""
+    version, line = qemu_features.qemu_version()
+    c0 = bench.target.call("vhost_get_controllers", name="c0")[0]
+    assert c0["connected"] and c0["num_queues"] == 2, c0
+    seen = {"features": c0["features"], "protocol_features": c0["protocol_features"],
+            "qemu": line,
+            "setup": "tests/e2e/test_vhost_guest.py: c0, a uring bdev, 2 queues, "
+                     "Debian cloud kernel guest"}
+    print("QEMU %s negotiated features 0x%x protocol features 0x%x"
+          % (version, seen["features"], seen["protocol_features"]))
+    if os.environ.get(qemu_features.RECORD_ENV):
+        qemu_features.save(version, seen)
+        return
+    recorded = qemu_features.load().get(version)
+    assert recorded is not None, (
+        "no recording for QEMU %s in %s; run this test with %s=1 and commit it"
+        % (version, qemu_features.PATH, qemu_features.RECORD_ENV))
+    assert (hex(seen["features"]), hex(seen["protocol_features"])) == \
+        (hex(recorded["features"]), hex(recorded["protocol_features"])), (
+        "QEMU %s negotiates differently from the recording: rebuild with %s=1"
+        % (version, qemu_features.RECORD_ENV))
 
 
 def _writes_since_start(stats):

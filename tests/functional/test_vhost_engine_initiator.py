@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from tests.support.initiator import hostile_cases, run_initiator
+from tests.support import qemu_features
+from tests.support.initiator import BackgroundInitiator, hostile_cases, run_initiator
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -100,6 +101,56 @@ def test_verify_randrw(target, initiator, mode):
     # The initiator's data is in the bdev, where it put it.
     block = eng.bdev_io("m0", "read", offset=4096 * 100, length=512)
     assert int.from_bytes(block[8:16], "little") == 800  # sector number
+
+
+@pytest.mark.parametrize("version", sorted(qemu_features.load()))
+def test_like_qemu_negotiates_the_recording(target, initiator, version):
+    """--like-qemu VERSION takes exactly what that QEMU took from our target
+    under a real guest (tests/data/qemu_vhost_features.json), where this
+    controller offers it, waits for calls and fills the inflight region;
+    the target sees the same, and verified I/O goes through it."""
+    eng, _ = target
+    rec = qemu_features.load()[version]
+    listed = subprocess.run([str(initiator), "--like-qemu", "list"], check=True,
+                            capture_output=True, text=True).stdout
+    assert "%s features %s protocol_features %s" % (
+        version, hex(rec["features"]), hex(rec["protocol_features"])) in listed
+    with BackgroundInitiator(initiator, _sock(target, "c1"), "--like-qemu", version,
+                             "--rw", "randrw", "--verify", "--time", "1",
+                             "--size-limit", "8M", "--qd", "8", "--json") as run:
+        # While it runs: what the target says was negotiated.
+        info = _wait_started(eng, "c1")
+        rc = run.wait()
+        res = run.result()
+    assert rc == 0, run.describe()
+    assert int(res["features"], 16) == info["features"]
+    assert int(res["protocol_features"], 16) == info["protocol_features"]
+    # Nothing beyond the recording; all of it that this target offers (the
+    # recording's controller had a write cache, so FLUSH may be missing here).
+    flush = 1 << 9
+    assert info["features"] & ~rec["features"] == 0
+    assert info["features"] | flush == rec["features"] | flush
+    assert info["protocol_features"] == rec["protocol_features"]
+    assert res["like_qemu"] == version
+    assert res["interrupts"] and res["inflight"], res
+    assert res["indirect"] == bool(rec["features"] & (1 << 28))
+    assert res["main"]["calls"] > 0
+    assert res["readback"]["verified"] == 8 * MB // 4096
+
+
+def test_like_qemu_unknown_version(initiator, tmp_path):
+    res = run_initiator(initiator, tmp_path / "none", "--like-qemu", "0.1")
+    assert res.rc == 2 and "no recorded profile for QEMU 0.1" in res.stderr
+
+
+def _wait_started(eng, name, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        (info,) = eng.vhost_get_controllers(name)
+        if info["connected"] and all(q["started"] for q in info["queues"][:1]):
+            return info
+        assert time.monotonic() < deadline, info
+        time.sleep(0.01)
 
 
 def test_packed_only_where_offered(target, initiator):

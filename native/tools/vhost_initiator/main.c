@@ -51,6 +51,11 @@ _usage(FILE *f)
 		"  --frontend NAME    whose vhost-user message shapes to use: qemu (default),\n"
 		"                     spdk, dpdk (even --queues, default 2; needs\n"
 		"                     --size-limit: it reads no config) or rust-vmm\n"
+		"  --like-qemu VER    be QEMU VER's vhost-user-blk as it was under a real\n"
+		"                     guest (recorded by the e2e tests; 'list' shows them):\n"
+		"                     exactly its features and protocol features where\n"
+		"                     offered, its messages for them, the inflight region,\n"
+		"                     interrupt mode (waits on the call eventfds)\n"
 		"  --hostile CASE     run a hostile case, 'all', or 'list'\n"
 		"  --stall-step STEP  start a queue, print 'ready', wait for a line on stdin,\n"
 		"                     then send one control message (call, log-addr,\n"
@@ -103,7 +108,7 @@ main(int argc, char **argv)
 	enum { O_RW = 256, O_MIX, O_BS, O_QD, O_QUEUES, O_QSIZE, O_TIME, O_IOS, O_LIMIT,
 	       O_VERIFY, O_SEED, O_CPU, O_INTR, O_MEM, O_ACKALL, O_NOACK, O_INFLIGHT, O_IOTO, O_TMO,
 	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD, O_EVIDX, O_INDIRECT, O_FRONTEND, O_STALL,
-	       O_PACKED };
+	       O_PACKED, O_LIKE_QEMU };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
 		{ "rw", required_argument, NULL, O_RW },
@@ -132,6 +137,7 @@ main(int argc, char **argv)
 		{ "hostile", required_argument, NULL, O_HOSTILE },
 		{ "stall-step", required_argument, NULL, O_STALL },
 		{ "frontend", required_argument, NULL, O_FRONTEND },
+		{ "like-qemu", required_argument, NULL, O_LIKE_QEMU },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -141,6 +147,7 @@ main(int argc, char **argv)
 				 .io_timeout_s = 10 };
 	const char *hostile = NULL;
 	const char *stall = NULL;
+	const char *like_qemu = NULL;
 	bool time_set = false, seed_set = false, queues_set = false;
 	uint64_t v;
 	int cpu = -1, opt, rc;
@@ -199,6 +206,7 @@ main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case O_LIKE_QEMU: like_qemu = optarg; break;
 		case O_JSON: w.json = true; break;
 		case 'v': o.verbose++; break;
 		case 'h': _usage(stdout); return 0;
@@ -208,6 +216,28 @@ main(int argc, char **argv)
 	if (hostile != NULL && strcmp(hostile, "list") == 0) {
 		vi_hostile_list();
 		return 0;
+	}
+	if (like_qemu != NULL && strcmp(like_qemu, "list") == 0) {
+		vi_qemu_profile_list(stdout);
+		return 0;
+	}
+	if (like_qemu != NULL) {
+		o.profile = vi_qemu_profile_find(like_qemu);
+		if (o.profile == NULL) {
+			fprintf(stderr, "no recorded profile for QEMU %s; recorded:\n", like_qemu);
+			vi_qemu_profile_list(stderr);
+			return 2;
+		}
+		if (o.frontend != VI_FE_QEMU || o.packed || o.indirect || o.event_idx ||
+		    o.inflight || o.no_reply_ack || o.ack_all || hostile != NULL ||
+		    stall != NULL) {
+			fprintf(stderr, "--like-qemu sets the features and the message shapes: "
+				"no --frontend, --packed, --indirect, --event-idx, --inflight, "
+				"--no-reply-ack, --ack-all, --hostile or --stall-step with it\n");
+			return 2;
+		}
+		/* A guest driver sleeps until the device calls. */
+		o.interrupts = true;
 	}
 	if (o.socket == NULL || optind != argc) {
 		_usage(stderr);
@@ -283,9 +313,10 @@ main(int argc, char **argv)
 		return 3;
 	}
 	if (o.verbose) {
-		fprintf(stderr, "connected as %s: features 0x%" PRIx64 " protocol 0x%" PRIx64
+		fprintf(stderr, "connected as %s%s%s: features 0x%" PRIx64 " protocol 0x%" PRIx64
 			" capacity %" PRIu64 " sectors blk_size %u max_queues %u%s\n",
-			vi_frontend_name(o.frontend), d.conn.acked_features,
+			vi_frontend_name(o.frontend), o.profile ? " like QEMU " : "",
+			o.profile ? o.profile->version : "", d.conn.acked_features,
 			d.conn.protocol_features, d.capacity, d.blk_size, d.max_queues,
 			d.readonly ? " read-only" : "");
 	}

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* vhost-user requests (docs/interop/vhost-user.rst "Front-end message types") */
 enum {
@@ -34,10 +35,13 @@ enum {
 	VU_SET_PROTOCOL_FEATURES = 16,
 	VU_GET_QUEUE_NUM = 17,
 	VU_SET_VRING_ENABLE = 18,
+	VU_SET_BACKEND_REQ_FD = 21,
 	VU_GET_CONFIG = 24,
 	VU_SET_CONFIG = 25,
 	VU_GET_INFLIGHT_FD = 31,
 	VU_SET_INFLIGHT_FD = 32,
+	VU_GET_MAX_MEM_SLOTS = 36,
+	VU_ADD_MEM_REG = 37,
 };
 
 #define VU_FLAG_VERSION 0x1u
@@ -52,6 +56,7 @@ enum {
 #define VU_PROTO_MQ 0
 #define VU_PROTO_LOG_SHMFD 1
 #define VU_PROTO_REPLY_ACK 3
+#define VU_PROTO_BACKEND_REQ 5
 #define VU_PROTO_CONFIG 9
 #define VU_PROTO_INFLIGHT_SHMFD 12
 #define VU_PROTO_CONFIGURE_MEM_SLOTS 15
@@ -96,6 +101,7 @@ enum {
 #define VRING_PACKED_EVENT_FLAG_DISABLE 1
 #define VRING_PACKED_EVENT_FLAG_DESC 2
 #define VI_MAX_QUEUE_SIZE 1024
+#define VI_INDIRECT_MAX 4        /* indirect table entries per request */
 
 #define VI_GPA_BASE 0x0ull
 #define VI_MAX_QUEUES 16
@@ -125,6 +131,12 @@ struct vu_region {
 	uint64_t memory_size;
 	uint64_t userspace_addr;
 	uint64_t mmap_offset;
+};
+
+/* ADD_MEM_REG's payload (VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) */
+struct vu_mem_reg {
+	uint64_t padding;
+	struct vu_region region;
 };
 
 struct vu_mem_table {
@@ -196,6 +208,22 @@ enum vi_frontend {
 	VI_FE_RUST_VMM,  /* rust-vmm's vhost crate Frontend, as cloud-hypervisor drives it */
 };
 
+/**
+ * What one QEMU version's vhost-user-blk negotiated with our target, as
+ * recorded from a real guest (tests/data/qemu_vhost_features.json, embedded
+ * at build time; profiles.c).
+ */
+struct vi_qemu_profile {
+	const char *version;         /* "major.minor" */
+	uint64_t features;           /* its SET_FEATURES */
+	uint64_t protocol_features;  /* its SET_PROTOCOL_FEATURES */
+};
+
+/** The recorded profile of QEMU `version` ("10.0"), or NULL. */
+const struct vi_qemu_profile *vi_qemu_profile_find(const char *version);
+/** Print the recorded profiles, one a line. */
+void vi_qemu_profile_list(FILE *f);
+
 /** One connection to a target (the "front-end"). */
 struct vu_conn {
 	int fd;
@@ -246,6 +274,14 @@ struct vq {
 	uint16_t last_used;      /* next used index we consume */
 	uint16_t kicked_idx;     /* avail idx at the last kick decision */
 	bool event_idx;          /* VIRTIO_F_EVENT_IDX negotiated */
+	/*
+	 * Requests of several buffers go in an indirect table (virtio 1.2
+	 * §2.7.5.3), one ring descriptor each, as Linux's virtio_ring does
+	 * when VIRTIO_F_INDIRECT_DESC is negotiated (split rings only).
+	 */
+	bool use_indirect;
+	struct vring_desc *indirect;  /* VI_INDIRECT_MAX entries per head */
+	uint64_t indirect_gpa;
 	bool interrupts;
 	int kick_fd;
 	int call_fd;
@@ -272,6 +308,8 @@ struct vi_dev {
 	int inflight_fd;         /* that region (-1: none) */
 	uint8_t inflight_msg[24]; /* GET_INFLIGHT_FD's reply, given back by SET_INFLIGHT_FD */
 	int frontend;            /* enum vi_frontend */
+	const struct vi_qemu_profile *profile;  /* --like-qemu, or NULL */
+	int backend_req_fd;      /* our end of the BACKEND_REQ channel (-1: none) */
 };
 
 struct vi_dev_opts {
@@ -288,6 +326,11 @@ struct vi_dev_opts {
 	bool inflight;
 	bool log_shmfd;          /* negotiate LOG_SHMFD (the --stall-step log cases) */
 	int frontend;            /* enum vi_frontend */
+	/*
+	 * --like-qemu: negotiate exactly these features and protocol features
+	 * (where offered), with QEMU's messages for them; NULL: the options.
+	 */
+	const struct vi_qemu_profile *profile;
 	uint64_t capacity_bytes; /* VI_FE_DPDK reads no config space: the size to use */
 	int timeout_ms;
 	int verbose;

@@ -183,6 +183,25 @@ vq_add(struct vq *vq, uint16_t head, const struct vi_buf *bufs, uint16_t n)
 	uint16_t i, idx, head_flags = 0, flags;
 	bool wrap;
 
+	if (!vq->packed && vq->use_indirect && n > 1 && n <= VI_INDIRECT_MAX) {
+		struct vring_desc *t = &vq->indirect[(uint32_t)head * VI_INDIRECT_MAX];
+
+		/* §2.7.5.3.1: the table's own descriptors chain by index within
+		 * it; the ring descriptor is read-only and only says INDIRECT. */
+		for (i = 0; i < n; i++) {
+			t[i].addr = bufs[i].addr;
+			t[i].len = bufs[i].len;
+			t[i].flags = (i + 1 < n ? VRING_DESC_F_NEXT : 0) |
+				     (bufs[i].write ? VRING_DESC_F_WRITE : 0);
+			t[i].next = i + 1 < n ? i + 1 : 0;
+		}
+		vq->desc[head].addr = vq->indirect_gpa + (uint64_t)head * VI_INDIRECT_MAX * sizeof(*t);
+		vq->desc[head].len = n * (uint32_t)sizeof(*t);
+		vq->desc[head].flags = VRING_DESC_F_INDIRECT;
+		vq->desc[head].next = 0;
+		vq_push(vq, head);
+		return;
+	}
 	if (!vq->packed) {
 		for (i = 0; i < n; i++) {
 			vq->desc[head + i].addr = bufs[i].addr;

@@ -52,6 +52,9 @@ vu_req_name(uint32_t req)
 	case VU_SET_CONFIG: return "SET_CONFIG";
 	case VU_GET_INFLIGHT_FD: return "GET_INFLIGHT_FD";
 	case VU_SET_INFLIGHT_FD: return "SET_INFLIGHT_FD";
+	case VU_SET_BACKEND_REQ_FD: return "SET_BACKEND_REQ_FD";
+	case VU_GET_MAX_MEM_SLOTS: return "GET_MAX_MEM_SLOTS";
+	case VU_ADD_MEM_REG: return "ADD_MEM_REG";
 	default: return "request";
 	}
 }
@@ -342,8 +345,10 @@ _want_ack(struct vu_conn *c, uint32_t req)
 	if (c->hdr_flags & VU_FLAG_NEED_REPLY) {
 		return true;
 	}
-	/* QEMU 7.2 waits for an ack only on SET_MEM_TABLE (and SET_CONFIG). */
-	return c->ack_all || req == VU_SET_MEM_TABLE;
+	/* QEMU 7.2 waits for an ack only on the memory table (SET_MEM_TABLE
+	 * or each ADD_MEM_REG), SET_BACKEND_REQ_FD (and SET_CONFIG). */
+	return c->ack_all || req == VU_SET_MEM_TABLE || req == VU_ADD_MEM_REG ||
+	       req == VU_SET_BACKEND_REQ_FD;
 }
 
 int
@@ -410,6 +415,19 @@ vi_dev_send_mem_table(struct vi_dev *d)
 {
 	struct vu_mem_table mt;
 
+	if (d->profile != NULL &&
+	    (d->conn.protocol_features & (1ull << VU_PROTO_CONFIGURE_MEM_SLOTS))) {
+		/* QEMU with CONFIGURE_MEM_SLOTS: one ADD_MEM_REG per region
+		 * (vhost-user.rst "VHOST_USER_ADD_MEM_REG"); rust-vmm's
+		 * front-end, which negotiates it too, still sends the table. */
+		struct vu_mem_reg reg = {
+			.region = { .guest_phys_addr = d->mem.gpa, .memory_size = d->mem.size,
+				    .userspace_addr = (uint64_t)(uintptr_t)d->mem.base,
+				    .mmap_offset = d->mem.file_offset },
+		};
+
+		return vu_set_msg(&d->conn, VU_ADD_MEM_REG, &reg, sizeof(reg), &d->mem.fd, 1);
+	}
 	memset(&mt, 0, sizeof(mt));
 	mt.nregions = 1;
 	mt.regions[0].guest_phys_addr = d->mem.gpa;
@@ -421,6 +439,43 @@ vi_dev_send_mem_table(struct vi_dev *d)
 	 * 8 + nregions * 32 bytes). */
 	return vu_set_msg(&d->conn, VU_SET_MEM_TABLE, &mt, 8 + sizeof(struct vu_region),
 			  &d->mem.fd, 1);
+}
+
+/*
+ * The rest of QEMU's vhost_user_backend_init for the protocol features a
+ * profile negotiated: GET_MAX_MEM_SLOTS, then the back-end request channel
+ * (a socketpair whose other end the target keeps; we never read it, the
+ * target only writes there for config-change and host-notifier requests).
+ */
+static int
+_backend_init_rest(struct vi_dev *d)
+{
+	struct vu_conn *c = &d->conn;
+	uint64_t slots;
+	int sv[2], rc;
+
+	if (c->protocol_features & (1ull << VU_PROTO_CONFIGURE_MEM_SLOTS)) {
+		rc = vu_get_u64(c, VU_GET_MAX_MEM_SLOTS, &slots);
+		if (rc != 0) {
+			return rc;
+		}
+		if (slots == 0) {
+			vu_set_error(c, "GET_MAX_MEM_SLOTS: 0");
+			return -EPROTO;
+		}
+	}
+	if (!(c->protocol_features & (1ull << VU_PROTO_BACKEND_REQ))) {
+		return 0;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		rc = -errno;
+		vu_set_error(c, "socketpair: %s", strerror(errno));
+		return rc;
+	}
+	d->backend_req_fd = sv[0];
+	rc = vu_set_msg(c, VU_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1);
+	close(sv[1]);
+	return rc;
 }
 
 int
@@ -435,6 +490,8 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	memset(d, 0, sizeof(*d));
 	d->mem.fd = -1;
 	d->inflight_fd = -1;
+	d->backend_req_fd = -1;
+	d->profile = o->profile;
 	for (i = 0; i < VI_MAX_QUEUES; i++) {
 		d->vqs[i].kick_fd = d->vqs[i].call_fd = -1;
 	}
@@ -495,15 +552,20 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	if (rc != 0) {
 		return rc;
 	}
-	want_pf = pf & ((1ull << VU_PROTO_MQ) | (1ull << VU_PROTO_CONFIG) |
-			(o->no_reply_ack ? 0 : (1ull << VU_PROTO_REPLY_ACK)) |
-			(o->inflight ? (1ull << VU_PROTO_INFLIGHT_SHMFD) : 0) |
-			(o->log_shmfd ? (1ull << VU_PROTO_LOG_SHMFD) : 0));
+	if (o->profile != NULL) {
+		/* Whatever of the recording the target offers, like QEMU would. */
+		want_pf = pf & o->profile->protocol_features;
+	} else {
+		want_pf = pf & ((1ull << VU_PROTO_MQ) | (1ull << VU_PROTO_CONFIG) |
+				(o->no_reply_ack ? 0 : (1ull << VU_PROTO_REPLY_ACK)) |
+				(o->inflight ? (1ull << VU_PROTO_INFLIGHT_SHMFD) : 0) |
+				(o->log_shmfd ? (1ull << VU_PROTO_LOG_SHMFD) : 0));
+	}
 	if (o->inflight && !(want_pf & (1ull << VU_PROTO_INFLIGHT_SHMFD))) {
 		vu_set_error(c, "target does not offer VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD");
 		return -ENOTSUP;
 	}
-	d->inflight = o->inflight;
+	d->inflight = o->inflight || (want_pf & (1ull << VU_PROTO_INFLIGHT_SHMFD));
 	if (!(want_pf & (1ull << VU_PROTO_CONFIG))) {
 		vu_set_error(c, "target does not offer VHOST_USER_PROTOCOL_F_CONFIG");
 		return -ENOTSUP;
@@ -521,6 +583,10 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 			return rc;
 		}
 		d->max_queues = qnum > VI_MAX_QUEUES ? VI_MAX_QUEUES : (uint16_t)qnum;
+	}
+	rc = _backend_init_rest(d);
+	if (rc != 0) {
+		return rc;
 	}
 	rc = vu_set_msg(c, VU_SET_OWNER, NULL, 0, NULL, 0);
 	if (rc != 0) {
@@ -555,7 +621,7 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	}
 	vi_dev_parse_config(d, cfg.region);
 
-	want = vi_dev_driver_features(d);
+	want = o->profile != NULL ? o->profile->features : vi_dev_driver_features(d);
 	return vi_dev_accept_features(d, want);
 }
 
@@ -584,6 +650,20 @@ vi_dev_accept_features(struct vi_dev *d, uint64_t want)
 	d->readonly = want & (1ull << VIRTIO_BLK_F_RO);
 	d->indirect = want & (1ull << VIRTIO_F_INDIRECT_DESC);
 	d->event_idx = want & (1ull << VIRTIO_F_EVENT_IDX);
+	if (d->profile != NULL && d->indirect && !d->packed) {
+		for (i = 0; i < d->num_queues; i++) {
+			struct vq *vq = &d->vqs[i];
+
+			vq->indirect = gm_alloc(&d->mem, sizeof(struct vring_desc) * vq->size *
+						 VI_INDIRECT_MAX, 16);
+			if (vq->indirect == NULL) {
+				vu_set_error(c, "no guest memory for indirect tables");
+				return -ENOMEM;
+			}
+			vq->indirect_gpa = gm_gpa(&d->mem, vq->indirect);
+			vq->use_indirect = true;
+		}
+	}
 	if (d->packed && !(want & (1ull << VIRTIO_F_RING_PACKED))) {
 		vu_set_error(c, "target does not offer VIRTIO_F_RING_PACKED");
 		return -ENOTSUP;
@@ -760,6 +840,10 @@ vi_dev_close(struct vi_dev *d, bool graceful)
 	if (d->inflight_fd >= 0) {
 		close(d->inflight_fd);
 		d->inflight_fd = -1;
+	}
+	if (d->backend_req_fd >= 0) {
+		close(d->backend_req_fd);
+		d->backend_req_fd = -1;
 	}
 	for (i = 0; i < VI_MAX_QUEUES; i++) {
 		vq_fini(&d->vqs[i]);

@@ -681,6 +681,16 @@ vi_run_workload(struct vi_dev *d, const struct vi_workload *w)
 		       "\"blocks\": %" PRIu64 ", \"seed\": %" PRIu64 ", \"verify\": %s,\n",
 		       _rw_name(w->rw), w->bs, w->qd, d->num_queues, r.nblocks, w->seed,
 		       w->verify || w->verify_read ? "true" : "false");
+		/* What was negotiated, so every result says what it measured. */
+		printf("\"frontend\": \"%s\", \"like_qemu\": %s%s%s, \"features\": \"0x%" PRIx64
+		       "\", \"protocol_features\": \"0x%" PRIx64 "\", \"interrupts\": %s, "
+		       "\"inflight\": %s, \"indirect\": %s, \"event_idx\": %s,\n",
+		       vi_frontend_name(d->frontend), d->profile ? "\"" : "",
+		       d->profile ? d->profile->version : "null", d->profile ? "\"" : "",
+		       d->conn.acked_features, d->conn.protocol_features,
+		       d->interrupts ? "true" : "false", d->inflight ? "true" : "false",
+		       d->vqs[0].use_indirect ? "true" : "false",
+		       d->event_idx ? "true" : "false");
 	}
 	if (w->verify) {
 		ok = _run_phase(&r, PH_PREFILL);

@@ -34,3 +34,16 @@ def test_rbd_bench_table(native_tools, tmp_path, layout):
     assert rows[0][6].strip() == "-"
     for r in rows[1:]:
         assert r[6].strip().endswith("%")
+    # Paired per round (one round: the ratio is its own median and range).
+    assert rows[0][7].strip() == "1.00" and rows[0][8].strip() == "1.00 (1.00-1.00)"
+    for r in rows[1:]:
+        assert r[8].split()[0] == r[7].strip()
+    # The target's cost per I/O: reactor busy time for both engine rows, CPU
+    # seconds per million I/Os for the interrupt-mode vhost row.
+    assert [r[9].strip() == "-" for r in rows] == [True, False, False]
+    assert [r[10].strip() == "-" for r in rows] == [True, True, False]
+    assert float(rows[2][10].split()[0]) > 0
+    # The vhost run is a QEMU guest's profile, and says what it negotiated;
+    # the header has the commit and the load average.
+    assert "vhost: `--like-qemu " in text and "negotiated features 0x" in text
+    assert "commit " in text and "load average" in text
