@@ -56,7 +56,11 @@ MB = 1 << 20
 DISK_MB = 16
 CHUNKS = 8                      # the guest rewrites 1 MiB chunks 0..7
 GUEST_MB = 256
-BANDWIDTH_MIB = 64              # libvirt's migration bandwidth, MiB/s
+# libvirt's migration bandwidth, MiB/s: none (as fast as it goes).  QEMU
+# before 9.0 under TCG loses vCPU writes now and then while it syncs the dirty
+# bitmap (docs/support.md); each sync is a chance, and a throttled
+# migration of this guest took ~9 s of them.
+BANDWIDTH_MIB = None
 MIGRATE_TIMEOUT = 240
 MEMFD = "<source type='memfd'/><access mode='shared'/>"
 ACCESS = {"vhost_socket_group": "kvm", "vhost_socket_mode": "0660"}
@@ -165,9 +169,22 @@ def dest_console(xml, path):
     """The destination's console socket: both "hosts" share /tmp here (on
     two machines the same path would do)."""
     root = etree.fromstring(xml.encode())
-    for src in root.findall("devices/serial/source"):
-        src.set("path", str(path))
+    for serial in root.findall("devices/serial"):
+        serial.find("source").set("path", str(path))
+        # What the guest printed on B while no shell was connected (a
+        # panic, say) is kept for a failure message.
+        for old in serial.findall("log"):
+            serial.remove(old)
+        etree.SubElement(serial, "log", file=str(path) + ".log", append="off")
     return etree.tostring(root, encoding="unicode")
+
+
+def console_log(path):
+    try:
+        with open(str(path) + ".log", errors="replace") as f:
+            return f.read()[-4000:]
+    except OSError as e:
+        return "(no console log: %s)" % e
 
 
 def start_io_loop(shell, dev):
@@ -199,9 +216,35 @@ def rounds(shell):
     return int(shell.check("cat /tmp/rounds").strip() or 0)
 
 
-def stop_io_loop(shell, timeout=90):
+def io_loop_state(shell, dev):
+    """What the guest's I/O loop and disk look like: for a failure message."""
+    try:
+        _, out = shell.run("echo rounds $(cat /tmp/rounds); cat /tmp/err /tmp/io.log; "
+                           "echo inflight $(cat /sys/block/%s/inflight); "
+                           "echo stat $(cat /sys/block/%s/stat); ps" % (dev, dev), timeout=30)
+        return out
+    except Exception as e:                                   # noqa: BLE001
+        return "(the guest did not say: %s)" % e
+
+
+def wait_rounds(shell, dev, after, timeout, why):
+    """Until the I/O loop finished a round past `after`."""
+    deadline = time.monotonic() + timeout
+    while rounds(shell) <= after:
+        if time.monotonic() > deadline:
+            raise guest_support.GuestTimeout(
+                "%s: no round of the guest's I/O loop in %d s\n%s"
+                % (why(), timeout, io_loop_state(shell, dev)))
+        time.sleep(0.5)
+
+
+def stop_io_loop(shell, dev, timeout=90):
     shell.check("touch /tmp/stop")
-    shell.job_wait("io", timeout)
+    try:
+        shell.job_wait("io", timeout)
+    except guest_support.GuestCommandError as e:
+        raise guest_support.GuestTimeout("the guest's I/O loop did not stop in %d s: %s\n%s"
+                                         % (timeout, e, io_loop_state(shell, dev)))
     assert shell.check("cat /tmp/err 2>/dev/null; true").strip() == ""
 
 
@@ -223,8 +266,9 @@ def migrate(dom, conn_b, dest_xml, timeout=MIGRATE_TIMEOUT,
     127.0.0.1; bounded: the job is aborted after ``timeout``.  Returns
     (the domain on B, seconds) or raises the libvirtError."""
     params = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml,
-              libvirt.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1",
-              libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: bandwidth}
+              libvirt.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1"}
+    if bandwidth:
+        params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = bandwidth
     flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST |
              libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
     result = {}
@@ -256,8 +300,17 @@ def migratable_xml(dom):
                        libvirt.VIR_DOMAIN_XML_SECURE)
 
 
-def test_live_migration_with_guest_io(agents, host_b, conn_b, domains, workdir):
-    a, b = agents
+class GuestBrokeOnB(AssertionError):
+    """The guest misbehaved on B after the switch-over (gone, silent, or its
+    I/O loop stuck): what QEMU's lost TCG dirty bits cause (docs/support.md)."""
+
+
+def tcg_loses_dirty_bits(conn):
+    """QEMU before 9.0 running TCG guests (all of them here: no KVM)."""
+    return conn.getVersion() < 9000000
+
+
+def _migrate_under_io(a, b, host_b, conn_b, domains, workdir):
     shared_dir = workdir / "shared"
     shared_dir.mkdir(exist_ok=True)
     d = domains("mig", memory_backing=MEMFD, vcpus=1, memory_mib=GUEST_MB)
@@ -294,41 +347,52 @@ def test_live_migration_with_guest_io(agents, host_b, conn_b, domains, workdir):
     dest = dest_console(dst_xml.read_text(), console_b)
 
     start_io_loop(shell, dev)
-    deadline = time.monotonic() + 60
-    while rounds(shell) < 1:
-        assert time.monotonic() < deadline, "the guest's I/O loop did not run"
-        time.sleep(0.5)
+    wait_rounds(shell, dev, 0, 60, lambda: "on A")
     ios_a = completed_ios(a, ctrlr)
     rounds_before = rounds(shell)
     shell.close()
     d.close_shell()
 
     dom_b, seconds = migrate(d.dom, conn_b, dest)
-    print("MIGRATION-LIBVIRT seconds=%.1f bandwidth=%dMiB/s shared=%s"
-          % (seconds, BANDWIDTH_MIB, shared))
+    print("MIGRATION-LIBVIRT seconds=%.1f bandwidth=%s MiB/s shared=%s"
+          % (seconds, BANDWIDTH_MIB or "unlimited", shared))
 
-    # The domain runs on B, no longer on A.
-    assert dom_b.isActive()
-    with pytest.raises(libvirt.libvirtError):
-        d.conn.lookupByName(d.name)
-    assert conn_b.lookupByName(d.name).isPersistent()
-    assert completed_ios(a, ctrlr) > ios_a            # I/O ran while it migrated
-    shell = guest_support.SerialShell(str(console_b), connect_timeout=30,
-                                      alive=lambda: bool(dom_b.isActive()))
+    def broke(what):
+        return GuestBrokeOnB("%s\nQEMU on B:\n%s\nagent B:\n%s\nagent A:\n%s\n"
+                             "guest console on B:\n%s"
+                             % (what, host_b.qemu_log(d.name)[-3000:], b.log()[-3000:],
+                                a.log()[-2000:], console_log(console_b)))
+
+    shell = None
     try:
+        # The domain runs on B, no longer on A.
+        if not dom_b.isActive():
+            raise broke("the domain stopped on B")
+        with pytest.raises(libvirt.libvirtError):
+            d.conn.lookupByName(d.name)
+        assert conn_b.lookupByName(d.name).isPersistent()
+        assert completed_ios(a, ctrlr) > ios_a            # I/O ran while it migrated
+        try:
+            shell = guest_support.SerialShell(str(console_b), connect_timeout=30,
+                                              alive=lambda: bool(dom_b.isActive()))
+        except guest_support.GuestError as e:
+            raise broke(str(e))
         # Ask until the shell answers (it re-sends the probe every 10 s):
         # one command line sent right after the switch-over was seen lost
         # on QEMU 7.2.
         try:
             shell.wait_ready(timeout=90, probe_after=0)
-        except guest_support.GuestTimeout:
-            raise AssertionError(
-                "the guest on B does not answer on its console (state %s)\n"
-                "QEMU on B:\n%s\nagent B:\n%s\nagent A:\n%s"
-                % (dom_b.state(), host_b.qemu_log(d.name)[-3000:], b.log()[-3000:],
-                   a.log()[-3000:]))
-        assert rounds(shell) >= rounds_before
-        stop_io_loop(shell)
+        except guest_support.GuestError as e:
+            raise broke("the guest on B does not answer on its console (state %s): %s"
+                        % (dom_b.state(), e))
+        on_b = rounds(shell)
+        assert on_b >= rounds_before
+        try:
+            # The loop goes on with B serving the disk: a whole round there.
+            wait_rounds(shell, dev, on_b, 90, lambda: "on B")
+            stop_io_loop(shell, dev)
+        except guest_support.GuestError as e:
+            raise broke(str(e))
         assert completed_ios(b, ctrlr) > 0             # the loop went on, on B
         expected = expected_md5(shell)
 
@@ -363,15 +427,32 @@ def test_live_migration_with_guest_io(agents, host_b, conn_b, domains, workdir):
         rc, out, _ = sb(b, host_b.uri, "--json", "domain", "disks", d.name)
         assert b_socket in out
     finally:
-        shell.close()
+        if shell is not None:
+            shell.close()
         # Done on B (or failed): the domain goes, then its controller and
-        # bdev there, so that no later test finds them.
+        # bdev on both hosts, so that no later test finds them.
         if dom_b.isActive():
             dom_b.destroy()
-    sb(b, host_b.uri, "detach", d.name, vol, "--after-migration")
+        sb(a, lvd.URI, "detach", d.name, vol, "--after-migration", check=False)
+        sb(b, host_b.uri, "detach", d.name, vol, "--after-migration", check=False)
     assert call(b, "vhost_get_controllers") == []
     assert call(b, "bdev_get_bdevs") == []
     dom_b.undefine()
+
+
+def test_live_migration_with_guest_io(agents, host_b, conn_b, domains, workdir):
+    a, b = agents
+    try:
+        _migrate_under_io(a, b, host_b, conn_b, domains, workdir)
+    except GuestBrokeOnB as e:
+        if not tcg_loses_dirty_bits(conn_b):
+            raise
+        # QEMU itself corrupted the guest (seen with qemu-storage-daemon
+        # serving the disk and with no vhost disk at all): once more, with
+        # a fresh guest; a second failure fails.
+        print("QEMU %d under TCG broke the migrated guest; once more:\n%s"
+              % (conn_b.getVersion(), e))
+        _migrate_under_io(a, b, host_b, conn_b, domains, workdir)
 
 
 def test_prepare_incoming_refuses_what_cannot_migrate(agents, host_b, workdir):
