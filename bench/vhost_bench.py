@@ -4,6 +4,7 @@
     python bench/vhost_bench.py [--time 5] [--rounds 3] [--size-mb 256]
         [--engine null|malloc|uring] [--target 'NAME=SHELL COMMAND'] ...
         [--file PATH] [--buffered] [--like-qemu VERSION | --polling]
+        [--qsd null|uring] ... [--compare-inflight]
 
 The initiator (native/build/tools/vhost_initiator) runs pinned to CPU 1 and
 each target pinned to CPU 0 (``taskset -c 0``), 4 KiB random reads, one
@@ -18,9 +19,17 @@ waits on the call eventfds and gives the target an inflight region.
 * ``qsd-uring``: qemu-storage-daemon, a prefilled file with aio=io_uring
   and cache.direct=on (``--buffered``: through the page cache)
 
+``--qsd null|uring`` (repeatable) keeps only those built-in targets.
+
 ``--engine null|malloc|uring`` (repeatable) adds our engine (reactor on
 CPU 0, ``--spin-us``) with a null or malloc bdev of the same size or a
 uring bdev on the same file, each behind a vhost-blk controller.
+``--compare-inflight`` adds, for each of them, the same engine target
+driven the other way round as to the inflight region, in the same rounds,
+so the region's cost is a paired ratio: with --like-qemu (which gives the
+target a region) ``engine-null/no-inflight`` runs the initiator with
+``--no-inflight`` (the profile minus INFLIGHT_SHMFD); with --polling
+(no region) ``engine-null/inflight`` runs it with ``--inflight``.
 
 ``--target 'NAME=CMD'`` adds a target: CMD runs under ``sh -c`` in its own
 process group and must serve vhost-user-blk on ``{socket}``; ``{file}``
@@ -37,7 +46,12 @@ round, every round's ratio and their median (min-max); the target's CPU cost
 per I/O: our engine's reactor busy time per completed I/O (busy ticks of
 framework_get_reactors before and after the timed run) and, in interrupt
 mode, the CPU seconds per million I/Os of the target's processes
-(/proc/<pid>/stat utime + stime over its process group).
+(/proc/<pid>/stat utime + stime over its process group); and the
+notifications per I/O, counted by the initiator: calls (the target's call
+eventfd writes, interrupt mode; with EVENT_IDX a target that completes
+several requests per look at the ring makes fewer calls than completions)
+and kicks (the initiator's kick eventfd writes, which the target's
+notification suppression saves).
 """
 
 import argparse
@@ -137,8 +151,11 @@ class Target:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        if os.path.exists(self.sock):
+        try:
+            # Our engine removes its socket itself when it stops.
             os.unlink(self.sock)
+        except FileNotFoundError:
+            pass
 
     def __exit__(self, *exc):
         self.stop()
@@ -152,12 +169,13 @@ def qsd_argv(sock, blockdev):
             "--blockdev", blockdev + ",node-name=n0", "--export", export]
 
 
-def run_initiator(initiator, sock, qd, seconds, cpu, like_qemu=None):
+def run_initiator(initiator, sock, qd, seconds, cpu, like_qemu=None, extra=()):
     cmd = [str(initiator), "--socket", sock, "--rw", "randread", "--bs",
            "4096", "--qd", str(qd), "--queues", "1", "--time", str(seconds),
            "--cpu", str(cpu), "--json"]
     if like_qemu:
         cmd += ["--like-qemu", like_qemu]
+    cmd += list(extra)
     proc = subprocess.run(cmd, capture_output=True, text=True,
                           timeout=seconds + 60)
     if proc.returncode != 0:
@@ -167,18 +185,19 @@ def run_initiator(initiator, sock, qd, seconds, cpu, like_qemu=None):
     res = out["main"]
     return {"iops": res["iops"], "p50": res["p50_us"], "p99": res["p99_us"],
             "ios": res["ios"], "seconds": res["seconds"],
+            "calls": res["calls"], "kicks": res["kicks"],
             "features": out["features"], "protocol_features": out["protocol_features"],
             "interrupts": out["interrupts"], "inflight": out["inflight"]}
 
 
-def measured_run(target, args, qd):
+def measured_run(target, args, qd, extra=()):
     """One timed initiator run with the target's CPU cost around it:
     reactor busy time per completed I/O (our engine) and, in interrupt mode,
     the target's CPU seconds per million I/Os."""
     busy0 = target.reactor_stats()
     cpu0 = target.cpu_seconds()
     res = run_initiator(args.initiator, target.sock, qd, args.time,
-                        args.initiator_cpu, args.like_qemu)
+                        args.initiator_cpu, args.like_qemu, extra)
     cpu1 = target.cpu_seconds()
     busy1 = target.reactor_stats()
     ios = res["ios"]
@@ -186,6 +205,8 @@ def measured_run(target, args, qd):
                              if busy0 is not None and ios else None)
     res["cpu_s_per_mio"] = ((cpu1 - cpu0) * 1e6 / ios
                             if res["interrupts"] and ios else None)
+    res["calls_per_io"] = res["calls"] / ios if res["interrupts"] and ios else None
+    res["kicks_per_io"] = res["kicks"] / ios if ios else None
     return res
 
 
@@ -286,8 +307,8 @@ def print_table(targets, qds, samples):
     base = targets[0][0]
     print("| target | QD | IOPS | p50 us | p99 us | IOPS spread %% | "
           "IOPS / %s per round | median (min-max) | reactor busy ns/IO | "
-          "target CPU s / M IOs |" % base)
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "target CPU s / M IOs | calls / IO | kicks / IO |" % base)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for qd in qds:
         base_iops = [x["iops"] for x in samples[(base, qd)]]
         for name, _ in targets:
@@ -298,12 +319,16 @@ def print_table(targets, qds, samples):
             ratios = [a / b for a, b in zip(iops, base_iops) if b]
             busy = [x["busy_ns_per_io"] for x in s if x["busy_ns_per_io"] is not None]
             cpu = [x["cpu_s_per_mio"] for x in s if x["cpu_s_per_mio"] is not None]
-            print("| %s | %d | %s | %s | %s | %.1f | %s | %s | %s | %s |"
+            calls = [x["calls_per_io"] for x in s if x["calls_per_io"] is not None]
+            kicks = [x["kicks_per_io"] for x in s if x["kicks_per_io"] is not None]
+            print("| %s | %d | %s | %s | %s | %.1f | %s | %s | %s | %s | %s | %s |"
                   % (name, qd, fmt(iops), fmt([x["p50"] for x in s], 1),
                      fmt([x["p99"] for x in s], 1), spread,
                      " ".join("%.2f" % r for r in ratios) if ratios else "-",
                      fmt(ratios, 2) if ratios else "-",
-                     fmt(busy) if busy else "-", fmt(cpu, 2) if cpu else "-"))
+                     fmt(busy) if busy else "-", fmt(cpu, 2) if cpu else "-",
+                     fmt(calls, 3) if calls else "-",
+                     fmt(kicks, 3) if kicks else "-"))
 
 
 def fmt(vals, digits=0):
@@ -332,6 +357,13 @@ def main(argv=None):
     ap.add_argument("--json-out", help="write every sample here")
     ap.add_argument("--engine", action="append", default=[],
                     choices=["null", "malloc", "uring"], help="add our engine")
+    ap.add_argument("--qsd", action="append", default=[],
+                    choices=["null", "uring"],
+                    help="only these built-in qemu-storage-daemon targets "
+                    "(default: both)")
+    ap.add_argument("--compare-inflight", action="store_true",
+                    help="each engine target also without an inflight region "
+                    "(--like-qemu) or with one (--polling)")
     ap.add_argument("--spin-us", type=int, default=0,
                     help="engine reactor spin after work (0 = default)")
     prof = ap.add_mutually_exclusive_group()
@@ -363,19 +395,29 @@ def main(argv=None):
             prefill(file, size)
         targets = []
         engines = set()
-        if not args.no_builtin:
+        # The initiator's extra arguments per target (--compare-inflight).
+        extra = {}
+        qsds = args.qsd or ["null", "uring"]
+        if not args.no_builtin and "null" in qsds:
             targets.append(("qsd-null", qsd_argv(
                 sock, "driver=null-co,size=%d,read-zeroes=off" % size)))
+        if not args.no_builtin and "uring" in qsds:
             targets.append(("qsd-uring", qsd_argv(
                 sock, "driver=file,filename=%s,aio=io_uring%s"
                 % (file, "" if args.buffered else ",cache.direct=on"))))
         for kind in args.engine:
+            argv = ["taskset", "-c", "0", sys.executable, os.path.abspath(__file__),
+                    "--serve-engine", kind, "--socket", sock, "--file", file,
+                    "--size-mb", str(args.size_mb), "--spin-us",
+                    str(args.spin_us)]
             engines.add("engine-" + kind)
-            targets.append(("engine-" + kind, [
-                "taskset", "-c", "0", sys.executable, os.path.abspath(__file__),
-                "--serve-engine", kind, "--socket", sock, "--file", file,
-                "--size-mb", str(args.size_mb), "--spin-us",
-                str(args.spin_us)]))
+            targets.append(("engine-" + kind, argv))
+            if args.compare_inflight:
+                name = "engine-%s/%s" % (kind, "no-inflight" if args.like_qemu
+                                         else "inflight")
+                engines.add(name)
+                targets.append((name, argv))
+                extra[name] = ["--no-inflight" if args.like_qemu else "--inflight"]
         for spec in args.target:
             name, _, cmd = spec.partition("=")
             if not cmd:
@@ -397,18 +439,22 @@ def main(argv=None):
                         if args.warmup > 0:
                             run_initiator(args.initiator, sock, qd,
                                           args.warmup, args.initiator_cpu,
-                                          args.like_qemu)
-                        res = measured_run(target, args, qd)
+                                          args.like_qemu, extra.get(name, ()))
+                        res = measured_run(target, args, qd,
+                                           extra.get(name, ()))
                     samples[(name, qd)].append(res)
                     print("round %d qd %d %-12s %8.0f IOPS p50 %.1f p99 %.1f"
-                          " features %s protocol %s%s%s"
+                          " features %s protocol %s%s%s calls/IO %s kicks/IO %.3f"
                           % (rnd + 1, qd, name, res["iops"], res["p50"],
                              res["p99"], res["features"],
                              res["protocol_features"],
                              "" if res["busy_ns_per_io"] is None else
                              " busy %.0f ns/IO" % res["busy_ns_per_io"],
                              "" if res["cpu_s_per_mio"] is None else
-                             " cpu %.2f s/M IOs" % res["cpu_s_per_mio"]),
+                             " cpu %.2f s/M IOs" % res["cpu_s_per_mio"],
+                             "-" if res["calls_per_io"] is None else
+                             "%.3f" % res["calls_per_io"],
+                             res["kicks_per_io"] or 0),
                           file=sys.stderr)
 
     print("\n%s; load average at the start %s" % (provenance(), load_start))

@@ -18,9 +18,29 @@ _Static_assert(SB_VHOST_BLK_MAX_WZ_SEG <= SB_VHOST_BLK_MAX_DISCARD_SEG,
 
 static int _submit(struct sb_vhost_task *t);
 
+bool
+sb_vhost_vq_publish(struct sb_vhost_vq *vq)
+{
+	bool moved;
+
+	if (vq->vr.used_pending == 0) {
+		return false;
+	}
+	if (vq->iq != NULL) {
+		moved = sb_inflight_flush_used(vq->iq, &vq->vr, vq->batch, &vq->n_batch);
+	} else {
+		moved = sb_vring_flush_used(&vq->vr);
+	}
+	/* used->idx: marked after it is written, so a log sync cannot miss it. */
+	sb_vhost_vq_log_used(vq, 2, 2);
+	return moved;
+}
+
 void
 sb_vhost_vq_flush_call(struct sb_vhost_vq *vq)
 {
+	/* The call decision reads the driver's used_event against the published index. */
+	sb_vhost_vq_publish(vq);
 	vq->call_pending = false;
 	if (vq->run_callfd >= 0 && sb_vq_need_call(&vq->vr)) {
 		eventfd_write(vq->run_callfd, 1);
@@ -95,8 +115,8 @@ _log_task(struct sb_vhost_task *t, struct sb_vhost_log *log, uint16_t slot)
 			sb_vhost_log_write(log, vq->log_desc_gpa + 16ull * slot, 16);
 		}
 	} else if (vq->log_used) {
+		/* The element; used->idx is marked when the batch is published. */
 		sb_vhost_log_write(log, vq->log_used_gpa + 4 + 8ull * slot, 8);
-		sb_vhost_log_write(log, vq->log_used_gpa + 2, 2);
 	}
 }
 
@@ -114,15 +134,25 @@ sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
 		if (status != VIRTIO_BLK_S_OK) {
 			t->used_len = 1;
 		}
-		/* Split: the entry before the index once pushed; packed: the used slot. */
+		/* Split: the slot put_used fills; packed: the used slot. */
 		slot = vq->vr.packed ? vq->vr.last_used_idx : vq->vr.last_used_idx % vq->vr.size;
-		if (vq->iq != NULL) {
-			sb_inflight_push_used(vq->iq, &vq->vr, t->head, t->used_len);
-		} else if (vq->iqp != NULL) {
-			sb_inflight_packed_push_used(vq->iqp, &vq->vr, t->iq_entry, t->head,
-						     t->ndesc, t->used_len);
+		if (vq->vr.packed) {
+			/*
+			 * Packed: each used descriptor's flags publish it, and the
+			 * inflight region moves with each (no index to batch).
+			 */
+			if (vq->iqp != NULL) {
+				sb_inflight_packed_push_used(vq->iqp, &vq->vr, t->iq_entry,
+							     t->head, t->ndesc, t->used_len);
+			} else {
+				sb_vq_push_used(&vq->vr, t->head, t->ndesc, t->used_len);
+			}
+		} else if (vq->iq != NULL) {
+			/* Split: filled now, published with the rest of the batch. */
+			sb_inflight_put_used(vq->iq, &vq->vr, vq->batch, &vq->n_batch, t->head,
+					     t->used_len);
 		} else {
-			sb_vq_push_used(&vq->vr, t->head, t->ndesc, t->used_len);
+			sb_vring_put_used(&vq->vr, t->head, t->used_len);
 		}
 		/* Logging off costs this one load and branch. */
 		log = __atomic_load_n(&c->log_active, __ATOMIC_ACQUIRE);
@@ -131,12 +161,14 @@ sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status)
 		}
 		vq->win_count++;
 		if (!vq->started) {
+			/* Stopping: no poller will publish it. */
 			sb_vhost_vq_flush_call(vq);
 		} else if (!vq->call_pending) {
 			/*
-			 * The queue's poller signals: at once on its next run (one call
-			 * and one look at the driver's flags for a whole batch of
-			 * completions), or when a coalescing delay has passed.
+			 * The queue's poller publishes and signals on its next run: one
+			 * used->idx store, one look at the driver's flags and at most
+			 * one call for the whole batch of completions (the call later
+			 * when a coalescing delay is on).
 			 */
 			vq->call_pending = true;
 			vq->call_deadline = vq->coalesce ? sb_get_ticks() +

@@ -76,6 +76,9 @@ struct sb_vhost_vq {
 	struct sb_inflight_queue *iq;
 	struct sb_inflight_queue_packed *iqp;  /* a packed ring's region (iq is NULL then) */
 	uint64_t iq_counter;
+	/* Split with iq: heads completed since used->idx last moved (sb_inflight_put_used). */
+	uint16_t *batch;
+	uint16_t n_batch;
 	uint16_t *resubmit;
 	uint16_t n_resubmit;
 	uint16_t resubmit_pos;
@@ -344,7 +347,13 @@ void sb_vhost_ctrlrs_delete_all(void *arg);
 /* vhost_blk_io.c (reactor) */
 /** Walk, parse and submit one request (head, ndesc ring slots); false when the device broke. */
 bool sb_vhost_blk_handle(struct sb_vhost_vq *vq, uint16_t head, uint16_t ndesc);
-/** Signal the driver now if it wants an interrupt (reactor). */
+/**
+ * Publish the completions put since the last publish: one used->idx store
+ * for all of them (split rings; packed ones publish each completion).
+ * \return true when the index moved (reactor).
+ */
+bool sb_vhost_vq_publish(struct sb_vhost_vq *vq);
+/** Publish, then signal the driver if it wants an interrupt (reactor). */
 void sb_vhost_vq_flush_call(struct sb_vhost_vq *vq);
 /** Task finished: status, used ring, call, drain bookkeeping (reactor). */
 void sb_vhost_task_done(struct sb_vhost_task *t, uint8_t status);

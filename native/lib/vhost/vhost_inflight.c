@@ -82,6 +82,45 @@ _cmp_counter(const void *a, const void *b)
 	return x->counter < y->counter ? -1 : x->counter > y->counter ? 1 : 0;
 }
 
+/*
+ * vhost-user.rst, split rings, "When reconnecting" step 1: the process
+ * before us moved used->idx past its last batch of n heads but died
+ * before it set used_idx.  Those heads are the driver's now: walk the
+ * batch list from last_batch_head (each entry's next is the head put
+ * before it) and take them out of flight.  Some of their flags may be
+ * clear already (the crash came while they were being cleared); clearing
+ * again changes nothing.  The front-end holds the region too: every index
+ * of the walk is checked, and a head seen twice means the list is not
+ * one batch.
+ */
+static int
+_repair_last_batch(struct sb_inflight_queue *iq, uint16_t n, const char **why)
+{
+	uint16_t i, head = iq->last_batch_head;
+	uint8_t *seen;
+
+	if (n > iq->desc_num) {
+		*why = "inflight region's used index is more than a queue away from the ring's";
+		return -EINVAL;
+	}
+	seen = calloc(iq->desc_num, 1);
+	if (seen == NULL) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		if (head >= iq->desc_num || seen[head]) {
+			free(seen);
+			*why = "inflight region's last batch list is broken";
+			return -EINVAL;
+		}
+		seen[head] = 1;
+		iq->desc[head].inflight = 0;
+		head = iq->desc[head].next;
+	}
+	free(seen);
+	return 0;
+}
+
 int
 sb_inflight_adopt(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t *heads,
 		  uint16_t *count, uint64_t *next_counter, const char **why)
@@ -90,6 +129,7 @@ sb_inflight_adopt(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t *h
 	struct _sort_ent *ents;
 	uint64_t max_counter = 0;
 	uint16_t i, n = 0;
+	int rc;
 
 	*count = 0;
 	*next_counter = 1;
@@ -114,11 +154,13 @@ sb_inflight_adopt(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t *h
 		return -EINVAL;
 	}
 	if (iq->used_idx != used_idx) {
-		/* We died between publishing used->idx and clearing the batch. */
-		if (iq->last_batch_head < vr->size) {
-			iq->desc[iq->last_batch_head].inflight = 0;
+		/* We died between publishing a batch and closing it. */
+		rc = _repair_last_batch(iq, (uint16_t)(used_idx - iq->used_idx), why);
+		if (rc != 0) {
+			return rc;
 		}
-		iq->used_idx = used_idx;
+		/* Only now: a crash during the repair repeats it. */
+		__atomic_store_n(&iq->used_idx, used_idx, __ATOMIC_RELEASE);
 	}
 	ents = calloc(vr->size, sizeof(*ents));
 	if (ents == NULL) {
@@ -157,18 +199,83 @@ sb_inflight_fetch(struct sb_inflight_queue *iq, uint16_t head, uint64_t counter)
 	__atomic_store_n(&iq->desc[head].inflight, 1, __ATOMIC_RELEASE);
 }
 
+/*
+ * Completion in batches (vhost-user.rst, split rings, "When supplying used
+ * buffers to the driver").  Until used->idx moves, a crash loses nothing:
+ * the batch's heads are still in flight in the region and get resubmitted.
+ * After it moves and before used_idx follows, adopt() finds the difference
+ * and walks the batch list to retire exactly the heads the driver saw.
+ */
+void
+sb_inflight_batch_put(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t head,
+		      uint32_t len)
+{
+	/* Steps 1-3: the newest head heads the list, each links to the one before. */
+	__atomic_store_n(&iq->desc[head].next, iq->last_batch_head, __ATOMIC_RELAXED);
+	__atomic_store_n(&iq->last_batch_head, head, __ATOMIC_RELAXED);
+	sb_vring_put_used(vr, head, len);
+}
+
+bool
+sb_inflight_batch_publish(struct sb_vring *vr)
+{
+	/* Step 4: one store for the batch; its release orders the list before it. */
+	return sb_vring_flush_used(vr);
+}
+
+void
+sb_inflight_batch_retire(struct sb_inflight_queue *iq, uint16_t head)
+{
+	/* Step 5, per head: after the index store (release orders it first). */
+	__atomic_store_n(&iq->desc[head].inflight, 0, __ATOMIC_RELEASE);
+}
+
+void
+sb_inflight_batch_close(struct sb_inflight_queue *iq, const struct sb_vring *vr)
+{
+	/* Step 6: the region agrees with the ring again; nothing to repair. */
+	__atomic_store_n(&iq->used_idx, vr->last_used_idx, __ATOMIC_RELEASE);
+}
+
+void
+sb_inflight_put_used(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t *batch,
+		     uint16_t *n, uint16_t head, uint32_t len)
+{
+	if (*n == vr->size) {
+		/*
+		 * Only a driver that reuses a head before it saw it used gets
+		 * here (a batch otherwise holds distinct heads): close the batch
+		 * so batch[] and the list stay within the queue size.
+		 */
+		sb_inflight_flush_used(iq, vr, batch, n);
+	}
+	sb_inflight_batch_put(iq, vr, head, len);
+	batch[(*n)++] = head;
+}
+
+bool
+sb_inflight_flush_used(struct sb_inflight_queue *iq, struct sb_vring *vr, const uint16_t *batch,
+		       uint16_t *n)
+{
+	uint16_t i;
+
+	if (!sb_inflight_batch_publish(vr)) {
+		return false;
+	}
+	for (i = 0; i < *n; i++) {
+		sb_inflight_batch_retire(iq, batch[i]);
+	}
+	sb_inflight_batch_close(iq, vr);
+	*n = 0;
+	return true;
+}
+
 void
 sb_inflight_push_used(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t head,
 		      uint32_t len)
 {
-	/*
-	 * A batch of one: remember it, publish it, then retire it.  A crash
-	 * between the publish and the retire is repaired by adopt()
-	 * (used_idx != used->idx).
-	 */
-	iq->desc[head].next = head;
-	__atomic_store_n(&iq->last_batch_head, head, __ATOMIC_RELEASE);
-	sb_vring_push_used(vr, head, len);
-	__atomic_store_n(&iq->desc[head].inflight, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&iq->used_idx, vr->last_used_idx, __ATOMIC_RELEASE);
+	uint16_t batch[1], n = 0;
+
+	sb_inflight_put_used(iq, vr, batch, &n, head, len);
+	sb_inflight_flush_used(iq, vr, batch, &n);
 }

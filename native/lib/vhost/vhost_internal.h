@@ -375,7 +375,8 @@ struct sb_vring {
 	 * wrap counter.
 	 */
 	uint16_t last_avail_idx;
-	uint16_t last_used_idx;     /* split: our copy of used->idx */
+	uint16_t last_used_idx;     /* split: the next used slot to fill */
+	uint16_t used_pending;      /* split: slots filled that used->idx does not cover yet */
 	uint16_t signalled_used;
 	bool signalled_used_valid;
 	/* packed */
@@ -427,7 +428,17 @@ struct sb_vring_chain {
  */
 int sb_vring_walk(const struct sb_vring *vr, const struct sb_vhost_mem *mem, uint16_t head,
 		  struct sb_vring_chain *chain, const char **why);
-/** Put (head, len) in the used ring and publish the index (release). */
+/**
+ * Fill the next used slot with (head, len) without moving used->idx: the
+ * driver does not see it until sb_vring_flush_used.
+ */
+void sb_vring_put_used(struct sb_vring *vr, uint16_t head, uint32_t len);
+/**
+ * Publish every slot filled since the last flush with one release store of
+ * used->idx.  \return false when there was none (nothing stored).
+ */
+bool sb_vring_flush_used(struct sb_vring *vr);
+/** Put (head, len) in the used ring and publish the index: a batch of one. */
 void sb_vring_push_used(struct sb_vring *vr, uint16_t head, uint32_t len);
 /** With EVENT_IDX publish avail_event = last_avail_idx (virtio 1.2 §2.7.10). */
 void sb_vring_set_avail_event(struct sb_vring *vr);
@@ -655,16 +666,48 @@ struct sb_inflight_queue *sb_inflight_queue_get(void *base, uint64_t size, uint1
 						uint16_t q);
 /**
  * Adopt a region for a ring that is about to start.  A fresh region
- * (desc_num 0) is initialised from used->idx; a used one is repaired (the
- * last batch when used_idx != used->idx) and its in-flight heads are
- * returned in counter order in heads[] (*count), with *next_counter.
- * \return 0 or -EINVAL (region does not match the ring: *why).
+ * (desc_num 0) is initialised from used->idx; a used one is repaired
+ * (when used_idx != used->idx, the used->idx - used_idx heads of the batch
+ * list from last_batch_head are the driver's: taken out of flight) and its
+ * in-flight heads are returned in counter order in heads[] (*count), with
+ * *next_counter.
+ * \return 0, -ENOMEM, or -EINVAL (region does not match the ring, or its
+ * batch list is broken: *why).
  */
 int sb_inflight_adopt(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t *heads,
 		      uint16_t *count, uint64_t *next_counter, const char **why);
 /** Record a fetched head. */
 void sb_inflight_fetch(struct sb_inflight_queue *iq, uint16_t head, uint64_t counter);
-/** Complete head: the used ring update with the inflight steps around it. */
+/**
+ * Complete head into the open batch (vhost-user.rst, split inflight
+ * steps 1-3): link it into the region's batch list (desc[head].next, then
+ * last_batch_head) and fill its used slot.  Nothing is visible to the
+ * driver, and head stays in flight in the region, until
+ * sb_inflight_flush_used.  batch[] (queue size entries, ours, not the
+ * region's) collects the batch's heads; *n counts them.
+ */
+void sb_inflight_put_used(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t *batch,
+			  uint16_t *n, uint16_t head, uint32_t len);
+/**
+ * Close the batch (steps 4-6): one store of used->idx for all of it, then
+ * each head's inflight flag cleared, then the region's used_idx set to
+ * used->idx.  A crash anywhere in between is repaired by sb_inflight_adopt.
+ * \return false when the batch was empty (nothing stored).
+ */
+bool sb_inflight_flush_used(struct sb_inflight_queue *iq, struct sb_vring *vr,
+			    const uint16_t *batch, uint16_t *n);
+/*
+ * The steps sb_inflight_put_used and sb_inflight_flush_used are made of,
+ * in their order, for tests that stop between any two of them (a crash):
+ * put (link head, fill its used slot), publish (used->idx), retire (one
+ * head's inflight flag), close (the region's used_idx).
+ */
+void sb_inflight_batch_put(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t head,
+			   uint32_t len);
+bool sb_inflight_batch_publish(struct sb_vring *vr);
+void sb_inflight_batch_retire(struct sb_inflight_queue *iq, uint16_t head);
+void sb_inflight_batch_close(struct sb_inflight_queue *iq, const struct sb_vring *vr);
+/** Complete head and publish it at once: a batch of one. */
 void sb_inflight_push_used(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t head,
 			   uint32_t len);
 

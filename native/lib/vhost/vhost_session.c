@@ -131,6 +131,11 @@ _vq_poll(struct sb_vhost_vq *vq)
 	int n, i, work = 0;
 
 	if (vq->started) {
+		/*
+		 * What completed since the last run goes to the driver first, with
+		 * one used->idx store (the call may wait for coalescing).
+		 */
+		sb_vhost_vq_publish(vq);
 		_vq_coalesce(vq);
 	}
 
@@ -189,8 +194,9 @@ _vq_poll(struct sb_vhost_vq *vq)
 		}
 		work = 1;
 	}
+	/* Requests that completed inline (refused ones) are published now. */
+	sb_vhost_vq_publish(vq);
 	if (vq->call_pending && !vq->coalesce) {
-		/* Requests that completed inline (refused ones) are signalled now. */
 		sb_vhost_vq_flush_call(vq);
 	}
 	return work;
@@ -236,6 +242,12 @@ _slot_arm(void *ctx)
 		if (!vq->started) {
 			continue;
 		}
+		/*
+		 * Nothing put is left unpublished while the reactor sleeps (the
+		 * poller publishes every run, so this finds nothing); should it
+		 * find some, the reactor stays up for the call decision.
+		 */
+		pending |= sb_vhost_vq_publish(vq);
 		if (vq->notify_off) {
 			vq->notify_off = false;
 			pending |= sb_vq_notify_on(&vq->vr);
@@ -332,6 +344,9 @@ _vq_free_tasks(struct sb_vhost_vq *vq)
 	vq->vr.scratch = NULL;
 	free(vq->resubmit);
 	vq->resubmit = NULL;
+	free(vq->batch);
+	vq->batch = NULL;
+	vq->n_batch = 0;
 	vq->n_resubmit = 0;
 	vq->resubmit_pos = 0;
 }
@@ -378,10 +393,12 @@ sb_vhost_vq_maybe_start(struct sb_vhost_vq *vq)
 	}
 	vq->tasks = calloc(vq->num, sizeof(*vq->tasks));
 	vq->resubmit = calloc(vq->num, sizeof(*vq->resubmit));
+	vq->batch = calloc(vq->num, sizeof(*vq->batch));
+	vq->n_batch = 0;
 	if (vq->vr.packed) {
 		vq->vr.scratch = calloc(vq->num, sizeof(*vq->vr.scratch));
 	}
-	if (vq->tasks == NULL || vq->resubmit == NULL ||
+	if (vq->tasks == NULL || vq->resubmit == NULL || vq->batch == NULL ||
 	    (vq->vr.packed && vq->vr.scratch == NULL)) {
 		_vq_free_tasks(vq);
 		return -ENOMEM;
@@ -558,6 +575,8 @@ _vq_stop_begin(struct sb_vhost_vq *vq, struct sb_completion *done)
 		sb_vhost_vq_log_notify(vq);
 		vq->notify_off = false;
 	}
+	/* Completions still to publish go to the driver before the ring is given back. */
+	sb_vhost_vq_publish(vq);
 	if (vq->call_pending) {
 		sb_vhost_vq_flush_call(vq);
 	}
@@ -1037,6 +1056,10 @@ _catchup_on_reactor(void *ctx)
 
 	_FOREACH_SLOT_VQ(s, q) {
 		vq = &c->vqs[q];
+		if (vq->started) {
+			/* What was completed before the park reaches the ring, as it did one by one. */
+			sb_vhost_vq_publish(vq);
+		}
 		vq->detached = true;
 		if (vq->started) {
 			_vq_stop_begin(vq, NULL);

@@ -238,15 +238,34 @@ sb_vring_walk(const struct sb_vring *vr, const struct sb_vhost_mem *mem, uint16_
 }
 
 void
-sb_vring_push_used(struct sb_vring *vr, uint16_t head, uint32_t len)
+sb_vring_put_used(struct sb_vring *vr, uint16_t head, uint32_t len)
 {
 	struct vring_used_elem *e = &vr->used->ring[vr->last_used_idx % vr->size];
 
+	/* Invisible to the driver until sb_vring_flush_used moves used->idx past it. */
 	__atomic_store_n(&e->id, head, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->len, len, __ATOMIC_RELAXED);
 	vr->last_used_idx++;
-	/* Release: the element (and data written to the buffers) before the index. */
+	vr->used_pending++;
+}
+
+bool
+sb_vring_flush_used(struct sb_vring *vr)
+{
+	if (vr->used_pending == 0) {
+		return false;
+	}
+	vr->used_pending = 0;
+	/* Release: the elements (and data written to the buffers) before the index. */
 	__atomic_store_n(&vr->used->idx, vr->last_used_idx, __ATOMIC_RELEASE);
+	return true;
+}
+
+void
+sb_vring_push_used(struct sb_vring *vr, uint16_t head, uint32_t len)
+{
+	sb_vring_put_used(vr, head, len);
+	sb_vring_flush_used(vr);
 }
 
 void

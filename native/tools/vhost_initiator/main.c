@@ -46,6 +46,7 @@ _usage(FILE *f)
 		"  --ack-all          NEED_REPLY on every set message (QEMU: mem table only)\n"
 		"  --no-reply-ack     do not negotiate REPLY_ACK\n"
 		"  --inflight         negotiate INFLIGHT_SHMFD and give the target an inflight region\n"
+		"  --no-inflight      with --like-qemu: leave INFLIGHT_SHMFD out (what it costs)\n"
 		"  --io-timeout S     fail when nothing completes for S seconds (default 10)\n"
 		"  --timeout-ms N     protocol reply timeout (default 5000)\n"
 		"  --frontend NAME    whose vhost-user message shapes to use: qemu (default),\n"
@@ -108,7 +109,7 @@ main(int argc, char **argv)
 	enum { O_RW = 256, O_MIX, O_BS, O_QD, O_QUEUES, O_QSIZE, O_TIME, O_IOS, O_LIMIT,
 	       O_VERIFY, O_SEED, O_CPU, O_INTR, O_MEM, O_ACKALL, O_NOACK, O_INFLIGHT, O_IOTO, O_TMO,
 	       O_HOSTILE, O_JSON, O_SOCKET, O_VREAD, O_EVIDX, O_INDIRECT, O_FRONTEND, O_STALL,
-	       O_PACKED, O_LIKE_QEMU };
+	       O_PACKED, O_LIKE_QEMU, O_NO_INFLIGHT };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
 		{ "rw", required_argument, NULL, O_RW },
@@ -132,6 +133,7 @@ main(int argc, char **argv)
 		{ "ack-all", no_argument, NULL, O_ACKALL },
 		{ "no-reply-ack", no_argument, NULL, O_NOACK },
 		{ "inflight", no_argument, NULL, O_INFLIGHT },
+		{ "no-inflight", no_argument, NULL, O_NO_INFLIGHT },
 		{ "io-timeout", required_argument, NULL, O_IOTO },
 		{ "timeout-ms", required_argument, NULL, O_TMO },
 		{ "hostile", required_argument, NULL, O_HOSTILE },
@@ -194,6 +196,7 @@ main(int argc, char **argv)
 		case O_ACKALL: o.ack_all = true; break;
 		case O_NOACK: o.no_reply_ack = true; break;
 		case O_INFLIGHT: o.inflight = true; break;
+		case O_NO_INFLIGHT: o.no_inflight = true; break;
 		case O_IOTO: w.io_timeout_s = atoi(optarg); break;
 		case O_TMO: o.timeout_ms = atoi(optarg); break;
 		case O_HOSTILE: hostile = optarg; break;
@@ -220,6 +223,10 @@ main(int argc, char **argv)
 	if (like_qemu != NULL && strcmp(like_qemu, "list") == 0) {
 		vi_qemu_profile_list(stdout);
 		return 0;
+	}
+	if (o.no_inflight && like_qemu == NULL) {
+		fprintf(stderr, "--no-inflight changes a --like-qemu profile: use it with --like-qemu\n");
+		return 2;
 	}
 	if (like_qemu != NULL) {
 		o.profile = vi_qemu_profile_find(like_qemu);

@@ -324,6 +324,7 @@ struct vi_dev_opts {
 	bool event_idx;
 	bool packed;             /* VIRTIO_F_RING_PACKED: packed rings (virtio 1.2 §2.8) */
 	bool inflight;
+	bool no_inflight;        /* --like-qemu without INFLIGHT_SHMFD (to measure what it costs) */
 	bool log_shmfd;          /* negotiate LOG_SHMFD (the --stall-step log cases) */
 	int frontend;            /* enum vi_frontend */
 	/*

@@ -555,6 +555,9 @@ vi_dev_handshake(struct vi_dev *d, const struct vi_dev_opts *o)
 	if (o->profile != NULL) {
 		/* Whatever of the recording the target offers, like QEMU would. */
 		want_pf = pf & o->profile->protocol_features;
+		if (o->no_inflight) {
+			want_pf &= ~(1ull << VU_PROTO_INFLIGHT_SHMFD);
+		}
 	} else {
 		want_pf = pf & ((1ull << VU_PROTO_MQ) | (1ull << VU_PROTO_CONFIG) |
 				(o->no_reply_ack ? 0 : (1ull << VU_PROTO_REPLY_ACK)) |
