@@ -94,28 +94,29 @@ _cmp_counter(const void *a, const void *b)
  * one batch.
  */
 static int
-_repair_last_batch(struct sb_inflight_queue *iq, uint16_t n, const char **why)
+_repair_last_batch(struct sb_inflight_queue *iq, uint16_t size, uint16_t n, const char **why)
 {
-	uint16_t i, head = iq->last_batch_head;
+	/* size is the ring's (ours): the region's desc_num may change under us. */
+	uint16_t i, head = __atomic_load_n(&iq->last_batch_head, __ATOMIC_RELAXED);
 	uint8_t *seen;
 
-	if (n > iq->desc_num) {
+	if (n > size) {
 		*why = "inflight region's used index is more than a queue away from the ring's";
 		return -EINVAL;
 	}
-	seen = calloc(iq->desc_num, 1);
+	seen = calloc(size, 1);
 	if (seen == NULL) {
 		return -ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
-		if (head >= iq->desc_num || seen[head]) {
+		if (head >= size || seen[head]) {
 			free(seen);
 			*why = "inflight region's last batch list is broken";
 			return -EINVAL;
 		}
 		seen[head] = 1;
 		iq->desc[head].inflight = 0;
-		head = iq->desc[head].next;
+		head = __atomic_load_n(&iq->desc[head].next, __ATOMIC_RELAXED);
 	}
 	free(seen);
 	return 0;
@@ -143,9 +144,10 @@ sb_inflight_adopt(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t *h
 			iq->desc[i].counter = 0;
 		}
 		iq->version = INFLIGHT_VERSION;
-		iq->desc_num = vr->size;
 		iq->last_batch_head = 0;
 		iq->used_idx = used_idx;
+		/* Last: a crash before it leaves a region that is still fresh. */
+		__atomic_store_n(&iq->desc_num, vr->size, __ATOMIC_RELEASE);
 		vr->last_used_idx = used_idx;
 		return 0;
 	}
@@ -155,7 +157,7 @@ sb_inflight_adopt(struct sb_inflight_queue *iq, struct sb_vring *vr, uint16_t *h
 	}
 	if (iq->used_idx != used_idx) {
 		/* We died between publishing a batch and closing it. */
-		rc = _repair_last_batch(iq, (uint16_t)(used_idx - iq->used_idx), why);
+		rc = _repair_last_batch(iq, vr->size, (uint16_t)(used_idx - iq->used_idx), why);
 		if (rc != 0) {
 			return rc;
 		}

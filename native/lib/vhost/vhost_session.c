@@ -245,7 +245,9 @@ _slot_arm(void *ctx)
 		/*
 		 * Nothing put is left unpublished while the reactor sleeps (the
 		 * poller publishes every run, so this finds nothing); should it
-		 * find some, the reactor stays up for the call decision.
+		 * find some, the reactor stays up for the call decision.  A broken
+		 * device returned above: its queues' pollers run again after a
+		 * pass with work, and publish at their top.
 		 */
 		pending |= sb_vhost_vq_publish(vq);
 		if (vq->notify_off) {
