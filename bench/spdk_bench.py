@@ -228,8 +228,9 @@ class SpdkTarget:
     """SPDK's spdk_tgt (or vhost) on CPU 0 with one bdev behind one
     vhost-blk controller whose socket is `sock`."""
 
-    def __init__(self, binary, kind, sock, log, size_mb, mem_mb):
+    def __init__(self, binary, kind, sock, log, size_mb, mem_mb, env=None):
         self.name = "spdk-" + kind
+        self.env = env
         self.binary = binary
         self.kind = kind
         self.sock = sock
@@ -246,10 +247,10 @@ class SpdkTarget:
                 os.unlink(p)
         argv = ["taskset", "-c", "0", self.binary, "-m", "0x1", "-r",
                 self.rpc_path, "-S", os.path.dirname(self.sock), "-s",
-                str(self.mem_mb), "--disable-cpumask-locks"]
+                str(self.mem_mb), "--no-pci", "--disable-cpumask-locks"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL,
+                                         stdin=subprocess.DEVNULL, env=self.env,
                                          start_new_session=True)
         try:
             wait_for(self.rpc_path, self.proc, "spdk target")
@@ -321,14 +322,14 @@ def run_bdevperf(args, target, qd, tmp):
     argv = ["taskset", "-c", str(args.initiator_cpu), args.bdevperf, "-m",
             "0x%x" % (1 << args.initiator_cpu), "-r", rpc_path, "--json", conf,
             "-z", "-q", str(qd), "-o", "4096", "-w", "randread", "-t",
-            str(int(args.time)), "-l", "-s", str(args.bdevperf_mem_mb), "-g",
+            str(int(args.time)), "-l", "-s", str(args.bdevperf_mem_mb), "-g", "--no-pci",
             "--disable-cpumask-locks"]
     rpc = SpdkRpc(rpc_path)
     proc = None
     try:
         with open(out_path, "wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL,
+                                    stdin=subprocess.DEVNULL, env=args.spdk_env,
                                     start_new_session=True)
         wait_for(rpc_path, proc, "bdevperf")
         rpc.call("framework_wait_init")
@@ -397,9 +398,18 @@ def print_tables(points, samples):
                  fmt(br, 2), goal(ir, br)))
 
 
+def spdk_env(spdk_dir):
+    """The environment SPDK's programs run in: a --with-dpdk build links
+    its own libraries as shared objects under build/lib."""
+    libs = [str(pathlib.Path(spdk_dir) / "build" / "lib")]
+    if os.environ.get("LD_LIBRARY_PATH"):
+        libs.append(os.environ["LD_LIBRARY_PATH"])
+    return dict(os.environ, LD_LIBRARY_PATH=":".join(libs))
+
+
 def spdk_binaries(spdk_dir):
     d = pathlib.Path(spdk_dir)
-    tgt = next((p for p in (d / "build/bin/spdk_tgt", d / "build/bin/vhost")
+    tgt = next((p for p in (d / "build/bin/vhost", d / "build/bin/spdk_tgt")
                 if p.exists()), None)
     perf = d / "build/examples/bdevperf"
     return (str(tgt) if tgt else None), (str(perf) if perf.exists() else None)
@@ -422,7 +432,7 @@ def parse_args(argv=None):
     ap.add_argument("--bdevperf-mem-mb", type=int, default=256)
     ap.add_argument("--hugepages-mb", type=int, default=0,
                     help="hugepages added for the run (default: what both "
-                    "SPDK processes take, + 64)")
+                    "SPDK processes take, + 256)")
     ap.add_argument("--initiator", default=str(vhost_bench.INITIATOR))
     ap.add_argument("--initiator-cpu", type=int, default=1)
     ap.add_argument("--like-qemu", metavar="VERSION",
@@ -435,7 +445,7 @@ def parse_args(argv=None):
     if not args.spdk_mem_mb:
         args.spdk_mem_mb = args.size_mb + 256
     if not args.hugepages_mb:
-        args.hugepages_mb = args.spdk_mem_mb + args.bdevperf_mem_mb + 64
+        args.hugepages_mb = args.spdk_mem_mb + args.bdevperf_mem_mb + 256
     return args
 
 
@@ -445,6 +455,7 @@ def main(argv=None):
         print(NO_SPDK_DIR, file=sys.stderr)
         return 2
     args.target_bin, args.bdevperf = spdk_binaries(args.spdk_dir)
+    args.spdk_env = spdk_env(args.spdk_dir)
     if args.target_bin is None or ("bdevperf" in args.initiators and
                                    args.bdevperf is None):
         print("%s is not an SPDK build tree (no build/bin/spdk_tgt or "
@@ -475,7 +486,8 @@ def main(argv=None):
                     for side in ("spdk", "ours"):
                         if side == "spdk":
                             target = SpdkTarget(args.target_bin, bdev, sock, log,
-                                                args.size_mb, args.spdk_mem_mb)
+                                                args.size_mb, args.spdk_mem_mb,
+                                                args.spdk_env)
                         else:
                             target = engine_target(bdev, sock, log, args.size_mb)
                         with target:
@@ -499,13 +511,13 @@ def main(argv=None):
 
     print("\n%s; load average at the start %s, at the end %s"
           % (provenance(spdk_version), load_start, vhost_bench.loadavg()))
-    print("4 KiB randread, 1 queue; targets on CPU 0 (spdk_tgt -m 0x1; our "
+    print("4 KiB randread, 1 queue; targets on CPU 0 (SPDK: %s -m 0x1; our "
           "engine, reactor on core 0), fresh for every run, alternating SPDK, "
           "ours; initiators on CPU %d (ours: vhost_initiator --like-qemu %s; "
           "bdevperf: virtio-user, vq_count 2); %d MiB bdevs; %d rounds x %gs; "
           "median (min-max)\n"
-          % (args.initiator_cpu, args.like_qemu, args.size_mb, args.rounds,
-             args.time))
+          % (os.path.basename(args.target_bin), args.initiator_cpu,
+             args.like_qemu or "-", args.size_mb, args.rounds, args.time))
     print_tables(points, samples)
     if args.json_out:
         with open(args.json_out, "w") as f:

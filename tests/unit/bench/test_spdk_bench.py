@@ -43,7 +43,7 @@ def test_defaults_keep_the_run_short(sb):
     assert args.initiators == ["ours", "bdevperf"]
     # Memory: the target holds the bdev, hugepages cover both processes.
     assert args.spdk_mem_mb == args.size_mb + 256
-    assert args.hugepages_mb == args.spdk_mem_mb + args.bdevperf_mem_mb + 64
+    assert args.hugepages_mb == args.spdk_mem_mb + args.bdevperf_mem_mb + 256
 
 
 @pytest.mark.parametrize("argv", [["--rounds", "0"], ["--time", "0.5"],
