@@ -140,7 +140,17 @@ class SpdkRpc:
         dec = json.JSONDecoder()
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout or self.timeout)
-            s.connect(self.path)
+            # SPDK binds its socket before it listens: a fresh target may
+            # refuse the first connections.
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    s.connect(self.path)
+                    break
+                except (ConnectionRefusedError, FileNotFoundError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
             s.sendall(json.dumps(req).encode())
             buf = ""
             while True:
