@@ -439,7 +439,8 @@ def parse_args(argv=None):
     ap.add_argument("--size-mb", type=int, default=64, help="bdev size")
     ap.add_argument("--spdk-mem-mb", type=int, default=0,
                     help="spdk_tgt -s (default: bdev size + 256)")
-    ap.add_argument("--bdevperf-mem-mb", type=int, default=256)
+    ap.add_argument("--bdevperf-mem-mb", type=int, default=512,
+                    help="bdevperf -s (its bdev_io pool needs more than 256)")
     ap.add_argument("--hugepages-mb", type=int, default=0,
                     help="hugepages added for the run (default: what both "
                     "SPDK processes take, + 256)")
