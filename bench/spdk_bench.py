@@ -516,8 +516,9 @@ def main(argv=None):
                                  "-" if res["busy_ns_per_io"] is None else
                                  "%.0f" % res["busy_ns_per_io"]), file=sys.stderr)
         except BaseException:
-            with open(log, errors="replace") as f:
-                sys.stderr.write("target log (tail):\n" + f.read()[-3000:])
+            if os.path.exists(log):
+                with open(log, errors="replace") as f:
+                    sys.stderr.write("target log (tail):\n" + f.read()[-3000:])
             raise
 
     print("\n%s; load average at the start %s, at the end %s"
