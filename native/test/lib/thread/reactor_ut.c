@@ -589,6 +589,102 @@ test_busy_never_sleeps(void)
 	sb_engine_stop();
 }
 
+/* ---- time given away by a yield is idle ---- */
+
+struct periodic {
+	uint64_t period_ticks;
+	uint64_t last;
+};
+
+/* Busy once every period: the reactor spins idle, yields, then finds work. */
+static int
+_periodic_poll(void *ctx)
+{
+	struct periodic *p = ctx;
+	uint64_t now = sb_get_ticks();
+
+	if (now - p->last < p->period_ticks) {
+		return SB_POLLER_IDLE;
+	}
+	p->last = now;
+	return SB_POLLER_BUSY;
+}
+
+static _Atomic int g_hog_stop;
+
+static void *
+_hog(void *arg)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(1, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	while (!atomic_load_explicit(&g_hog_stop, memory_order_relaxed)) {
+	}
+	return arg;
+}
+
+static uint64_t
+_thread_cpu_us(pthread_t t)
+{
+	struct timespec ts;
+	clockid_t id;
+
+	if (pthread_getcpuclockid(t, &id) != 0 || clock_gettime(id, &ts) != 0) {
+		return 0;
+	}
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void
+test_yield_time_is_idle(void)
+{
+	struct periodic per = { .period_ticks = sb_get_ticks_hz() / 1000000 * 50 };
+	struct reg rp = { .fn = _periodic_poll, .arg = &per, .wake_fd = -1 };
+	struct sb_reactor_stats st0, st1;
+	uint64_t t0, t1, hog0, hog1, busy_us, idle_us;
+	cpu_set_t allowed;
+	pthread_t hog;
+
+	CPU_ZERO(&allowed);
+	sched_getaffinity(0, sizeof(allowed), &allowed);
+	if (!CPU_ISSET(0, &allowed) || !CPU_ISSET(1, &allowed)) {
+		printf("  (CPUs 0 and 1 not both allowed here: nothing to share a CPU with)\n");
+		return;
+	}
+	/* reactor_1 pinned to CPU 1, and a thread that always wants CPU 1. */
+	CHECK_EQ(_start(MASK, false, 0), 0);
+	CHECK_EQ(sb_call(sb_reactor_get(1), _register, &rp, SB_CALL_TIMEOUT_US), 0);
+	atomic_store(&g_hog_stop, 0);
+	CHECK_EQ(pthread_create(&hog, NULL, _hog, NULL), 0);
+	_sleep_ms(50);
+	sb_reactor_get_stats(1, &st0);
+	hog0 = _thread_cpu_us(hog);
+	t0 = _now_us();
+	_sleep_ms(400);
+	sb_reactor_get_stats(1, &st1);
+	t1 = _now_us();
+	hog1 = _thread_cpu_us(hog);
+	atomic_store(&g_hog_stop, 1);
+	pthread_join(hog, NULL);
+	CHECK_EQ(sb_call(sb_reactor_get(1), _unregister, &rp, SB_CALL_TIMEOUT_US), 0);
+	sb_engine_stop();
+	busy_us = (st1.busy_ticks - st0.busy_ticks) / (sb_get_ticks_hz() / 1000000);
+	idle_us = (st1.idle_ticks - st0.idle_ticks) / (sb_get_ticks_hz() / 1000000);
+	printf("  %llu us: hog ran %llu us on the reactor's CPU; reactor busy %llu us, idle %llu us\n",
+	       (unsigned long long)(t1 - t0), (unsigned long long)(hog1 - hog0),
+	       (unsigned long long)busy_us, (unsigned long long)idle_us);
+	/* The reactor yielded its CPU: the other thread got a real share of it. */
+	CHECK(hog1 - hog0 > (t1 - t0) / 5);
+	/*
+	 * Each busy iteration is one short poll; the hog's turns are idle time
+	 * of the reactor, not charged to the iteration after the yield.
+	 */
+	CHECK(busy_us < (t1 - t0) / 20);
+	CHECK(busy_us + idle_us > (t1 - t0) / 2);
+}
+
 /* ---- wake fds ---- */
 
 static void
@@ -772,6 +868,7 @@ main(int argc, char **argv)
 	RUN_TEST(test_wake_latency);
 	RUN_TEST(test_no_lost_wakeups);
 	RUN_TEST(test_busy_never_sleeps);
+	RUN_TEST(test_yield_time_is_idle);
 	RUN_TEST(test_wake_fd);
 	RUN_TEST(test_event_driven_poller);
 	RUN_TEST(test_many_senders_and_stop);
