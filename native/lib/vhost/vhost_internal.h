@@ -512,6 +512,12 @@ int sb_vq_map(struct sb_vring *vr, const struct sb_vhost_mem *mem, uint64_t desc
 	      uint64_t avail_uva, uint64_t used_uva, const char **why);
 /** Next request: 1 (*head, *ndesc), 0 (none), -EINVAL (guest violation: *why). */
 int sb_vq_pop(struct sb_vring *vr, uint16_t *head, uint16_t *ndesc, const char **why);
+/**
+ * sb_vq_pop without a new look at avail->idx (split): only heads an earlier
+ * sb_vq_pop saw published; 0 once those are taken.  Packed rings have no
+ * index: the same as sb_vq_pop.
+ */
+int sb_vq_pop_seen(struct sb_vring *vr, uint16_t *head, uint16_t *ndesc, const char **why);
 /** Walk the request just popped (split: the chain of head). */
 int sb_vq_walk(const struct sb_vring *vr, const struct sb_vhost_mem *mem, uint16_t head,
 	       struct sb_vring_chain *chain, const char **why);

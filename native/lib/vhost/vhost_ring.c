@@ -43,6 +43,15 @@ sb_vq_pop(struct sb_vring *vr, uint16_t *head, uint16_t *ndesc, const char **why
 }
 
 int
+sb_vq_pop_seen(struct sb_vring *vr, uint16_t *head, uint16_t *ndesc, const char **why)
+{
+	if (!vr->packed && vr->avail_pending == 0) {
+		return 0;
+	}
+	return sb_vq_pop(vr, head, ndesc, why);
+}
+
+int
 sb_vq_walk(const struct sb_vring *vr, const struct sb_vhost_mem *mem, uint16_t head,
 	   struct sb_vring_chain *chain, const char **why)
 {

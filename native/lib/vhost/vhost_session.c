@@ -172,7 +172,16 @@ _vq_poll(struct sb_vhost_vq *vq)
 		work = 1;
 	}
 	for (i = 0; i < SB_VHOST_POLL_BATCH; i++) {
-		n = sb_vq_pop(&vq->vr, &head, &ndesc, &why);
+		/*
+		 * Split rings: what the driver had published at the first look
+		 * (one load of avail->idx), not what it adds while we work.  A
+		 * driver that fills the ring one request at a time gets the first
+		 * ones back, and can reap them, while the rest are still coming;
+		 * draining as it adds would return its whole queue depth at once
+		 * and leave it asleep for all of it.
+		 */
+		n = i == 0 ? sb_vq_pop(&vq->vr, &head, &ndesc, &why) :
+		    sb_vq_pop_seen(&vq->vr, &head, &ndesc, &why);
 		if (n < 0) {
 			sb_vhost_dev_break(c, why);
 			return 1;
