@@ -51,7 +51,8 @@ notifications per I/O, counted by the initiator: calls (the target's call
 eventfd writes, interrupt mode; with EVENT_IDX a target that completes
 several requests per look at the ring makes fewer calls than completions)
 and kicks (the initiator's kick eventfd writes, which the target's
-notification suppression saves).
+notification suppression saves).  ``--pair A/B`` (repeatable) adds a table
+of target A's per-round ratios to target B's: IOPS, p50, CPU per I/O.
 """
 
 import argparse
@@ -331,6 +332,27 @@ def print_table(targets, qds, samples):
                      fmt(kicks, 3) if kicks else "-"))
 
 
+def print_pairs(pairs, qds, samples):
+    """Per-round ratios of two targets: IOPS, p50 and CPU per I/O."""
+    print("| pair | QD | IOPS ratio per round | median (min-max) | "
+          "p50 ratio median (min-max) | CPU s/M IOs ratio median (min-max) |")
+    print("|---|---|---|---|---|---|")
+    for a, b in pairs:
+        for qd in qds:
+            sa, sb = samples[(a, qd)], samples[(b, qd)]
+
+            def ratios(key):
+                return [x[key] / y[key] for x, y in zip(sa, sb)
+                        if x[key] is not None and y[key]]
+            iops = ratios("iops")
+            p50, cpu = ratios("p50"), ratios("cpu_s_per_mio")
+            print("| %s / %s | %d | %s | %s | %s | %s |"
+                  % (a, b, qd, " ".join("%.2f" % r for r in iops) or "-",
+                     fmt(iops, 2) if iops else "-", fmt(p50, 2) if p50 else "-",
+                     fmt(cpu, 2) if cpu else "-"))
+    print()
+
+
 def fmt(vals, digits=0):
     med = statistics.median(vals)
     return "%.*f (%.*f-%.*f)" % (digits, med, digits, min(vals), digits,
@@ -355,6 +377,9 @@ def main(argv=None):
     ap.add_argument("--initiator", default=str(INITIATOR))
     ap.add_argument("--initiator-cpu", type=int, default=1)
     ap.add_argument("--json-out", help="write every sample here")
+    ap.add_argument("--pair", action="append", default=[], metavar="A/B",
+                    help="also print target A's per-round ratios to target B's "
+                         "(IOPS, p50, CPU per I/O); repeatable")
     ap.add_argument("--engine", action="append", default=[],
                     choices=["null", "malloc", "uring"], help="add our engine")
     ap.add_argument("--qsd", action="append", default=[],
@@ -427,6 +452,11 @@ def main(argv=None):
             targets.append((name, ["taskset", "-c", "0", "sh", "-c", cmd]))
         if not targets:
             ap.error("no targets")
+        names = [n for n, _ in targets]
+        pairs = [tuple(p.split("/", 1)) for p in args.pair]
+        for p in pairs:
+            if len(p) != 2 or not all(n in names for n in p):
+                ap.error("--pair %s: two of %s, as A/B" % ("/".join(p), ", ".join(names)))
 
         samples = {(n, qd): [] for n, _ in targets for qd in args.qd}
         log = os.path.join(tmp, "target.log")
@@ -466,6 +496,9 @@ def main(argv=None):
              args.rounds, args.time))
     print_negotiated(targets, args.qd, samples)
     print_table(targets, args.qd, samples)
+    if args.pair:
+        print()
+        print_pairs(pairs, args.qd, samples)
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"%s/qd%d" % k: v for k, v in samples.items()}, f,
