@@ -26,7 +26,9 @@ Per run: IOPS, p50 latency (ours: the initiator's; bdevperf: its ``-l``
 latency summary), and the target's busy time per completed I/O:
 ``framework_get_reactors`` busy ticks before and after the timed run
 (SPDK: over RPC; our engine: the same counters through ``--serve-engine``'s
-"stats"), divided by tick_rate and the I/Os the initiator completed.  Then,
+"stats"), divided by tick_rate and the I/Os the initiator completed; with our
+initiator also the target's calls per I/O (call eventfd writes it waited
+on) and the virtio features negotiated (SPDK offers no EVENT_IDX).  Then,
 per point, each round's ours/SPDK ratio of IOPS and of busy ns per I/O,
 their median (min-max), and whether the point meets the goal (IOPS ratio
 >= 1 and busy ratio <= 0.8, on the medians).
@@ -316,7 +318,9 @@ def run_ours(args, target, qd):
                                     args.initiator_cpu, args.like_qemu)
     after = target.reactor_stats()
     return {"iops": res["iops"], "p50": res["p50"], "ios": res["ios"],
-            "busy_ns_per_io": busy_ns_per_io(before, after, res["ios"])}
+            "busy_ns_per_io": busy_ns_per_io(before, after, res["ios"]),
+            "calls_per_io": res["calls"] / res["ios"] if res["ios"] else None,
+            "features": res["features"]}
 
 
 def run_bdevperf(args, target, qd, tmp):
@@ -383,16 +387,21 @@ def provenance(spdk_version):
 
 
 def print_tables(points, samples):
-    print("| bdev | initiator | QD | target | IOPS | p50 us | busy ns/IO |")
-    print("|---|---|---|---|---|---|---|")
+    print("| bdev | initiator | QD | target | IOPS | p50 us | busy ns/IO | "
+          "calls/IO | features |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for bdev, init, qd in points:
         for side in ("spdk", "ours"):
             s = samples[(bdev, init, qd, side)]
             p50 = [x["p50"] for x in s if x["p50"] is not None]
             busy = [x["busy_ns_per_io"] for x in s if x["busy_ns_per_io"] is not None]
-            print("| %s | %s | %d | %s | %s | %s | %s |"
+            # Our initiator counts the target's calls (interrupt mode); bdevperf polls.
+            calls = [x["calls_per_io"] for x in s if x.get("calls_per_io") is not None]
+            feats = sorted({x["features"] for x in s if x.get("features")})
+            print("| %s | %s | %d | %s | %s | %s | %s | %s | %s |"
                   % (bdev, init, qd, side, fmt([x["iops"] for x in s]),
-                     fmt(p50, 1), fmt(busy)))
+                     fmt(p50, 1), fmt(busy), fmt(calls, 3),
+                     " ".join(feats) or "-"))
     print()
     print("| bdev | initiator | QD | IOPS ours/SPDK per round | median (min-max) | "
           "busy/IO ours/SPDK per round | median (min-max) | goal |")
