@@ -398,8 +398,14 @@ class Agent:
         if self.executor is not None:
             self.executor.shutdown(wait=True)
             self.executor = None
-        # Every change a call made is on disk before the engine goes.
-        self.state.close()
+        # Every change a call made is on disk before the engine goes.  A
+        # clean stop folds the log into config.json (that file alone is then
+        # the whole configuration); a process that handed over leaves the
+        # files to its successor.
+        if keep_lock:
+            self.state.release()
+        else:
+            self.state.close(compact=self.lock.fd is not None)
         if self.engine is not None:
             try:
                 self.engine.stop()
