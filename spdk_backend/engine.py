@@ -526,7 +526,11 @@ class Engine:
         """
         if self.vhost_socket_mode is None and self.vhost_socket_gid is None:
             return
-        path = self.vhost_get_controllers(ctrlr)[0]["socket"]
+        if self.vhost_socket_dir is not None:
+            # Where the C side puts it ("<dir>/<name>"): no round trip to ask.
+            path = os.path.join(self.vhost_socket_dir, ctrlr)
+        else:
+            path = self.vhost_get_controllers(ctrlr)[0]["socket"]
         if self.vhost_socket_gid is not None:
             os.chown(path, -1, self.vhost_socket_gid)
         if self.vhost_socket_mode is not None:

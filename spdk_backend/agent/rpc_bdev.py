@@ -27,9 +27,14 @@ def record_created(ctx, name, method, params):
     """Remember a created bdev with the UUID the engine gave it."""
     params = rpc.present(params)
     params["name"] = name
-    info = ctx.engine.bdev_get_bdevs(name)[0]
-    if info.get("uuid"):
-        params["uuid"] = info["uuid"]
+    if params.get("uuid"):
+        # The engine took the one given (a replay passes the saved one): its
+        # canonical form, as the engine shows it, without asking it.
+        params["uuid"] = str(uuidlib.UUID(params["uuid"]))
+    else:
+        info = ctx.engine.bdev_get_bdevs(name)[0]
+        if info.get("uuid"):
+            params["uuid"] = info["uuid"]
     ctx.state.add_bdev(name, method, params)
     return name
 

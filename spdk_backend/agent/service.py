@@ -80,6 +80,14 @@ class StateLock:
 def replay(disp, config):
     """Re-run the saved calls; failures are logged and kept as pending."""
     state = disp.ctx.state
+    state.log_changes = False
+    try:
+        return _replay(disp, state, config)
+    finally:
+        state.log_changes = True
+
+
+def _replay(disp, state, config):
     restored = failed = 0
     for sub in config.get("subsystems", []):
         name = sub.get("subsystem")

@@ -561,13 +561,16 @@ class AgentState:
         self._bdev_lines = {}                       # name -> line, in bdevs' order
         self._ctrlr_lines = {}                      # name -> line, in ctrlrs' order
         self._writer = StateWriter(self.path) if self.path else None
-        # The changes since the last save_later, as the log records them
-        # (_Record.apply): every change of the record goes through here.
+        # The changes since the last save_later, in JSON, as the log records
+        # them (_Record.apply): every change of the record goes through here.
         self._log = []
+        # False while the start replays the state files: the compaction that
+        # follows holds it all.
+        self.log_changes = True
 
     def _changed(self, *change):
-        if self._writer is not None:
-            self._log.append(change)
+        if self._writer is not None and self.log_changes:
+            self._log.append(json.dumps(change))
 
     # ---- bdevs ----
 
@@ -580,7 +583,7 @@ class AgentState:
         # A name added again keeps its place, in both (as dicts do).
         call = {"method": method, "params": self.bdevs[name][1]}
         self._bdev_lines[name] = render_call(call)
-        self._changed("b+" if new else "b", name, copy.deepcopy(call))
+        self._changed("b+" if new else "b", name, call)
 
     def update_bdev(self, name, **changes):
         if name in self.bdevs:
@@ -588,7 +591,7 @@ class AgentState:
             params.update(changes)
             call = {"method": method, "params": params}
             self._bdev_lines[name] = render_call(call)
-            self._changed("b", name, copy.deepcopy(call))
+            self._changed("b", name, call)
 
     def remove_bdev(self, name):
         self.bdevs.pop(name, None)
@@ -617,7 +620,7 @@ class AgentState:
         self.ctrlrs[name] = ("vhost_create_blk_controller", dict(params))
         call = {"method": "vhost_create_blk_controller", "params": self.ctrlrs[name][1]}
         self._ctrlr_lines[name] = render_call(call)
-        self._changed("c+" if new else "c", name, copy.deepcopy(call))
+        self._changed("c+" if new else "c", name, call)
 
     def remove_ctrlr(self, name):
         self.ctrlrs.pop(name, None)
@@ -642,7 +645,7 @@ class AgentState:
         for sub, call in self.pending:
             params = call.get("params") or {}
             if name in (params.get("name"), params.get("ctrlr")):
-                self._changed("p-", sub, copy.deepcopy(call))
+                self._changed("p-", sub, call)
             else:
                 keep.append((sub, call))
         dropped = len(keep) != len(self.pending)
@@ -713,7 +716,7 @@ class AgentState:
             return self._writer.submit(self.render())
         if not changes:
             return self._writer.submit()
-        return self._writer.submit(changes=json.dumps(changes).encode("utf-8"))
+        return self._writer.submit(changes=("[" + ",".join(changes) + "]").encode("utf-8"))
 
     def save(self):
         """Write the whole configuration to config.json (a compaction: the
