@@ -7,6 +7,7 @@ reactors or the sockets of the running one.
 
 import asyncio
 import concurrent.futures
+import contextlib
 import fcntl
 import logging
 import os
@@ -297,7 +298,12 @@ class Agent:
             self.dispatcher = agent_dispatcher.Dispatcher(ctx, self.executor)
             staged, source, handed = self._stage_sessions()
             if config is not None:
-                restored, failed = replay(self.dispatcher, config)
+                # No session to take over: the engine's warnings and errors
+                # only (docs/agent.md, "Logging"); with sessions, every line
+                # of what became of each.
+                with (self._engine_log.quiet() if self._engine_log is not None and not staged
+                      else contextlib.nullcontext()):
+                    restored, failed = replay(self.dispatcher, config)
                 LOG.info("restored %d call(s) from %s (%d failed)", restored,
                          self.state.path, failed)
             if staged:
