@@ -120,7 +120,7 @@ def bdev_rbd_create(ctx, p):
     saved["block_size"] = block_size
     if p["read_only"]:
         saved["read_only"] = True
-    return rpc_bdev.record_created(ctx, name, "bdev_rbd_create", saved)
+    return rpc_bdev.record_created(ctx, name, "bdev_rbd_create", saved, p["uuid"])
 
 
 @rpc.method("bdev_rbd_delete", Param("name", NAME, required=True), mutates=True)
