@@ -24,7 +24,9 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -108,6 +110,37 @@ def first_answer(agent, method, timeout):
     raise RuntimeError("no answer in %ss" % timeout)
 
 
+# The restarted agent's log lines that end each step of its start.
+_STEPS = (("restart: process start, imports, options, engine start", "engine started on"),
+          ("restart: replay of the state files", "restored "),
+          ("restart: compaction, RPC socket", " ready (pid "))
+
+
+def restart_steps(agent, wall0, wall_end):
+    """The restart's steps, from the time stamps of its log (millisecond, local time)."""
+    marks = {}
+    tag = " %d " % agent.proc.pid
+    with open(agent.log_file, errors="replace") as f:
+        for line in f:
+            if tag not in line:
+                continue
+            for _, needle in _STEPS:
+                if needle in line and needle not in marks:
+                    day, clock = line.split()[:2]
+                    whole, _, frac = clock.partition(".")
+                    marks[needle] = time.mktime(time.strptime(
+                        day + " " + whole, "%Y-%m-%d %H:%M:%S")) + float("0." + frac)
+    steps, last = {}, wall0
+    for name, needle in _STEPS:
+        if needle not in marks:
+            return {}
+        steps[name] = {"calls": 1, "total_s": round(marks[needle] - last, 3)}
+        last = marks[needle]
+    steps["restart: first answer (vhost_get_controllers of all)"] = {
+        "calls": 1, "total_s": round(wall_end - last, 3)}
+    return steps
+
+
 def fs_type(path):
     """The file system type of ``path`` (/proc/self/mounts)."""
     path, best, kind = os.path.realpath(path), "", "?"
@@ -119,7 +152,15 @@ def fs_type(path):
     return kind
 
 
-def run(count, clients=1, socket_parent=None):
+def _children(pid):
+    out = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def run(count, clients=1, socket_parent=None, restart_prefix=None):
     base = tempfile.mkdtemp(prefix="sbb-", dir="/tmp")
     sockets_dir = (tempfile.mkdtemp(prefix="sbb-vhost-", dir=socket_parent)
                    if socket_parent else None)
@@ -158,12 +199,21 @@ def run(count, clients=1, socket_parent=None):
                            "config.wal": os.path.getsize(wal)}
             assert agent.stop() == 0
             state_bytes["config.json after the stop"] = os.path.getsize(agent.state_file)
-            t0 = time.perf_counter()
-            agent.start(wait=False)
+            t0, wall0 = time.perf_counter(), time.time()
+            agent.start(wait=False, prefix=shlex.split(restart_prefix or ""))
             listed = first_answer(agent, "vhost_get_controllers", 600)
             phases["restart with full state, to the first answer"] = {
                 "calls": 1, "total_s": round(time.perf_counter() - t0, 3)}
+            if not restart_prefix:
+                phases.update(restart_steps(agent, wall0, time.time()))
             assert len(listed) == count
+            if restart_prefix:
+                # A profiler's run ends at the first answer: the agent goes,
+                # the profiler (its parent) writes what it recorded.
+                for pid in _children(agent.proc.pid):
+                    os.kill(pid, signal.SIGKILL)
+                agent.proc.wait(60)
+                return {"count": count, "clients": clients, "phases": phases}
             agent.wait_ready()
             phases["vhost_delete_controller"] = timed_clients(
                 agent, clients, "vhost_delete_controller", lambda n: {"ctrlr": "c" + n},
@@ -260,6 +310,10 @@ def main():
                         else None,
                         help="where the controllers' socket directory goes (default "
                              "/dev/shm: a tmpfs, as /run on a host)")
+    parser.add_argument("--restart-prefix", metavar="CMD",
+                        help="run the restarted agent under CMD (a profiler: "
+                             "'py-spy record --threads --idle --format raw -o restart.raw --'); "
+                             "the run ends at the restart's first answer")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--record", metavar="RESULTS_MD")
     args = parser.parse_args()
@@ -271,7 +325,11 @@ def main():
     for clients in args.clients:
         results = []
         for _ in range(args.runs):
-            result = run(args.count, clients, args.socket_parent)
+            result = run(args.count, clients, args.socket_parent, args.restart_prefix)
+            if args.restart_prefix:
+                print("restart under %s: %s s" % (args.restart_prefix, result["phases"][
+                    "restart with full state, to the first answer"]["total_s"]))
+                return 0
             if args.json:
                 print(json.dumps(result, indent=2))
             results.append(result)
