@@ -5,10 +5,10 @@ Starts a real spdk-backend-agent in a temp dir, then through AgentClient
 creates N malloc bdevs, lists them, creates N controllers on them, lists
 them, deletes the controllers and the bdevs, and restarts the agent once to
 time the replay of the full configuration.  Prints the time per call of each
-phase (every state-changing call is answered once the fsynced state write
-that includes it is done).  With --clients K the creates and deletes come
-from K connections at once (as from several compute services), so changes
-that arrive while one state write runs share the next (group commit).
+phase (every state-changing call is answered once the fdatasynced log
+append that includes it is done).  With --clients K the creates and deletes
+come from K connections at once (as from several compute services), so
+changes that arrive while one append runs share the next (group commit).
 
 The state directory is on the disk (under /tmp), as /var/lib is on a host.
 The controllers' sockets go where --socket-parent says, by default
@@ -16,8 +16,13 @@ The controllers' sockets go where --socket-parent says, by default
 host: binding a socket on a disk file system is a journaled metadata change
 whose time here follows whatever else writes to the disk.
 
-    python bench/agent_rpc_scale.py --count 1000 [--clients 8] [--json]
-                                    [--socket-parent DIR] [--record bench/RESULTS.md]
+    python bench/agent_rpc_scale.py --count 1000 [--clients 1 8] [--runs 5] [--json]
+                                    [--socket-parent DIR] [--restart-prefix CMD]
+                                    [--record bench/RESULTS.md]
+
+The restart's steps come from the time stamps of the agent's log (process
+start, imports and engine start; the replay; the compaction and the RPC
+socket; the first answer).
 """
 
 import argparse
@@ -147,7 +152,8 @@ def fs_type(path):
     with open("/proc/self/mounts") as f:
         for line in f:
             _, mnt, typ = line.split()[:3]
-            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+            inside = path == mnt or path.startswith(mnt.rstrip("/") + "/")
+            if inside and len(mnt) > len(best):
                 best, kind = mnt, typ
     return kind
 
@@ -303,7 +309,7 @@ def main():
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--clients", type=int, nargs="+", default=[1],
                         help="connections for the creates and deletes; several values: "
-                             "one run each")
+                             "--runs runs each")
     parser.add_argument("--runs", type=int, default=1,
                         help="runs per client count; the tables give the medians")
     parser.add_argument("--socket-parent", default="/dev/shm" if os.path.isdir("/dev/shm")
@@ -311,8 +317,8 @@ def main():
                         help="where the controllers' socket directory goes (default "
                              "/dev/shm: a tmpfs, as /run on a host)")
     parser.add_argument("--restart-prefix", metavar="CMD",
-                        help="run the restarted agent under CMD (a profiler: "
-                             "'py-spy record --threads --idle --format raw -o restart.raw --'); "
+                        help="run the restarted agent under CMD (a profiler: 'py-spy "
+                             "record --threads --idle --format raw -o restart.raw --'); "
                              "the run ends at the restart's first answer")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--record", metavar="RESULTS_MD")

@@ -17,7 +17,7 @@ import sys
 # (phase, frame substring), first match wins; frames are "func (file:line)".
 PHASES = (
     ("imports", "_find_and_load"),
-    ("replay: engine calls (C, the GIL released)", "Engine."),
+    ("replay: engine calls (engine.py and the C engine)", "Engine."),
     ("replay: the agent's Python (decode, handlers, record)", "_replay ("),
     ("engine start", "_start_engine"),
     ("state file read and the compaction after the replay", "load_file"),
