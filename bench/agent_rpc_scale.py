@@ -5,20 +5,33 @@ Starts a real spdk-backend-agent in a temp dir, then through AgentClient
 creates N malloc bdevs, lists them, creates N controllers on them, lists
 them, deletes the controllers and the bdevs, and restarts the agent once to
 time the replay of the full configuration.  Prints the time per call of each
-phase (every state-changing call is answered once the fsynced state write
-that includes it is done).  With --clients K the creates and deletes come
-from K connections at once (as from several compute services), so changes
-that arrive while one state write runs share the next (group commit).
+phase (every state-changing call is answered once the fdatasynced log
+append that includes it is done).  With --clients K the creates and deletes
+come from K connections at once (as from several compute services), so
+changes that arrive while one append runs share the next (group commit).
 
-    python bench/agent_rpc_scale.py --count 1000 [--clients 8] [--json]
+The state directory is on the disk (under /tmp), as /var/lib is on a host.
+The controllers' sockets go where --socket-parent says, by default
+/dev/shm (a tmpfs), as the agent's default vhost_socket_dir /run/... is on a
+host: binding a socket on a disk file system is a journaled metadata change
+whose time here follows whatever else writes to the disk.
+
+    python bench/agent_rpc_scale.py --count 1000 [--clients 1 8] [--runs 5] [--json]
+                                    [--socket-parent DIR] [--restart-prefix CMD]
                                     [--record bench/RESULTS.md]
+
+The restart's steps come from the time stamps of the agent's log (process
+start, imports and engine start; the replay; the compaction and the RPC
+socket; the first answer).
 """
 
 import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -28,6 +41,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from spdk_backend import exception  # noqa: E402
+from spdk_backend.agent import client as agent_client  # noqa: E402
+from spdk_backend.agent import state as agent_state  # noqa: E402
 from tests.support import agent_proc  # noqa: E402
 
 
@@ -82,12 +98,86 @@ def _stats(lat, total):
             "max_ms": round(1000 * lat[-1], 3)}
 
 
-def run(count, clients=1):
+def first_answer(agent, method, timeout):
+    """The first answer to ``method`` of the agent starting (polled every 5 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(agent.rpc_socket):
+            try:
+                with agent_client.AgentClient(agent.rpc_socket, timeout=120,
+                                              connect_timeout=0) as c:
+                    return c.call(method)
+            except exception.AgentUnavailable:
+                pass
+        if agent.proc.poll() is not None:
+            raise RuntimeError("agent exited with %s:\n%s" % (agent.proc.poll(), agent.log()))
+        time.sleep(0.005)
+    raise RuntimeError("no answer in %ss" % timeout)
+
+
+# The restarted agent's log lines that end each step of its start.
+_STEPS = (("restart: process start, imports, options, engine start", "engine started on"),
+          ("restart: replay of the state files", "restored "),
+          ("restart: compaction, RPC socket", " ready (pid "))
+
+
+def restart_steps(agent, wall0, wall_end):
+    """The restart's steps, from the time stamps of its log (millisecond, local time)."""
+    marks = {}
+    tag = " %d " % agent.proc.pid
+    with open(agent.log_file, errors="replace") as f:
+        for line in f:
+            if tag not in line:
+                continue
+            for _, needle in _STEPS:
+                if needle in line and needle not in marks:
+                    day, clock = line.split()[:2]
+                    whole, _, frac = clock.partition(".")
+                    marks[needle] = time.mktime(time.strptime(
+                        day + " " + whole, "%Y-%m-%d %H:%M:%S")) + float("0." + frac)
+    steps, last = {}, wall0
+    for name, needle in _STEPS:
+        if needle not in marks:
+            return {}
+        steps[name] = {"calls": 1, "total_s": round(marks[needle] - last, 3)}
+        last = marks[needle]
+    steps["restart: first answer (vhost_get_controllers of all)"] = {
+        "calls": 1, "total_s": round(wall_end - last, 3)}
+    return steps
+
+
+def fs_type(path):
+    """The file system type of ``path`` (/proc/self/mounts)."""
+    path, best, kind = os.path.realpath(path), "", "?"
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            _, mnt, typ = line.split()[:3]
+            inside = path == mnt or path.startswith(mnt.rstrip("/") + "/")
+            if inside and len(mnt) > len(best):
+                best, kind = mnt, typ
+    return kind
+
+
+def _children(pid):
+    out = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def run(count, clients=1, socket_parent=None, restart_prefix=None):
     base = tempfile.mkdtemp(prefix="sbb-", dir="/tmp")
+    sockets_dir = (tempfile.mkdtemp(prefix="sbb-vhost-", dir=socket_parent)
+                   if socket_parent else None)
     phases = {}
     try:
-        agent = agent_proc.AgentProcess(base)
+        agent = agent_proc.AgentProcess(
+            base, **({"vhost_socket_dir": sockets_dir} if sockets_dir else {}))
+        if sockets_dir:
+            agent.vhost_socket_dir = sockets_dir
         agent.start()
+        wal = os.path.join(agent.state_dir, agent_state.LOG_FILE)
         try:
             names = ["bdev%04d" % i for i in range(count)]
             t_pairs = time.perf_counter()
@@ -111,14 +201,26 @@ def run(count, clients=1):
                 assert listed["c"] == count, listed
                 sockets = len(os.listdir(agent.vhost_socket_dir))
                 assert sockets == count, sockets
-            state_bytes = os.path.getsize(agent.state_file)
+            state_bytes = {"config.json": os.path.getsize(agent.state_file),
+                           "config.wal": os.path.getsize(wal)}
             assert agent.stop() == 0
-            t0 = time.perf_counter()
-            agent.start(timeout=600)
-            with agent.client(timeout=120) as c:
-                assert len(c.call("vhost_get_controllers")) == count
+            state_bytes["config.json after the stop"] = os.path.getsize(agent.state_file)
+            t0, wall0 = time.perf_counter(), time.time()
+            agent.start(wait=False, prefix=shlex.split(restart_prefix or ""))
+            listed = first_answer(agent, "vhost_get_controllers", 600)
             phases["restart with full state, to the first answer"] = {
                 "calls": 1, "total_s": round(time.perf_counter() - t0, 3)}
+            if not restart_prefix:
+                phases.update(restart_steps(agent, wall0, time.time()))
+            assert len(listed) == count
+            if restart_prefix:
+                # A profiler's run ends at the first answer: the agent goes,
+                # the profiler (its parent) writes what it recorded.
+                for pid in _children(agent.proc.pid):
+                    os.kill(pid, signal.SIGKILL)
+                agent.proc.wait(60)
+                return {"count": count, "clients": clients, "phases": phases}
+            agent.wait_ready()
             phases["vhost_delete_controller"] = timed_clients(
                 agent, clients, "vhost_delete_controller", lambda n: {"ctrlr": "c" + n},
                 names)
@@ -131,8 +233,11 @@ def run(count, clients=1):
             agent.kill9()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        if sockets_dir:
+            shutil.rmtree(sockets_dir, ignore_errors=True)
     return {"count": count, "clients": clients, "state_file_bytes": state_bytes,
-            "phases": phases}
+            "state_fs": fs_type(base),
+            "socket_fs": fs_type(socket_parent or base), "phases": phases}
 
 
 def _commit():
@@ -144,31 +249,45 @@ def _commit():
         return "unknown"
 
 
-def markdown(result, command):
-    lines = ["`%s` (commit %s, %s, %s, %d CPUs, load average %.2f; real agent "
-             "process, core_mask 0x1, %d connection%s for the creates and deletes; every "
-             "state-changing call is answered after the fsynced state write that "
-             "includes it; state file at %d entries: %d bytes)." % (
+def markdown(results, command):
+    """One table for the runs of one client count: the median of each phase."""
+    first = results[0]
+    sizes = "; ".join("%s %d bytes" % kv for kv in first["state_file_bytes"].items())
+    lines = ["`%s` (commit %s, %s, %s, %d CPUs, load average %.2f at the end; real agent "
+             "process, core_mask 0x1, %d connection%s for the creates and deletes; "
+             "state directory on %s, controller sockets on %s; every state-changing "
+             "call is answered after the fdatasync of the log append that includes "
+             "it; %d run%s, medians; state files at %d entries: %s)." % (
                  command, _commit(), time.strftime("%Y-%m-%d", time.gmtime()),
-                 platform.machine(), os.cpu_count(), os.getloadavg()[0], result["clients"],
-                 "s" if result["clients"] > 1 else "", 2 * result["count"],
-                 result["state_file_bytes"]), "",
-             "| phase | calls | total s | mean ms | p50 ms | p99 ms | max ms |",
-             "|---|---|---|---|---|---|---|"]
-    for name, p in result["phases"].items():
-        lines.append("| %s | %d | %s | %s | %s | %s | %s |" % (
-            name, p["calls"], p["total_s"], p.get("mean_ms", "-"), p.get("p50_ms", "-"),
-            p.get("p99_ms", "-"), p.get("max_ms", "-")))
+                 platform.machine(), os.cpu_count(), os.getloadavg()[0], first["clients"],
+                 "s" if first["clients"] > 1 else "", first["state_fs"], first["socket_fs"],
+                 len(results), "s" if len(results) > 1 else "", 2 * first["count"], sizes),
+             "",
+             "| phase | calls | total s (median) | total s of each run | mean ms | p50 ms "
+             "| p99 ms | max ms |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def med(name, key):
+        vals = [r["phases"][name].get(key) for r in results]
+        if any(v is None for v in vals):
+            return "-"
+        return round(statistics.median(vals), 3)
+
+    for name, p in first["phases"].items():
+        lines.append("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
+            name, p["calls"], med(name, "total_s"),
+            " ".join(str(r["phases"][name]["total_s"]) for r in results),
+            med(name, "mean_ms"), med(name, "p50_ms"), med(name, "p99_ms"),
+            med(name, "max_ms")))
     return "\n".join(lines) + "\n"
 
 
 HEAD = "## Agent RPC scale"
-NOTE = ("Every state-changing call is answered once a write of the state file that "
-        "includes it is on disk (docs/agent.md, \"State file\"): changes that arrive "
-        "while one write runs share the next, and each write renders the file from "
-        "lines cached per bdev and controller.  The restart replays every call "
-        "without writing the state file; its time runs from the process start to "
-        "the first answer listing all controllers.")
+NOTE = ("Every state-changing call is answered once the log record that includes it "
+        "is on disk (docs/agent.md, \"Persistence\"): changes that arrive while one "
+        "append runs share the next.  The restart replays every call and folds the "
+        "log into config.json; its time runs from the process start to the first "
+        "answer listing all controllers (polled every 5 ms).")
 
 
 def record(path, sections):
@@ -190,18 +309,37 @@ def main():
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--clients", type=int, nargs="+", default=[1],
                         help="connections for the creates and deletes; several values: "
-                             "one run each")
+                             "--runs runs each")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs per client count; the tables give the medians")
+    parser.add_argument("--socket-parent", default="/dev/shm" if os.path.isdir("/dev/shm")
+                        else None,
+                        help="where the controllers' socket directory goes (default "
+                             "/dev/shm: a tmpfs, as /run on a host)")
+    parser.add_argument("--restart-prefix", metavar="CMD",
+                        help="run the restarted agent under CMD (a profiler: 'py-spy "
+                             "record --threads --idle --format raw -o restart.raw --'); "
+                             "the run ends at the restart's first answer")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--record", metavar="RESULTS_MD")
     args = parser.parse_args()
-    command = "python bench/agent_rpc_scale.py --count %d --clients %s" % (
-        args.count, " ".join(str(k) for k in args.clients))
+    command = "python bench/agent_rpc_scale.py --count %d --clients %s --runs %d" % (
+        args.count, " ".join(str(k) for k in args.clients), args.runs)
+    if args.socket_parent != parser.get_default("socket_parent"):
+        command += " --socket-parent %s" % args.socket_parent
     sections = []
     for clients in args.clients:
-        result = run(args.count, clients)
-        if args.json:
-            print(json.dumps(result, indent=2))
-        sections.append(markdown(result, command))
+        results = []
+        for _ in range(args.runs):
+            result = run(args.count, clients, args.socket_parent, args.restart_prefix)
+            if args.restart_prefix:
+                print("restart under %s: %s s" % (args.restart_prefix, result["phases"][
+                    "restart with full state, to the first answer"]["total_s"]))
+                return 0
+            if args.json:
+                print(json.dumps(result, indent=2))
+            results.append(result)
+        sections.append(markdown(results, command))
     if not args.json:
         print("\n".join(sections))
     if args.record:

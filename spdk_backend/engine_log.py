@@ -14,6 +14,7 @@ the agent's are oslo.log's (agent/main.py: standard output, ``log_file``,
 the journal, or a ``log_config_append`` file).
 """
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -101,6 +102,21 @@ class Forwarder:
             # Whatever ended this reader, the engine's lines go to stderr again.
             lib.sb_log_set_pipe(-1)
             lib.sb_log_set_stderr(1)
+
+    @contextlib.contextmanager
+    def quiet(self):
+        """Only the engine's warnings and errors while in the block, unless
+        the logger shows DEBUG (the agent's start: a line per bdev and per
+        controller restored would cost it more than the restore itself)."""
+        if self.logger.isEnabledFor(logging.DEBUG):
+            yield
+            return
+        level = lib.sb_log_get_level()
+        lib.sb_log_set_level(min(level, engine_level(logging.WARNING)))
+        try:
+            yield
+        finally:
+            lib.sb_log_set_level(level)
 
     @staticmethod
     def dropped():

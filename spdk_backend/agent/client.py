@@ -105,7 +105,10 @@ class AgentClient:
         deadline = time.monotonic() + self.timeout
         while True:
             text = self._text.lstrip()
-            if text:
+            # A reply is a JSON object: parse only text that can end one (a
+            # big reply comes in many chunks; parsing each prefix again made
+            # reading it quadratic).
+            if text and text.rstrip()[-1:] in ("}", "]"):
                 try:
                     obj, end = decoder.raw_decode(text)
                 except ValueError:

@@ -23,13 +23,19 @@ def _uuid_check(value):
 UUID = Param("uuid", STRING, check=_uuid_check)
 
 
-def record_created(ctx, name, method, params):
-    """Remember a created bdev with the UUID the engine gave it."""
+def record_created(ctx, name, method, params, uuid=None):
+    """Remember a created bdev with the UUID the engine gave it (``uuid``:
+    the one the call gave, which the engine took)."""
     params = rpc.present(params)
     params["name"] = name
-    info = ctx.engine.bdev_get_bdevs(name)[0]
-    if info.get("uuid"):
-        params["uuid"] = info["uuid"]
+    if uuid:
+        # A replay passes the saved one: its canonical form, as the engine
+        # shows it, without a round trip to ask.
+        params["uuid"] = str(uuidlib.UUID(uuid))
+    else:
+        info = ctx.engine.bdev_get_bdevs(name)[0]
+        if info.get("uuid"):
+            params["uuid"] = info["uuid"]
     ctx.state.add_bdev(name, method, params)
     return name
 

@@ -34,7 +34,7 @@ def bdev_malloc_create(ctx, p):
                                   hugepages=bool(p["hugepages"]))
     saved = {k: p[k] for k in ("num_blocks", "block_size", "physical_block_size",
                                "hugepages") if p[k]}
-    return rpc_bdev.record_created(ctx, name, "bdev_malloc_create", saved)
+    return rpc_bdev.record_created(ctx, name, "bdev_malloc_create", saved, p["uuid"])
 
 
 @rpc.method("bdev_malloc_delete", Param("name", NAME, required=True), mutates=True)

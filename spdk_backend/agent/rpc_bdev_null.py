@@ -27,7 +27,7 @@ def bdev_null_create(ctx, p):
     ctx.engine.bdev_null_create(p["name"], p["num_blocks"], p["block_size"], uuid=p["uuid"],
                                 physical_block_size=p["physical_block_size"] or 0)
     saved = {k: p[k] for k in ("num_blocks", "block_size", "physical_block_size") if p[k]}
-    return rpc_bdev.record_created(ctx, p["name"], "bdev_null_create", saved)
+    return rpc_bdev.record_created(ctx, p["name"], "bdev_null_create", saved, p["uuid"])
 
 
 @rpc.method("bdev_null_delete", Param("name", NAME, required=True), mutates=True)

@@ -8,11 +8,12 @@ collide with (``CLUSTER_KEY``), which keeps them out of the bdev namespace.
 
 from spdk_backend.agent import rpc
 from spdk_backend.agent import rpc_bdev
+from spdk_backend.agent import state as agent_state
 from spdk_backend.agent.rpc import BOOL, NAME, STRING, UINT32, UINT64, Param
 
 # Prefix of the state record key of a registered cluster (a bdev name never
 # contains NUL, so this cannot clash with one).
-CLUSTER_KEY = "\0rbd_cluster:"
+CLUSTER_KEY = agent_state.CLUSTER_KEY
 
 
 def _config_check(value):
@@ -119,7 +120,7 @@ def bdev_rbd_create(ctx, p):
     saved["block_size"] = block_size
     if p["read_only"]:
         saved["read_only"] = True
-    return rpc_bdev.record_created(ctx, name, "bdev_rbd_create", saved)
+    return rpc_bdev.record_created(ctx, name, "bdev_rbd_create", saved, p["uuid"])
 
 
 @rpc.method("bdev_rbd_delete", Param("name", NAME, required=True), mutates=True)

@@ -65,7 +65,7 @@ def _create(ctx, p, method):
         saved["block_size"] = p["block_size"]
     if p["shared"]:
         saved["shared"] = True
-    return rpc_bdev.record_created(ctx, p["name"], method, saved)
+    return rpc_bdev.record_created(ctx, p["name"], method, saved, p["uuid"])
 
 
 @rpc.method("bdev_uring_create",

@@ -7,6 +7,7 @@ reactors or the sockets of the running one.
 
 import asyncio
 import concurrent.futures
+import contextlib
 import fcntl
 import logging
 import os
@@ -80,6 +81,14 @@ class StateLock:
 def replay(disp, config):
     """Re-run the saved calls; failures are logged and kept as pending."""
     state = disp.ctx.state
+    state.log_changes = False
+    try:
+        return _replay(disp, state, config)
+    finally:
+        state.log_changes = True
+
+
+def _replay(disp, state, config):
     restored = failed = 0
     for sub in config.get("subsystems", []):
         name = sub.get("subsystem")
@@ -289,7 +298,12 @@ class Agent:
             self.dispatcher = agent_dispatcher.Dispatcher(ctx, self.executor)
             staged, source, handed = self._stage_sessions()
             if config is not None:
-                restored, failed = replay(self.dispatcher, config)
+                # No session to take over: the engine's warnings and errors
+                # only (docs/agent.md, "Logging"); with sessions, every line
+                # of what became of each.
+                with (self._engine_log.quiet() if self._engine_log is not None and not staged
+                      else contextlib.nullcontext()):
+                    restored, failed = replay(self.dispatcher, config)
                 LOG.info("restored %d call(s) from %s (%d failed)", restored,
                          self.state.path, failed)
             if staged:
@@ -398,8 +412,14 @@ class Agent:
         if self.executor is not None:
             self.executor.shutdown(wait=True)
             self.executor = None
-        # Every change a call made is on disk before the engine goes.
-        self.state.close()
+        # Every change a call made is on disk before the engine goes.  A
+        # clean stop folds the log into config.json (that file alone is then
+        # the whole configuration); a process that handed over leaves the
+        # files to its successor.
+        if keep_lock:
+            self.state.release()
+        else:
+            self.state.close(compact=self.lock.fd is not None)
         if self.engine is not None:
             try:
                 self.engine.stop()

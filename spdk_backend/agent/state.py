@@ -1,48 +1,95 @@
-"""The agent's configuration record and its file in ``state_dir``.
+"""The agent's configuration record and its files in ``state_dir``.
 
 The record holds, in creation order, the call that made each bdev and
 controller (with the values the engine chose, such as a bdev's UUID), plus
 QoS limits and coalescing settings.  It renders as SPDK's ``save_config``
-JSON, which is both what ``framework_get_config`` returns and what the state
-file holds, so a state file can be fed to SPDK's ``load_config`` and back.
+JSON, which is both what ``framework_get_config`` returns and what
+``config.json`` holds, so that file can be fed to SPDK's ``load_config``.
 
-The file is replaced atomically: write a temp file, fsync it, rename it over
-the old one, fsync the directory.  A file that does not parse is never
-replaced: the agent refuses to start and names it.
+Two files keep it (docs/agent.md, "Persistence"):
 
-Writes are group-committed (:class:`StateWriter`): a change hands a
-snapshot of the record to a writer thread and its RPC is answered once a
-write that includes it is on disk; changes that come in while one write
-runs share the next one.  So every acknowledged change is durable, and
-concurrent clients do not pay one fsync each.
+- ``config.json``, the whole record at its last *compaction*, replaced
+  atomically (temp file, fsync, rename, fsync of the directory);
+- ``config.wal``, a write-ahead log of the changes since: a header record
+  naming the ``config.json`` it applies to (its SHA-256), then one record per
+  group of changes, each ``<u32 length><u32 crc32>`` + a JSON array of
+  changes, appended with one ``write`` and one ``fdatasync``.
+
+The latest record is ``config.json`` plus the log's complete records
+(:func:`load_file`).  A torn last record (a crash in the middle of an
+append) was never acknowledged and is ignored; a bad record with records
+after it, or a bad ``config.json``, stops the start and is named.  A
+compaction writes the new ``config.json`` first, then a new log (temp
+file, rename); a crash in between leaves a log naming the old
+``config.json``, which the loader recognises as already folded in.
+
+Writes are group-committed (:class:`StateWriter`): a change hands its
+records to a writer thread and its RPC is answered once a write that
+includes it is on disk; changes that come in while one write runs share the
+next one.  So every acknowledged change is durable, and concurrent clients
+do not pay one fsync each.
 """
 
 import collections
 import concurrent.futures
 import copy
+import errno
+import hashlib
 import json
 import logging
 import os
+import struct
 import threading
+import zlib
 
 from spdk_backend import exception
 
 LOG = logging.getLogger(__name__)
 
 STATE_FILE = "config.json"
+LOG_FILE = "config.wal"
 SUBSYSTEMS = (
     {"subsystem": "bdev", "depends_on": []},
     {"subsystem": "vhost_blk", "depends_on": ["bdev"]},
 )
 
-
 SUBSYSTEM_NAMES = tuple(s["subsystem"] for s in SUBSYSTEMS)
+
+# An RBD cluster registration is kept among the bdevs under a key no bdev
+# name can have (rpc_bdev_rbd.py).
+CLUSTER_KEY = "\0rbd_cluster:"
+
+# The log's header record, then the records of changes.
+LOG_VERSION = 1
+_RECORD = struct.Struct("<II")      # payload length, crc32 of the payload
+# The log is folded into config.json once it is larger than this and than
+# twice config.json (and at a clean stop, and at every start).
+COMPACT_MIN_BYTES = 1 << 20
 
 
 class StateFileError(exception.ConfigurationError):
     msg_fmt = ("state file %(path)s is unusable: %(reason)s. It was kept for "
-               "inspection; repair it, or move it away to start with an empty "
-               "configuration")
+               "inspection; repair it, or move config.json and config.wal away "
+               "to start with an empty configuration")
+
+
+def log_path(path):
+    """The write-ahead log next to the state file ``path``."""
+    return os.path.join(os.path.dirname(path), LOG_FILE)
+
+
+def _fsync_dir(directory):
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def atomic_write(path, data):
@@ -52,9 +99,7 @@ def atomic_write(path, data):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -63,11 +108,7 @@ def atomic_write(path, data):
         os.unlink(tmp)
         raise
     os.rename(tmp, path)
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    _fsync_dir(directory)
 
 
 def render_call(call):
@@ -96,20 +137,184 @@ def render(config):
                           for sub in config["subsystems"]])
 
 
-def load_file(path):
-    """The config in ``path``; None if it does not exist; StateFileError if bad."""
+# ---- the log's records ----
+
+def encode_record(payload):
+    """One log record: length, crc32, payload (bytes)."""
+    return _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def log_header(base):
+    """The log's first record: the config.json bytes it applies to."""
+    return encode_record(json.dumps({"wal": LOG_VERSION,
+                                     "base": hashlib.sha256(base).hexdigest()}).encode())
+
+
+def read_records(raw, path="<log>"):
+    """The payloads of the complete records in ``raw``; StateFileError when
+    a record is bad and is not the torn end of the last append."""
+    out, off, size = [], 0, len(raw)
+    while off < size:
+        bad = None
+        if size - off < _RECORD.size:
+            bad = "a record header cut short"
+        else:
+            length, crc = _RECORD.unpack_from(raw, off)
+            end = off + _RECORD.size + length
+            if end > size:
+                bad = "a record cut short"
+            elif length == 0:
+                bad = "an empty record"
+            elif zlib.crc32(raw[off + _RECORD.size:end]) != crc:
+                bad = "a record with a bad checksum"
+        if bad is not None:
+            # One append is one write: only the last record can be torn, and
+            # it was never acknowledged.  A torn append leaves its record
+            # cut short, or zeros, or a record that ends the file.
+            tail = raw[off:]
+            if size - off < _RECORD.size or end >= size or not tail.strip(b"\0"):
+                LOG.warning("state log %s: ignoring %d byte(s) of a torn last record "
+                            "(a change that was never acknowledged)", path, size - off)
+                break
+            raise StateFileError(path=path, reason="%s at offset %d, with records after it"
+                                 % (bad, off))
+        out.append(raw[off + _RECORD.size:end])
+        off = end
+    return out
+
+
+def _key(subsystem, call):
+    """(section, key) of a call in the record; None for bdev_wait_for_examine."""
+    method, params = call["method"], call.get("params") or {}
+    if subsystem == "bdev":
+        if method == "bdev_wait_for_examine":
+            return None
+        if method == "bdev_set_qos_limit":
+            return ("q", params.get("name"))
+        if method == "bdev_rbd_register_cluster":
+            return ("b", CLUSTER_KEY + str(params.get("name")))
+        return ("b", params.get("name"))
+    if method == "vhost_controller_set_coalescing":
+        return ("s", params.get("ctrlr"))
+    return ("c", params.get("ctrlr"))
+
+
+class _Record:
+    """The record as sections of calls by key, to apply the log's changes to."""
+
+    def __init__(self, config):
+        self.sections = {s: collections.OrderedDict() for s in "bqcs"}
+        self.other = []         # subsystems the agent does not know: kept as they are
+        for sub in config["subsystems"]:
+            name = sub["subsystem"]
+            if name not in SUBSYSTEM_NAMES:
+                self.other.append(sub)
+                continue
+            for call in sub.get("config") or []:
+                where = _key(name, call)
+                if where is None:
+                    continue
+                section = self.sections[where[0]]
+                key = where[1]
+                if key in section:      # a hand-edited file: keep every call
+                    key = (key, len(section))
+                section[key] = call
+
+    def apply(self, change):
+        """One change of AgentState's log (AgentState._log)."""
+        op, key = change[0], change[1]
+        if op in ("b", "c", "q", "s"):
+            self.sections[op][key] = change[2]
+        elif op in ("b+", "c+"):       # a new name: at the end
+            section = self.sections[op[0]]
+            section.pop(key, None)
+            section[key] = change[2]
+        elif op == "b-":
+            self.sections["b"].pop(key, None)
+            self.sections["q"].pop(key, None)
+        elif op == "c-":
+            self.sections["c"].pop(key, None)
+            self.sections["s"].pop(key, None)
+        elif op in ("q-", "s-"):
+            self.sections[op[0]].pop(key, None)
+        elif op == "p-":                # a failed-replay call dropped
+            where = _key(key, change[2])
+            if where is not None:
+                self.sections[where[0]].pop(where[1], None)
+        else:
+            raise ValueError("unknown change %r" % (op,))
+
+    def config(self):
+        s = self.sections
+        bdev = list(s["b"].values()) + list(s["q"].values()) + [
+            {"method": "bdev_wait_for_examine"}]
+        vhost = list(s["c"].values()) + list(s["s"].values())
+        return {"subsystems": [{"subsystem": "bdev", "config": bdev},
+                               {"subsystem": "vhost_blk", "config": vhost}] + self.other}
+
+
+def _read(path):
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StateFileError(path=path, reason=exc.strerror) from exc
+
+
+def _parse_config(raw, path):
     try:
         config = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise StateFileError(path=path, reason="not valid JSON (%s)" % exc) from exc
     validate_config(config, path)
+    return config
+
+
+def load_file(path):
+    """The latest config: ``path`` (config.json) and the complete records of
+    its log; None if neither exists; StateFileError if one is bad."""
+    base = _read(path)
+    wal = log_path(path)
+    raw_log = _read(wal)
+    if base is None:
+        if raw_log:
+            raise StateFileError(path=wal, reason="the log has no %s to apply to"
+                                 % os.path.basename(path))
+        return None
+    config = _parse_config(base, path)
+    if not raw_log:
+        return config
+    records = read_records(raw_log, wal)
+    if not records:
+        return config
+    try:
+        header = json.loads(records[0])
+        if header.get("wal") != LOG_VERSION:
+            raise ValueError("version %r, this agent reads %d" % (header.get("wal"),
+                                                                  LOG_VERSION))
+        if header.get("base") != hashlib.sha256(base).hexdigest():
+            # A compaction wrote config.json and stopped before its new log:
+            # config.json already holds every change of this one.
+            LOG.info("state log %s is of an earlier %s: ignored", wal,
+                     os.path.basename(path))
+            return config
+        record = None
+        for payload in records[1:]:
+            for group in json.loads(payload):
+                for change in group:
+                    if record is None:
+                        record = _Record(config)
+                    record.apply(change)
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError,
+            AttributeError) as exc:
+        raise StateFileError(path=wal, reason="a record that is not a change (%s)"
+                             % exc) from exc
+    if record is None:
+        return config
+    config = record.config()
+    validate_config(config, wal)
     return config
 
 
@@ -136,30 +341,65 @@ def validate_config(config, path="<config>"):
 
 
 class StateWriter:
-    """Writes snapshots of the state file in a thread of its own, newest
-    first: one atomic write for every snapshot submitted while the previous
-    write ran (group commit).  Each submit's future is resolved once a write
-    of that snapshot, or of a later one, is on disk (or failed: its OSError)."""
+    """Writes the state files in a thread of its own (group commit).
+
+    ``submit(data, changes)``: ``data`` is the whole record (config.json's
+    bytes) or None, ``changes`` the JSON of the changes since the previous
+    submit.  The writer takes everything submitted while its previous write
+    ran and makes one write of it: a compaction (config.json, then a new log
+    with the changes that came after that snapshot) when one of them carries
+    ``data``, else one appended log record.  Each submit's future is
+    resolved once that write is on disk (or failed: its OSError).  After a
+    failed write the log is not appended to again until a compaction
+    succeeds (``needs_snapshot``)."""
 
     def __init__(self, path):
         self.path = path
+        self.log_path = log_path(path)
         self.writes = 0
+        self.compactions = 0
+        self.log_bytes = 0          # the log's size (with what is queued for it)
+        self.base_bytes = 0         # config.json's, at the last compaction
+        self._log_fd = None         # open once this writer made the log
+        self._broken = True         # no log of ours to append to (yet, or a failure)
+        self._log_ok = False        # the writer thread's own view of it
         self._cond = threading.Condition()
-        self._data = None       # the newest snapshot not written yet
-        self._seq = 0           # its number
-        self._waiting = []      # (seq, future), in seq order
+        self._queue = []            # (seq, data, changes), in seq order
+        self._seq = 0
+        self._waiting = []          # (seq, future), in seq order
         self._busy = False
         self._closed = False
         self._thread = None
 
-    def submit(self, data):
-        """Queue ``data`` (bytes) to be written; a Future of its write."""
+    @property
+    def needs_snapshot(self):
+        """True when the next write must be a compaction (the AgentState then
+        hands the whole record with its changes)."""
+        return self._broken or self.log_bytes > max(COMPACT_MIN_BYTES, 2 * self.base_bytes)
+
+    @property
+    def owns_log(self):
+        """True once this writer made the log (a compaction of its own)."""
+        return self._log_fd is not None
+
+    @property
+    def has_changes(self):
+        """True when the log holds changes a compaction would fold in."""
+        return self._log_fd is not None and self.log_bytes > self._header_bytes
+
+    def submit(self, data=None, changes=None):
+        """Queue a write; a Future of it."""
         fut = concurrent.futures.Future()
         with self._cond:
             while self._closed:     # a close() in progress: it returns soon
                 self._cond.wait()
             self._seq += 1
-            self._data = data
+            if data is not None:
+                self._broken = False        # the next compaction makes a new log
+                self.log_bytes = 0
+            if changes:
+                self.log_bytes += len(changes) + _RECORD.size + 2
+            self._queue.append((self._seq, data, changes))
             self._waiting.append((self._seq, fut))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="state-writer",
@@ -171,17 +411,21 @@ class StateWriter:
     def _run(self):
         while True:
             with self._cond:
-                while self._data is None and not self._closed:
+                while not self._queue and not self._closed:
                     self._cond.wait()
-                if self._data is None:
+                if not self._queue:
                     return
-                data, seq, self._data = self._data, self._seq, None
+                batch, self._queue = self._queue, []
+                seq = batch[-1][0]
                 self._busy = True
             err = None
             try:
-                atomic_write(self.path, data)
+                self._write(batch)
             except Exception as exc:  # every failure goes to the changes it carried
                 err = exc
+                self._log_ok = False
+                with self._cond:
+                    self._broken = True
             finally:
                 with self._cond:
                     self.writes += 1
@@ -197,15 +441,79 @@ class StateWriter:
                 else:
                     fut.set_exception(err)
 
+    def _write(self, batch):
+        last = max((i for i, (_, data, _) in enumerate(batch) if data is not None),
+                   default=None)
+        if last is not None:
+            after = [c for _, _, c in batch[last + 1:] if c]
+            self._compact(batch[last][1], after)
+            return
+        changes = [c for _, _, c in batch if c]
+        if not changes:
+            return
+        if not self._log_ok:
+            # After a failed write, or before the first compaction: the log may
+            # not go with config.json.  AgentState sends a snapshot next.
+            raise OSError(errno.EIO, "the state log %s waits for a compaction after a "
+                          "failed write" % self.log_path)
+        record = encode_record(b"[" + b",".join(changes) + b"]")
+        size = os.fstat(self._log_fd).st_size
+        try:
+            _write_all(self._log_fd, record)
+            os.fdatasync(self._log_fd)
+        except OSError:
+            # No torn record left for the next append to follow (it would
+            # read as a corrupt log); the next write is a compaction anyway.
+            try:
+                os.ftruncate(self._log_fd, size)
+            except OSError:
+                pass
+            raise
+
+    def _compact(self, data, changes):
+        """config.json := data, then a new log holding ``changes``."""
+        atomic_write(self.path, data)
+        header = log_header(data)
+        body = header
+        if changes:
+            body += encode_record(b"[" + b",".join(changes) + b"]")
+        directory = os.path.dirname(os.path.abspath(self.log_path))
+        tmp = os.path.join(directory, ".%s.tmp" % LOG_FILE)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
+                     0o600)
+        try:
+            _write_all(fd, body)
+            os.fsync(fd)
+            # config.json is on disk (and its rename): only now the new log.
+            os.rename(tmp, self.log_path)
+            _fsync_dir(directory)
+        except OSError:
+            os.close(fd)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        if self._log_fd is not None:
+            os.close(self._log_fd)
+        self._log_fd = fd
+        self._header_bytes = len(header)
+        self._log_ok = True
+        self.compactions += 1
+        with self._cond:
+            self.base_bytes = len(data)
+
+    _header_bytes = 0
+
     def pending(self):
-        """The Future of the newest snapshot not written yet, or None."""
+        """The Future of the newest write not done yet, or None."""
         with self._cond:
             return self._waiting[-1][1] if self._waiting else None
 
     def flush(self):
         """Wait until everything submitted so far is written (or failed)."""
         with self._cond:
-            while self._data is not None or self._busy:
+            while self._queue or self._busy:
                 self._cond.wait()
 
     def close(self):
@@ -221,6 +529,15 @@ class StateWriter:
             self._thread = None
             self._closed = False
             self._cond.notify_all()
+
+    def release(self):
+        """Close the log (this process no longer writes the state)."""
+        self.close()
+        if self._log_fd is not None:
+            os.close(self._log_fd)
+            self._log_fd = None
+            self._log_ok = False
+            self._broken = True
 
 
 class AgentState:
@@ -244,25 +561,43 @@ class AgentState:
         self._bdev_lines = {}                       # name -> line, in bdevs' order
         self._ctrlr_lines = {}                      # name -> line, in ctrlrs' order
         self._writer = StateWriter(self.path) if self.path else None
+        # The changes since the last save_later, in JSON, as the log records
+        # them (_Record.apply): every change of the record goes through here.
+        self._log = []
+        # False while the start replays the state files: the compaction that
+        # follows holds it all.
+        self.log_changes = True
+
+    def _changed(self, *change):
+        if self._writer is not None and self.log_changes:
+            self._log.append(json.dumps(change))
 
     # ---- bdevs ----
 
     def add_bdev(self, name, method, params):
+        # Its failed-replay calls go first: in the log's record they stand
+        # among the bdevs under the same key.
+        self.drop_pending(name)
+        new = name not in self.bdevs
         self.bdevs[name] = (method, dict(params))
         # A name added again keeps its place, in both (as dicts do).
-        self._bdev_lines[name] = render_call({"method": method, "params": self.bdevs[name][1]})
-        self.drop_pending(name)
+        call = {"method": method, "params": self.bdevs[name][1]}
+        self._bdev_lines[name] = render_call(call)
+        self._changed("b+" if new else "b", name, call)
 
     def update_bdev(self, name, **changes):
         if name in self.bdevs:
             method, params = self.bdevs[name]
             params.update(changes)
-            self._bdev_lines[name] = render_call({"method": method, "params": params})
+            call = {"method": method, "params": params}
+            self._bdev_lines[name] = render_call(call)
+            self._changed("b", name, call)
 
     def remove_bdev(self, name):
         self.bdevs.pop(name, None)
         self.qos.pop(name, None)
         self._bdev_lines.pop(name, None)
+        self._changed("b-", name)
 
     def bdev_method(self, name):
         entry = self.bdevs.get(name)
@@ -273,23 +608,31 @@ class AgentState:
         merged.update(limits)
         if not any(merged.values()):
             del self.qos[name]
+            self._changed("q-", name)
+        else:
+            self._changed("q", name, self._qos_call(name, merged))
 
     # ---- controllers ----
 
     def add_ctrlr(self, name, params):
-        self.ctrlrs[name] = ("vhost_create_blk_controller", dict(params))
-        self._ctrlr_lines[name] = render_call({"method": "vhost_create_blk_controller",
-                                               "params": self.ctrlrs[name][1]})
         self.drop_pending(name)
+        new = name not in self.ctrlrs
+        self.ctrlrs[name] = ("vhost_create_blk_controller", dict(params))
+        call = {"method": "vhost_create_blk_controller", "params": self.ctrlrs[name][1]}
+        self._ctrlr_lines[name] = render_call(call)
+        self._changed("c+" if new else "c", name, call)
 
     def remove_ctrlr(self, name):
         self.ctrlrs.pop(name, None)
         self.coalescing.pop(name, None)
         self._ctrlr_lines.pop(name, None)
+        self._changed("c-", name)
 
     def set_coalescing(self, name, delay_base_us, iops_threshold):
         self.coalescing[name] = {"ctrlr": name, "delay_base_us": delay_base_us,
                                  "iops_threshold": iops_threshold}
+        self._changed("s", name, {"method": "vhost_controller_set_coalescing",
+                                  "params": dict(self.coalescing[name])})
 
     # ---- pending (failed replay) ----
 
@@ -298,21 +641,27 @@ class AgentState:
 
     def drop_pending(self, name):
         """Forget failed-replay calls that concern ``name``; True if any."""
-        before = len(self.pending)
-        self.pending = [(s, c) for s, c in self.pending
-                        if name not in (c.get("params", {}).get("name"),
-                                        c.get("params", {}).get("ctrlr"))]
-        return len(self.pending) != before
+        keep = []
+        for sub, call in self.pending:
+            params = call.get("params") or {}
+            if name in (params.get("name"), params.get("ctrlr")):
+                self._changed("p-", sub, call)
+            else:
+                keep.append((sub, call))
+        dropped = len(keep) != len(self.pending)
+        self.pending = keep
+        return dropped
 
     # ---- rendering ----
 
+    @staticmethod
+    def _qos_call(name, limits):
+        params = {"name": name}
+        params.update(limits)
+        return {"method": "bdev_set_qos_limit", "params": params}
+
     def _qos_calls(self):
-        calls = []
-        for name, limits in self.qos.items():
-            params = {"name": name}
-            params.update(limits)
-            calls.append({"method": "bdev_set_qos_limit", "params": params})
-        return calls
+        return [self._qos_call(name, limits) for name, limits in self.qos.items()]
 
     def subsystem_config(self, subsystem):
         """The calls that rebuild ``subsystem`` (framework_get_config)."""
@@ -359,26 +708,36 @@ class AgentState:
             subsystems.append((name, lines))
         return _render_lines(subsystems)
 
+    def _submit(self, snapshot):
+        """Hand the changes since the last submit to the writer; a Future."""
+        changes, self._log = self._log, []
+        if snapshot or self._writer.needs_snapshot:
+            # The whole record: it holds the changes too.
+            return self._writer.submit(self.render())
+        if not changes:
+            return self._writer.submit()
+        return self._writer.submit(changes=("[" + ",".join(changes) + "]").encode("utf-8"))
+
     def save(self):
-        """Write the whole configuration to the state file, atomically, and
-        wait for it (through the writer: one writer at a time); OSError."""
+        """Write the whole configuration to config.json (a compaction: the
+        log starts again) and wait for it; OSError."""
         if self.path is None:
             return
         self.saves += 1
-        self._writer.submit(self.render()).result()
+        self._submit(snapshot=True).result()
 
     def save_later(self):
-        """Hand a snapshot to the writer thread (group commit); a Future of
-        its write, or None without a state file.  Called by the one thread
-        that changes the record, so snapshots are in the order of changes."""
+        """Hand the changes to the writer thread (group commit); a Future of
+        their write, or None without a state file.  Called by the one thread
+        that changes the record, so the log follows the order of changes."""
         if self._writer is None:
             return None
         self.saves += 1
-        return self._writer.submit(self.render())
+        return self._submit(snapshot=False)
 
     @property
     def writes(self):
-        """State file writes done by the writer thread."""
+        """State writes done by the writer thread (appends and compactions)."""
         return self._writer.writes if self._writer is not None else 0
 
     def pending_write(self):
@@ -386,11 +745,27 @@ class AgentState:
         return self._writer.pending() if self._writer is not None else None
 
     def flush(self):
-        """Wait until every snapshot handed to the writer is on disk."""
+        """Wait until every change handed to the writer is on disk."""
         if self._writer is not None:
             self._writer.flush()
 
-    def close(self):
-        """Write what is queued and stop the writer thread."""
+    def close(self, compact=False):
+        """Write what is queued and stop the writer thread; ``compact``
+        (a clean stop of the process that owns the state): fold the log into
+        config.json first, so that file alone is the whole configuration."""
+        if self._writer is None:
+            return
+        # Only a writer that made the log compacts: a start that failed
+        # half-way through its replay must not write what it replayed.
+        if compact and self._writer.owns_log and (self._writer.has_changes or self._log):
+            try:
+                self.save()
+            except OSError as exc:
+                LOG.error("could not fold the state log into %s: %s (the log keeps the "
+                          "changes)", self.path, exc)
+        self._writer.release()
+
+    def release(self):
+        """Stop writing the state files (another process owns them now)."""
         if self._writer is not None:
-            self._writer.close()
+            self._writer.release()

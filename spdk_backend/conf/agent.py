@@ -257,9 +257,12 @@ Related options:
         help="""
 Directory of the agent's persistent state.
 
-The agent writes its whole configuration there (``config.json``, in the shape
-of SPDK's ``save_config``) after every change, replays it on start, and holds a
-lock file (``agent.lock``) that stops a second agent from using the same state.
+The agent keeps its configuration there: ``config.json`` (in the shape of
+SPDK's ``save_config``) and ``config.wal``, the log of the changes made since
+``config.json`` was last written (folded into it at every start and clean
+stop); a change is on disk before its call is answered.  It replays them on
+start, and holds a lock file (``agent.lock``) that stops a second agent from
+using the same state.
 
 Possible values:
 

@@ -310,7 +310,7 @@ def test_full_disk_under_state_dir(short_tmp):
         with agent:
             with agent.client() as c:
                 c.call("bdev_malloc_create", name="m0", num_blocks=64, block_size=512)
-                before = Path(agent.state_file).read_bytes()
+                acked = ["m0"]
                 # Fill the file system (the agent's lock file stays).
                 filler = state_dir / "filler"
                 fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -321,18 +321,30 @@ def test_full_disk_under_state_dir(short_tmp):
                     assert exc.errno == errno.ENOSPC
                 finally:
                     os.close(fd)
-                with pytest.raises(Exception) as err:
-                    c.call("bdev_malloc_create", name="m1", num_blocks=64, block_size=512)
-                msg = str(err.value)
+                # Appends go on in the log's last page while it has room.
+                for n in range(1, 200):
+                    try:
+                        c.call("bdev_malloc_create", name="m%d" % n, num_blocks=64,
+                               block_size=512)
+                    except Exception as exc:  # the full disk
+                        err, failed = exc, "m%d" % n
+                        break
+                    acked.append("m%d" % n)
+                else:
+                    pytest.fail("no write failed on a full disk")
+                msg = str(err)
                 assert "could not save its state" in msg and "No space left" in msg, msg
-                # The state file is the old one, whole; no temp file is left.
-                assert Path(agent.state_file).read_bytes() == before
-                json.loads(before)
+                # The files hold every answered change, whole; no temp file is left.
+                assert set(_bdev_names(agent_state.load_file(agent.state_file))) == set(acked)
+                json.loads(Path(agent.state_file).read_bytes())
                 assert sorted(os.listdir(state_dir)) == sorted(
-                    ["agent.lock", "config.json", "filler"]), os.listdir(state_dir)
-                # Space back: the next change is saved again.
+                    ["agent.lock", "config.json", "config.wal", "filler"]), \
+                    os.listdir(state_dir)
+                # Space back: the next change is saved again (with the one
+                # that failed to be, which the agent kept).
                 filler.unlink()
-                c.call("bdev_malloc_create", name="m2", num_blocks=64, block_size=512)
-                assert "m2" in _bdev_names(agent_state.load_file(agent.state_file))
+                c.call("bdev_malloc_create", name="last", num_blocks=64, block_size=512)
+                assert set(_bdev_names(agent_state.load_file(agent.state_file))) == set(
+                    acked + [failed, "last"])
     finally:
         subprocess.run(["umount", "-l", str(state_dir)], timeout=30)

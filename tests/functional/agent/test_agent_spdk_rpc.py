@@ -6,6 +6,8 @@ import subprocess
 
 import pytest
 
+from spdk_backend.agent import state as agent_state
+
 
 def spdk_rpc(agent, *args, stdin=None):
     r = subprocess.run(["spdk-rpc", "-s", agent.rpc_socket, "-t", "30"] + list(args),
@@ -80,7 +82,8 @@ def test_save_config_load_config_round_trip(agent, base_dir):
     config = json.loads(saved)
     assert [s["subsystem"] for s in config["subsystems"]] == ["bdev", "vhost_blk"]
     # and the state file of the agent is the same document
-    assert json.load(open(agent.state_file)) == json.loads(saved)
+    # (config.json and its log: docs/agent.md, "Persistence")
+    assert agent_state.load_file(agent.state_file) == json.loads(saved)
     # The second agent serves the file next: it is locked while served.
     ok(agent, "bdev_uring_delete", "u0")
 

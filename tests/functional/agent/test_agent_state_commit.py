@@ -51,9 +51,10 @@ def test_every_answered_change_survives_a_kill(agent):
     on_disk = {c["params"]["name"] for c in bdev_sub["config"]
                if c["method"] == "bdev_null_create"}
     assert on_disk == set(acked)
-    # The file is the renderer's own: one call per line, valid JSON.
-    raw = open(agent.state_file).read()
-    assert json.loads(raw) == config
     agent.start()
     with agent.client() as c:
         assert {b["name"] for b in c.call("bdev_get_bdevs")} == set(acked)
+    # The start folded the log into config.json: the renderer's own file
+    # (one call per line, valid JSON), the whole configuration.
+    raw = open(agent.state_file).read()
+    assert json.loads(raw) == config

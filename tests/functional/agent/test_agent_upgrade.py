@@ -33,6 +33,7 @@ import pytest
 
 from spdk_backend.agent import client as agent_client
 from spdk_backend.agent import handoff as agent_handoff
+from spdk_backend.agent import state as agent_state
 from tests.support import agent_proc
 from tests.support import fake_engine
 from tests.support.initiator import BackgroundInitiator, make_uring_controller
@@ -257,8 +258,9 @@ def test_controller_not_recreated_is_disconnected_and_reported(agent, base_dir, 
         kept = make_controller(c, base_dir, "kept", max_queues=1)
         gone = make_controller(c, base_dir, "gone", max_queues=1)
         before = c.call("framework_get_process")
-    with open(agent.state_file) as f:
-        config = json.load(f)
+    # The whole configuration is config.json and its log (docs/agent.md,
+    # "Persistence"): edited, it goes to config.json alone.
+    config = agent_state.load_file(agent.state_file)
     for sub in config["subsystems"]:
         if sub["subsystem"] == "vhost_blk":
             calls = sub["config"]
@@ -266,6 +268,7 @@ def test_controller_not_recreated_is_disconnected_and_reported(agent, base_dir, 
             assert len(sub["config"]) == len(calls) - 1
     with open(agent.state_file, "w") as f:
         json.dump(config, f)
+    os.unlink(os.path.join(agent.state_dir, agent_state.LOG_FILE))
     with BackgroundInitiator(initiator, kept, *WORKLOAD, "--time", "4") as ok, \
             BackgroundInitiator(initiator, gone, *GONE_WORKLOAD) as lost:
         wait_io(agent, "kept")

@@ -1,5 +1,6 @@
 """Agent lifecycle with a fake engine: lock, state file, replay."""
 
+import errno
 import json
 import os
 
@@ -25,7 +26,8 @@ def test_state_saved_after_each_change_and_replayed(short_tmp):
             c.call("vhost_controller_set_coalescing", ctrlr="c0", delay_base_us=10,
                    iops_threshold=1000)
             uuid = c.call("bdev_get_bdevs", name="m0")[0]["uuid"]
-            saved = json.load(open(os.path.join(a.opts.state_dir, "config.json")))
+            # config.json and its log (docs/agent.md, "Persistence").
+            saved = agent_state.load_file(os.path.join(a.opts.state_dir, "config.json"))
             assert saved == {"subsystems": [
                 {"subsystem": "bdev", "config": c.call("framework_get_config", name="bdev")},
                 {"subsystem": "vhost_blk",
@@ -44,6 +46,7 @@ def test_state_saved_after_each_change_and_replayed(short_tmp):
         assert b.engine.bdevs["m0"]["qos"] == {"rw_ios_per_sec": 5000}
         assert b.engine.ctrlrs["c0"]["readonly"] is True
         assert b.engine.ctrlrs["c0"]["delay"] == 10
+        # Each start folds the log into config.json: that file alone is whole.
         again = json.load(open(os.path.join(b.opts.state_dir, "config.json")))
         assert again == saved
 
@@ -90,14 +93,49 @@ def test_failed_replay_kept_pending_and_deletable(short_tmp):
         assert gone in saved["subsystems"][0]["config"]
         with agent_client.AgentClient(a.opts.rpc_socket) as c:
             assert c.call("bdev_uring_delete", name="u0") is True
-        saved = json.load(open(os.path.join(state_dir, "config.json")))
-        assert gone not in saved["subsystems"][0]["config"]
+        saved = agent_state.load_file(os.path.join(state_dir, "config.json"))
+        assert [x["params"]["name"] for x in saved["subsystems"][0]["config"]
+                if "params" in x] == ["m0"]
+    # A clean stop folds the log into config.json.
+    saved = json.load(open(os.path.join(state_dir, "config.json")))
+    assert [x["params"]["name"] for x in saved["subsystems"][0]["config"]
+            if "params" in x] == ["m0"]
 
 
-def test_state_write_failure_is_reported(short_tmp):
+def test_state_write_failure_is_reported(short_tmp, monkeypatch):
+    real = agent_state.os.fdatasync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
     with fake_engine.InProcessAgent(short_tmp) as a:
-        # A directory where the temp file goes makes the write fail, as a full
-        # or read-only disk would.
+        path = os.path.join(a.opts.state_dir, "config.json")
+        with agent_client.AgentClient(a.opts.rpc_socket) as c:
+            monkeypatch.setattr(agent_state.os, "fdatasync", full)
+            with pytest.raises(Exception) as err:
+                c.call("bdev_malloc_create", name="m0", num_blocks=8, block_size=512)
+            assert err.value.code == -errno.ENOSPC
+            assert "could not save its state" in str(err.value)
+            # The failed append left no record behind.
+            assert agent_state.load_file(path)["subsystems"][0]["config"] == [
+                {"method": "bdev_wait_for_examine"}]
+            monkeypatch.setattr(agent_state.os, "fdatasync", real)
+            # The next write folds the whole record into config.json, m0 too.
+            c.call("bdev_malloc_create", name="m1", num_blocks=8, block_size=512)
+            names = [x["params"]["name"] for x in json.load(open(path))["subsystems"][0][
+                "config"] if "params" in x]
+            assert names == ["m0", "m1"]
+            c.call("bdev_malloc_create", name="m2", num_blocks=8, block_size=512)
+            names = [x["params"]["name"] for x in agent_state.load_file(path)[
+                "subsystems"][0]["config"] if "params" in x]
+            assert names == ["m0", "m1", "m2"]
+
+
+def test_compaction_failure_is_reported(short_tmp):
+    with fake_engine.InProcessAgent(short_tmp) as a:
+        # A directory where the temp file goes makes the compaction fail, as
+        # a full or read-only disk would; the agent's next write is one.
+        a.agent.state._writer._broken = True
         tmp = os.path.join(a.opts.state_dir, ".config.json.tmp")
         os.mkdir(tmp)
         try:
