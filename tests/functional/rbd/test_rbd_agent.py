@@ -1,18 +1,18 @@
 """The bdev_rbd_* RPC methods of a real agent process against a real cluster."""
 
-import json
 import os
 import time
 
 import pytest
 
 from spdk_backend import exception
+from spdk_backend.agent import state as agent_state
 from tests.support import agent_proc
 
 
 def saved_calls(agent):
-    with open(agent.state_file) as f:
-        config = json.load(f)
+    # config.json and its log: the agent folds the log in only at start and stop.
+    config = agent_state.load_file(agent.state_file)
     (bdev,) = [s for s in config["subsystems"] if s["subsystem"] == "bdev"]
     return [c for c in bdev["config"] if c["method"].startswith("bdev_rbd")]
 
