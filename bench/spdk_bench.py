@@ -28,7 +28,9 @@ latency summary), and the target's busy time per completed I/O:
 (SPDK: over RPC; our engine: the same counters through ``--serve-engine``'s
 "stats"), divided by tick_rate and the I/Os the initiator completed; with our
 initiator also the target's calls per I/O (call eventfd writes it waited
-on) and the virtio features negotiated (SPDK offers no EVENT_IDX).  Then,
+on), the initiator's sleeps per I/O (times its thread blocked waiting for a
+call: a call that finds it awake costs no wake-up) and the virtio features
+negotiated (SPDK offers no EVENT_IDX).  Then,
 per point, each round's ours/SPDK ratio of IOPS and of busy ns per I/O,
 their median (min-max), and whether the point meets the goal (IOPS ratio
 >= 1 and busy ratio <= 0.8, on the medians).
@@ -320,6 +322,8 @@ def run_ours(args, target, qd):
     return {"iops": res["iops"], "p50": res["p50"], "ios": res["ios"],
             "busy_ns_per_io": busy_ns_per_io(before, after, res["ios"]),
             "calls_per_io": res["calls"] / res["ios"] if res["ios"] else None,
+            "sleeps_per_io": (res["sleeps"] / res["ios"]
+                              if res["ios"] and res.get("sleeps") is not None else None),
             "features": res["features"]}
 
 
@@ -388,8 +392,8 @@ def provenance(spdk_version):
 
 def print_tables(points, samples):
     print("| bdev | initiator | QD | target | IOPS | p50 us | busy ns/IO | "
-          "calls/IO | features |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "calls/IO | initiator sleeps/IO | features |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for bdev, init, qd in points:
         for side in ("spdk", "ours"):
             s = samples[(bdev, init, qd, side)]
@@ -397,10 +401,11 @@ def print_tables(points, samples):
             busy = [x["busy_ns_per_io"] for x in s if x["busy_ns_per_io"] is not None]
             # Our initiator counts the target's calls (interrupt mode); bdevperf polls.
             calls = [x["calls_per_io"] for x in s if x.get("calls_per_io") is not None]
+            sleeps = [x["sleeps_per_io"] for x in s if x.get("sleeps_per_io") is not None]
             feats = sorted({x["features"] for x in s if x.get("features")})
-            print("| %s | %s | %d | %s | %s | %s | %s | %s | %s |"
+            print("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |"
                   % (bdev, init, qd, side, fmt([x["iops"] for x in s]),
-                     fmt(p50, 1), fmt(busy), fmt(calls, 3),
+                     fmt(p50, 1), fmt(busy), fmt(calls, 3), fmt(sleeps, 3),
                      " ".join(feats) or "-"))
     print()
     print("| bdev | initiator | QD | IOPS ours/SPDK per round | median (min-max) | "

@@ -186,7 +186,7 @@ def run_initiator(initiator, sock, qd, seconds, cpu, like_qemu=None, extra=()):
     res = out["main"]
     return {"iops": res["iops"], "p50": res["p50_us"], "p99": res["p99_us"],
             "ios": res["ios"], "seconds": res["seconds"],
-            "calls": res["calls"], "kicks": res["kicks"],
+            "calls": res["calls"], "kicks": res["kicks"], "sleeps": res.get("sleeps"),
             "features": out["features"], "protocol_features": out["protocol_features"],
             "interrupts": out["interrupts"], "inflight": out["inflight"]}
 
@@ -208,6 +208,8 @@ def measured_run(target, args, qd, extra=()):
                             if res["interrupts"] and ios else None)
     res["calls_per_io"] = res["calls"] / ios if res["interrupts"] and ios else None
     res["kicks_per_io"] = res["kicks"] / ios if ios else None
+    res["sleeps_per_io"] = (res["sleeps"] / ios if res["interrupts"] and ios
+                            and res["sleeps"] is not None else None)
     return res
 
 
@@ -308,8 +310,9 @@ def print_table(targets, qds, samples):
     base = targets[0][0]
     print("| target | QD | IOPS | p50 us | p99 us | IOPS spread %% | "
           "IOPS / %s per round | median (min-max) | reactor busy ns/IO | "
-          "target CPU s / M IOs | calls / IO | kicks / IO |" % base)
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "target CPU s / M IOs | calls / IO | initiator sleeps / IO | kicks / IO |"
+          % base)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for qd in qds:
         base_iops = [x["iops"] for x in samples[(base, qd)]]
         for name, _ in targets:
@@ -322,13 +325,15 @@ def print_table(targets, qds, samples):
             cpu = [x["cpu_s_per_mio"] for x in s if x["cpu_s_per_mio"] is not None]
             calls = [x["calls_per_io"] for x in s if x["calls_per_io"] is not None]
             kicks = [x["kicks_per_io"] for x in s if x["kicks_per_io"] is not None]
-            print("| %s | %d | %s | %s | %s | %.1f | %s | %s | %s | %s | %s | %s |"
+            sleeps = [x["sleeps_per_io"] for x in s if x.get("sleeps_per_io") is not None]
+            print("| %s | %d | %s | %s | %s | %.1f | %s | %s | %s | %s | %s | %s | %s |"
                   % (name, qd, fmt(iops), fmt([x["p50"] for x in s], 1),
                      fmt([x["p99"] for x in s], 1), spread,
                      " ".join("%.2f" % r for r in ratios) if ratios else "-",
                      fmt(ratios, 2) if ratios else "-",
                      fmt(busy) if busy else "-", fmt(cpu, 2) if cpu else "-",
                      fmt(calls, 3) if calls else "-",
+                     fmt(sleeps, 3) if sleeps else "-",
                      fmt(kicks, 3) if kicks else "-"))
 
 

@@ -79,9 +79,11 @@ def test_vhost_bench_table(native_tools, tmp_path):
         if engine:
             assert float(r[8].split()[0]) > 0
         assert float(r[9].split()[0]) >= 0
-        # Notifications per I/O, every target (interrupt mode: calls too).
+        # Notifications per I/O, every target (interrupt mode: calls too),
+        # and how often the initiator blocked waiting for a call.
         assert float(r[10].split()[0]) > 0, r
         assert float(r[11].split()[0]) >= 0, r
+        assert float(r[12].split()[0]) >= 0, r
     # Which qemu-storage-daemon (each stack ships its own) and which commit.
     (prov,) = [line for line in out.stdout.splitlines() if line.startswith("commit ")]
     qsd = subprocess.run(["qemu-storage-daemon", "--version"], capture_output=True,

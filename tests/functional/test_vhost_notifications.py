@@ -41,6 +41,8 @@ def test_kicks_suppressed_while_polling(tmp_path, native_tools, mode):
     assert main["ios"] > 1000, main
     # Nearly every request found the reactor awake: no kick needed.
     assert main["kicks"] * 10 < main["ios"], main
+    # A busy-polling initiator does not block: its "sleeps" count stays near 0.
+    assert main["sleeps"] * 10 < main["ios"], main
 
 
 @pytest.mark.parametrize("mode", [[], ["--event-idx"]],
@@ -64,3 +66,5 @@ def test_kicks_wake_a_sleeping_reactor(tmp_path, native_tools, mode):
     assert main["ios"] == 5000 and main["errors"] == 0, main
     assert sleeps > 100, sleeps
     assert main["kicks"] > 100, main
+    # The initiator blocked in its wait for the call (the reactor was asleep).
+    assert main["sleeps"] > 100, main

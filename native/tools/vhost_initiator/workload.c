@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -229,6 +230,7 @@ struct run {
 	uint64_t kicks;           /* kick eventfd writes during the phase */
 	uint64_t calls;           /* --interrupt: call eventfd writes of the target we read */
 	uint64_t call_timeouts;   /* --interrupt: 100 ms waits for a call that none ended */
+	uint64_t sleeps;          /* times the thread blocked (voluntary context switches) */
 	char first_error[256];
 	bool fatal;
 };
@@ -419,6 +421,17 @@ _read_calls(struct vq *vq)
 }
 
 /* Run one phase to completion; false on a fatal (protocol) failure. */
+static uint64_t
+_voluntary_switches(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_THREAD, &ru) != 0) {
+		return 0;
+	}
+	return (uint64_t)ru.ru_nvcsw;
+}
+
 static bool
 _run_phase(struct run *r, enum phase ph)
 {
@@ -452,6 +465,8 @@ _run_phase(struct run *r, enum phase ph)
 		(void)_read_calls(&r->d->vqs[q]);
 	}
 	r->calls = r->call_timeouts = 0;
+	/* Blocked waits for a call: a call to a thread that is awake costs it nothing. */
+	r->sleeps = _voluntary_switches();
 	r->t_start = now = last_progress = _now_ns();
 	if (r->deadline_ns) {
 		r->deadline_ns += r->t_start;
@@ -572,6 +587,7 @@ _run_phase(struct run *r, enum phase ph)
 		 * of interrupt coalescing may still hold one call back). */
 		r->calls += _read_calls(&r->d->vqs[q]);
 	}
+	r->sleeps = _voluntary_switches() - r->sleeps;
 	return true;
 }
 
@@ -592,13 +608,13 @@ _print_phase(const struct run *r, const char *name, bool json, bool last)
 		       "\"p999_us\": %.3f, \"max_us\": %.3f, \"errors\": %" PRIu64
 		       ", \"verify_mismatches\": %" PRIu64 ", \"verified\": %" PRIu64
 		       ", \"kicks\": %" PRIu64 ", \"calls\": %" PRIu64
-		       ", \"call_timeouts\": %" PRIu64 "}%s\n",
+		       ", \"call_timeouts\": %" PRIu64 ", \"sleeps\": %" PRIu64 "}%s\n",
 		       name, secs, ios, r->reads, r->writes, iops, mbps,
 		       h->count ? (double)h->sum / (double)h->count / 1e3 : 0.0,
 		       _h_percentile(h, 0.50) / 1e3, _h_percentile(h, 0.99) / 1e3,
 		       _h_percentile(h, 0.999) / 1e3, (double)h->max / 1e3, r->errors,
 		       r->mismatches, r->checked, r->kicks, r->calls,
-		       r->call_timeouts, last ? "" : ",");
+		       r->call_timeouts, r->sleeps, last ? "" : ",");
 		return;
 	}
 	printf("%-9s %8" PRIu64 " ios in %.2fs: %.0f IOPS, %.1f MB/s, lat us mean %.1f "

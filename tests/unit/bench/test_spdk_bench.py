@@ -112,7 +112,8 @@ def test_tables_pair_rounds(sb, capsys):
 def test_tables_show_calls_and_features_of_our_initiator(sb, capsys):
     points = [("null", "ours", 32), ("null", "bdevperf", 32)]
     ours = lambda calls, feat: {"iops": 100, "p50": 1.0, "busy_ns_per_io": 100,  # noqa: E731
-                                "calls_per_io": calls, "features": feat}
+                                "calls_per_io": calls, "sleeps_per_io": calls / 2,
+                                "features": feat}
     perf = {"iops": 100, "p50": 1.0, "busy_ns_per_io": 100}
     samples = {("null", "ours", 32, "spdk"): [ours(0.077, "0x150005446")] * 2,
                ("null", "ours", 32, "ours"): [ours(0.031, "0x170007446"),
@@ -123,8 +124,8 @@ def test_tables_show_calls_and_features_of_our_initiator(sb, capsys):
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[:4]): line
             for line in capsys.readouterr().out.splitlines() if line.startswith("| null")}
     assert rows[("null", "ours", "32", "spdk")].endswith(
-        "| 0.077 (0.077-0.077) | 0x150005446 |")
+        "| 0.077 (0.077-0.077) | 0.038 (0.038-0.038) | 0x150005446 |")
     assert rows[("null", "ours", "32", "ours")].endswith(
-        "| 0.034 (0.031-0.037) | 0x170007446 |")
-    assert rows[("null", "bdevperf", "32", "ours")].endswith("| - | - |")
+        "| 0.034 (0.031-0.037) | 0.017 (0.015-0.018) | 0x170007446 |")
+    assert rows[("null", "bdevperf", "32", "ours")].endswith("| - | - | - |")
 
