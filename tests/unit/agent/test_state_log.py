@@ -13,6 +13,7 @@ import random
 import pytest
 
 from spdk_backend.agent import state as agent_state
+from tests.support.state_changes import random_change
 
 
 def _call(method, **params):
@@ -24,34 +25,7 @@ def _random_changes(st, rnd, steps, names, wait=False):
     each written before the next)."""
     futs = []
     for step in range(steps):
-        op = rnd.random()
-        if op < 0.35 or not names:
-            name = "b%d" % step
-            st.add_bdev(name, "bdev_malloc_create", {"name": name, "num_blocks": step + 1,
-                                                     "block_size": 512})
-            st.add_ctrlr("c" + name, {"ctrlr": "c" + name, "dev_name": name})
-            names.append(name)
-        elif op < 0.45:
-            st.update_bdev(rnd.choice(names), num_blocks=rnd.randint(1, 1 << 20))
-        elif op < 0.55:
-            st.set_qos(rnd.choice(names), {"rw_ios_per_sec": rnd.choice([0, 1000, 2000])})
-        elif op < 0.65:
-            st.set_coalescing("c" + rnd.choice(names), rnd.randint(0, 50), 1000)
-        elif op < 0.7:
-            # Created again under a name it had: keeps its place.
-            name = rnd.choice(names)
-            st.add_bdev(name, "bdev_null_create", {"name": name, "num_blocks": step})
-            st.add_ctrlr("c" + name, {"ctrlr": "c" + name, "dev_name": name, "step": step})
-        elif op < 0.75:
-            st.add_bdev(agent_state.CLUSTER_KEY + "k%d" % step, "bdev_rbd_register_cluster",
-                        {"name": "k%d" % step, "user_id": "admin"})
-        else:
-            name = names.pop(rnd.randrange(len(names)))
-            st.remove_ctrlr("c" + name)
-            st.remove_bdev(name)
-            # ... and sometimes again, at the end of the order.
-            if rnd.random() < 0.3:
-                st.add_bdev(name, "bdev_null_create", {"name": name, "num_blocks": 1})
+        random_change(st, rnd, step, names)
         futs.append(st.save_later())
         if wait:
             futs[-1].result(10)

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from spdk_backend.agent import state as agent_state
+from tests.support.state_changes import random_change
 
 
 def test_cached_render_is_the_rendered_config(tmp_path):
@@ -16,31 +17,7 @@ def test_cached_render_is_the_rendered_config(tmp_path):
     st = agent_state.AgentState(str(tmp_path))
     names = []
     for step in range(600):
-        op = rnd.random()
-        if op < 0.4 or not names:
-            name = "b%d" % step
-            st.add_bdev(name, "bdev_malloc_create", {"name": name, "num_blocks": step + 1,
-                                                     "block_size": 512})
-            st.add_ctrlr("c" + name, {"ctrlr": "c" + name, "dev_name": name})
-            names.append(name)
-        elif op < 0.55:
-            st.update_bdev(rnd.choice(names), num_blocks=rnd.randint(1, 1 << 20))
-        elif op < 0.65:
-            st.set_qos(rnd.choice(names), {"rw_ios_per_sec": rnd.choice([0, 1000])})
-        elif op < 0.75:
-            st.set_coalescing("c" + rnd.choice(names), rnd.randint(0, 50), 1000)
-        elif op < 0.78:
-            # Created again under a name it had: keeps its place.
-            name = rnd.choice(names)
-            st.add_bdev(name, "bdev_null_create", {"name": name, "num_blocks": step})
-            st.add_ctrlr("c" + name, {"ctrlr": "c" + name, "dev_name": name, "step": step})
-        elif op < 0.8:
-            st.add_pending("bdev", {"method": "bdev_uring_create",
-                                    "params": {"name": "u%d" % step, "filename": "/x"}})
-        else:
-            name = names.pop(rnd.randrange(len(names)))
-            st.remove_ctrlr("c" + name)
-            st.remove_bdev(name)
+        random_change(st, rnd, step, names, pending=True)
         if step % 50 == 0:
             assert st.render() == agent_state.render(st.to_config())
     assert st.render() == agent_state.render(st.to_config())

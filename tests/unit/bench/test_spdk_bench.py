@@ -1,7 +1,6 @@
 """bench/spdk_bench.py without SPDK: arguments, the message without
 --spdk-dir, and the ratio/summary math."""
 
-import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -10,14 +9,6 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "bench" / "spdk_bench.py"
-
-
-@pytest.fixture(scope="module")
-def sb():
-    spec = importlib.util.spec_from_file_location("spdk_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_without_spdk_dir_says_how_to_build_one():

@@ -1,22 +1,11 @@
 """bench/vhost_bench.py without targets: the paired-ratio table and --pair's checks."""
 
-import importlib.util
 import pathlib
 import subprocess
 import sys
 
-import pytest
-
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "bench" / "vhost_bench.py"
-
-
-@pytest.fixture(scope="module")
-def vb():
-    spec = importlib.util.spec_from_file_location("vhost_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _run(iops, p50, cpu):
