@@ -3,7 +3,7 @@
 
     python bench/spdk_bench.py --spdk-dir DIR [--time 3] [--rounds 3]
         [--bdev null malloc] [--qd 1 32] [--initiators ours bdevperf]
-        [--size-mb 64] [--like-qemu VERSION] [--json-out FILE]
+        [--size-mb 64] [--like-qemu VERSION] [--json-out FILE] [--perf-dir DIR]
 
 DIR is an SPDK build tree (``build/bin/spdk_tgt`` or ``build/bin/vhost``,
 ``build/examples/bdevperf``); bench/RESULTS.md ("SPDK as the anchor") says
@@ -311,14 +311,50 @@ def engine_target(kind, sock, log, size_mb):
 
 # ---- the initiators ----
 
-def run_ours(args, target, qd):
+class Perf:
+    """``perf record -g`` of a target's process over a timed run (--perf-dir):
+    DIR/LABEL.data, and its reports by symbol, self time (LABEL.self.txt) and
+    with callees (LABEL.children.txt)."""
+
+    def __init__(self, args, pid, label):
+        self.pid = pid
+        self.path = (os.path.join(args.perf_dir, label + ".data")
+                     if args.perf_dir else None)
+        self.proc = None
+
+    def __enter__(self):
+        if self.path:
+            self.proc = subprocess.Popen(
+                ["perf", "record", "-F", "2999", "-g", "-q", "-o", self.path,
+                 "-p", str(self.pid)], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True)
+            time.sleep(0.3)  # attached before the run starts
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is None:
+            return False
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=60)
+        for kind in ("self", "children"):
+            with open("%s.%s.txt" % (self.path[:-len(".data")], kind), "w") as out:
+                subprocess.run(["perf", "report", "-i", self.path, "--stdio",
+                                "--sort", "symbol", "-g", "none",
+                                "--percent-limit", "0.5",
+                                "--children" if kind == "children" else "--no-children"],
+                               stdout=out, stderr=subprocess.DEVNULL, timeout=300)
+        return False
+
+
+def run_ours(args, target, qd, label="ours"):
     if args.warmup > 0:
         vhost_bench.run_initiator(args.initiator, target.sock, qd, args.warmup,
                                   args.initiator_cpu, args.like_qemu)
-    before = target.reactor_stats()
-    res = vhost_bench.run_initiator(args.initiator, target.sock, qd, args.time,
-                                    args.initiator_cpu, args.like_qemu)
-    after = target.reactor_stats()
+    with Perf(args, target.proc.pid, label):
+        before = target.reactor_stats()
+        res = vhost_bench.run_initiator(args.initiator, target.sock, qd, args.time,
+                                        args.initiator_cpu, args.like_qemu)
+        after = target.reactor_stats()
     return {"iops": res["iops"], "p50": res["p50"], "ios": res["ios"],
             "busy_ns_per_io": busy_ns_per_io(before, after, res["ios"]),
             "calls_per_io": res["calls"] / res["ios"] if res["ios"] else None,
@@ -327,7 +363,7 @@ def run_ours(args, target, qd):
             "features": res["features"]}
 
 
-def run_bdevperf(args, target, qd, tmp):
+def run_bdevperf(args, target, qd, tmp, label="bdevperf"):
     """SPDK's bdevperf on the controller's socket through virtio-user."""
     conf = os.path.join(tmp, "bdevperf.json")
     with open(conf, "w") as f:
@@ -354,10 +390,11 @@ def run_bdevperf(args, target, qd, tmp):
         if args.warmup > 0:
             rpc.call("perform_tests", {"time_in_sec": max(1, round(args.warmup))},
                      timeout=args.warmup + 60)
-        before = target.reactor_stats()
-        res = rpc.call("perform_tests", {"time_in_sec": int(args.time)},
-                       timeout=args.time + 60)
-        after = target.reactor_stats()
+        with Perf(args, target.proc.pid, label):
+            before = target.reactor_stats()
+            res = rpc.call("perform_tests", {"time_in_sec": int(args.time)},
+                           timeout=args.time + 60)
+            after = target.reactor_stats()
     except BaseException:
         stop_group(proc)
         if proc is not None:
@@ -464,7 +501,14 @@ def parse_args(argv=None):
                     help="our initiator's profile (default: the installed "
                     "qemu-system-x86_64's)")
     ap.add_argument("--json-out", help="write every sample here")
+    ap.add_argument("--perf-dir", help="profile each target over each timed run "
+                    "with perf record -g into this directory (and its reports "
+                    "by symbol); the profiler's cost is in that run's numbers")
     args = ap.parse_args(argv)
+    if args.perf_dir:
+        if shutil.which("perf") is None:
+            ap.error("--perf-dir needs perf (Debian: linux-perf)")
+        os.makedirs(args.perf_dir, exist_ok=True)
     if args.rounds < 1 or args.time < 1:
         ap.error("--rounds and --time must be at least 1")
     if not args.spdk_mem_mb:
@@ -518,10 +562,11 @@ def main(argv=None):
                         with target:
                             if side == "spdk" and spdk_version is None:
                                 spdk_version = target.version()
+                            label = "%s-%s-qd%d-%s-r%d" % (bdev, init, qd, side, rnd + 1)
                             if init == "ours":
-                                res = run_ours(args, target, qd)
+                                res = run_ours(args, target, qd, label)
                             else:
-                                res = run_bdevperf(args, target, qd, tmp)
+                                res = run_bdevperf(args, target, qd, tmp, label)
                         samples[(bdev, init, qd, side)].append(res)
                         print("round %d %-6s %-8s qd %-3d %-4s %9.0f IOPS p50 %s"
                               " busy %s ns/IO"
