@@ -61,7 +61,8 @@ CLUSTER_KEY = "\0rbd_cluster:"
 
 # The log's header record, then the records of changes.
 LOG_VERSION = 1
-_RECORD = struct.Struct("<II")      # payload length, crc32 of the payload
+_RECORD = struct.Struct("<II")      # payload length, crc32 of the length and payload
+_LENGTH = struct.Struct("<I")
 # The log is folded into config.json once it is larger than this and than
 # twice config.json (and at a clean stop, and at every start).
 COMPACT_MIN_BYTES = 1 << 20
@@ -139,9 +140,31 @@ def render(config):
 
 # ---- the log's records ----
 
+def _record_crc(length, payload):
+    """The crc32 of a record covers its length: a length that a bad write or
+    the medium changed is a bad record, not a record that runs off the end."""
+    return zlib.crc32(payload, zlib.crc32(_LENGTH.pack(length)))
+
+
 def encode_record(payload):
-    """One log record: length, crc32, payload (bytes)."""
-    return _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
+    """One log record: length, crc32 of length and payload, payload (bytes)."""
+    return _RECORD.pack(len(payload), _record_crc(len(payload), payload)) + payload
+
+
+def _valid_record_at(raw, off):
+    """True when a whole record with a good checksum starts at ``off``."""
+    if len(raw) - off < _RECORD.size:
+        return False
+    length, crc = _RECORD.unpack_from(raw, off)
+    end = off + _RECORD.size + length
+    return (0 < length and end <= len(raw)
+            and _record_crc(length, raw[off + _RECORD.size:end]) == crc)
+
+
+def _any_record_after(raw, off):
+    """True when a good record starts anywhere after ``off`` (a scan: the bad
+    record's length says nothing about where the next one starts)."""
+    return any(_valid_record_at(raw, i) for i in range(off + 1, len(raw) - _RECORD.size + 1))
 
 
 def log_header(base):
@@ -165,14 +188,15 @@ def read_records(raw, path="<log>"):
                 bad = "a record cut short"
             elif length == 0:
                 bad = "an empty record"
-            elif zlib.crc32(raw[off + _RECORD.size:end]) != crc:
+            elif _record_crc(length, raw[off + _RECORD.size:end]) != crc:
                 bad = "a record with a bad checksum"
         if bad is not None:
-            # One append is one write: only the last record can be torn, and
-            # it was never acknowledged.  A torn append leaves its record
-            # cut short, or zeros, or a record that ends the file.
-            tail = raw[off:]
-            if size - off < _RECORD.size or end >= size or not tail.strip(b"\0"):
+            # One append is one write of one record: only the last record can
+            # be torn, and it was never acknowledged.  A torn append can leave
+            # any of its bytes unwritten (pages reach the disk in any order
+            # before the fdatasync), so a bad record is the torn end exactly
+            # when no good record follows it.
+            if not _any_record_after(raw, off):
                 LOG.warning("state log %s: ignoring %d byte(s) of a torn last record "
                             "(a change that was never acknowledged)", path, size - off)
                 break
@@ -385,7 +409,7 @@ class StateWriter:
     @property
     def has_changes(self):
         """True when the log holds changes a compaction would fold in."""
-        return self._log_fd is not None and self.log_bytes > self._header_bytes
+        return self._log_fd is not None and self.log_bytes > 0
 
     def submit(self, data=None, changes=None):
         """Queue a write; a Future of it."""
@@ -497,13 +521,10 @@ class StateWriter:
         if self._log_fd is not None:
             os.close(self._log_fd)
         self._log_fd = fd
-        self._header_bytes = len(header)
         self._log_ok = True
         self.compactions += 1
         with self._cond:
             self.base_bytes = len(data)
-
-    _header_bytes = 0
 
     def pending(self):
         """The Future of the newest write not done yet, or None."""
@@ -757,7 +778,8 @@ class AgentState:
             return
         # Only a writer that made the log compacts: a start that failed
         # half-way through its replay must not write what it replayed.
-        if compact and self._writer.owns_log and (self._writer.has_changes or self._log):
+        if compact and self._writer.owns_log and (self._writer.has_changes or self._log
+                                                  or self._writer.needs_snapshot):
             try:
                 self.save()
             except OSError as exc:

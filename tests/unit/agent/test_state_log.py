@@ -121,6 +121,12 @@ def test_a_torn_last_append_is_ignored(tmp_path):
     with open(wal, "wb") as f:
         f.write(raw[:-1] + bytes([raw[-1] ^ 0xff]))
     assert agent_state.load_file(st.path) == config_before
+    # Its header not written but its payload was (pages written back out of
+    # order): no good record after it, so still the torn end.
+    with open(wal, "wb") as f:
+        f.write(raw[:before] + b"\0" * agent_state._RECORD.size
+                + raw[before + agent_state._RECORD.size:])
+    assert agent_state.load_file(st.path) == config_before
     with open(wal, "wb") as f:
         f.write(raw)
     assert agent_state.load_file(st.path) == config_after
@@ -138,6 +144,20 @@ def test_a_bad_record_before_others_stops_the_start(tmp_path):
     assert wal in str(err.value) and "bad checksum" in str(err.value)
     assert "kept for inspection" in str(err.value)
     assert open(wal, "rb").read() == bytes(raw)     # untouched
+
+
+def test_a_bad_length_before_others_stops_the_start(tmp_path):
+    """The checksum covers the length: a length that runs past the end of the
+    file, with good records after it, is corruption, not a torn end."""
+    st, wal, history = _appended(tmp_path)
+    raw = bytearray(open(wal, "rb").read())
+    at = history[10][0]
+    raw[at:at + 4] = (0x7fffffff).to_bytes(4, "little")
+    with open(wal, "wb") as f:
+        f.write(raw)
+    with pytest.raises(agent_state.StateFileError) as err:
+        agent_state.load_file(st.path)
+    assert "with records after it" in str(err.value)
 
 
 def test_a_record_that_is_not_a_change_stops_the_start(tmp_path):
@@ -249,3 +269,16 @@ def test_config_json_alone_is_the_state_after_a_clean_stop(tmp_path):
     # ... and the log says so: it holds no change.
     assert agent_state.read_records(open(os.path.join(str(tmp_path), agent_state.LOG_FILE),
                                          "rb").read())[1:] == []
+
+
+def test_a_clean_stop_folds_in_even_the_smallest_change(tmp_path):
+    """A delete is a record smaller than the log's header: folded in all the same."""
+    st = agent_state.AgentState(str(tmp_path))
+    st.add_bdev("vol1", "bdev_null_create", {"name": "vol1", "num_blocks": 1})
+    st.save()
+    st.remove_bdev("vol1")
+    st.save_later().result(10)
+    st.close(compact=True)
+    assert json.loads(open(st.path).read()) == st.to_config()
+    assert "vol1" not in open(st.path).read()
+
