@@ -12,13 +12,15 @@ Two files keep it (docs/agent.md, "Persistence"):
   atomically (temp file, fsync, rename, fsync of the directory);
 - ``config.wal``, a write-ahead log of the changes since: a header record
   naming the ``config.json`` it applies to (its SHA-256), then one record per
-  group of changes, each ``<u32 length><u32 crc32>`` + a JSON array of
-  changes, appended with one ``write`` and one ``fdatasync``.
+  group of changes, each ``<u32 length><u32 crc32 of length and payload>``
+  + a JSON array of changes, appended with one ``write`` and one
+  ``fdatasync``.
 
 The latest record is ``config.json`` plus the log's complete records
 (:func:`load_file`).  A torn last record (a crash in the middle of an
-append) was never acknowledged and is ignored; a bad record with records
-after it, or a bad ``config.json``, stops the start and is named.  A
+append) was never acknowledged and is ignored; a bad record with a good
+record anywhere after it, or a bad ``config.json``, stops the start and is
+named.  A
 compaction writes the new ``config.json`` first, then a new log (temp
 file, rename); a crash in between leaves a log naming the old
 ``config.json``, which the loader recognises as already folded in.
